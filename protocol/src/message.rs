@@ -1,0 +1,453 @@
+//! Typed messages and their payload layouts.
+//!
+//! Each variant of [`Message`] documents its frame kind and payload bytes. Encoding and
+//! decoding live side by side here so that a layout change touches one place.
+
+use crate::{clip, Error, Result, MAGIC, MAX_NAME, MAX_SNAPSHOTS, MAX_TEXT};
+use byteorder::{BigEndian, ByteOrder};
+
+/// Largest `agent` field of `Hello`/`Welcome` (a program name and version).
+const MAX_AGENT: usize = 256;
+
+/// One message of the conversation. Which side sends which, and when, is in
+/// `docs/PROTOCOL.md`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Sender's greeting, the first frame of every connection.
+    ///
+    /// # Format
+    /// kind `0x01`: `"ZFSYNC" version:u16 agent:str(256) dest:str(1024)`.
+    /// `dest` is where the sent root lands, relative to the receiver's target ("" = the
+    /// target itself).
+    Hello { version: u16, agent: String, dest: String },
+    /// Receiver's answer to a `Hello` it accepts.
+    ///
+    /// # Format
+    /// kind `0x02`: `version:u16 agent:str(256) features:u64` (feature bits, none defined in
+    /// version 1; a receiver sends 0).
+    Welcome { version: u16, agent: String, features: u64 },
+    /// Sender: "here is a dataset and its snapshots". Followed by exactly `count`
+    /// [`Message::Snap`] frames, oldest snapshot first.
+    ///
+    /// # Format
+    /// kind `0x10`: `path:str(1024) kind:u8 count:u32 dry_run:bool`. `path` is relative to
+    /// the sent root ("" for the root itself); `kind` is 0 filesystem, 1 volume;
+    /// `count` is at most 10,000,000.
+    Offer { path: String, kind: DatasetKind, count: u32, dry_run: bool },
+    /// One snapshot of the dataset being offered.
+    ///
+    /// # Format
+    /// kind `0x11`: `name:str(1024) guid:u64 createtxg:u64` (`name` is the part after `@`;
+    /// createtxg 0 = unknown).
+    Snap(SnapshotInfo),
+    /// Receiver's answer to an offer.
+    ///
+    /// # Format
+    /// kind `0x12`: `tag:u8` then
+    /// - 0 up to date: `name:str(1024)` (the newest snapshot, which both sides have)
+    /// - 1 incremental: `from_guid:u64 from_name:str(1024)`
+    /// - 2 full: `buffered:bool` (true: parent missing, it lands in the buffer dataset)
+    /// - 3 refused: `reason:u16 text:str(16384)`
+    Reply(Plan),
+    /// A piece of the `zfs send` stream. Sent only after a `Reply` of full or incremental,
+    /// and always ended by `End` or `Abort`.
+    ///
+    /// # Format
+    /// kind `0x20`: the stream bytes themselves, 1 to 1,048,576 of them.
+    Data(Vec<u8>),
+    /// The sender's `zfs send` finished and every byte was sent.
+    ///
+    /// # Format
+    /// kind `0x21`: `bytes:u64`, the stream's total length (the receiver checks it).
+    End { bytes: u64 },
+    /// The sender's `zfs send` failed mid-way: the receiver must abort its `zfs recv`.
+    ///
+    /// # Format
+    /// kind `0x22`: `text:str(16384)`.
+    Abort { text: String },
+    /// Receiver: the outcome of one stream. May arrive before the sender has finished
+    /// sending, when `zfs recv` fails early; the sender then stops and sends `Abort`.
+    ///
+    /// # Format
+    /// kind `0x23`: `tag:u8` then
+    /// - 0 done: `bytes:u64 newest:str(1024)` (the snapshot now newest on the receiver)
+    /// - 1 failed: `reason:u16 text:str(16384)`
+    Result(Outcome),
+    /// Sender: "my run is over, place the buffered datasets now".
+    ///
+    /// # Format
+    /// kind `0x30`: empty.
+    Cleanup,
+    /// Receiver: what the cleanup did.
+    ///
+    /// # Format
+    /// kind `0x31`: `placed:u32 stale:u32 failed:u32 text:str(16384)`.
+    CleanupDone { placed: u32, stale: u32, failed: u32, text: String },
+    /// "Still working": lets a peer keep a short read timeout through a long wait.
+    ///
+    /// # Format
+    /// kind `0x3e`: empty.
+    KeepAlive,
+    /// Clean end of the conversation; the sender closes after it.
+    ///
+    /// # Format
+    /// kind `0x3f`: empty.
+    Bye,
+    /// Either side: the connection cannot go on (version mismatch, protocol violation,
+    /// shutting down). The sender of it closes the connection.
+    ///
+    /// # Format
+    /// kind `0x7f`: `reason:u16 text:str(16384)`.
+    Error { reason: Reason, text: String },
+}
+
+/// What kind of dataset is offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetKind {
+    Filesystem,
+    Volume,
+}
+
+/// A snapshot as the protocol sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub name: String,
+    pub guid: u64,
+    pub createtxg: u64,
+}
+
+/// The receiver's decision for one offered dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    UpToDate { name: String },
+    Incremental { from_guid: u64, from_name: String },
+    Full { buffered: bool },
+    Refused { reason: Reason, text: String },
+}
+
+/// The result of one stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done { bytes: u64, newest: String },
+    Failed { reason: Reason, text: String },
+}
+
+macro_rules! reasons {
+    ($($name:ident = $code:expr, $retry:expr, $doc:expr;)*) => {
+        /// Why something was refused or failed. The code crosses the wire as `u16`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Reason { $(#[doc = $doc] $name,)* }
+
+        impl Reason {
+            pub fn code(self) -> u16 { match self { $(Reason::$name => $code,)* } }
+
+            pub fn from_code(code: u16) -> Option<Reason> {
+                match code { $($code => Some(Reason::$name),)* _ => None }
+            }
+
+            /// Whether trying again later (another connection, after other datasets) can
+            /// help. Divergence and refusals do not heal by themselves.
+            pub fn is_retryable(self) -> bool { match self { $(Reason::$name => $retry,)* } }
+
+            /// A short lower-case name for summaries and logs.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Reason::$name => stringify!($name),)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    Diverged = 1, false, "The destination has snapshots or changes the source does not have.";
+    NoCommonSnapshot = 2, false, "The destination exists but shares no snapshot (by GUID) with the source.";
+    NotReplica = 3, false, "The destination exists but was not made by a receive (no snapshots).";
+    InvalidPath = 4, false, "The dataset path is not a valid ZFS name or leaves the receiver's root.";
+    Busy = 5, true, "Another session is receiving into the same dataset.";
+    ParentMissing = 6, true, "The parent does not exist on the receiver and the dataset cannot be buffered.";
+    ZfsFailed = 7, false, "A zfs command failed; the text holds its stderr.";
+    Internal = 8, true, "Something unexpected failed on the peer.";
+    VersionMismatch = 9, false, "The peers speak different protocol versions.";
+    Protocol = 10, false, "The peer broke the protocol.";
+    ShuttingDown = 11, true, "The receiver is stopping.";
+    Denied = 12, false, "The peer is not allowed to do this.";
+    StreamFailed = 13, true, "The sender's zfs send failed or the stream was cut.";
+}
+
+impl Message {
+    /// The frame kind byte of this message.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Message::Hello { .. } => 0x01,
+            Message::Welcome { .. } => 0x02,
+            Message::Offer { .. } => 0x10,
+            Message::Snap(_) => 0x11,
+            Message::Reply(_) => 0x12,
+            Message::Data(_) => KIND_DATA,
+            Message::End { .. } => 0x21,
+            Message::Abort { .. } => 0x22,
+            Message::Result(_) => 0x23,
+            Message::Cleanup => 0x30,
+            Message::CleanupDone { .. } => 0x31,
+            Message::KeepAlive => 0x3e,
+            Message::Bye => 0x3f,
+            Message::Error { .. } => 0x7f,
+        }
+    }
+
+    /// A name for the kind, for errors and logs.
+    pub fn name(&self) -> &'static str {
+        kind_name(self.kind()).unwrap_or("unknown")
+    }
+
+    /// Appends the payload of this message to `out`. Text fields longer than their limit
+    /// are clipped; a name longer than its limit is an error (it would be refused anyway).
+    pub fn encode_payload(&self, out: &mut Vec<u8>) -> Result<()> {
+        let mut e = Encoder { out, kind: kind_name(self.kind()).unwrap_or("unknown") };
+        match self {
+            Message::Hello { version, agent, dest } => {
+                e.out.extend_from_slice(MAGIC);
+                e.u16(*version);
+                e.text(agent, MAX_AGENT);
+                e.name(dest)?;
+            }
+            Message::Welcome { version, agent, features } => {
+                e.u16(*version);
+                e.text(agent, MAX_AGENT);
+                e.u64(*features);
+            }
+            Message::Offer { path, kind, count, dry_run } => {
+                e.name(path)?;
+                e.u8(match kind {
+                    DatasetKind::Filesystem => 0,
+                    DatasetKind::Volume => 1,
+                });
+                e.u32(*count);
+                e.u8(*dry_run as u8);
+            }
+            Message::Snap(s) => {
+                e.name(&s.name)?;
+                e.u64(s.guid);
+                e.u64(s.createtxg);
+            }
+            Message::Reply(plan) => match plan {
+                Plan::UpToDate { name } => {
+                    e.u8(0);
+                    e.name(name)?;
+                }
+                Plan::Incremental { from_guid, from_name } => {
+                    e.u8(1);
+                    e.u64(*from_guid);
+                    e.name(from_name)?;
+                }
+                Plan::Full { buffered } => {
+                    e.u8(2);
+                    e.u8(*buffered as u8);
+                }
+                Plan::Refused { reason, text } => {
+                    e.u8(3);
+                    e.u16(reason.code());
+                    e.text(text, MAX_TEXT);
+                }
+            },
+            Message::Data(bytes) => e.out.extend_from_slice(bytes),
+            Message::End { bytes } => e.u64(*bytes),
+            Message::Abort { text } => e.text(text, MAX_TEXT),
+            Message::Result(outcome) => match outcome {
+                Outcome::Done { bytes, newest } => {
+                    e.u8(0);
+                    e.u64(*bytes);
+                    e.name(newest)?;
+                }
+                Outcome::Failed { reason, text } => {
+                    e.u8(1);
+                    e.u16(reason.code());
+                    e.text(text, MAX_TEXT);
+                }
+            },
+            Message::Cleanup | Message::KeepAlive | Message::Bye => {}
+            Message::CleanupDone { placed, stale, failed, text } => {
+                e.u32(*placed);
+                e.u32(*stale);
+                e.u32(*failed);
+                e.text(text, MAX_TEXT);
+            }
+            Message::Error { reason, text } => {
+                e.u16(reason.code());
+                e.text(text, MAX_TEXT);
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a whole payload of frame kind `kind`. The payload must be used up exactly.
+    pub fn decode(kind: u8, payload: Vec<u8>) -> Result<Message> {
+        let name = kind_name(kind).ok_or(Error::UnknownKind(kind))?;
+        if kind == KIND_DATA {
+            if payload.is_empty() {
+                return Err(Error::Malformed { kind: name, why: "empty data frame".into() });
+            }
+            return Ok(Message::Data(payload));
+        }
+        let mut d = Decoder { buf: &payload, kind: name };
+        let msg = match kind {
+            0x01 => {
+                let magic = d.take(MAGIC.len())?;
+                if magic != MAGIC {
+                    return Err(d.bad("bad magic: the peer is not a zfsync sender"));
+                }
+                Message::Hello { version: d.u16()?, agent: d.str(MAX_AGENT)?, dest: d.str(MAX_NAME)? }
+            }
+            0x02 => Message::Welcome { version: d.u16()?, agent: d.str(MAX_AGENT)?, features: d.u64()? },
+            0x10 => {
+                let path = d.str(MAX_NAME)?;
+                let kind = match d.u8()? {
+                    0 => DatasetKind::Filesystem,
+                    1 => DatasetKind::Volume,
+                    k => return Err(d.bad(&format!("unknown dataset kind {k}"))),
+                };
+                let count = d.u32()?;
+                if count > MAX_SNAPSHOTS {
+                    return Err(d.bad(&format!("{count} snapshots announced, limit is {MAX_SNAPSHOTS}")));
+                }
+                Message::Offer { path, kind, count, dry_run: d.bool()? }
+            }
+            0x11 => Message::Snap(SnapshotInfo { name: d.str(MAX_NAME)?, guid: d.u64()?, createtxg: d.u64()? }),
+            0x12 => Message::Reply(match d.u8()? {
+                0 => Plan::UpToDate { name: d.str(MAX_NAME)? },
+                1 => Plan::Incremental { from_guid: d.u64()?, from_name: d.str(MAX_NAME)? },
+                2 => Plan::Full { buffered: d.bool()? },
+                3 => Plan::Refused { reason: d.reason()?, text: d.str(MAX_TEXT)? },
+                t => return Err(d.bad(&format!("unknown plan tag {t}"))),
+            }),
+            0x21 => Message::End { bytes: d.u64()? },
+            0x22 => Message::Abort { text: d.str(MAX_TEXT)? },
+            0x23 => Message::Result(match d.u8()? {
+                0 => Outcome::Done { bytes: d.u64()?, newest: d.str(MAX_NAME)? },
+                1 => Outcome::Failed { reason: d.reason()?, text: d.str(MAX_TEXT)? },
+                t => return Err(d.bad(&format!("unknown result tag {t}"))),
+            }),
+            0x30 => Message::Cleanup,
+            0x31 => Message::CleanupDone { placed: d.u32()?, stale: d.u32()?, failed: d.u32()?, text: d.str(MAX_TEXT)? },
+            0x3e => Message::KeepAlive,
+            0x3f => Message::Bye,
+            0x7f => Message::Error { reason: d.reason()?, text: d.str(MAX_TEXT)? },
+            _ => return Err(Error::UnknownKind(kind)),
+        };
+        if !d.buf.is_empty() {
+            return Err(d.bad(&format!("{} trailing bytes", d.buf.len())));
+        }
+        Ok(msg)
+    }
+}
+
+pub(crate) const KIND_DATA: u8 = 0x20;
+
+/// The name of a frame kind, or `None` if this version does not know it.
+pub(crate) fn kind_name(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        0x01 => "hello",
+        0x02 => "welcome",
+        0x10 => "offer",
+        0x11 => "snap",
+        0x12 => "reply",
+        KIND_DATA => "data",
+        0x21 => "end",
+        0x22 => "abort",
+        0x23 => "result",
+        0x30 => "cleanup",
+        0x31 => "cleanup-done",
+        0x3e => "keepalive",
+        0x3f => "bye",
+        0x7f => "error",
+        _ => return None,
+    })
+}
+
+struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+    kind: &'static str,
+}
+
+impl Encoder<'_> {
+    fn u8(&mut self, v: u8) {
+        self.out.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn raw_str(&mut self, s: &str) {
+        self.u16(s.len() as u16);
+        self.out.extend_from_slice(s.as_bytes());
+    }
+    /// A free-text field: clipped to its limit, never an error.
+    fn text(&mut self, s: &str, max: usize) {
+        self.raw_str(&clip(s, max));
+    }
+    /// A name field: over its limit is an error, since a clipped name is another name.
+    fn name(&mut self, s: &str) -> Result<()> {
+        if s.len() > MAX_NAME {
+            return Err(Error::Malformed {
+                kind: self.kind,
+                why: format!("name of {} bytes, limit is {MAX_NAME}", s.len()),
+            });
+        }
+        self.raw_str(s);
+        Ok(())
+    }
+}
+
+struct Decoder<'a> {
+    buf: &'a [u8],
+    kind: &'static str,
+}
+
+impl<'a> Decoder<'a> {
+    fn bad(&self, why: &str) -> Error {
+        Error::Malformed { kind: self.kind, why: why.to_string() }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.buf.len() < n {
+            return Err(self.bad(&format!("payload ends early (wanted {n} more bytes, have {})", self.buf.len())));
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn bool(&mut self) -> Result<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(self.bad(&format!("boolean byte {b}"))),
+        }
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(BigEndian::read_u16(self.take(2)?))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(BigEndian::read_u32(self.take(4)?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(BigEndian::read_u64(self.take(8)?))
+    }
+    fn str(&mut self, max: usize) -> Result<String> {
+        let len = self.u16()? as usize;
+        if len > max {
+            return Err(self.bad(&format!("string of {len} bytes, limit is {max}")));
+        }
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.bad("string is not UTF-8"))
+    }
+    fn reason(&mut self) -> Result<Reason> {
+        let code = self.u16()?;
+        Reason::from_code(code).ok_or_else(|| self.bad(&format!("unknown reason code {code}")))
+    }
+}
