@@ -38,23 +38,36 @@ impl<R: Read> FrameReader<R> {
             return Ok(None);
         }
         if got < HEADER {
-            return Err(Error::Truncated { wanted: HEADER, got });
+            return Err(Error::Truncated {
+                wanted: HEADER,
+                got,
+            });
         }
         let kind = header[0];
         let len = BigEndian::read_u32(&header[1..]) as usize;
         if kind_name(kind).is_none() {
             return Err(Error::UnknownKind(kind));
         }
-        let max = if kind == KIND_DATA { MAX_DATA } else { MAX_CONTROL };
+        let max = if kind == KIND_DATA {
+            MAX_DATA
+        } else {
+            MAX_CONTROL
+        };
         if len > max {
             return Err(Error::TooLarge { kind, len, max });
         }
         // Read into a vector that grows as bytes arrive rather than one sized up front: the
         // length is within limits, but there is no need to zero a buffer first.
         let mut payload = Vec::with_capacity(len);
-        let n = (&mut self.inner).take(len as u64).read_to_end(&mut payload).map_err(Error::Io)?;
+        let n = (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut payload)
+            .map_err(Error::Io)?;
         if n < len {
-            return Err(Error::Truncated { wanted: len, got: n });
+            return Err(Error::Truncated {
+                wanted: len,
+                got: n,
+            });
         }
         Message::decode(kind, payload).map(Some)
     }
@@ -92,7 +105,10 @@ pub struct FrameWriter<W: Write> {
 
 impl<W: Write> FrameWriter<W> {
     pub fn new(inner: W) -> Self {
-        FrameWriter { inner, scratch: Vec::with_capacity(256) }
+        FrameWriter {
+            inner,
+            scratch: Vec::with_capacity(256),
+        }
     }
 
     pub fn get_ref(&self) -> &W {
@@ -112,7 +128,11 @@ impl<W: Write> FrameWriter<W> {
         self.scratch.clear();
         msg.encode_payload(&mut self.scratch)?;
         if self.scratch.len() > MAX_CONTROL {
-            return Err(Error::TooLarge { kind: msg.kind(), len: self.scratch.len(), max: MAX_CONTROL });
+            return Err(Error::TooLarge {
+                kind: msg.kind(),
+                len: self.scratch.len(),
+                max: MAX_CONTROL,
+            });
         }
         write_header(&mut self.inner, msg.kind(), self.scratch.len())?;
         self.inner.write_all(&self.scratch)?;
@@ -122,7 +142,11 @@ impl<W: Write> FrameWriter<W> {
     /// Queues one `Data` frame holding `bytes` (1 to [`MAX_DATA`] of them).
     pub fn write_data(&mut self, bytes: &[u8]) -> Result<()> {
         if bytes.is_empty() || bytes.len() > MAX_DATA {
-            return Err(Error::TooLarge { kind: KIND_DATA, len: bytes.len(), max: MAX_DATA });
+            return Err(Error::TooLarge {
+                kind: KIND_DATA,
+                len: bytes.len(),
+                max: MAX_DATA,
+            });
         }
         write_header(&mut self.inner, KIND_DATA, bytes.len())?;
         self.inner.write_all(bytes)?;
@@ -174,24 +198,65 @@ mod tests {
 
     fn every_message() -> Vec<Message> {
         vec![
-            Message::Hello { version: VERSION, agent: "zfsync-send 0.1.0".into(), dest: "clients/a b".into() },
-            Message::Welcome { version: VERSION, agent: "zfsync-recv 0.1.0".into(), features: 0 },
-            Message::Offer { path: "home/alice".into(), kind: DatasetKind::Volume, count: 2, dry_run: true },
-            Message::Snap(SnapshotInfo { name: "2026-11-22_0347_D".into(), guid: u64::MAX, createtxg: 17 }),
+            Message::Hello {
+                version: VERSION,
+                agent: "zfsync-send 0.1.0".into(),
+                dest: "clients/a b".into(),
+            },
+            Message::Welcome {
+                version: VERSION,
+                agent: "zfsync-recv 0.1.0".into(),
+                features: 0,
+            },
+            Message::Offer {
+                path: "home/alice".into(),
+                kind: DatasetKind::Volume,
+                count: 2,
+                dry_run: true,
+            },
+            Message::Snap(SnapshotInfo {
+                name: "2026-11-22_0347_D".into(),
+                guid: u64::MAX,
+                createtxg: 17,
+            }),
             Message::Reply(Plan::UpToDate { name: "s2".into() }),
-            Message::Reply(Plan::Incremental { from_guid: 42, from_name: "s1".into() }),
+            Message::Reply(Plan::Incremental {
+                from_guid: 42,
+                from_name: "s1".into(),
+            }),
             Message::Reply(Plan::Full { buffered: true }),
-            Message::Reply(Plan::Refused { reason: Reason::Diverged, text: "newer snapshots: x".into() }),
+            Message::Reply(Plan::Refused {
+                reason: Reason::Diverged,
+                text: "newer snapshots: x".into(),
+            }),
             Message::Data(vec![7; 1000]),
             Message::End { bytes: 1000 },
-            Message::Abort { text: "zfs send failed".into() },
-            Message::Result(Outcome::Done { bytes: 1000, newest: "s2".into() }),
-            Message::Result(Outcome::Failed { reason: Reason::ZfsFailed, text: "cannot receive".into() }),
+            Message::Abort {
+                text: "zfs send failed".into(),
+            },
+            Message::Result(Outcome::Done {
+                bytes: 1000,
+                newest: "s2".into(),
+                newest_guid: 9,
+            }),
+            Message::Result(Outcome::Failed {
+                reason: Reason::ZfsFailed,
+                text: "cannot receive".into(),
+            }),
             Message::Cleanup,
-            Message::CleanupDone { placed: 3, stale: 1, failed: 0, text: "".into() },
+            Message::CleanupDone {
+                placed: 3,
+                removed: 1,
+                waiting: 2,
+                failed: 0,
+                text: "".into(),
+            },
             Message::KeepAlive,
             Message::Bye,
-            Message::Error { reason: Reason::VersionMismatch, text: "speaks 2".into() },
+            Message::Error {
+                reason: Reason::VersionMismatch,
+                text: "speaks 2".into(),
+            },
         ]
     }
 
@@ -212,7 +277,7 @@ mod tests {
         // Cutting the encoding of one message anywhere but at its end must never yield a
         // message, nor a clean EOF.
         for msg in every_message() {
-            let bytes = encode(&[msg.clone()]);
+            let bytes = encode(std::slice::from_ref(&msg));
             for cut in 1..bytes.len() {
                 match decode_all(&bytes[..cut]) {
                     Err(Error::Truncated { .. }) => {}
@@ -241,7 +306,10 @@ mod tests {
     fn oversized_data_frame_is_rejected() {
         let mut bytes = vec![0x20];
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(decode_all(&bytes).unwrap_err(), Error::TooLarge { .. }));
+        assert!(matches!(
+            decode_all(&bytes).unwrap_err(),
+            Error::TooLarge { .. }
+        ));
     }
 
     #[test]
@@ -256,7 +324,12 @@ mod tests {
 
     #[test]
     fn over_long_name_is_not_encoded() {
-        let msg = Message::Offer { path: "a".repeat(2000), kind: DatasetKind::Filesystem, count: 0, dry_run: false };
+        let msg = Message::Offer {
+            path: "a".repeat(2000),
+            kind: DatasetKind::Filesystem,
+            count: 0,
+            dry_run: false,
+        };
         assert!(FrameWriter::new(Vec::new()).write_message(&msg).is_err());
     }
 
@@ -266,7 +339,9 @@ mod tests {
         let msg = Message::Abort { text };
         let back = decode_all(&encode(&[msg])).unwrap();
         match &back[0] {
-            Message::Abort { text } => assert!(text.len() <= MAX_TEXT && text.len() >= MAX_TEXT - 1),
+            Message::Abort { text } => {
+                assert!(text.len() <= MAX_TEXT && text.len() >= MAX_TEXT - 1)
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -274,14 +349,20 @@ mod tests {
     #[test]
     fn trailing_bytes_are_rejected() {
         let mut payload = vec![];
-        Message::End { bytes: 5 }.encode_payload(&mut payload).unwrap();
+        Message::End { bytes: 5 }
+            .encode_payload(&mut payload)
+            .unwrap();
         payload.push(0);
         assert!(Message::decode(0x21, payload).is_err());
     }
 
     #[test]
     fn bad_magic_is_rejected() {
-        let mut bytes = encode(&[Message::Hello { version: 1, agent: "x".into(), dest: "".into() }]);
+        let mut bytes = encode(&[Message::Hello {
+            version: 1,
+            agent: "x".into(),
+            dest: "".into(),
+        }]);
         bytes[5] = b'X';
         let err = decode_all(&bytes).unwrap_err();
         assert!(err.to_string().contains("magic"), "{err}");
@@ -290,9 +371,14 @@ mod tests {
     #[test]
     fn snapshot_count_over_limit_is_rejected() {
         let mut payload = vec![];
-        Message::Offer { path: "a".into(), kind: DatasetKind::Filesystem, count: crate::MAX_SNAPSHOTS + 1, dry_run: false }
-            .encode_payload(&mut payload)
-            .unwrap();
+        Message::Offer {
+            path: "a".into(),
+            kind: DatasetKind::Filesystem,
+            count: crate::MAX_SNAPSHOTS + 1,
+            dry_run: false,
+        }
+        .encode_payload(&mut payload)
+        .unwrap();
         assert!(Message::decode(0x10, payload).is_err());
     }
 
@@ -301,7 +387,11 @@ mod tests {
         assert!(Message::decode(0x7f, vec![0xff, 0xff, 0, 0]).is_err());
         assert!(Message::decode(0x12, vec![9]).is_err());
         assert!(Message::decode(0x23, vec![9]).is_err());
-        assert!(Message::decode(0x11, vec![0, 1, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(Message::decode(
+            0x11,
+            vec![0, 1, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        )
+        .is_err());
     }
 
     #[test]

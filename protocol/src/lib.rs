@@ -97,12 +97,21 @@ impl fmt::Display for Error {
             Error::Io(e) if self.is_timeout() => write!(f, "timed out waiting for the peer ({e})"),
             Error::Io(e) => write!(f, "connection error: {e}"),
             Error::Truncated { wanted, got } => {
-                write!(f, "connection closed inside a frame (wanted {wanted} bytes, got {got})")
+                write!(
+                    f,
+                    "connection closed inside a frame (wanted {wanted} bytes, got {got})"
+                )
             }
             Error::TooLarge { kind, len, max } => {
-                write!(f, "frame of kind {kind:#04x} announces {len} bytes, limit is {max}")
+                write!(
+                    f,
+                    "frame of kind {kind:#04x} announces {len} bytes, limit is {max}"
+                )
             }
-            Error::UnknownKind(k) => write!(f, "unknown frame kind {k:#04x} (peer speaks another protocol?)"),
+            Error::UnknownKind(k) => write!(
+                f,
+                "unknown frame kind {k:#04x} (peer speaks another protocol?)"
+            ),
             Error::Malformed { kind, why } => write!(f, "malformed {kind} frame: {why}"),
         }
     }

@@ -19,13 +19,21 @@ pub enum Message {
     /// kind `0x01`: `"ZFSYNC" version:u16 agent:str(256) dest:str(1024)`.
     /// `dest` is where the sent root lands, relative to the receiver's target ("" = the
     /// target itself).
-    Hello { version: u16, agent: String, dest: String },
+    Hello {
+        version: u16,
+        agent: String,
+        dest: String,
+    },
     /// Receiver's answer to a `Hello` it accepts.
     ///
     /// # Format
     /// kind `0x02`: `version:u16 agent:str(256) features:u64` (feature bits, none defined in
     /// version 1; a receiver sends 0).
-    Welcome { version: u16, agent: String, features: u64 },
+    Welcome {
+        version: u16,
+        agent: String,
+        features: u64,
+    },
     /// Sender: "here is a dataset and its snapshots". Followed by exactly `count`
     /// [`Message::Snap`] frames, oldest snapshot first.
     ///
@@ -33,7 +41,12 @@ pub enum Message {
     /// kind `0x10`: `path:str(1024) kind:u8 count:u32 dry_run:bool`. `path` is relative to
     /// the sent root ("" for the root itself); `kind` is 0 filesystem, 1 volume;
     /// `count` is at most 10,000,000.
-    Offer { path: String, kind: DatasetKind, count: u32, dry_run: bool },
+    Offer {
+        path: String,
+        kind: DatasetKind,
+        count: u32,
+        dry_run: bool,
+    },
     /// One snapshot of the dataset being offered.
     ///
     /// # Format
@@ -70,7 +83,8 @@ pub enum Message {
     ///
     /// # Format
     /// kind `0x23`: `tag:u8` then
-    /// - 0 done: `bytes:u64 newest:str(1024)` (the snapshot now newest on the receiver)
+    /// - 0 done: `bytes:u64 newest:str(1024) newest_guid:u64` (the snapshot now newest on
+    ///   the receiver)
     /// - 1 failed: `reason:u16 text:str(16384)`
     Result(Outcome),
     /// Sender: "my run is over, place the buffered datasets now".
@@ -81,8 +95,17 @@ pub enum Message {
     /// Receiver: what the cleanup did.
     ///
     /// # Format
-    /// kind `0x31`: `placed:u32 stale:u32 failed:u32 text:str(16384)`.
-    CleanupDone { placed: u32, stale: u32, failed: u32, text: String },
+    /// kind `0x31`: `placed:u32 removed:u32 waiting:u32 failed:u32 text:str(16384)`:
+    /// buffered datasets renamed into place; stale buffered copies dropped because the
+    /// real dataset already holds their newest snapshot; copies left in the buffer (parent
+    /// still missing, or a stale copy kept for an operator to look at); failures.
+    CleanupDone {
+        placed: u32,
+        removed: u32,
+        waiting: u32,
+        failed: u32,
+        text: String,
+    },
     /// "Still working": lets a peer keep a short read timeout through a long wait.
     ///
     /// # Format
@@ -128,8 +151,15 @@ pub enum Plan {
 /// The result of one stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Done { bytes: u64, newest: String },
-    Failed { reason: Reason, text: String },
+    Done {
+        bytes: u64,
+        newest: String,
+        newest_guid: u64,
+    },
+    Failed {
+        reason: Reason,
+        text: String,
+    },
 }
 
 macro_rules! reasons {
@@ -202,20 +232,36 @@ impl Message {
     /// Appends the payload of this message to `out`. Text fields longer than their limit
     /// are clipped; a name longer than its limit is an error (it would be refused anyway).
     pub fn encode_payload(&self, out: &mut Vec<u8>) -> Result<()> {
-        let mut e = Encoder { out, kind: kind_name(self.kind()).unwrap_or("unknown") };
+        let mut e = Encoder {
+            out,
+            kind: kind_name(self.kind()).unwrap_or("unknown"),
+        };
         match self {
-            Message::Hello { version, agent, dest } => {
+            Message::Hello {
+                version,
+                agent,
+                dest,
+            } => {
                 e.out.extend_from_slice(MAGIC);
                 e.u16(*version);
                 e.text(agent, MAX_AGENT);
                 e.name(dest)?;
             }
-            Message::Welcome { version, agent, features } => {
+            Message::Welcome {
+                version,
+                agent,
+                features,
+            } => {
                 e.u16(*version);
                 e.text(agent, MAX_AGENT);
                 e.u64(*features);
             }
-            Message::Offer { path, kind, count, dry_run } => {
+            Message::Offer {
+                path,
+                kind,
+                count,
+                dry_run,
+            } => {
                 e.name(path)?;
                 e.u8(match kind {
                     DatasetKind::Filesystem => 0,
@@ -234,7 +280,10 @@ impl Message {
                     e.u8(0);
                     e.name(name)?;
                 }
-                Plan::Incremental { from_guid, from_name } => {
+                Plan::Incremental {
+                    from_guid,
+                    from_name,
+                } => {
                     e.u8(1);
                     e.u64(*from_guid);
                     e.name(from_name)?;
@@ -253,10 +302,15 @@ impl Message {
             Message::End { bytes } => e.u64(*bytes),
             Message::Abort { text } => e.text(text, MAX_TEXT),
             Message::Result(outcome) => match outcome {
-                Outcome::Done { bytes, newest } => {
+                Outcome::Done {
+                    bytes,
+                    newest,
+                    newest_guid,
+                } => {
                     e.u8(0);
                     e.u64(*bytes);
                     e.name(newest)?;
+                    e.u64(*newest_guid);
                 }
                 Outcome::Failed { reason, text } => {
                     e.u8(1);
@@ -265,9 +319,16 @@ impl Message {
                 }
             },
             Message::Cleanup | Message::KeepAlive | Message::Bye => {}
-            Message::CleanupDone { placed, stale, failed, text } => {
+            Message::CleanupDone {
+                placed,
+                removed,
+                waiting,
+                failed,
+                text,
+            } => {
                 e.u32(*placed);
-                e.u32(*stale);
+                e.u32(*removed);
+                e.u32(*waiting);
                 e.u32(*failed);
                 e.text(text, MAX_TEXT);
             }
@@ -284,20 +345,34 @@ impl Message {
         let name = kind_name(kind).ok_or(Error::UnknownKind(kind))?;
         if kind == KIND_DATA {
             if payload.is_empty() {
-                return Err(Error::Malformed { kind: name, why: "empty data frame".into() });
+                return Err(Error::Malformed {
+                    kind: name,
+                    why: "empty data frame".into(),
+                });
             }
             return Ok(Message::Data(payload));
         }
-        let mut d = Decoder { buf: &payload, kind: name };
+        let mut d = Decoder {
+            buf: &payload,
+            kind: name,
+        };
         let msg = match kind {
             0x01 => {
                 let magic = d.take(MAGIC.len())?;
                 if magic != MAGIC {
                     return Err(d.bad("bad magic: the peer is not a zfsync sender"));
                 }
-                Message::Hello { version: d.u16()?, agent: d.str(MAX_AGENT)?, dest: d.str(MAX_NAME)? }
+                Message::Hello {
+                    version: d.u16()?,
+                    agent: d.str(MAX_AGENT)?,
+                    dest: d.str(MAX_NAME)?,
+                }
             }
-            0x02 => Message::Welcome { version: d.u16()?, agent: d.str(MAX_AGENT)?, features: d.u64()? },
+            0x02 => Message::Welcome {
+                version: d.u16()?,
+                agent: d.str(MAX_AGENT)?,
+                features: d.u64()?,
+            },
             0x10 => {
                 let path = d.str(MAX_NAME)?;
                 let kind = match d.u8()? {
@@ -307,30 +382,69 @@ impl Message {
                 };
                 let count = d.u32()?;
                 if count > MAX_SNAPSHOTS {
-                    return Err(d.bad(&format!("{count} snapshots announced, limit is {MAX_SNAPSHOTS}")));
+                    return Err(d.bad(&format!(
+                        "{count} snapshots announced, limit is {MAX_SNAPSHOTS}"
+                    )));
                 }
-                Message::Offer { path, kind, count, dry_run: d.bool()? }
+                Message::Offer {
+                    path,
+                    kind,
+                    count,
+                    dry_run: d.bool()?,
+                }
             }
-            0x11 => Message::Snap(SnapshotInfo { name: d.str(MAX_NAME)?, guid: d.u64()?, createtxg: d.u64()? }),
+            0x11 => Message::Snap(SnapshotInfo {
+                name: d.str(MAX_NAME)?,
+                guid: d.u64()?,
+                createtxg: d.u64()?,
+            }),
             0x12 => Message::Reply(match d.u8()? {
-                0 => Plan::UpToDate { name: d.str(MAX_NAME)? },
-                1 => Plan::Incremental { from_guid: d.u64()?, from_name: d.str(MAX_NAME)? },
-                2 => Plan::Full { buffered: d.bool()? },
-                3 => Plan::Refused { reason: d.reason()?, text: d.str(MAX_TEXT)? },
+                0 => Plan::UpToDate {
+                    name: d.str(MAX_NAME)?,
+                },
+                1 => Plan::Incremental {
+                    from_guid: d.u64()?,
+                    from_name: d.str(MAX_NAME)?,
+                },
+                2 => Plan::Full {
+                    buffered: d.bool()?,
+                },
+                3 => Plan::Refused {
+                    reason: d.reason()?,
+                    text: d.str(MAX_TEXT)?,
+                },
                 t => return Err(d.bad(&format!("unknown plan tag {t}"))),
             }),
             0x21 => Message::End { bytes: d.u64()? },
-            0x22 => Message::Abort { text: d.str(MAX_TEXT)? },
+            0x22 => Message::Abort {
+                text: d.str(MAX_TEXT)?,
+            },
             0x23 => Message::Result(match d.u8()? {
-                0 => Outcome::Done { bytes: d.u64()?, newest: d.str(MAX_NAME)? },
-                1 => Outcome::Failed { reason: d.reason()?, text: d.str(MAX_TEXT)? },
+                0 => Outcome::Done {
+                    bytes: d.u64()?,
+                    newest: d.str(MAX_NAME)?,
+                    newest_guid: d.u64()?,
+                },
+                1 => Outcome::Failed {
+                    reason: d.reason()?,
+                    text: d.str(MAX_TEXT)?,
+                },
                 t => return Err(d.bad(&format!("unknown result tag {t}"))),
             }),
             0x30 => Message::Cleanup,
-            0x31 => Message::CleanupDone { placed: d.u32()?, stale: d.u32()?, failed: d.u32()?, text: d.str(MAX_TEXT)? },
+            0x31 => Message::CleanupDone {
+                placed: d.u32()?,
+                removed: d.u32()?,
+                waiting: d.u32()?,
+                failed: d.u32()?,
+                text: d.str(MAX_TEXT)?,
+            },
             0x3e => Message::KeepAlive,
             0x3f => Message::Bye,
-            0x7f => Message::Error { reason: d.reason()?, text: d.str(MAX_TEXT)? },
+            0x7f => Message::Error {
+                reason: d.reason()?,
+                text: d.str(MAX_TEXT)?,
+            },
             _ => return Err(Error::UnknownKind(kind)),
         };
         if !d.buf.is_empty() {
@@ -409,11 +523,17 @@ struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     fn bad(&self, why: &str) -> Error {
-        Error::Malformed { kind: self.kind, why: why.to_string() }
+        Error::Malformed {
+            kind: self.kind,
+            why: why.to_string(),
+        }
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {
-            return Err(self.bad(&format!("payload ends early (wanted {n} more bytes, have {})", self.buf.len())));
+            return Err(self.bad(&format!(
+                "payload ends early (wanted {n} more bytes, have {})",
+                self.buf.len()
+            )));
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;

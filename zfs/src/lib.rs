@@ -19,7 +19,10 @@
 mod name;
 mod process;
 
-pub use name::{check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset, NameError, MAX_NAME_LEN};
+pub use name::{
+    check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
+    NameError, MAX_NAME_LEN,
+};
 pub use process::ZfsProcess;
 
 use log::debug;
@@ -102,9 +105,18 @@ pub enum Error {
     /// The zfs binary could not be started.
     Spawn { cmd: String, source: io::Error },
     /// A zfs command exited non-zero.
-    Failed { cmd: String, status: String, stderr: String, kind: FailureKind },
+    Failed {
+        cmd: String,
+        status: String,
+        stderr: String,
+        kind: FailureKind,
+    },
     /// A zfs command's output was not what we expect.
-    Parse { cmd: String, line: String, why: String },
+    Parse {
+        cmd: String,
+        line: String,
+        why: String,
+    },
     /// A name was refused before any command ran.
     Name(NameError),
     /// Reading or writing a zfs pipe failed.
@@ -132,8 +144,15 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Spawn { cmd, source } => write!(f, "{cmd}: cannot run: {source}"),
-            Error::Failed { cmd, status, stderr, .. } => write!(f, "{cmd}: {status}: {stderr}"),
-            Error::Parse { cmd, line, why } => write!(f, "{cmd}: unexpected output {line:?}: {why}"),
+            Error::Failed {
+                cmd,
+                status,
+                stderr,
+                ..
+            } => write!(f, "{cmd}: {status}: {stderr}"),
+            Error::Parse { cmd, line, why } => {
+                write!(f, "{cmd}: unexpected output {line:?}: {why}")
+            }
             Error::Name(e) => e.fmt(f),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
         }
@@ -153,7 +172,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Recognises the zfs error texts that callers act on.
 pub(crate) fn classify(stderr: &str) -> FailureKind {
     // zfs wraps long messages over lines: compare with the white space folded.
-    let s = stderr.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase();
+    let s = stderr
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
     if s.contains("does not exist") {
         FailureKind::NotFound
     } else if s.contains("has been modified") {
@@ -224,7 +247,10 @@ pub struct Zfs {
 impl Zfs {
     /// Asks the zfs binary what it is (`zfs version`) and derives its capabilities.
     pub fn detect(bin: impl Into<PathBuf>) -> Result<Zfs> {
-        let mut zfs = Zfs { bin: bin.into(), caps: Capabilities::legacy() };
+        let mut zfs = Zfs {
+            bin: bin.into(),
+            caps: Capabilities::legacy(),
+        };
         let caps = match zfs.output(&["version"]) {
             Ok(out) => {
                 // "zfs-2.3.2-2~bpo12+2\nzfs-kmod-2.3.2-2~bpo12+2"
@@ -246,7 +272,10 @@ impl Zfs {
 
     /// A `Zfs` with given capabilities (tests, or to force the legacy code paths).
     pub fn with_capabilities(bin: impl Into<PathBuf>, caps: Capabilities) -> Zfs {
-        Zfs { bin: bin.into(), caps }
+        Zfs {
+            bin: bin.into(),
+            caps,
+        }
     }
 
     pub fn capabilities(&self) -> &Capabilities {
@@ -271,13 +300,29 @@ impl Zfs {
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| Error::Spawn { cmd: cmd.clone(), source: e })?;
-        debug!("zfs end cmd={cmd:?} status={} secs={:.3}", out.status, started.elapsed().as_secs_f64());
+            .map_err(|e| Error::Spawn {
+                cmd: cmd.clone(),
+                source: e,
+            })?;
+        debug!(
+            "zfs end cmd={cmd:?} status={} secs={:.3}",
+            out.status,
+            started.elapsed().as_secs_f64()
+        );
         let stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
         if !out.status.success() {
-            return Err(Error::Failed { cmd, status: out.status.to_string(), kind: classify(&stderr), stderr });
+            return Err(Error::Failed {
+                cmd,
+                status: out.status.to_string(),
+                kind: classify(&stderr),
+                stderr,
+            });
         }
-        String::from_utf8(out.stdout).map_err(|_| Error::Parse { cmd, line: String::new(), why: "output is not UTF-8".into() })
+        String::from_utf8(out.stdout).map_err(|_| Error::Parse {
+            cmd,
+            line: String::new(),
+            why: "output is not UTF-8".into(),
+        })
     }
 
     fn spawn(&self, args: &[&str], stdin: bool, stdout: bool) -> Result<ZfsProcess> {
@@ -286,10 +331,17 @@ impl Zfs {
         let child = Command::new(&self.bin)
             .args(args)
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(if stdout { Stdio::piped() } else { Stdio::null() })
+            .stdout(if stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| Error::Spawn { cmd: cmd.clone(), source: e })?;
+            .map_err(|e| Error::Spawn {
+                cmd: cmd.clone(),
+                source: e,
+            })?;
         Ok(ZfsProcess::new(cmd, child))
     }
 
@@ -303,7 +355,25 @@ impl Zfs {
     /// The snapshots of one dataset, oldest first, or `None` if it does not exist.
     pub fn list_snapshots(&self, ds: &Dataset) -> Result<Option<Vec<Snapshot>>> {
         match self.list(ds, Some(1)) {
-            Ok(list) => Ok(list.into_iter().find(|d| d.name == ds.as_str()).map(|d| d.snapshots)),
+            Ok(list) => Ok(list
+                .into_iter()
+                .find(|d| d.name == ds.as_str())
+                .map(|d| d.snapshots)),
+            Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The direct children (filesystems and volumes) of `ds`, or `None` if `ds` does not
+    /// exist.
+    pub fn list_children(&self, ds: &Dataset) -> Result<Option<Vec<Dataset>>> {
+        match self.list(ds, Some(1)) {
+            Ok(list) => list
+                .into_iter()
+                .filter(|d| d.name != ds.as_str())
+                .map(|d| Dataset::new(&d.name).map_err(Error::from))
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
             Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -322,7 +392,14 @@ impl Zfs {
         let depth_s = depth.map(|d| d.to_string());
         let mut args: Vec<&str> = Vec::new();
         if self.caps.list_parsable {
-            args.extend(["list", "-Hp", "-t", "filesystem,volume,snapshot", "-o", "name,type,guid,createtxg"]);
+            args.extend([
+                "list",
+                "-Hp",
+                "-t",
+                "filesystem,volume,snapshot",
+                "-o",
+                "name,type,guid,createtxg",
+            ]);
         } else {
             args.extend(["get", "-Hp", "-o", "name,property,value"]);
         }
@@ -336,7 +413,11 @@ impl Zfs {
         args.push(root.as_str());
         let out = self.output(&args)?;
         let cmd = self.command_line(&args);
-        let rows = if self.caps.list_parsable { parse_list_rows(&cmd, &out)? } else { parse_get_rows(&cmd, &out)? };
+        let rows = if self.caps.list_parsable {
+            parse_list_rows(&cmd, &out)?
+        } else {
+            parse_get_rows(&cmd, &out)?
+        };
         build_tree(&cmd, rows)
     }
 
@@ -384,7 +465,8 @@ impl Zfs {
 
     /// `zfs rename FROM TO` (TO's parent must exist).
     pub fn rename(&self, from: &Dataset, to: &Dataset) -> Result<()> {
-        self.output(&["rename", from.as_str(), to.as_str()]).map(drop)
+        self.output(&["rename", from.as_str(), to.as_str()])
+            .map(drop)
     }
 
     /// `zfs create [-p] [-o k=v]... DS`.
@@ -420,7 +502,8 @@ impl Zfs {
 
     /// `zfs set PROP=VALUE DS`.
     pub fn set(&self, ds: &str, prop: &str, value: &str) -> Result<()> {
-        self.output(&["set", &format!("{prop}={value}"), ds]).map(drop)
+        self.output(&["set", &format!("{prop}={value}"), ds])
+            .map(drop)
     }
 
     /// The value of one property, exactly (`zfs get -Hp`); `None` if the dataset does not
@@ -447,9 +530,11 @@ fn parse_num(cmd: &str, line: &str, v: &str) -> Result<Option<u64>> {
     if v == "-" {
         return Ok(None);
     }
-    v.parse()
-        .map(Some)
-        .map_err(|_| Error::Parse { cmd: cmd.into(), line: line.into(), why: format!("{v:?} is not a number") })
+    v.parse().map(Some).map_err(|_| Error::Parse {
+        cmd: cmd.into(),
+        line: line.into(),
+        why: format!("{v:?} is not a number"),
+    })
 }
 
 /// `zfs list -Hp -o name,type,guid,createtxg`: one row per line, tab-separated.
@@ -458,9 +543,18 @@ fn parse_list_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
     for line in out.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != 4 {
-            return Err(Error::Parse { cmd: cmd.into(), line: line.into(), why: "expected 4 fields".into() });
+            return Err(Error::Parse {
+                cmd: cmd.into(),
+                line: line.into(),
+                why: "expected 4 fields".into(),
+            });
         }
-        rows.push(Row { name: f[0].into(), kind: f[1].into(), guid: parse_num(cmd, line, f[2])?, createtxg: parse_num(cmd, line, f[3])? });
+        rows.push(Row {
+            name: f[0].into(),
+            kind: f[1].into(),
+            guid: parse_num(cmd, line, f[2])?,
+            createtxg: parse_num(cmd, line, f[3])?,
+        });
     }
     Ok(rows)
 }
@@ -473,10 +567,17 @@ fn parse_get_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
     for line in out.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != 3 {
-            return Err(Error::Parse { cmd: cmd.into(), line: line.into(), why: "expected 3 fields".into() });
+            return Err(Error::Parse {
+                cmd: cmd.into(),
+                line: line.into(),
+                why: "expected 3 fields".into(),
+            });
         }
         let i = *index.entry(f[0].to_string()).or_insert_with(|| {
-            rows.push(Row { name: f[0].into(), ..Row::default() });
+            rows.push(Row {
+                name: f[0].into(),
+                ..Row::default()
+            });
             rows.len() - 1
         });
         match f[1] {
@@ -495,17 +596,39 @@ fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut snaps: Vec<(String, Snapshot)> = Vec::new();
     for row in rows {
-        let bad = |why: &str| Error::Parse { cmd: cmd.into(), line: row.name.clone(), why: why.into() };
+        let bad = |why: &str| Error::Parse {
+            cmd: cmd.into(),
+            line: row.name.clone(),
+            why: why.into(),
+        };
         match row.kind.as_str() {
             "filesystem" | "volume" => {
-                let kind = if row.kind == "volume" { Kind::Volume } else { Kind::Filesystem };
+                let kind = if row.kind == "volume" {
+                    Kind::Volume
+                } else {
+                    Kind::Filesystem
+                };
                 index.insert(row.name.clone(), datasets.len());
-                datasets.push(DatasetInfo { name: row.name, kind, snapshots: Vec::new() });
+                datasets.push(DatasetInfo {
+                    name: row.name,
+                    kind,
+                    snapshots: Vec::new(),
+                });
             }
             "snapshot" => {
-                let (ds, snap) = row.name.split_once('@').ok_or_else(|| bad("snapshot without '@'"))?;
+                let (ds, snap) = row
+                    .name
+                    .split_once('@')
+                    .ok_or_else(|| bad("snapshot without '@'"))?;
                 let guid = row.guid.ok_or_else(|| bad("snapshot without guid"))?;
-                snaps.push((ds.to_string(), Snapshot { name: snap.to_string(), guid, createtxg: row.createtxg.unwrap_or(0) }));
+                snaps.push((
+                    ds.to_string(),
+                    Snapshot {
+                        name: snap.to_string(),
+                        guid,
+                        createtxg: row.createtxg.unwrap_or(0),
+                    },
+                ));
             }
             _ => {} // bookmarks and anything newer: not ours to replicate
         }
@@ -537,7 +660,11 @@ mod tests {
         let tree = build_tree("t", parse_get_rows("t", out).unwrap()).unwrap();
         assert_eq!(tree.len(), 2);
         assert_eq!(tree[0].name, "p/a");
-        let names: Vec<_> = tree[0].snapshots.iter().map(|s| (s.name.as_str(), s.guid)).collect();
+        let names: Vec<_> = tree[0]
+            .snapshots
+            .iter()
+            .map(|s| (s.name.as_str(), s.guid))
+            .collect();
         assert_eq!(names, [("s1", 1), ("s2", 2)]);
         assert_eq!(tree[1].kind, Kind::Volume);
     }
@@ -567,14 +694,23 @@ mod tests {
 
     #[test]
     fn stderr_is_classified() {
-        assert_eq!(classify("cannot open 'p/x': dataset does not exist"), FailureKind::NotFound);
+        assert_eq!(
+            classify("cannot open 'p/x': dataset does not exist"),
+            FailureKind::NotFound
+        );
         assert_eq!(
             classify("cannot receive incremental stream: destination p/x has been modified\nsince most recent snapshot"),
             FailureKind::DestinationModified
         );
         assert_eq!(classify("cannot receive incremental stream: most recent snapshot of p/x does not\nmatch incremental source"), FailureKind::DestinationMismatch);
-        assert_eq!(classify("cannot receive new filesystem stream: destination 'p/x' exists"), FailureKind::DestinationMismatch);
-        assert_eq!(classify("cannot receive: out of space"), FailureKind::NoSpace);
+        assert_eq!(
+            classify("cannot receive new filesystem stream: destination 'p/x' exists"),
+            FailureKind::DestinationMismatch
+        );
+        assert_eq!(
+            classify("cannot receive: out of space"),
+            FailureKind::NoSpace
+        );
         assert_eq!(classify("something else"), FailureKind::Other);
     }
 }

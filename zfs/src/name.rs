@@ -46,7 +46,8 @@ impl Dataset {
 
     /// Whether `self` is `other` or lies below it.
     pub fn is_within(&self, other: &Dataset) -> bool {
-        self.0 == other.0 || (self.0.starts_with(&other.0) && self.0.as_bytes()[other.0.len()] == b'/')
+        self.0 == other.0
+            || (self.0.starts_with(&other.0) && self.0.as_bytes()[other.0.len()] == b'/')
     }
 
     /// The path of `self` relative to `base` ("" when equal), if it lies within it.
@@ -88,7 +89,10 @@ impl fmt::Display for NameError {
 impl std::error::Error for NameError {}
 
 fn err(name: &str, why: &'static str) -> NameError {
-    NameError { name: name.chars().take(300).collect(), why }
+    NameError {
+        name: name.chars().take(300).collect(),
+        why,
+    }
 }
 
 /// The characters ZFS allows in a name component.
@@ -165,7 +169,14 @@ mod tests {
 
     #[test]
     fn relative_paths() {
-        let ok = ["", "a", "a/b", "home/alice smith", "x:y.z-1_2", "deep/er/still"];
+        let ok = [
+            "",
+            "a",
+            "a/b",
+            "home/alice smith",
+            "x:y.z-1_2",
+            "deep/er/still",
+        ];
         for p in ok {
             assert!(check_relative_path(p).is_ok(), "{p:?} should pass");
         }

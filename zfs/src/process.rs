@@ -41,7 +41,12 @@ impl ZfsProcess {
                 String::from_utf8_lossy(&kept).trim_end().to_string()
             })
         });
-        ZfsProcess { cmd, child: Some(child), stderr, started: Instant::now() }
+        ZfsProcess {
+            cmd,
+            child: Some(child),
+            stderr,
+            started: Instant::now(),
+        }
     }
 
     /// The command line, for messages.
@@ -70,7 +75,10 @@ impl ZfsProcess {
             let _ = c.kill();
             let _ = c.wait();
         }
-        self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default()
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
     }
 
     /// Waits for the child to exit. A non-zero exit becomes [`Error::Failed`] with the
@@ -78,14 +86,31 @@ impl ZfsProcess {
     pub fn wait(mut self) -> Result<String> {
         let mut child = self.child.take().expect("ZfsProcess waited twice");
         drop(child.stdin.take());
-        let status = child.wait().map_err(|e| Error::Io { what: format!("waiting for {}", self.cmd), source: e })?;
-        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
-        debug!("zfs end cmd={:?} status={} secs={:.3}", self.cmd, status, self.started.elapsed().as_secs_f64());
+        let status = child.wait().map_err(|e| Error::Io {
+            what: format!("waiting for {}", self.cmd),
+            source: e,
+        })?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        debug!(
+            "zfs end cmd={:?} status={} secs={:.3}",
+            self.cmd,
+            status,
+            self.started.elapsed().as_secs_f64()
+        );
         if status.success() {
             Ok(stderr)
         } else {
             let kind = classify(&stderr);
-            Err(Error::Failed { cmd: std::mem::take(&mut self.cmd), status: status.to_string(), stderr, kind })
+            Err(Error::Failed {
+                cmd: std::mem::take(&mut self.cmd),
+                status: status.to_string(),
+                stderr,
+                kind,
+            })
         }
     }
 }
