@@ -1,0 +1,233 @@
+//! Deciding what to do with an offered dataset, from its snapshots on both sides.
+//!
+//! Pure logic, no ZFS: the session feeds it the destination's snapshots (listed locally)
+//! and then the source's, one at a time as they arrive, so an offer with any number of
+//! snapshots costs the receiver no memory beyond its own listing. Snapshots are matched by
+//! GUID, never by name: a snapshot of the same name with another GUID is a different
+//! snapshot.
+
+use std::collections::HashMap;
+use zfsync_zfs::Snapshot;
+
+/// What the destination looks like, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The destination has the source's newest snapshot already.
+    UpToDate { name: String },
+    /// Send everything after `from` (the newest snapshot both sides have). With
+    /// `rollback`, the destination must first be rolled back to `from`, destroying the
+    /// snapshots listed in `newer` (only decided when the operator allowed it).
+    Incremental {
+        from: Snapshot,
+        rollback: bool,
+        newer: Vec<String>,
+    },
+    /// The destination has snapshots after the newest common one that the source does not
+    /// have: receiving would need them destroyed.
+    Diverged { common: String, newer: Vec<String> },
+    /// The destination has snapshots, but none of the source's.
+    NoCommonSnapshot { dest_newest: String },
+    /// The source offered no snapshots.
+    NothingOffered,
+}
+
+/// Collects the source's snapshots against the destination's.
+pub struct Matcher<'a> {
+    dest: &'a [Snapshot],
+    by_guid: HashMap<u64, usize>,
+    /// Newest source snapshot seen so far that the destination has: its destination index.
+    common: Option<usize>,
+    source_newest: Option<Snapshot>,
+}
+
+impl<'a> Matcher<'a> {
+    /// `dest` must be oldest first.
+    pub fn new(dest: &'a [Snapshot]) -> Self {
+        let by_guid = dest.iter().enumerate().map(|(i, s)| (s.guid, i)).collect();
+        Matcher {
+            dest,
+            by_guid,
+            common: None,
+            source_newest: None,
+        }
+    }
+
+    /// Feeds the next source snapshot (oldest first).
+    pub fn feed(&mut self, snap: Snapshot) {
+        if let Some(&i) = self.by_guid.get(&snap.guid) {
+            self.common = Some(i);
+        }
+        self.source_newest = Some(snap);
+    }
+
+    /// The decision, given whether rolling back is allowed.
+    pub fn decide(self, allow_rollback: bool) -> Decision {
+        let Some(newest) = self.source_newest else {
+            return Decision::NothingOffered;
+        };
+        let Some(ci) = self.common else {
+            return Decision::NoCommonSnapshot {
+                dest_newest: self.dest.last().map(|s| s.name.clone()).unwrap_or_default(),
+            };
+        };
+        let common = &self.dest[ci];
+        if common.guid == newest.guid {
+            // Snapshots the destination has beyond this are its own business: nothing
+            // needs sending, nothing needs destroying.
+            return Decision::UpToDate { name: newest.name };
+        }
+        let newer: Vec<String> = self.dest[ci + 1..].iter().map(|s| s.name.clone()).collect();
+        if !newer.is_empty() && !allow_rollback {
+            return Decision::Diverged {
+                common: common.name.clone(),
+                newer,
+            };
+        }
+        Decision::Incremental {
+            from: common.clone(),
+            rollback: allow_rollback,
+            newer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// "a:1 b:2" -> snapshots a (guid 1) and b (guid 2), oldest first.
+    fn snaps(s: &str) -> Vec<Snapshot> {
+        s.split_whitespace()
+            .enumerate()
+            .map(|(i, t)| {
+                let (n, g) = t.split_once(':').unwrap();
+                Snapshot {
+                    name: n.into(),
+                    guid: g.parse().unwrap(),
+                    createtxg: i as u64 + 1,
+                }
+            })
+            .collect()
+    }
+
+    fn decide(dest: &str, source: &str, allow_rollback: bool) -> Decision {
+        let dest = snaps(dest);
+        let mut m = Matcher::new(&dest);
+        for s in snaps(source) {
+            m.feed(s);
+        }
+        m.decide(allow_rollback)
+    }
+
+    fn inc(from: &str) -> String {
+        from.to_string()
+    }
+
+    #[test]
+    fn incremental_from_newest_common() {
+        match decide("a:1 b:2", "a:1 b:2 c:3 d:4", false) {
+            Decision::Incremental {
+                from,
+                rollback: false,
+                newer,
+            } => {
+                assert_eq!(from.name, inc("b"));
+                assert!(newer.is_empty());
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn up_to_date() {
+        assert_eq!(
+            decide("a:1 b:2", "a:1 b:2", false),
+            Decision::UpToDate { name: "b".into() }
+        );
+    }
+
+    #[test]
+    fn up_to_date_even_with_extra_destination_snapshots() {
+        assert_eq!(
+            decide("a:1 b:2 x:9", "a:1 b:2", false),
+            Decision::UpToDate { name: "b".into() }
+        );
+    }
+
+    #[test]
+    fn same_names_other_guids_are_not_common() {
+        // The original tool matched by name and then destroyed the destination.
+        assert_eq!(
+            decide("a:1 b:2", "a:11 b:12 c:13", false),
+            Decision::NoCommonSnapshot {
+                dest_newest: "b".into()
+            }
+        );
+    }
+
+    #[test]
+    fn matched_by_guid_even_if_renamed() {
+        match decide("old-name:1", "new-name:1 c:3", false) {
+            Decision::Incremental { from, .. } => assert_eq!(from.name, "old-name"),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn destination_snapshot_after_common_is_divergence() {
+        assert_eq!(
+            decide("a:1 b:2 local:7", "a:1 b:2 c:3", false),
+            Decision::Diverged {
+                common: "b".into(),
+                newer: vec!["local".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn divergence_with_rollback_allowed_names_what_goes() {
+        match decide("a:1 b:2 local:7", "a:1 b:2 c:3", true) {
+            Decision::Incremental {
+                from,
+                rollback: true,
+                newer,
+            } => {
+                assert_eq!(from.name, "b");
+                assert_eq!(newer, vec!["local".to_string()]);
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn source_pruned_old_snapshots() {
+        // The source expired a and b; c is still on both sides.
+        match decide("a:1 b:2 c:3", "c:3 d:4", false) {
+            Decision::Incremental { from, .. } => assert_eq!(from.name, "c"),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn common_is_the_newest_shared_not_the_first() {
+        match decide("a:1 b:2 c:3", "a:1 b:2 c:3 d:4", false) {
+            Decision::Incremental { from, .. } => assert_eq!(from.name, "c"),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn nothing_offered() {
+        assert_eq!(decide("a:1", "", false), Decision::NothingOffered);
+    }
+
+    #[test]
+    fn empty_destination_has_no_common_snapshot() {
+        assert_eq!(
+            decide("", "a:1", false),
+            Decision::NoCommonSnapshot {
+                dest_newest: "".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,547 @@
+//! One connection: the greeting, then offers and cleanups until goodbye.
+//!
+//! A session never trusts what it reads: every dataset path is checked against ZFS naming
+//! rules and joined under TARGET, every snapshot name is checked, and every read has the
+//! configured timeout, so a silent or broken peer costs this one connection.
+
+use crate::plan::{Decision, Matcher};
+use crate::tree::{DatasetLock, Location};
+use crate::{Error, Result, Shared};
+use crossbeam_channel::bounded;
+use log::{debug, info, warn};
+use std::io::{BufReader, BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use zfsync_protocol::{FrameReader, FrameWriter, Message, Outcome, Plan, Reason, VERSION};
+use zfsync_zfs::{check_relative_path, check_snapshot_name, Dataset, RecvOptions, Snapshot};
+
+/// Stream chunks queued between the socket and `zfs recv` (each up to 1 MiB): lets the
+/// network and the bursty `zfs recv` each run at their own pace.
+const RECV_QUEUE: usize = 8;
+
+pub(crate) struct Session<'a> {
+    shared: &'a Shared<'a>,
+    peer: SocketAddr,
+    busy: &'a AtomicBool,
+    reader: FrameReader<BufReader<TcpStream>>,
+    writer: FrameWriter<BufWriter<TcpStream>>,
+    /// Where the sender's root lands, relative to TARGET ("" = TARGET).
+    base: String,
+}
+
+/// What the receiver will do for an offer it accepted.
+struct Accepted<'a> {
+    location: Location,
+    plan: Plan,
+    force: bool,
+    _lock: Option<DatasetLock<'a>>,
+}
+
+/// A refusal: reason and text for the sender.
+type Refusal = (Reason, String);
+
+impl<'a> Session<'a> {
+    pub(crate) fn new(
+        shared: &'a Shared<'a>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        busy: &'a AtomicBool,
+    ) -> Result<Self> {
+        let timeout = Some(shared.config.timeout);
+        stream.set_read_timeout(timeout)?;
+        stream.set_write_timeout(timeout)?;
+        stream.set_nodelay(true)?;
+        let reader = FrameReader::new(BufReader::with_capacity(256 << 10, stream.try_clone()?));
+        let writer = FrameWriter::new(BufWriter::with_capacity(64 << 10, stream));
+        Ok(Session {
+            shared,
+            peer,
+            busy,
+            reader,
+            writer,
+            base: String::new(),
+        })
+    }
+
+    pub(crate) fn run(mut self) -> Result<()> {
+        self.greet()?;
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                let _ = self.writer.send(&Message::Error {
+                    reason: Reason::ShuttingDown,
+                    text: "receiver is stopping".into(),
+                });
+                return Ok(());
+            }
+            let msg = match self.reader.read_message()? {
+                None => {
+                    debug!("peer closed peer={}", self.peer);
+                    return Ok(());
+                }
+                Some(m) => m,
+            };
+            match msg {
+                Message::Offer {
+                    path,
+                    kind: _,
+                    count,
+                    dry_run,
+                } => {
+                    self.busy.store(true, Ordering::SeqCst);
+                    let r = self.offer(&path, count, dry_run);
+                    self.busy.store(false, Ordering::SeqCst);
+                    r?;
+                }
+                Message::Cleanup => {
+                    let r = self.shared.tree.cleanup(self.shared.zfs);
+                    info!(
+                        "cleanup peer={} placed={} removed={} waiting={} failed={}",
+                        self.peer, r.placed, r.removed, r.waiting, r.failed
+                    );
+                    self.writer.send(&Message::CleanupDone {
+                        placed: r.placed,
+                        removed: r.removed,
+                        waiting: r.waiting,
+                        failed: r.failed,
+                        text: r.notes.join("\n"),
+                    })?;
+                }
+                Message::KeepAlive => {}
+                Message::Bye => return Ok(()),
+                Message::Error { reason, text } => {
+                    return Err(Error::Peer(format!("{}: {text}", reason.as_str())));
+                }
+                other => return self.violation(&format!("unexpected {} message", other.name())),
+            }
+        }
+    }
+
+    fn violation<T>(&mut self, what: &str) -> Result<T> {
+        let _ = self.writer.send(&Message::Error {
+            reason: Reason::Protocol,
+            text: what.to_string(),
+        });
+        Err(Error::Violation(what.to_string()))
+    }
+
+    fn greet(&mut self) -> Result<()> {
+        let (version, agent, dest) = match self.reader.read_message()? {
+            Some(Message::Hello {
+                version,
+                agent,
+                dest,
+            }) => (version, agent, dest),
+            Some(other) => return self.violation(&format!("expected hello, got {}", other.name())),
+            None => return Err(Error::Violation("closed before hello".into())),
+        };
+        if version != VERSION {
+            let text = format!(
+                "receiver speaks protocol version {VERSION}, sender {version}: upgrade one side"
+            );
+            self.writer.send(&Message::Error {
+                reason: Reason::VersionMismatch,
+                text: text.clone(),
+            })?;
+            return Err(Error::Violation(text));
+        }
+        if let Err(e) = check_relative_path(&dest).and_then(|_| self.shared.tree.target.join(&dest))
+        {
+            let text = format!("destination path refused: {e}");
+            self.writer.send(&Message::Error {
+                reason: Reason::InvalidPath,
+                text: text.clone(),
+            })?;
+            return Err(Error::Violation(text));
+        }
+        info!(
+            "session start peer={} agent={:?} dest={:?}",
+            self.peer, agent, dest
+        );
+        self.base = dest;
+        self.writer.send(&Message::Welcome {
+            version: VERSION,
+            agent: format!("zfsync-recv {}", env!("CARGO_PKG_VERSION")),
+            features: 0,
+        })?;
+        Ok(())
+    }
+
+    /// One offered dataset: decide, answer, and receive the stream if one follows.
+    fn offer(&mut self, path: &str, count: u32, dry_run: bool) -> Result<()> {
+        let started = Instant::now();
+        let rel = match (self.base.as_str(), path) {
+            (b, "") => b.to_string(),
+            ("", p) => p.to_string(),
+            (b, p) => format!("{b}/{p}"),
+        };
+        let is_root = path.is_empty();
+        let located = self.locate(path, &rel, is_root, dry_run);
+        // Read every announced snapshot even when the offer is already refused: the
+        // conversation must stay in step.
+        let mut bad_name: Option<String> = None;
+        let (decision, located) = {
+            let dest_snaps: Vec<Snapshot> = match &located {
+                Ok((_, Some(s), _)) => s.clone(),
+                _ => Vec::new(),
+            };
+            let mut matcher = Matcher::new(&dest_snaps);
+            for _ in 0..count {
+                match self.reader.read_message()? {
+                    Some(Message::Snap(s)) => {
+                        if bad_name.is_none() {
+                            if let Err(e) = check_snapshot_name(&s.name) {
+                                bad_name = Some(e.to_string());
+                            }
+                        }
+                        matcher.feed(Snapshot {
+                            name: s.name,
+                            guid: s.guid,
+                            createtxg: s.createtxg,
+                        });
+                    }
+                    Some(other) => {
+                        return self.violation(&format!("expected snap, got {}", other.name()))
+                    }
+                    None => return Err(Error::Violation("closed inside an offer".into())),
+                }
+            }
+            (matcher.decide(self.shared.config.allow_rollback), located)
+        };
+        let accepted = match (located, bad_name) {
+            (Err(refusal), _) => Err(refusal),
+            (Ok(_), Some(bad)) => {
+                Err((Reason::InvalidPath, format!("snapshot name refused: {bad}")))
+            }
+            (Ok((location, existing, lock)), None) => {
+                self.decide(location, existing, decision, count, dry_run, lock)
+            }
+        };
+        let accepted = match accepted {
+            Ok(a) => a,
+            Err((reason, text)) => {
+                info!(
+                    "offer refused peer={} dataset={rel:?} reason={} text={text:?}",
+                    self.peer,
+                    reason.as_str()
+                );
+                self.writer
+                    .send(&Message::Reply(Plan::Refused { reason, text }))?;
+                return Ok(());
+            }
+        };
+        self.writer.send(&Message::Reply(accepted.plan.clone()))?;
+        let streams = matches!(accepted.plan, Plan::Full { .. } | Plan::Incremental { .. });
+        if dry_run || !streams {
+            debug!(
+                "offer answered peer={} dataset={rel:?} plan={:?} dry_run={dry_run}",
+                self.peer, accepted.plan
+            );
+            return Ok(());
+        }
+        let ds = accepted.location.dataset().clone();
+        let outcome = self.receive(&ds, accepted.force)?;
+        match &outcome {
+            Outcome::Done { bytes, newest, .. } => info!(
+                "recv done peer={} dataset={} snap={} bytes={} secs={:.2}",
+                self.peer,
+                ds,
+                newest,
+                bytes,
+                started.elapsed().as_secs_f64()
+            ),
+            Outcome::Failed { reason, text } => {
+                warn!(
+                    "recv failed peer={} dataset={} reason={} error={text:?}",
+                    self.peer,
+                    ds,
+                    reason.as_str()
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the offered dataset is, its snapshots there (if it exists), and its lock.
+    #[allow(clippy::type_complexity)]
+    fn locate(
+        &self,
+        path: &str,
+        rel: &str,
+        is_root: bool,
+        dry_run: bool,
+    ) -> std::result::Result<(Location, Option<Vec<Snapshot>>, Option<DatasetLock<'a>>), Refusal>
+    {
+        let tree = &self.shared.tree;
+        let zfs = self.shared.zfs;
+        check_relative_path(path).map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+        let real = tree
+            .target
+            .join(rel)
+            .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+        let lock = if dry_run {
+            None
+        } else {
+            let wait = (self.shared.config.timeout / 2).min(Duration::from_secs(10));
+            Some(tree.lock(rel, wait).ok_or_else(|| {
+                (
+                    Reason::Busy,
+                    format!("{real} is being received by another session"),
+                )
+            }))
+            .transpose()?
+        };
+        let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
+        if let Some(snaps) = zfs.list_snapshots(&real).map_err(zerr)? {
+            return Ok((Location::InPlace(real), Some(snaps), lock));
+        }
+        let buffered = tree.buffer_name(rel);
+        if let Some(b) = &buffered {
+            if let Some(snaps) = zfs.list_snapshots(b).map_err(zerr)? {
+                return Ok((Location::Buffered(b.clone()), Some(snaps), lock));
+            }
+        }
+        let parent_exists = match real.parent() {
+            Some(p) => zfs.exists(&p).map_err(zerr)?,
+            None => true,
+        };
+        if parent_exists {
+            return Ok((Location::InPlace(real), None, lock));
+        }
+        let parent = real.parent().map(|p| p.to_string()).unwrap_or_default();
+        if is_root {
+            return Err((
+                Reason::ParentMissing,
+                format!(
+                    "{parent}, the parent of the sent root {real}, does not exist on the receiver"
+                ),
+            ));
+        }
+        let Some(b) = buffered else {
+            return Err((
+                Reason::ParentMissing,
+                format!("parent {parent} does not exist yet, and the buffered name for {real} would exceed ZFS's 255-byte limit: send again once the parent has arrived"),
+            ));
+        };
+        if !dry_run {
+            tree.ensure_buffer(zfs).map_err(zerr)?;
+        }
+        Ok((Location::Buffered(b), None, lock))
+    }
+
+    /// Turns the snapshot comparison into a plan, doing the one destructive step (an
+    /// allowed rollback) before answering.
+    fn decide(
+        &self,
+        location: Location,
+        existing: Option<Vec<Snapshot>>,
+        decision: Decision,
+        count: u32,
+        dry_run: bool,
+        lock: Option<DatasetLock<'a>>,
+    ) -> std::result::Result<Accepted<'a>, Refusal> {
+        let ds = location.dataset().clone();
+        let cfg = self.shared.config;
+        let plan_full = |force| Accepted {
+            plan: Plan::Full {
+                buffered: matches!(location, Location::Buffered(_)),
+            },
+            location: location.clone(),
+            force,
+            _lock: None,
+        };
+        if count == 0 {
+            return Err((Reason::Protocol, "offer without snapshots".into()));
+        }
+        let mut accepted = match existing {
+            None => plan_full(false),
+            Some(snaps) if snaps.is_empty() => {
+                if !cfg.allow_overwrite {
+                    return Err((
+                        Reason::NotReplica,
+                        format!("{ds} exists but has no snapshots, so it was not made by a receive; nothing was changed (start zfsync-recv with --allow-overwrite to replace it)"),
+                    ));
+                }
+                warn!("overwriting dataset={ds} (no snapshots, --allow-overwrite)");
+                plan_full(true)
+            }
+            Some(_) => match decision {
+                Decision::UpToDate { name } => Accepted { plan: Plan::UpToDate { name }, location, force: false, _lock: None },
+                Decision::Incremental { from, rollback, newer } => {
+                    if rollback && !dry_run {
+                        warn!("rolling back dataset={ds} to={} destroying={newer:?} (--allow-rollback)", from.name);
+                        self.shared.zfs.rollback(&ds, &from.name, true).map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
+                    }
+                    Accepted {
+                        plan: Plan::Incremental { from_guid: from.guid, from_name: from.name },
+                        location,
+                        force: false,
+                        _lock: None,
+                    }
+                }
+                Decision::Diverged { common, newer } => {
+                    return Err((
+                        Reason::Diverged,
+                        format!(
+                            "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
+                            newer.join(", ")
+                        ),
+                    ))
+                }
+                Decision::NoCommonSnapshot { dest_newest } => {
+                    return Err((
+                        Reason::NoCommonSnapshot,
+                        format!("{ds} exists (newest snapshot {dest_newest}) but shares no snapshot GUID with the source; nothing was changed"),
+                    ))
+                }
+                Decision::NothingOffered => return Err((Reason::Protocol, "offer without snapshots".into())),
+            },
+        };
+        accepted._lock = lock;
+        Ok(accepted)
+    }
+
+    /// Receives one stream into `ds` and sends the result.
+    fn receive(&mut self, ds: &Dataset, force: bool) -> Result<Outcome> {
+        let zfs = self.shared.zfs;
+        let mut proc = match zfs.recv(
+            ds,
+            &RecvOptions {
+                force,
+                resumable: false,
+            },
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.fail_and_drain(Outcome::Failed {
+                    reason: Reason::ZfsFailed,
+                    text: e.to_string(),
+                })
+            }
+        };
+        let mut stdin = proc.take_stdin().expect("zfs recv has stdin");
+        let (tx, rx) = bounded::<Vec<u8>>(RECV_QUEUE);
+        let writer = std::thread::spawn(move || -> std::io::Result<()> {
+            for chunk in rx {
+                stdin.write_all(&chunk)?;
+            }
+            Ok(())
+        });
+        enum End {
+            Complete,
+            RecvDied,
+            Aborted(String),
+            Mismatch(u64),
+        }
+        let mut total: u64 = 0;
+        let end = loop {
+            let msg = match self.reader.read_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    drop(proc.kill());
+                    return Err(Error::Violation("closed inside a stream".into()));
+                }
+                Err(e) => {
+                    drop(proc.kill());
+                    return Err(e.into());
+                }
+            };
+            match msg {
+                Message::Data(chunk) => {
+                    total += chunk.len() as u64;
+                    if tx.send(chunk).is_err() {
+                        break End::RecvDied;
+                    }
+                }
+                Message::End { bytes } if bytes == total => break End::Complete,
+                Message::End { bytes } => break End::Mismatch(bytes),
+                Message::Abort { text } => break End::Aborted(text),
+                Message::KeepAlive => {}
+                other => {
+                    drop(proc.kill());
+                    return self.violation(&format!("unexpected {} inside a stream", other.name()));
+                }
+            }
+        };
+        drop(tx);
+        let outcome = match end {
+            End::Complete => {
+                let _ = writer.join();
+                match proc.wait() {
+                    Ok(_) => self.verify(ds, total),
+                    Err(e) => Outcome::Failed {
+                        reason: Reason::ZfsFailed,
+                        text: e.to_string(),
+                    },
+                }
+            }
+            End::RecvDied => {
+                let _ = writer.join();
+                let text = match proc.wait() {
+                    Ok(_) => format!("zfs recv into {ds} ended before the stream did"),
+                    Err(e) => e.to_string(),
+                };
+                return self.fail_and_drain(Outcome::Failed {
+                    reason: Reason::ZfsFailed,
+                    text,
+                });
+            }
+            End::Aborted(text) => {
+                drop(proc.kill());
+                let _ = writer.join();
+                Outcome::Failed {
+                    reason: Reason::StreamFailed,
+                    text: format!("sender aborted the stream: {text}"),
+                }
+            }
+            End::Mismatch(announced) => {
+                drop(proc.kill());
+                let _ = writer.join();
+                Outcome::Failed {
+                    reason: Reason::StreamFailed,
+                    text: format!("stream length mismatch: sender announced {announced} bytes, {total} arrived"),
+                }
+            }
+        };
+        self.writer.send(&Message::Result(outcome.clone()))?;
+        Ok(outcome)
+    }
+
+    /// After a successful receive, checks what is newest in `ds` now.
+    fn verify(&self, ds: &Dataset, total: u64) -> Outcome {
+        match self.shared.zfs.list_snapshots(ds) {
+            Ok(Some(snaps)) if !snaps.is_empty() => {
+                let newest = snaps.last().unwrap();
+                Outcome::Done {
+                    bytes: total,
+                    newest: newest.name.clone(),
+                    newest_guid: newest.guid,
+                }
+            }
+            Ok(_) => Outcome::Failed {
+                reason: Reason::ZfsFailed,
+                text: format!("zfs recv succeeded but {ds} has no snapshot"),
+            },
+            Err(e) => Outcome::Failed {
+                reason: Reason::ZfsFailed,
+                text: e.to_string(),
+            },
+        }
+    }
+
+    /// Sends a failure before the stream has ended, then reads and drops the rest of the
+    /// stream (the sender stops as soon as it sees the result, and sends `Abort`).
+    fn fail_and_drain(&mut self, outcome: Outcome) -> Result<Outcome> {
+        self.writer.send(&Message::Result(outcome.clone()))?;
+        loop {
+            match self.reader.read_message()? {
+                Some(Message::Data(_)) | Some(Message::KeepAlive) => {}
+                Some(Message::End { .. }) | Some(Message::Abort { .. }) => return Ok(outcome),
+                Some(other) => {
+                    return self.violation(&format!("unexpected {} inside a stream", other.name()))
+                }
+                None => return Err(Error::Violation("closed inside a stream".into())),
+            }
+        }
+    }
+}

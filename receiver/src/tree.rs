@@ -1,0 +1,322 @@
+//! The receiver's dataset tree: where an offered dataset lives (in place, or in the
+//! buffer), who may touch it (per-dataset locks), and the cleanup that renames buffered
+//! datasets into place.
+//!
+//! Datasets are keyed by their path relative to TARGET, so a dataset and its buffered copy
+//! share one lock. Changes to the tree's shape (creating the buffer, renames into place,
+//! dropping stale buffered copies) happen under one tree lock, planned first and then
+//! applied.
+
+use log::{info, warn};
+use std::collections::HashSet;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use zfsync_zfs::{Dataset, Zfs, MAX_NAME_LEN};
+
+/// Where an offered dataset is, or will be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    InPlace(Dataset),
+    Buffered(Dataset),
+}
+
+impl Location {
+    pub fn dataset(&self) -> &Dataset {
+        match self {
+            Location::InPlace(d) | Location::Buffered(d) => d,
+        }
+    }
+}
+
+pub struct Tree {
+    pub target: Dataset,
+    pub buffer: Dataset,
+    locked: Mutex<HashSet<String>>,
+    released: Condvar,
+    shape: Mutex<()>,
+}
+
+/// Holds the lock of one dataset (by path relative to TARGET) until dropped.
+pub struct DatasetLock<'a> {
+    tree: &'a Tree,
+    key: String,
+}
+
+impl Drop for DatasetLock<'_> {
+    fn drop(&mut self) {
+        let mut set = self.tree.locked.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.key);
+        self.tree.released.notify_all();
+    }
+}
+
+/// What one cleanup pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub placed: u32,
+    pub removed: u32,
+    pub waiting: u32,
+    pub failed: u32,
+    pub notes: Vec<String>,
+}
+
+/// One step of a cleanup, decided before anything is changed.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Place {
+        from: Dataset,
+        to: Dataset,
+    },
+    /// The real dataset exists and holds the buffered copy's newest snapshot.
+    DropStale {
+        copy: Dataset,
+        real: Dataset,
+    },
+    /// The real dataset exists but lacks the copy's newest snapshot: keep it for a human.
+    KeepStale {
+        copy: Dataset,
+        real: Dataset,
+    },
+    Wait {
+        copy: Dataset,
+        missing: Dataset,
+    },
+    Skip {
+        copy: Dataset,
+        why: String,
+    },
+}
+
+impl Tree {
+    pub fn new(target: Dataset, buffer: Dataset) -> Tree {
+        Tree {
+            target,
+            buffer,
+            locked: Mutex::new(HashSet::new()),
+            released: Condvar::new(),
+            shape: Mutex::new(()),
+        }
+    }
+
+    /// Takes the lock of dataset `rel`, waiting up to `wait` for another session to finish.
+    pub fn lock(&self, rel: &str, wait: Duration) -> Option<DatasetLock<'_>> {
+        let deadline = Instant::now() + wait;
+        let mut set = self.locked.lock().unwrap_or_else(|p| p.into_inner());
+        while set.contains(rel) {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            set = self
+                .released
+                .wait_timeout(set, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        set.insert(rel.to_string());
+        Some(DatasetLock {
+            tree: self,
+            key: rel.to_string(),
+        })
+    }
+
+    fn shape_lock(&self) -> MutexGuard<'_, ()> {
+        self.shape.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The buffered copy's name for dataset `rel`: the hex of its path, so any path maps to
+    /// one flat, valid, collision-free name. `None` if that name would exceed ZFS's limit
+    /// (with room for a snapshot name) – the caller refuses clearly instead of cutting it.
+    pub fn buffer_name(&self, rel: &str) -> Option<Dataset> {
+        let name = format!("{}/{}", self.buffer, hex::encode(rel.as_bytes()));
+        // Leave room for "@snapshot": ZFS counts the snapshot's full name too.
+        if name.len() + 2 > MAX_NAME_LEN {
+            return None;
+        }
+        Dataset::new(&name).ok()
+    }
+
+    /// Makes sure the buffer dataset exists, unmounted and unmountable.
+    pub fn ensure_buffer(&self, zfs: &Zfs) -> zfsync_zfs::Result<()> {
+        let _shape = self.shape_lock();
+        if zfs.exists(&self.buffer)? {
+            return Ok(());
+        }
+        info!("creating buffer dataset={}", self.buffer);
+        zfs.create(
+            &self.buffer,
+            false,
+            &[("mountpoint", "none"), ("canmount", "off")],
+        )
+    }
+
+    /// Renames buffered datasets into place, parents first. Safe to run at any time and any
+    /// number of times: every step is one atomic zfs rename, decided afresh each pass, and
+    /// datasets locked by a running session are left for the next pass.
+    pub fn cleanup(&self, zfs: &Zfs) -> CleanupReport {
+        let _shape = self.shape_lock();
+        let mut report = CleanupReport::default();
+        let copies = match zfs.list_children(&self.buffer) {
+            Ok(Some(c)) => c,
+            Ok(None) => return report, // no buffer: nothing was ever buffered
+            Err(e) => {
+                report.failed += 1;
+                report
+                    .notes
+                    .push(format!("cannot list buffer {}: {e}", self.buffer));
+                return report;
+            }
+        };
+        // Decode and order parents first: a path sorts after its ancestors by depth.
+        let mut entries: Vec<(String, Dataset)> = Vec::new();
+        for copy in copies {
+            match hex::decode(copy.basename())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+            {
+                Some(rel) if zfsync_zfs::check_relative_path(&rel).is_ok() && !rel.is_empty() => {
+                    entries.push((rel, copy))
+                }
+                _ => {
+                    report.waiting += 1;
+                    report
+                        .notes
+                        .push(format!("{copy}: not a zfsync buffer name, left alone"));
+                }
+            }
+        }
+        entries.sort_by_key(|(rel, _)| rel.matches('/').count());
+        for (rel, copy) in entries {
+            let Some(_lock) = self.lock(&rel, Duration::ZERO) else {
+                report.waiting += 1;
+                report
+                    .notes
+                    .push(format!("{copy}: busy, left for the next cleanup"));
+                continue;
+            };
+            let step = match self.plan_step(zfs, &rel, copy) {
+                Ok(s) => s,
+                Err(e) => {
+                    report.failed += 1;
+                    report.notes.push(e);
+                    continue;
+                }
+            };
+            self.apply(zfs, step, &mut report);
+        }
+        report
+    }
+
+    fn plan_step(&self, zfs: &Zfs, rel: &str, copy: Dataset) -> Result<Step, String> {
+        let real = match self.target.join(rel) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Step::Skip {
+                    copy,
+                    why: e.to_string(),
+                })
+            }
+        };
+        let real_snaps = zfs.list_snapshots(&real).map_err(|e| e.to_string())?;
+        if let Some(real_snaps) = real_snaps {
+            let copy_snaps = zfs
+                .list_snapshots(&copy)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            let held = match copy_snaps.last() {
+                None => true,
+                Some(newest) => real_snaps.iter().any(|s| s.guid == newest.guid),
+            };
+            return Ok(if held {
+                Step::DropStale { copy, real }
+            } else {
+                Step::KeepStale { copy, real }
+            });
+        }
+        let parent = real.parent().expect("a path below TARGET has a parent");
+        if !zfs.exists(&parent).map_err(|e| e.to_string())? {
+            return Ok(Step::Wait {
+                copy,
+                missing: parent,
+            });
+        }
+        Ok(Step::Place {
+            from: copy,
+            to: real,
+        })
+    }
+
+    fn apply(&self, zfs: &Zfs, step: Step, report: &mut CleanupReport) {
+        match step {
+            Step::Place { from, to } => match zfs.rename(&from, &to) {
+                Ok(()) => {
+                    info!("cleanup placed from={from} to={to}");
+                    report.placed += 1;
+                }
+                Err(e) => {
+                    warn!("cleanup rename failed from={from} to={to} error={e}");
+                    report.failed += 1;
+                    report.notes.push(format!("rename {from} -> {to}: {e}"));
+                }
+            },
+            Step::DropStale { copy, real } => match zfs.destroy_recursive(&copy) {
+                Ok(()) => {
+                    info!("cleanup dropped stale buffered copy={copy} real={real} (real holds its newest snapshot)");
+                    report.removed += 1;
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    report.notes.push(format!("destroy stale copy {copy}: {e}"));
+                }
+            },
+            Step::KeepStale { copy, real } => {
+                warn!("cleanup kept stale buffered copy={copy}: {real} exists but lacks the copy's newest snapshot");
+                report.waiting += 1;
+                report.notes.push(format!(
+                    "{copy}: kept, {real} exists but lacks its newest snapshot"
+                ));
+            }
+            Step::Wait { copy, missing } => {
+                report.waiting += 1;
+                report.notes.push(format!("{copy}: waiting for {missing}"));
+            }
+            Step::Skip { copy, why } => {
+                report.waiting += 1;
+                report.notes.push(format!("{copy}: left alone: {why}"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> Tree {
+        Tree::new(
+            Dataset::new("pool/t").unwrap(),
+            Dataset::new("pool/t_zfsync_buffer").unwrap(),
+        )
+    }
+
+    #[test]
+    fn buffer_names_are_hex_of_the_path() {
+        assert_eq!(
+            tree().buffer_name("a/b").unwrap().as_str(),
+            "pool/t_zfsync_buffer/612f62"
+        );
+    }
+
+    #[test]
+    fn too_long_buffer_name_is_none_not_cut() {
+        let rel = "x".repeat(120);
+        assert!(tree().buffer_name(&rel).is_none());
+    }
+
+    #[test]
+    fn lock_excludes_and_releases() {
+        let t = tree();
+        let a = t.lock("a", Duration::ZERO).unwrap();
+        assert!(t.lock("a", Duration::from_millis(20)).is_none());
+        assert!(t.lock("b", Duration::ZERO).is_some());
+        drop(a);
+        assert!(t.lock("a", Duration::ZERO).is_some());
+    }
+}
