@@ -1,0 +1,174 @@
+//! Command line of `zfsync-send`: raw options ([`Args`]) become a checked [`Config`].
+
+use crate::Config;
+use std::path::PathBuf;
+use std::time::Duration;
+use zfsync_zfs::{check_relative_path, Dataset};
+
+pub const USAGE: &str = "\
+Usage: zfsync-send [options] DATASET HOST[:PORT]
+
+Replicate DATASET and every filesystem and volume below it to a zfsync-recv service.
+Each dataset gets the snapshots the receiver lacks: a full stream for a new dataset, then
+an incremental one (with all intermediate snapshots) from the newest snapshot both sides
+share, matched by GUID. Nothing on the receiver is rolled back or destroyed by a send.
+
+Options:
+  -t, --threads N       parallel sessions, one TCP connection each (default 4)
+  -n, --dry-run         ask the receiver and show what would be sent; send nothing
+  -d, --dest PATH       where DATASET lands, relative to the receiver's target
+                        (default: the target itself)
+      --timeout SECS    give up on a silent receiver after SECS seconds (default 60)
+      --retries N       retries of a dataset after a transient failure (default 3)
+      --zfs PATH        zfs binary (default: zfs)
+  -o, --log-file FILE   write the log to FILE instead of stderr
+  -v, --verbose         more log output (-vv for debug)
+  -q, --quiet           no summary table, only the final line and errors
+  -h, --help            show this help
+  -V, --version         show the version
+
+Exit status: 0 when every dataset is done (sent, up to date, or without snapshots),
+1 when at least one dataset failed (the others were still tried), 2 on a usage error.
+";
+
+#[derive(Debug, Default)]
+pub struct Args {
+    pub dataset: String,
+    pub address: String,
+    pub threads: Option<String>,
+    pub dry_run: bool,
+    pub dest: Option<String>,
+    pub timeout: Option<String>,
+    pub retries: Option<String>,
+    pub zfs: Option<String>,
+    pub log_file: Option<String>,
+    pub verbose: usize,
+    pub quiet: bool,
+}
+
+pub enum Parsed {
+    Run(Box<Args>),
+    Help,
+    Version,
+}
+
+pub fn parse(argv: &[String]) -> Result<Parsed, String> {
+    let mut o = getopts::Options::new();
+    o.optopt("t", "threads", "", "N");
+    o.optflag("n", "dry-run", "");
+    o.optopt("d", "dest", "", "PATH");
+    o.optopt("", "timeout", "", "SECS");
+    o.optopt("", "retries", "", "N");
+    o.optopt("", "zfs", "", "PATH");
+    o.optopt("o", "log-file", "", "FILE");
+    o.optflagmulti("v", "verbose", "");
+    o.optflag("q", "quiet", "");
+    o.optflag("h", "help", "");
+    o.optflag("V", "version", "");
+    let m = o.parse(argv).map_err(|e| e.to_string())?;
+    if m.opt_present("h") {
+        return Ok(Parsed::Help);
+    }
+    if m.opt_present("V") {
+        return Ok(Parsed::Version);
+    }
+    let (dataset, address) = match m.free.as_slice() {
+        [d, a] => (d.clone(), a.clone()),
+        _ => {
+            return Err(format!(
+                "expected DATASET and HOST[:PORT], got {} argument(s)",
+                m.free.len()
+            ))
+        }
+    };
+    Ok(Parsed::Run(Box::new(Args {
+        dataset,
+        address,
+        threads: m.opt_str("t"),
+        dry_run: m.opt_present("n"),
+        dest: m.opt_str("d"),
+        timeout: m.opt_str("timeout"),
+        retries: m.opt_str("retries"),
+        zfs: m.opt_str("zfs"),
+        log_file: m.opt_str("o"),
+        verbose: m.opt_count("v"),
+        quiet: m.opt_present("q"),
+    })))
+}
+
+fn number(name: &str, v: Option<&str>, default: u64, min: u64) -> Result<u64, String> {
+    match v {
+        None => Ok(default),
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(format!(
+                "{name} wants a whole number of at least {min}, got {s:?}"
+            )),
+        },
+    }
+}
+
+impl Args {
+    pub fn into_config(self) -> Result<Config, String> {
+        let dataset = Dataset::new(&self.dataset).map_err(|e| format!("DATASET: {e}"))?;
+        let dest = self.dest.unwrap_or_default();
+        let dest = dest.trim_matches('/').to_string();
+        check_relative_path(&dest).map_err(|e| format!("--dest: {e}"))?;
+        let address = if self.address.contains(':') && !self.address.ends_with(']') {
+            self.address
+        } else {
+            format!("{}:{}", self.address, zfsync_protocol::DEFAULT_PORT)
+        };
+        Ok(Config {
+            dataset,
+            address,
+            threads: number("--threads", self.threads.as_deref(), 4, 1)?.min(256) as usize,
+            dry_run: self.dry_run,
+            dest,
+            timeout: Duration::from_secs(number("--timeout", self.timeout.as_deref(), 60, 1)?),
+            retries: number("--retries", self.retries.as_deref(), 3, 0)? as u32,
+            zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
+            log_file: self.log_file.map(PathBuf::from),
+            verbose: self.verbose,
+            quiet: self.quiet,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&argv)? {
+            Parsed::Run(a) => a.into_config(),
+            _ => Err("not a run".into()),
+        }
+    }
+
+    #[test]
+    fn defaults_and_port() {
+        let c = config(&["tank/data", "backup"]).unwrap();
+        assert_eq!(c.address, "backup:7611");
+        assert_eq!(c.threads, 4);
+        assert_eq!(c.dest, "");
+        assert_eq!(
+            config(&["tank/data", "backup:9000"]).unwrap().address,
+            "backup:9000"
+        );
+        assert_eq!(
+            config(&["tank/data", "[::1]"]).unwrap().address,
+            "[::1]:7611"
+        );
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(config(&["tank/data"]).is_err());
+        assert!(config(&["tank/data@s", "h"]).is_err());
+        assert!(config(&["-t", "0", "tank/data", "h"]).is_err());
+        assert!(config(&["-d", "../x", "tank/data", "h"]).is_err());
+        assert!(config(&["--bogus", "tank/data", "h"]).is_err());
+    }
+}

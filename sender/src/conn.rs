@@ -1,0 +1,302 @@
+//! One connection to the receiver and what travels on it: the greeting, one dataset's
+//! offer and answer, and the `zfs send` stream.
+
+use crate::{Config, Error, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use log::{debug, warn};
+use std::io::{BufReader, BufWriter, Read};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+use zfsync_protocol::{
+    DatasetKind, FrameReader, FrameWriter, Message, Outcome, Plan, Reason, SnapshotInfo, VERSION,
+};
+use zfsync_zfs::{Kind, SendOptions, Snapshot, Zfs};
+
+/// Size of the pieces the stream is cut into (the protocol allows up to 1 MiB).
+const CHUNK: usize = 1 << 20;
+/// Chunks read ahead of the network: lets a bursty `zfs send` run ahead of the socket.
+const SEND_QUEUE: usize = 4;
+
+pub struct Connection {
+    reader: FrameReader<BufReader<TcpStream>>,
+    writer: FrameWriter<BufWriter<TcpStream>>,
+    fd: i32,
+}
+
+impl Connection {
+    /// Connects, sets timeouts and keepalive, and greets.
+    pub fn open(config: &Config) -> Result<Connection> {
+        let addrs: Vec<_> = config
+            .address
+            .to_socket_addrs()
+            .map_err(|e| Error::Connect(format!("cannot resolve {}: {e}", config.address)))?
+            .collect();
+        let mut last = None;
+        let mut stream = None;
+        for a in &addrs {
+            match TcpStream::connect_timeout(a, config.timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = stream.ok_or_else(|| {
+            Error::Connect(format!(
+                "cannot connect to {}: {}",
+                config.address,
+                last.map(|e| e.to_string()).unwrap_or("no address".into())
+            ))
+        })?;
+        stream.set_read_timeout(Some(config.timeout))?;
+        stream.set_write_timeout(Some(config.timeout))?;
+        stream.set_nodelay(true)?;
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
+        let fd = stream.as_raw_fd();
+        let mut conn = Connection {
+            reader: FrameReader::new(BufReader::with_capacity(64 << 10, stream.try_clone()?)),
+            writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
+            fd,
+        };
+        conn.writer.send(&Message::Hello {
+            version: VERSION,
+            agent: format!("zfsync-send {}", env!("CARGO_PKG_VERSION")),
+            dest: config.dest.clone(),
+        })?;
+        match conn.read()? {
+            Message::Welcome { version, agent, .. } if version == VERSION => {
+                debug!("connected addr={} peer_agent={agent:?}", config.address);
+                Ok(conn)
+            }
+            Message::Welcome { version, .. } => Err(Error::Peer {
+                reason: Reason::VersionMismatch,
+                text: format!("receiver speaks protocol version {version}, this sender {VERSION}"),
+            }),
+            other => Err(Error::Violation(format!(
+                "expected welcome, got {}",
+                other.name()
+            ))),
+        }
+    }
+
+    /// Reads the next message that is not a keepalive. A clean close or an `Error` frame
+    /// from the receiver are errors here: the conversation expected more.
+    fn read(&mut self) -> Result<Message> {
+        loop {
+            match self.reader.read_message()? {
+                Some(Message::KeepAlive) => continue,
+                Some(Message::Error { reason, text }) => return Err(Error::Peer { reason, text }),
+                Some(m) => return Ok(m),
+                None => return Err(Error::Closed),
+            }
+        }
+    }
+
+    pub fn keepalive(&mut self) -> Result<()> {
+        self.writer.send(&Message::KeepAlive).map_err(Error::from)
+    }
+
+    /// Offers a dataset and returns the receiver's plan.
+    pub fn offer(
+        &mut self,
+        path: &str,
+        kind: Kind,
+        snaps: &[Snapshot],
+        dry_run: bool,
+    ) -> Result<Plan> {
+        let kind = match kind {
+            Kind::Filesystem => DatasetKind::Filesystem,
+            Kind::Volume => DatasetKind::Volume,
+        };
+        self.writer.write_message(&Message::Offer {
+            path: path.to_string(),
+            kind,
+            count: snaps.len() as u32,
+            dry_run,
+        })?;
+        for s in snaps {
+            self.writer.write_message(&Message::Snap(SnapshotInfo {
+                name: s.name.clone(),
+                guid: s.guid,
+                createtxg: s.createtxg,
+            }))?;
+        }
+        self.writer.flush()?;
+        match self.read()? {
+            Message::Reply(plan) => Ok(plan),
+            other => Err(Error::Violation(format!(
+                "expected reply, got {}",
+                other.name()
+            ))),
+        }
+    }
+
+    /// Asks the receiver to place buffered datasets now.
+    pub fn cleanup(&mut self) -> Result<(u32, u32, u32, u32, String)> {
+        self.writer.send(&Message::Cleanup)?;
+        match self.read()? {
+            Message::CleanupDone {
+                placed,
+                removed,
+                waiting,
+                failed,
+                text,
+            } => Ok((placed, removed, waiting, failed, text)),
+            other => Err(Error::Violation(format!(
+                "expected cleanup-done, got {}",
+                other.name()
+            ))),
+        }
+    }
+
+    pub fn bye(mut self) {
+        let _ = self.writer.send(&Message::Bye);
+    }
+
+    /// Whether the receiver has said something (an early result) while we stream.
+    fn peer_has_spoken(&self) -> bool {
+        if self.reader.has_buffered() {
+            return true;
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+    }
+
+    /// Streams `zfs send` of `snapshot` and returns the receiver's result. The caller has
+    /// had a full or incremental plan for it.
+    pub fn stream(
+        &mut self,
+        zfs: &Zfs,
+        snapshot: &str,
+        opts: &SendOptions,
+    ) -> Result<(Outcome, u64)> {
+        let mut proc = match zfs.send(snapshot, opts) {
+            Ok(p) => p,
+            Err(e) => {
+                self.writer.send(&Message::Abort {
+                    text: e.to_string(),
+                })?;
+                return self.result().map(|o| (o, 0));
+            }
+        };
+        let stdout = proc.take_stdout().expect("zfs send has stdout");
+        let (full_tx, full_rx) = bounded::<Vec<u8>>(SEND_QUEUE);
+        let (empty_tx, empty_rx) = bounded::<Vec<u8>>(SEND_QUEUE + 2);
+        let reader = std::thread::spawn(move || read_chunks(stdout, full_tx, empty_rx));
+        let mut total: u64 = 0;
+        let mut early: Option<Outcome> = None;
+        for chunk in full_rx.iter() {
+            self.writer.write_data(&chunk)?;
+            total += chunk.len() as u64;
+            let _ = empty_tx.try_send(chunk);
+            if self.peer_has_spoken() {
+                self.writer.flush()?;
+                match self.read()? {
+                    Message::Result(o) => {
+                        early = Some(o);
+                        break;
+                    }
+                    other => {
+                        return Err(Error::Violation(format!(
+                            "unexpected {} during the stream",
+                            other.name()
+                        )))
+                    }
+                }
+            }
+        }
+        if let Some(outcome) = early {
+            // The receiver gave up (zfs recv failed): stop our side and say so.
+            drop(full_rx);
+            let stderr = proc.kill();
+            let _ = reader.join();
+            debug!("stream stopped early snapshot={snapshot} zfs_send_stderr={stderr:?}");
+            self.writer.send(&Message::Abort {
+                text: "receiver reported a failure".into(),
+            })?;
+            return Ok((outcome, total));
+        }
+        let read_result = reader
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("reader thread panicked")));
+        let waited = proc.wait();
+        let failure = match (&read_result, &waited) {
+            (_, Err(e)) => Some(e.to_string()),
+            (Err(e), _) => Some(format!("reading zfs send output: {e}")),
+            // zfs-fuse can exit 0 after a warning and no stream: never call that success.
+            (Ok(()), Ok(stderr)) if total == 0 => {
+                Some(format!("zfs send {snapshot} produced no data: {stderr}"))
+            }
+            _ => None,
+        };
+        if let Some(text) = failure {
+            warn!("zfs send failed snapshot={snapshot} error={text}");
+            self.writer.send(&Message::Abort { text: text.clone() })?;
+            let _ = self.result()?;
+            return Ok((
+                Outcome::Failed {
+                    reason: Reason::StreamFailed,
+                    text,
+                },
+                total,
+            ));
+        }
+        self.writer.send(&Message::End { bytes: total })?;
+        self.result().map(|o| (o, total))
+    }
+
+    fn result(&mut self) -> Result<Outcome> {
+        match self.read()? {
+            Message::Result(o) => Ok(o),
+            other => Err(Error::Violation(format!(
+                "expected result, got {}",
+                other.name()
+            ))),
+        }
+    }
+}
+
+/// Fills chunks from `zfs send`'s stdout and queues them; stops at EOF or when the queue's
+/// other end is gone.
+fn read_chunks(
+    mut src: impl Read,
+    full: Sender<Vec<u8>>,
+    empty: Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    loop {
+        let mut buf = empty
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        buf.clear();
+        buf.resize(CHUNK, 0);
+        let mut filled = 0;
+        while filled < CHUNK {
+            match src.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        buf.truncate(filled);
+        if full.send(buf).is_err() {
+            return Ok(());
+        }
+        if filled < CHUNK {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! `zfsync-send` as a library: [`run`] replicates a dataset tree to a receiver and returns
+//! the per-dataset reports.
+//!
+//! The tree is listed once (one zfs command), every dataset with snapshots becomes a job on
+//! a channel, and `threads` workers each hold one connection, reused dataset after dataset.
+//! A failure costs its dataset: the others go on. Transient failures (a dropped
+//! connection, a busy dataset, a parent that has not arrived yet) are retried a bounded
+//! number of times with backoff; refusals (divergence) are not.
+
+pub mod cli;
+mod conn;
+
+use conn::Connection;
+use crossbeam_channel::{unbounded, RecvTimeoutError};
+use log::{info, warn};
+use std::fmt;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use zfsync_protocol::{Outcome, Plan, Reason};
+use zfsync_zfs::{Dataset, DatasetInfo, SendOptions, Zfs};
+
+/// A checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub dataset: Dataset,
+    pub address: String,
+    pub threads: usize,
+    pub dry_run: bool,
+    pub dest: String,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub zfs: PathBuf,
+    pub log_file: Option<PathBuf>,
+    pub verbose: usize,
+    pub quiet: bool,
+}
+
+/// Errors of the sender.
+#[derive(Debug)]
+pub enum Error {
+    Protocol(zfsync_protocol::Error),
+    Zfs(zfsync_zfs::Error),
+    Io(io::Error),
+    Connect(String),
+    /// The receiver closed the connection where the conversation expected more.
+    Closed,
+    /// The receiver sent an `Error` frame.
+    Peer {
+        reason: Reason,
+        text: String,
+    },
+    /// The receiver broke the protocol.
+    Violation(String),
+}
+
+impl Error {
+    /// Whether a new connection and a later try may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Protocol(e) => e.is_retryable(),
+            Error::Io(_) | Error::Connect(_) | Error::Closed => true,
+            Error::Peer { reason, .. } => reason.is_retryable(),
+            Error::Zfs(_) | Error::Violation(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Protocol(e) => e.fmt(f),
+            Error::Zfs(e) => e.fmt(f),
+            Error::Io(e) => e.fmt(f),
+            Error::Connect(s) => f.write_str(s),
+            Error::Closed => f.write_str("receiver closed the connection"),
+            Error::Peer { reason, text } => write!(f, "receiver: {}: {text}", reason.as_str()),
+            Error::Violation(s) => write!(f, "protocol violation by the receiver: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<zfsync_protocol::Error> for Error {
+    fn from(e: zfsync_protocol::Error) -> Self {
+        Error::Protocol(e)
+    }
+}
+impl From<zfsync_zfs::Error> for Error {
+    fn from(e: zfsync_zfs::Error) -> Self {
+        Error::Zfs(e)
+    }
+}
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How one dataset ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Snapshots were sent; the note says which.
+    Sent,
+    UpToDate,
+    /// The dataset has no snapshot: nothing to send, not an error.
+    NoSnapshots,
+    /// Dry run: what would be sent.
+    WouldSend,
+    Refused(Reason),
+    Failed,
+}
+
+impl Status {
+    pub fn is_ok(&self) -> bool {
+        matches!(
+            self,
+            Status::Sent | Status::UpToDate | Status::NoSnapshots | Status::WouldSend
+        )
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Status::Sent => "sent".into(),
+            Status::UpToDate => "up-to-date".into(),
+            Status::NoSnapshots => "no-snapshots".into(),
+            Status::WouldSend => "would-send".into(),
+            Status::Refused(r) => format!("refused:{}", r.as_str()),
+            Status::Failed => "failed".into(),
+        }
+    }
+}
+
+/// The report of one dataset.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub dataset: String,
+    pub status: Status,
+    pub bytes: u64,
+    pub secs: f64,
+    pub note: String,
+}
+
+/// The outcome of a whole run.
+#[derive(Debug)]
+pub struct RunReport {
+    pub datasets: Vec<Report>,
+    /// The receiver's cleanup, if it was asked for and answered.
+    pub cleanup: Option<String>,
+}
+
+impl RunReport {
+    pub fn all_ok(&self) -> bool {
+        self.datasets.iter().all(|r| r.status.is_ok())
+    }
+}
+
+struct Job {
+    info: DatasetInfo,
+    rel: String,
+    attempt: u32,
+}
+
+/// Replicates the tree. Errors only when nothing could be tried at all (the source tree
+/// cannot be listed); per-dataset failures are in the report.
+pub fn run(config: &Config) -> Result<RunReport> {
+    let zfs = Zfs::detect(&config.zfs)?;
+    info!("zfs flavor={:?}", zfs.capabilities().flavor);
+    let tree = zfs.list_tree(&config.dataset)?;
+    let mut reports = Vec::new();
+    let mut jobs = Vec::new();
+    for info in tree {
+        let ds = Dataset::new(&info.name).map_err(zfsync_zfs::Error::from)?;
+        let rel = ds.relative_to(&config.dataset).unwrap_or("").to_string();
+        if info.snapshots.is_empty() {
+            info!("skip dataset={} reason=no-snapshots", info.name);
+            reports.push(Report {
+                dataset: info.name,
+                status: Status::NoSnapshots,
+                bytes: 0,
+                secs: 0.0,
+                note: String::new(),
+            });
+        } else {
+            jobs.push(Job {
+                info,
+                rel,
+                attempt: 0,
+            });
+        }
+    }
+    reports.extend(run_jobs(config, &zfs, jobs));
+    // Parents sort before children in the summary.
+    reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
+    let cleanup = if config.dry_run || reports.iter().all(|r| r.status == Status::NoSnapshots) {
+        None
+    } else {
+        match request_cleanup(config) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!("cleanup request failed error={e}");
+                Some(format!("cleanup request failed: {e}"))
+            }
+        }
+    };
+    Ok(RunReport {
+        datasets: reports,
+        cleanup,
+    })
+}
+
+fn request_cleanup(config: &Config) -> Result<String> {
+    let mut conn = Connection::open(config)?;
+    let (placed, removed, waiting, failed, text) = conn.cleanup()?;
+    conn.bye();
+    let mut s = format!("receiver cleanup: {placed} placed, {removed} stale copies removed, {waiting} waiting, {failed} failed");
+    if !text.is_empty() {
+        s.push_str(":\n  ");
+        s.push_str(&text.replace('\n', "\n  "));
+    }
+    Ok(s)
+}
+
+/// Runs the jobs on `config.threads` workers, retrying transient failures.
+fn run_jobs(config: &Config, zfs: &Zfs, jobs: Vec<Job>) -> Vec<Report> {
+    let mut reports = Vec::new();
+    if jobs.is_empty() {
+        return reports;
+    }
+    let (job_tx, job_rx) = unbounded::<Job>();
+    let (res_tx, res_rx) = unbounded::<(Job, Report, bool)>();
+    let quit = AtomicBool::new(false);
+    let workers = config.threads.min(jobs.len());
+    let mut outstanding = jobs.len();
+    for j in jobs {
+        let _ = job_tx.send(j);
+    }
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (job_rx, res_tx, quit) = (job_rx.clone(), res_tx.clone(), &quit);
+            scope.spawn(move || worker(config, zfs, job_rx, res_tx, quit));
+        }
+        drop(res_tx);
+        let mut delayed: Vec<(Instant, Job)> = Vec::new();
+        while outstanding > 0 {
+            let wait = delayed
+                .iter()
+                .map(|(t, _)| t.saturating_duration_since(Instant::now()))
+                .min()
+                .unwrap_or(Duration::from_secs(3600));
+            match res_rx.recv_timeout(wait) {
+                Ok((mut job, report, retry)) => {
+                    if retry && job.attempt < config.retries && !quit.load(Ordering::SeqCst) {
+                        job.attempt += 1;
+                        let backoff = Duration::from_millis(500 << job.attempt.min(5));
+                        info!(
+                            "retry dataset={} attempt={} in={:?} after={:?}",
+                            job.info.name, job.attempt, backoff, report.note
+                        );
+                        delayed.push((Instant::now() + backoff, job));
+                    } else {
+                        outstanding -= 1;
+                        reports.push(report);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break, // every worker is gone
+            }
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) = delayed.drain(..).partition(|(t, _)| *t <= now);
+            delayed = later;
+            for (_, j) in due {
+                let _ = job_tx.send(j);
+            }
+        }
+        drop(job_tx);
+    });
+    reports
+}
+
+fn worker(
+    config: &Config,
+    zfs: &Zfs,
+    jobs: crossbeam_channel::Receiver<Job>,
+    results: crossbeam_channel::Sender<(Job, Report, bool)>,
+    quit: &AtomicBool,
+) {
+    let mut conn: Option<Connection> = None;
+    // Keep an idle connection alive while other workers finish or retries wait.
+    let idle = (config.timeout / 3).max(Duration::from_secs(1));
+    loop {
+        let job = match jobs.recv_timeout(idle) {
+            Ok(j) => j,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(c) = conn.as_mut() {
+                    if c.keepalive().is_err() {
+                        conn = None;
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if conn.is_none() {
+                conn = Some(Connection::open(config)?);
+            }
+            replicate(conn.as_mut().expect("connected"), config, zfs, &job)
+        }));
+        let (report, retry) = match outcome {
+            Ok(Ok((status, bytes, note))) => {
+                let retry = matches!(status, Status::Refused(r) if r.is_retryable());
+                (
+                    Report {
+                        dataset: job.info.name.clone(),
+                        status,
+                        bytes,
+                        secs: started.elapsed().as_secs_f64(),
+                        note,
+                    },
+                    retry,
+                )
+            }
+            Ok(Err(e)) => {
+                // The connection's state is unknown after an error: start afresh.
+                conn = None;
+                warn!("dataset failed dataset={} error={e}", job.info.name);
+                let retry = e.is_retryable();
+                (
+                    Report {
+                        dataset: job.info.name.clone(),
+                        status: Status::Failed,
+                        bytes: 0,
+                        secs: started.elapsed().as_secs_f64(),
+                        note: e.to_string(),
+                    },
+                    retry,
+                )
+            }
+            Err(_) => {
+                conn = None;
+                quit.store(true, Ordering::SeqCst);
+                (
+                    Report {
+                        dataset: job.info.name.clone(),
+                        status: Status::Failed,
+                        bytes: 0,
+                        secs: 0.0,
+                        note: "internal error: worker panicked".into(),
+                    },
+                    false,
+                )
+            }
+        };
+        if results.send((job, report, retry)).is_err() {
+            break;
+        }
+    }
+    if let Some(c) = conn {
+        c.bye();
+    }
+}
+
+/// One dataset's session: offer, and stream what the receiver asks for. A new dataset
+/// gets its oldest snapshot in full, then the rest incrementally, on the same connection.
+fn replicate(
+    conn: &mut Connection,
+    config: &Config,
+    zfs: &Zfs,
+    job: &Job,
+) -> Result<(Status, u64, String)> {
+    let snaps = &job.info.snapshots;
+    let newest = snaps.last().expect("jobs have snapshots");
+    let ds = &job.info.name;
+    let mut bytes = 0;
+    let mut notes: Vec<String> = Vec::new();
+    // At most two rounds: full, then incremental. A third offer would mean the receiver
+    // did not keep what it acknowledged.
+    for _round in 0..3 {
+        let plan = conn.offer(&job.rel, job.info.kind, snaps, config.dry_run)?;
+        let (snapshot, opts, what) = match plan {
+            Plan::UpToDate { .. } if notes.is_empty() => {
+                return Ok((Status::UpToDate, 0, format!("@{}", newest.name)))
+            }
+            Plan::UpToDate { .. } => return Ok((Status::Sent, bytes, notes.join(", "))),
+            Plan::Refused { reason, text } => return Ok((Status::Refused(reason), bytes, text)),
+            Plan::Full { buffered } => {
+                let first = &snaps[0];
+                let mut what = format!("full @{}", first.name);
+                if buffered {
+                    what.push_str(" (buffered: parent not there yet)");
+                }
+                if config.dry_run && snaps.len() > 1 {
+                    what.push_str(&format!(
+                        ", then @{}..@{} ({} snapshots)",
+                        first.name,
+                        newest.name,
+                        snaps.len() - 1
+                    ));
+                }
+                (format!("{ds}@{}", first.name), SendOptions::default(), what)
+            }
+            Plan::Incremental {
+                from_guid,
+                from_name,
+            } => {
+                let Some(from) = snaps.iter().find(|s| s.guid == from_guid) else {
+                    return Ok((Status::Failed, bytes, format!("receiver named base @{from_name} (guid {from_guid}), which this source does not have")));
+                };
+                let count = snaps
+                    .iter()
+                    .rev()
+                    .take_while(|s| s.guid != from_guid)
+                    .count();
+                let what = format!(
+                    "incremental @{}..@{} ({count} snapshots)",
+                    from.name, newest.name
+                );
+                let opts = SendOptions {
+                    from: Some(format!("{ds}@{}", from.name)),
+                    ..SendOptions::default()
+                };
+                (format!("{ds}@{}", newest.name), opts, what)
+            }
+        };
+        if config.dry_run {
+            return Ok((Status::WouldSend, 0, what));
+        }
+        info!("send start dataset={ds} {what}");
+        let (outcome, sent) = conn.stream(zfs, &snapshot, &opts)?;
+        bytes += sent;
+        match outcome {
+            Outcome::Done {
+                newest: got,
+                newest_guid,
+                ..
+            } => {
+                notes.push(what);
+                if newest_guid == newest.guid {
+                    return Ok((Status::Sent, bytes, notes.join(", ")));
+                }
+                if !snaps.iter().any(|s| s.guid == newest_guid) {
+                    return Ok((
+                        Status::Failed,
+                        bytes,
+                        format!(
+                            "receiver's newest snapshot is now @{got}, which is not one of ours"
+                        ),
+                    ));
+                }
+            }
+            Outcome::Failed { reason, text } => {
+                let status = if reason == Reason::StreamFailed {
+                    Status::Failed
+                } else {
+                    Status::Refused(reason)
+                };
+                return Ok((status, bytes, text));
+            }
+        }
+    }
+    Ok((
+        Status::Failed,
+        bytes,
+        "receiver did not advance after the full stream".into(),
+    ))
+}
+
+/// Prints the summary table and the closing line.
+pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -> io::Result<()> {
+    let width = report
+        .datasets
+        .iter()
+        .map(|r| r.dataset.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    if !quiet {
+        writeln!(
+            out,
+            "{:<width$}  {:<22}  {:>14}  {:>8}  NOTE",
+            "DATASET", "OUTCOME", "BYTES", "SECS"
+        )?;
+        for r in &report.datasets {
+            writeln!(
+                out,
+                "{:<width$}  {:<22}  {:>14}  {:>8.2}  {}",
+                r.dataset,
+                r.status.label(),
+                r.bytes,
+                r.secs,
+                r.note.replace('\n', " ")
+            )?;
+        }
+    }
+    if let Some(c) = &report.cleanup {
+        writeln!(out, "{c}")?;
+    }
+    let failed = report.datasets.iter().filter(|r| !r.status.is_ok()).count();
+    let sent = report
+        .datasets
+        .iter()
+        .filter(|r| r.status == Status::Sent)
+        .count();
+    let bytes: u64 = report.datasets.iter().map(|r| r.bytes).sum();
+    writeln!(
+        out,
+        "zfsync-send: {} datasets, {sent} sent, {failed} failed, {bytes} bytes",
+        report.datasets.len()
+    )
+}
