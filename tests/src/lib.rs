@@ -1,0 +1,877 @@
+//! Integration-test harness: real zfsync binaries against real ZFS pools on file vdevs.
+//!
+//! Owns: finding the built binaries, running `zfs`/`zpool` for the tests, throw-away pools
+//! (`Pool`), reading a snapshot's files without touching it (`files_of`), a receiver
+//! process guard (`Receiver`) and a sender runner (`send`).
+//!
+//! Does not own: any zfsync logic. The harness drives the binaries from the outside as a
+//! user would, so a test passing here means the shipped commands work; it never links the
+//! sender or receiver libraries.
+//!
+//! Everything here panics on failure with the command, its exit status and its stderr:
+//! these are test helpers, and a panic with the raw text is the most useful report. Only
+//! the `Drop` impls never panic (a panic while unwinding aborts the whole test binary);
+//! they report on stderr instead.
+//!
+//! Environment:
+//! - `ZFSYNC_BIN_DIR`: where `zfsync-send` and `zfsync-recv` are (default: the
+//!   workspace's `target/release`).
+//! - `ZFSYNC_ZFS`, `ZFSYNC_ZPOOL`: the `zfs` and `zpool` commands (default: from PATH).
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Root of every file the tests create. /var/tmp, not /tmp: a pool's vdev file is up to
+/// a GiB of (sparse) data and /tmp is often a small tmpfs.
+pub const TEST_ROOT: &str = "/var/tmp/zfsync-tests";
+
+/// Default size of a pool's sparse vdev file. Sparse, so it costs only what is written.
+pub const DEFAULT_POOL_SIZE: u64 = 1 << 30;
+
+/// How long `Receiver::start` waits for the `listening on` line.
+pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `send` lets the sender run before killing it.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Every name the harness makes (pools, temp dirs, clones) carries this process's pid
+/// and a number from here, so tests in one binary and concurrent test binaries never
+/// collide.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn next_id() -> u64 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------------------
+// Binaries
+
+/// Directory holding the release binaries: `$ZFSYNC_BIN_DIR`, or `target/release` of
+/// this workspace.
+pub fn bin_dir() -> PathBuf {
+    match std::env::var_os("ZFSYNC_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests crate lives inside the workspace")
+            .join("target")
+            .join("release"),
+    }
+}
+
+fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    if !path.is_file() {
+        panic!(
+            "{} not found: run cargo build --release first (or set ZFSYNC_BIN_DIR)",
+            path.display()
+        );
+    }
+    path
+}
+
+/// Path of the built `zfsync-send`; panics if it has not been built.
+pub fn sender_bin() -> PathBuf {
+    bin("zfsync-send")
+}
+
+/// Path of the built `zfsync-recv`; panics if it has not been built.
+pub fn receiver_bin() -> PathBuf {
+    bin("zfsync-recv")
+}
+
+// ---------------------------------------------------------------------------------------
+// zfs and zpool
+
+fn tool(var: &str, default: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ => default.to_string(),
+    }
+}
+
+/// The `zfs` command the tests use (`$ZFSYNC_ZFS` or `zfs`). Tests that pass `--zfs` to
+/// the binaries should pass this too, so both sides see the same ZFS.
+pub fn zfs_bin() -> String {
+    tool("ZFSYNC_ZFS", "zfs")
+}
+
+/// The `zpool` command the tests use (`$ZFSYNC_ZPOOL` or `zpool`).
+pub fn zpool_bin() -> String {
+    tool("ZFSYNC_ZPOOL", "zpool")
+}
+
+fn run_try(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!(
+                "{program} {}: cannot run: {e} (is zfs-fuse installed and running? see scripts/setup-zfs-fuse)",
+                args.join(" ")
+            )
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {}: {}: {}",
+            args.join(" "),
+            describe_status(out.status),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ))
+    }
+}
+
+/// Runs `zfs ARGS`; returns stdout or `Err("zfs ARGS: exit N: STDERR")`.
+pub fn zfs_try(args: &[&str]) -> Result<String, String> {
+    run_try(&zfs_bin(), args)
+}
+
+/// Runs `zfs ARGS` and returns stdout; panics with the arguments and stderr on failure.
+pub fn zfs(args: &[&str]) -> String {
+    zfs_try(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `zpool ARGS`; returns stdout or `Err("zpool ARGS: exit N: STDERR")`.
+pub fn zpool_try(args: &[&str]) -> Result<String, String> {
+    run_try(&zpool_bin(), args)
+}
+
+/// Runs `zpool ARGS` and returns stdout; panics with the arguments and stderr on failure.
+pub fn zpool(args: &[&str]) -> String {
+    zpool_try(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `exit 3` or `killed by signal 9`, for messages.
+pub fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        (None, None) => format!("{status}"),
+    }
+}
+
+/// Retries a zfs command that zfs-fuse intermittently refuses with "dataset is busy"
+/// right after a filesystem was mounted or read (the FUSE layer still holds it for a
+/// moment). Other errors are returned at once.
+fn zfs_retry_busy(args: &[&str]) -> Result<String, String> {
+    let mut tries = 0;
+    loop {
+        match zfs_try(args) {
+            Err(e) if e.contains("busy") && tries < 50 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Temp dirs
+
+/// Creates and returns a fresh directory `TEST_ROOT/<tag>-<pid>-<n>`. The caller removes
+/// it (or keeps it when a test fails, for inspection).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    fs::create_dir_all(TEST_ROOT).unwrap_or_else(|e| panic!("mkdir {TEST_ROOT}: {e}"));
+    loop {
+        let dir = Path::new(TEST_ROOT).join(format!("{tag}-{}-{}", std::process::id(), next_id()));
+        match fs::create_dir(&dir) {
+            Ok(()) => return dir,
+            // Left behind by an earlier process that had the same pid: take the next.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("mkdir {}: {e}", dir.display()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pools
+
+/// Prefix of every pool the harness creates; `clean_stale_pools` relies on it.
+const POOL_PREFIX: &str = "zft";
+
+/// A throw-away pool on a sparse file, destroyed (with its file) on drop.
+///
+/// Name: `zft_<tag>_<pid>_<n>`. Pool names must start with a letter and are kept short
+/// because every dataset and snapshot name below them counts against ZFS's 255-byte limit
+/// (and tests of that limit want the room).
+pub struct Pool {
+    /// The pool's name, which is also its root dataset.
+    pub name: String,
+    /// The sparse vdev file.
+    pub file: PathBuf,
+    /// Where the root dataset is mounted (its children below it), or `None` for a pool
+    /// created with `-m none`.
+    pub mountroot: Option<PathBuf>,
+    /// Holds `file` and `mountroot`; removed on drop.
+    dir: PathBuf,
+}
+
+impl Pool {
+    /// A 1 GiB pool whose datasets are mounted under a temp dir: for sources, whose
+    /// files the tests write.
+    pub fn new(tag: &str) -> Pool {
+        Pool::create(tag, DEFAULT_POOL_SIZE, true)
+    }
+
+    /// Like `new` with a vdev of `bytes` (ZFS wants at least 64 MiB).
+    pub fn with_size(tag: &str, bytes: u64) -> Pool {
+        Pool::create(tag, bytes, true)
+    }
+
+    /// A 1 GiB pool with `mountpoint=none` on its root, so nothing received into it is
+    /// mounted (zfs-fuse has no `zfs recv -u`): for receivers.
+    pub fn unmounted(tag: &str) -> Pool {
+        Pool::create(tag, DEFAULT_POOL_SIZE, false)
+    }
+
+    fn create(tag: &str, bytes: u64, mounted: bool) -> Pool {
+        clean_stale_pools();
+        // Only [a-z0-9] from the tag: '_' separates the name's fields, and the pid in it
+        // must stay parseable for clean_stale_pools.
+        let tag: String = tag
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
+            .take(8)
+            .collect();
+        let pid = std::process::id();
+        let (name, dir) = loop {
+            let name = format!("{POOL_PREFIX}_{tag}_{pid}_{}", next_id());
+            // A pool of that name may survive from a killed process with the same pid.
+            if zpool_try(&["list", "-H", "-o", "name", &name]).is_err() {
+                break (name.clone(), temp_dir(&name));
+            }
+        };
+        let file = dir.join("vdev.img");
+        let f =
+            fs::File::create(&file).unwrap_or_else(|e| panic!("create {}: {e}", file.display()));
+        f.set_len(bytes)
+            .unwrap_or_else(|e| panic!("truncate {}: {e}", file.display()));
+        drop(f);
+        let mountroot = if mounted { Some(dir.join("mnt")) } else { None };
+        let m = match &mountroot {
+            Some(p) => p.to_str().expect("temp dir path is UTF-8").to_string(),
+            None => "none".to_string(),
+        };
+        let file_s = file.to_str().expect("temp dir path is UTF-8");
+        if let Err(e) = zpool_try(&["create", "-m", &m, &name, file_s]) {
+            let _ = fs::remove_dir_all(&dir);
+            panic!("{e}");
+        }
+        Pool {
+            name,
+            file,
+            mountroot,
+            dir,
+        }
+    }
+
+    /// Full name of a dataset in this pool: `ds("data/home")` is `<pool>/data/home`;
+    /// `ds("")` is the pool's root dataset.
+    pub fn ds(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.name, rel.trim_start_matches('/'))
+        }
+    }
+
+    /// The directory holding the vdev file; tests may put their own scratch files here.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // -f: a test may leave datasets mounted or a clone behind. zfs-fuse sometimes
+        // says "busy" for a moment after the last access, so retry.
+        let mut last = Ok(String::new());
+        for _ in 0..50 {
+            last = zpool_try(&["destroy", "-f", &self.name]);
+            match &last {
+                Err(e) if e.contains("busy") => thread::sleep(Duration::from_millis(100)),
+                _ => break,
+            }
+        }
+        if let Err(e) = last {
+            eprintln!("harness: cannot destroy test pool {}: {e}", self.name);
+            // Keep the vdev file: deleting it under a live pool would only hide the leak.
+            return;
+        }
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            eprintln!("harness: cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Destroys harness pools left behind by test processes that no longer exist (a killed
+/// or aborted run), then their temp dirs: zfs-fuse keeps pools across daemon restarts,
+/// and the leftovers would pile up on a reused machine. Runs once per test process.
+/// Anything whose pid is alive belongs to a concurrent test run and is left alone.
+fn clean_stale_pools() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let dead = |pid: &str| match pid.parse::<u32>() {
+            Ok(pid) => pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists(),
+            Err(_) => false,
+        };
+        // The first zpool create reports the real problem if zpool does not work.
+        let pools = zpool_try(&["list", "-H", "-o", "name"]).unwrap_or_default();
+        for name in pools.lines() {
+            // zft_<tag>_<pid>_<n>
+            let fields: Vec<&str> = name.split('_').collect();
+            if fields.len() != 4 || fields[0] != POOL_PREFIX || !dead(fields[2]) {
+                continue;
+            }
+            match zpool_try(&["destroy", "-f", name]) {
+                Ok(_) => eprintln!("harness: destroyed stale test pool {name}"),
+                Err(e) => eprintln!("harness: cannot destroy stale test pool {name}: {e}"),
+            }
+        }
+        // Temp dirs are <tag>-<pid>-<n>. One that is still a mountpoint (its pool could
+        // not be destroyed) is kept: removing it would delete files inside a pool.
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let Ok(entries) = fs::read_dir(TEST_ROOT) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
+            let fields: Vec<&str> = name.rsplitn(3, '-').collect();
+            if fields.len() != 3 || !dead(fields[1]) {
+                continue;
+            }
+            let path = entry.path();
+            let path_s = path.to_string_lossy();
+            let mounted = mounts.lines().any(|l| {
+                l.split(' ')
+                    .nth(1)
+                    .is_some_and(|mp| mp == path_s || mp.starts_with(&format!("{path_s}/")))
+            });
+            if !mounted {
+                let _ = fs::remove_dir_all(&path);
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Dataset helpers
+
+/// `zfs create -p DS`.
+pub fn create(ds: &str) {
+    zfs(&["create", "-p", ds]);
+}
+
+/// `zfs snapshot DS@SNAP`.
+pub fn snapshot(snap: &str) {
+    assert!(snap.contains('@'), "snapshot({snap:?}): want DATASET@SNAP");
+    zfs(&["snapshot", snap]);
+}
+
+/// Whether a dataset, volume or snapshot of that name exists.
+pub fn exists(name: &str) -> bool {
+    zfs_try(&["list", "-H", "-o", "name", "-t", "all", name]).is_ok()
+}
+
+/// Names of the filesystems and volumes at and below `root`, in `zfs list` order
+/// (parents before children).
+pub fn list_datasets(root: &str) -> Vec<String> {
+    zfs(&[
+        "list",
+        "-H",
+        "-r",
+        "-t",
+        "filesystem,volume",
+        "-o",
+        "name",
+        root,
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The mountpoint of a mounted filesystem; panics if it has none or is not mounted.
+pub fn mountpoint(ds: &str) -> PathBuf {
+    let out = zfs(&["get", "-H", "-o", "value", "mountpoint,mounted", ds]);
+    let mut lines = out.lines();
+    let (mp, mounted) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    if !mp.starts_with('/') || mounted != "yes" {
+        panic!("{ds} is not mounted (mountpoint={mp} mounted={mounted}); write files into a Pool::new pool");
+    }
+    PathBuf::from(mp)
+}
+
+/// Writes `bytes` to `relpath` inside the mounted filesystem `ds`, creating directories.
+/// The file is fsynced, so a snapshot taken next surely holds it.
+pub fn write_file(ds: &str, relpath: &str, bytes: &[u8]) {
+    let path = mountpoint(ds).join(relpath.trim_start_matches('/'));
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+    }
+    let mut f =
+        fs::File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    f.write_all(bytes)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    f.sync_all()
+        .unwrap_or_else(|e| panic!("fsync {}: {e}", path.display()));
+}
+
+/// `n` pseudo-random bytes from `seed` (xorshift64*): incompressible test data that is
+/// the same on every run.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    // Mix the seed so that small seeds (0, 1, 2) give unrelated streams and 0 is valid
+    // (xorshift's state must not be 0).
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    if x == 0 {
+        x = 1;
+    }
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// The snapshots of `ds` itself (not of its children), oldest first by createtxg, as
+/// (name after '@', guid). Uses `zfs get -Hp` because zfs-fuse's `zfs list` abbreviates
+/// GUIDs and has no `-p`.
+pub fn snapshot_guids(ds: &str) -> Vec<(String, u64)> {
+    let out = zfs(&[
+        "get",
+        "-Hp",
+        "-r",
+        "-d",
+        "1",
+        "-o",
+        "name,property,value",
+        "guid,createtxg",
+        ds,
+    ]);
+    let prefix = format!("{ds}@");
+    // snapshot name -> (guid, createtxg)
+    let mut snaps: BTreeMap<String, (Option<u64>, Option<u64>)> = BTreeMap::new();
+    for line in out.lines() {
+        let mut f = line.split('\t');
+        let (Some(name), Some(prop), Some(value)) = (f.next(), f.next(), f.next()) else {
+            panic!("zfs get: unexpected line {line:?}");
+        };
+        let Some(snap) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let value: u64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("zfs get: {name} {prop}={value:?} is not a number"));
+        let entry = snaps.entry(snap.to_string()).or_default();
+        match prop {
+            "guid" => entry.0 = Some(value),
+            "createtxg" => entry.1 = Some(value),
+            _ => panic!("zfs get: unexpected property in {line:?}"),
+        }
+    }
+    let mut list: Vec<(u64, String, u64)> = snaps
+        .into_iter()
+        .map(|(snap, (guid, txg))| match (guid, txg) {
+            (Some(guid), Some(txg)) => (txg, snap, guid),
+            _ => panic!("zfs get: {ds}@{snap} lacks guid or createtxg:\n{out}"),
+        })
+        .collect();
+    list.sort();
+    list.into_iter()
+        .map(|(_, snap, guid)| (snap, guid))
+        .collect()
+}
+
+/// The regular files of a snapshot, by path relative to the filesystem's root ('/'
+/// separated), with their contents.
+///
+/// The snapshot is cloned read-only to a private mountpoint (`<pool>/verify-<pid>-<n>`),
+/// read, and the clone destroyed: this works whatever the snapshot's dataset's mountpoint
+/// is (`none` on receivers), and it neither mounts nor modifies the dataset itself,
+/// whereas `.zfs/snapshot` would need the dataset mounted.
+pub fn files_of(snap: &str) -> BTreeMap<String, Vec<u8>> {
+    let Some((ds, _)) = snap.split_once('@') else {
+        panic!("files_of({snap:?}): want DATASET@SNAP");
+    };
+    let pool = ds.split('/').next().unwrap_or(ds);
+    let mut clone = CloneGuard {
+        name: format!("{pool}/verify-{}-{}", std::process::id(), next_id()),
+        dir: temp_dir("verify"),
+        created: false,
+    };
+    let dir_s = clone
+        .dir
+        .to_str()
+        .expect("temp dir path is UTF-8")
+        .to_string();
+    zfs(&[
+        "clone",
+        "-o",
+        &format!("mountpoint={dir_s}"),
+        "-o",
+        "readonly=on",
+        snap,
+        &clone.name,
+    ]);
+    clone.created = true;
+    // zfs-fuse mounts the clone before `zfs clone` returns, but check: reading an empty
+    // unmounted directory would silently "prove" the snapshot empty.
+    let mounted = zfs(&["get", "-H", "-o", "value", "mounted", &clone.name]);
+    assert_eq!(
+        mounted.trim(),
+        "yes",
+        "clone {} of {snap} is not mounted",
+        clone.name
+    );
+    let mut files = BTreeMap::new();
+    walk(&clone.dir, &clone.dir, &mut files);
+    drop(clone);
+    files
+}
+
+fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
+        let path = entry.path();
+        // symlink_metadata: a symlink is neither followed nor counted as a file.
+        let meta =
+            fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+        if meta.is_dir() {
+            walk(root, &path, files);
+        } else if meta.is_file() {
+            let rel = path
+                .strip_prefix(root)
+                .expect("walk stays under its root")
+                .to_str()
+                .unwrap_or_else(|| panic!("non-UTF-8 file name {}", path.display()))
+                .to_string();
+            let data = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            files.insert(rel, data);
+        }
+    }
+}
+
+/// Destroys the verification clone of `files_of` even when reading it panicked.
+struct CloneGuard {
+    name: String,
+    dir: PathBuf,
+    created: bool,
+}
+
+impl Drop for CloneGuard {
+    fn drop(&mut self) {
+        if self.created {
+            // Unmount first: on zfs-fuse `zfs destroy` of a just-read mounted clone often
+            // fails "dataset is busy", while unmount-then-destroy goes through.
+            if let Err(e) = zfs_retry_busy(&["unmount", &self.name]) {
+                eprintln!("harness: {e}");
+            }
+            if let Err(e) = zfs_retry_busy(&["destroy", &self.name]) {
+                eprintln!("harness: {e}");
+                return; // Keep the directory: it may still be a mountpoint.
+            }
+        }
+        if let Err(e) = fs::remove_dir(&self.dir) {
+            eprintln!("harness: cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Receiver
+
+/// A running `zfsync-recv`, stopped on drop (SIGTERM, then SIGKILL after 10 s).
+pub struct Receiver {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+    dir: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Receiver {
+    /// Starts `zfsync-recv -l 127.0.0.1:0 EXTRA... TARGET` and waits for its
+    /// `listening on 127.0.0.1:PORT` line.
+    pub fn start(target: &str, extra_args: &[&str]) -> Receiver {
+        Receiver::spawn(&receiver_bin(), target, extra_args)
+    }
+
+    /// `start` with another program in place of `zfsync-recv`: for the harness's own
+    /// tests, and for wrapping the receiver (strace, a fault injector).
+    pub fn spawn(program: &Path, target: &str, extra_args: &[&str]) -> Receiver {
+        let dir = temp_dir("recv");
+        let log = dir.join("stderr.log");
+        let log_file =
+            fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let mut child = Command::new(program)
+            .arg("-l")
+            .arg("127.0.0.1:0")
+            .args(extra_args)
+            .arg(target)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+
+        // The line is read on a thread so the wait can time out. The thread then keeps
+        // draining stdout, so a receiver that prints more never blocks on a full pipe.
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let first = reader.read_line(&mut line).map(|_| line);
+            let _ = tx.send(first);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let mut r = Receiver {
+            child,
+            addr: String::new(),
+            log,
+            dir,
+            status: None,
+        };
+        let line = match rx.recv_timeout(LISTEN_TIMEOUT) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => r.fail(&format!("reading its stdout: {e}")),
+            Err(mpsc::RecvTimeoutError::Timeout) => r.fail(&format!(
+                "no 'listening on' line within {}s",
+                LISTEN_TIMEOUT.as_secs()
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => r.fail("reader thread died"),
+        };
+        let addr = line
+            .trim_end_matches(['\n', '\r'])
+            .strip_prefix("listening on ")
+            .map(str::to_string);
+        match addr {
+            Some(a) if a.parse::<std::net::SocketAddr>().is_ok() => r.addr = a,
+            // EOF gives an empty line: the receiver exited before binding.
+            _ => r.fail(&format!(
+                "expected 'listening on ADDR:PORT' on stdout, got {line:?}"
+            )),
+        }
+        r
+    }
+
+    /// Stops the receiver and panics with everything known about it.
+    fn fail(&mut self, what: &str) -> ! {
+        let status = self.stop();
+        panic!(
+            "receiver {:?}: {what} ({})\n--- receiver stderr ---\n{}",
+            self.child.id(),
+            describe_status(status),
+            self.log()
+        );
+    }
+
+    /// The address it listens on, `127.0.0.1:PORT`: the sender's HOST:PORT argument.
+    pub fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    /// Process id, e.g. to kill it uncleanly in a test.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the receiver has written to stderr so far.
+    pub fn log(&self) -> String {
+        match fs::read(&self.log) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => format!("<cannot read {}: {e}>", self.log.display()),
+        }
+    }
+
+    /// Path of the stderr log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Sends SIGTERM, waits up to 10 s, then SIGKILLs; returns the exit status.
+    /// Idempotent: later calls return the first status.
+    pub fn stop(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let status = match self.child.try_wait() {
+            Ok(Some(status)) => status,
+            _ => {
+                terminate(self.child.id());
+                match wait_timeout(&mut self.child, Duration::from_secs(10)) {
+                    Some(status) => status,
+                    None => {
+                        eprintln!(
+                            "harness: receiver {} ignored SIGTERM for 10s; killing it",
+                            self.child.id()
+                        );
+                        let _ = self.child.kill();
+                        self.child
+                            .wait()
+                            .unwrap_or_else(|_| ExitStatus::from_raw(9))
+                    }
+                }
+            }
+        };
+        self.status = Some(status);
+        status
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            // libtest shows a failed test's captured output: put the receiver's side of
+            // the story there, and keep the log for a closer look.
+            eprintln!(
+                "--- receiver stderr ({}) ---\n{}--- end receiver stderr ---",
+                self.log.display(),
+                self.log()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn terminate(pid: u32) {
+    // kill(2) from the C library std already links: the harness needs no crate for one
+    // call. SIGTERM is 15 on Linux.
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    const SIGTERM: i32 = 15;
+    // SAFETY: kill has no memory effects; the pid is our own unreaped child, so it
+    // cannot have been recycled for another process.
+    unsafe {
+        kill(pid as i32, SIGTERM);
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sender
+
+/// What a finished command did.
+#[derive(Debug, Clone)]
+pub struct SendOutput {
+    /// Exit code; 128+N if killed by signal N.
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl SendOutput {
+    /// Panics, showing both outputs, unless the command exited 0.
+    pub fn assert_ok(&self) -> &Self {
+        self.assert_status(0)
+    }
+
+    /// Panics, showing both outputs, unless the command exited with `status`.
+    pub fn assert_status(&self, status: i32) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected exit status\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `zfsync-send ARGS` to completion (killed, and the test failed, after 300 s).
+pub fn send(args: &[&str]) -> SendOutput {
+    run_with_timeout(&sender_bin(), args, SEND_TIMEOUT)
+}
+
+/// Runs `program ARGS` with stdin closed, collecting stdout and stderr; kills it and
+/// panics (with what it printed) if it runs longer than `timeout`.
+pub fn run_with_timeout<S: AsRef<OsStr>>(
+    program: &Path,
+    args: &[S],
+    timeout: Duration,
+) -> SendOutput {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    // One reader thread per pipe: a child that fills the pipe we are not reading would
+    // block forever.
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("piped")),
+    ]
+    .into_iter()
+    .map(|mut pipe| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    })
+    .collect();
+    let status = wait_timeout(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut outs = readers.into_iter().map(|h| h.join().unwrap_or_default());
+    let (stdout, stderr) = (
+        outs.next().unwrap_or_default(),
+        outs.next().unwrap_or_default(),
+    );
+    let Some(status) = status else {
+        panic!(
+            "{} {}: still running after {}s, killed\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}",
+            program.display(),
+            args.iter().map(|a| a.as_ref().to_string_lossy()).collect::<Vec<_>>().join(" "),
+            timeout.as_secs()
+        );
+    };
+    let status = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => -1,
+    };
+    SendOutput {
+        status,
+        stdout,
+        stderr,
+    }
+}
