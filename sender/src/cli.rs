@@ -20,6 +20,11 @@ Options:
                         (default: the target itself)
       --timeout SECS    give up on a silent receiver after SECS seconds (default 60)
       --retries N       retries of a dataset after a transient failure (default 3)
+      --mark ID         after each dataset is delivered (or found up to date), set
+                        the user property zfsync:base:ID on the snapshot now newest
+                        on the receiver and clear it from older ones, so expiry
+                        (scripts/zfsyncron) keeps every receiver's incremental base;
+                        ID: 1-64 of a-z 0-9 . _ -
       --zfs PATH        zfs binary (default: zfs)
   -o, --log-file FILE   write the log to FILE instead of stderr
   -v, --verbose         more log output (-vv for debug)
@@ -40,6 +45,7 @@ pub struct Args {
     pub dest: Option<String>,
     pub timeout: Option<String>,
     pub retries: Option<String>,
+    pub mark: Option<String>,
     pub zfs: Option<String>,
     pub log_file: Option<String>,
     pub verbose: usize,
@@ -59,6 +65,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     o.optopt("d", "dest", "", "PATH");
     o.optopt("", "timeout", "", "SECS");
     o.optopt("", "retries", "", "N");
+    o.optopt("", "mark", "", "ID");
     o.optopt("", "zfs", "", "PATH");
     o.optopt("o", "log-file", "", "FILE");
     o.optflagmulti("v", "verbose", "");
@@ -89,6 +96,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         dest: m.opt_str("d"),
         timeout: m.opt_str("timeout"),
         retries: m.opt_str("retries"),
+        mark: m.opt_str("mark"),
         zfs: m.opt_str("zfs"),
         log_file: m.opt_str("o"),
         verbose: m.opt_count("v"),
@@ -127,11 +135,26 @@ impl Args {
             dest,
             timeout: Duration::from_secs(number("--timeout", self.timeout.as_deref(), 60, 1)?),
             retries: number("--retries", self.retries.as_deref(), 3, 0)? as u32,
+            mark: self.mark.map(check_mark).transpose()?,
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
             log_file: self.log_file.map(PathBuf::from),
             verbose: self.verbose,
             quiet: self.quiet,
         })
+    }
+}
+
+/// A mark id becomes part of a user property name: keep it to what ZFS allows there.
+fn check_mark(id: String) -> Result<String, String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(id)
+    } else {
+        Err(format!("--mark wants 1-64 of a-z 0-9 . _ -, got {id:?}"))
     }
 }
 
@@ -170,5 +193,13 @@ mod tests {
         assert!(config(&["-t", "0", "tank/data", "h"]).is_err());
         assert!(config(&["-d", "../x", "tank/data", "h"]).is_err());
         assert!(config(&["--bogus", "tank/data", "h"]).is_err());
+        assert!(config(&["--mark", "Host:1", "tank/data", "h"]).is_err());
+        assert_eq!(
+            config(&["--mark", "backup-7611", "tank/data", "h"])
+                .unwrap()
+                .mark
+                .as_deref(),
+            Some("backup-7611")
+        );
     }
 }

@@ -13,6 +13,7 @@ mod conn;
 use conn::Connection;
 use crossbeam_channel::{unbounded, RecvTimeoutError};
 use log::{info, warn};
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,6 +33,8 @@ pub struct Config {
     pub dest: String,
     pub timeout: Duration,
     pub retries: u32,
+    /// Receiver id for `zfsync:base:ID` marks on delivered snapshots.
+    pub mark: Option<String>,
     pub zfs: PathBuf,
     pub log_file: Option<PathBuf>,
     pub verbose: usize,
@@ -194,14 +197,18 @@ pub fn run(config: &Config) -> Result<RunReport> {
             });
         }
     }
-    reports.extend(run_jobs(config, &zfs, jobs));
+    let marks = match (&config.mark, config.dry_run) {
+        (Some(id), false) => Marks::load(&zfs, &config.dataset, id)?,
+        _ => Marks::default(),
+    };
+    reports.extend(run_jobs(config, &zfs, &marks, jobs));
     // Parents sort before children in the summary.
     reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
     let cleanup = if config.dry_run || reports.iter().all(|r| r.status == Status::NoSnapshots) {
         None
     } else {
         match request_cleanup(config) {
-            Ok(s) => Some(s),
+            Ok(s) => s,
             Err(e) => {
                 warn!("cleanup request failed error={e}");
                 Some(format!("cleanup request failed: {e}"))
@@ -214,20 +221,23 @@ pub fn run(config: &Config) -> Result<RunReport> {
     })
 }
 
-fn request_cleanup(config: &Config) -> Result<String> {
+fn request_cleanup(config: &Config) -> Result<Option<String>> {
     let mut conn = Connection::open(config)?;
     let (placed, removed, waiting, failed, text) = conn.cleanup()?;
     conn.bye();
+    if placed + removed + waiting + failed == 0 {
+        return Ok(None);
+    }
     let mut s = format!("receiver cleanup: {placed} placed, {removed} stale copies removed, {waiting} waiting, {failed} failed");
     if !text.is_empty() {
         s.push_str(":\n  ");
         s.push_str(&text.replace('\n', "\n  "));
     }
-    Ok(s)
+    Ok(Some(s))
 }
 
 /// Runs the jobs on `config.threads` workers, retrying transient failures.
-fn run_jobs(config: &Config, zfs: &Zfs, jobs: Vec<Job>) -> Vec<Report> {
+fn run_jobs(config: &Config, zfs: &Zfs, marks: &Marks, jobs: Vec<Job>) -> Vec<Report> {
     let mut reports = Vec::new();
     if jobs.is_empty() {
         return reports;
@@ -243,7 +253,7 @@ fn run_jobs(config: &Config, zfs: &Zfs, jobs: Vec<Job>) -> Vec<Report> {
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let (job_rx, res_tx, quit) = (job_rx.clone(), res_tx.clone(), &quit);
-            scope.spawn(move || worker(config, zfs, job_rx, res_tx, quit));
+            scope.spawn(move || worker(config, zfs, marks, job_rx, res_tx, quit));
         }
         drop(res_tx);
         let mut delayed: Vec<(Instant, Job)> = Vec::new();
@@ -286,6 +296,7 @@ fn run_jobs(config: &Config, zfs: &Zfs, jobs: Vec<Job>) -> Vec<Report> {
 fn worker(
     config: &Config,
     zfs: &Zfs,
+    marks: &Marks,
     jobs: crossbeam_channel::Receiver<Job>,
     results: crossbeam_channel::Sender<(Job, Report, bool)>,
     quit: &AtomicBool,
@@ -311,7 +322,18 @@ fn worker(
             if conn.is_none() {
                 conn = Some(Connection::open(config)?);
             }
-            replicate(conn.as_mut().expect("connected"), config, zfs, &job)
+            let (status, bytes, note) =
+                replicate(conn.as_mut().expect("connected"), config, zfs, &job)?;
+            if matches!(status, Status::Sent | Status::UpToDate) {
+                if let Err(e) = marks.mark_delivered(zfs, &job.info) {
+                    return Ok::<_, Error>((
+                        Status::Failed,
+                        bytes,
+                        format!("delivered, but marking the base failed: {e}"),
+                    ));
+                }
+            }
+            Ok((status, bytes, note))
         }));
         let (report, retry) = match outcome {
             Ok(Ok((status, bytes, note))) => {
@@ -364,6 +386,66 @@ fn worker(
     }
     if let Some(c) = conn {
         c.bye();
+    }
+}
+
+/// The `zfsync:base:ID` marks of the tree, read once at the start.
+#[derive(Default)]
+struct Marks {
+    prop: String,
+    /// Dataset name -> names of its snapshots that carry the mark.
+    marked: HashMap<String, Vec<String>>,
+}
+
+impl Marks {
+    fn load(zfs: &Zfs, root: &Dataset, id: &str) -> Result<Marks> {
+        let prop = format!("zfsync:base:{id}");
+        let mut marked: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, value) in zfs.get_recursive(root, &prop)? {
+            if let (Some((ds, snap)), false) = (name.split_once('@'), value == "-") {
+                marked
+                    .entry(ds.to_string())
+                    .or_default()
+                    .push(snap.to_string());
+            }
+        }
+        Ok(Marks { prop, marked })
+    }
+
+    /// Moves the mark to the dataset's newest snapshot (which the receiver now has). The
+    /// new mark is set before old ones are cleared, so a crash between the two leaves one
+    /// mark too many, never none.
+    fn mark_delivered(&self, zfs: &Zfs, info: &DatasetInfo) -> zfsync_zfs::Result<()> {
+        if self.prop.is_empty() {
+            return Ok(());
+        }
+        let newest = &info.snapshots.last().expect("jobs have snapshots").name;
+        let old: &[String] = self
+            .marked
+            .get(&info.name)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]);
+        if old.len() == 1 && &old[0] == newest {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        zfs.set(
+            &format!("{}@{newest}", info.name),
+            &self.prop,
+            &now.to_string(),
+        )?;
+        for snap in old.iter().filter(|s| *s != newest) {
+            match zfs.inherit(&format!("{}@{snap}", info.name), &self.prop) {
+                Ok(()) => {}
+                // Destroyed meanwhile: its mark went with it.
+                Err(e) if e.kind() == zfsync_zfs::FailureKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -506,6 +506,30 @@ impl Zfs {
             .map(drop)
     }
 
+    /// `(name, value)` of one property for `root` and everything below it, snapshots
+    /// included, in one command (`zfs get -Hp -r`). Unset user properties read as "-".
+    pub fn get_recursive(&self, root: &Dataset, prop: &str) -> Result<Vec<(String, String)>> {
+        let args = ["get", "-Hp", "-r", "-o", "name,value", prop, root.as_str()];
+        let out = self.output(&args)?;
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.split_once('\t')
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .ok_or_else(|| Error::Parse {
+                        cmd: self.command_line(&args),
+                        line: l.into(),
+                        why: "expected 2 fields".into(),
+                    })
+            })
+            .collect()
+    }
+
+    /// `zfs inherit PROP NAME`: clears a local (user) property.
+    pub fn inherit(&self, name: &str, prop: &str) -> Result<()> {
+        self.output(&["inherit", prop, name]).map(drop)
+    }
+
     /// The value of one property, exactly (`zfs get -Hp`); `None` if the dataset does not
     /// exist.
     pub fn get(&self, ds: &str, prop: &str) -> Result<Option<String>> {
