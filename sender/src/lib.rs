@@ -480,10 +480,10 @@ fn replicate(
                 }
                 if config.dry_run && snaps.len() > 1 {
                     what.push_str(&format!(
-                        ", then @{}..@{} ({} snapshots)",
+                        ", then @{}..@{} ({})",
                         first.name,
                         newest.name,
-                        snaps.len() - 1
+                        snapshots(snaps.len() - 1)
                     ));
                 }
                 (format!("{ds}@{}", first.name), SendOptions::default(), what)
@@ -501,8 +501,10 @@ fn replicate(
                     .take_while(|s| s.guid != from_guid)
                     .count();
                 let what = format!(
-                    "incremental @{}..@{} ({count} snapshots)",
-                    from.name, newest.name
+                    "incremental @{}..@{} ({})",
+                    from.name,
+                    newest.name,
+                    snapshots(count)
                 );
                 let opts = SendOptions {
                     from: Some(format!("{ds}@{}", from.name)),
@@ -552,6 +554,11 @@ fn replicate(
         bytes,
         "receiver did not advance after the full stream".into(),
     ))
+}
+
+/// "1 snapshot", "3 snapshots".
+fn snapshots(n: usize) -> String {
+    format!("{n} snapshot{}", if n == 1 { "" } else { "s" })
 }
 
 /// Prints the summary table and the closing line.
