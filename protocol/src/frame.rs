@@ -225,6 +225,9 @@ mod tests {
                 from_name: "s1".into(),
             }),
             Message::Reply(Plan::Full { buffered: true }),
+            Message::Reply(Plan::Resume {
+                token: "1-e604ea4bf-e0-789c63a2".into(),
+            }),
             Message::Reply(Plan::Refused {
                 reason: Reason::Diverged,
                 text: "newer snapshots: x".into(),

@@ -61,6 +61,8 @@ pub enum Message {
     /// - 1 incremental: `from_guid:u64 from_name:str(1024)`
     /// - 2 full: `buffered:bool` (true: parent missing, it lands in the buffer dataset)
     /// - 3 refused: `reason:u16 text:str(16384)`
+    /// - 4 resume: `token:str(16384)` (an interrupted stream left this token: send the
+    ///   rest with `zfs send -t TOKEN`)
     Reply(Plan),
     /// A piece of the `zfs send` stream. Sent only after a `Reply` of full or incremental,
     /// and always ended by `End` or `Abort`.
@@ -146,6 +148,7 @@ pub enum Plan {
     Incremental { from_guid: u64, from_name: String },
     Full { buffered: bool },
     Refused { reason: Reason, text: String },
+    Resume { token: String },
 }
 
 /// The result of one stream.
@@ -297,6 +300,10 @@ impl Message {
                     e.u16(reason.code());
                     e.text(text, MAX_TEXT);
                 }
+                Plan::Resume { token } => {
+                    e.u8(4);
+                    e.exact(token, MAX_TEXT)?;
+                }
             },
             Message::Data(bytes) => e.out.extend_from_slice(bytes),
             Message::End { bytes } => e.u64(*bytes),
@@ -413,6 +420,9 @@ impl Message {
                     reason: d.reason()?,
                     text: d.str(MAX_TEXT)?,
                 },
+                4 => Plan::Resume {
+                    token: d.str(MAX_TEXT)?,
+                },
                 t => return Err(d.bad(&format!("unknown plan tag {t}"))),
             }),
             0x21 => Message::End { bytes: d.u64()? },
@@ -505,10 +515,14 @@ impl Encoder<'_> {
     }
     /// A name field: over its limit is an error, since a clipped name is another name.
     fn name(&mut self, s: &str) -> Result<()> {
-        if s.len() > MAX_NAME {
+        self.exact(s, MAX_NAME)
+    }
+    /// A field that must arrive whole (a name, a token): over `max` is an error.
+    fn exact(&mut self, s: &str, max: usize) -> Result<()> {
+        if s.len() > max {
             return Err(Error::Malformed {
                 kind: self.kind,
-                why: format!("name of {} bytes, limit is {MAX_NAME}", s.len()),
+                why: format!("field of {} bytes, limit is {max}", s.len()),
             });
         }
         self.raw_str(s);

@@ -13,12 +13,18 @@ use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use zfsync_protocol::DatasetKind;
 use zfsync_protocol::{FrameReader, FrameWriter, Message, Outcome, Plan, Reason, VERSION};
-use zfsync_zfs::{check_relative_path, check_snapshot_name, Dataset, RecvOptions, Snapshot};
+use zfsync_zfs::{
+    check_relative_path, check_snapshot_name, Dataset, DatasetInfo, RecvOptions, Snapshot,
+};
 
 /// Stream chunks queued between the socket and `zfs recv` (each up to 1 MiB): lets the
 /// network and the bursty `zfs recv` each run at their own pace.
 const RECV_QUEUE: usize = 8;
+
+/// The hold tag the receiver keeps on each dataset's newest received snapshot.
+pub(crate) const HOLD_TAG: &str = "zfsync-recv";
 
 pub(crate) struct Session<'a> {
     shared: &'a Shared<'a>,
@@ -35,6 +41,8 @@ struct Accepted<'a> {
     location: Location,
     plan: Plan,
     force: bool,
+    /// The destination's newest snapshot before this receive (its hold moves on).
+    prev_newest: Option<String>,
     _lock: Option<DatasetLock<'a>>,
 }
 
@@ -84,12 +92,12 @@ impl<'a> Session<'a> {
             match msg {
                 Message::Offer {
                     path,
-                    kind: _,
+                    kind,
                     count,
                     dry_run,
                 } => {
                     self.busy.store(true, Ordering::SeqCst);
-                    let r = self.offer(&path, count, dry_run);
+                    let r = self.offer(&path, kind, count, dry_run);
                     self.busy.store(false, Ordering::SeqCst);
                     r?;
                 }
@@ -168,7 +176,7 @@ impl<'a> Session<'a> {
     }
 
     /// One offered dataset: decide, answer, and receive the stream if one follows.
-    fn offer(&mut self, path: &str, count: u32, dry_run: bool) -> Result<()> {
+    fn offer(&mut self, path: &str, kind: DatasetKind, count: u32, dry_run: bool) -> Result<()> {
         let started = Instant::now();
         let rel = match (self.base.as_str(), path) {
             (b, "") => b.to_string(),
@@ -182,7 +190,7 @@ impl<'a> Session<'a> {
         let mut bad_name: Option<String> = None;
         let (decision, located) = {
             let dest_snaps: Vec<Snapshot> = match &located {
-                Ok((_, Some(s), _)) => s.clone(),
+                Ok((_, Some(info), _)) => info.snapshots.clone(),
                 _ => Vec::new(),
             };
             let mut matcher = Matcher::new(&dest_snaps);
@@ -231,7 +239,10 @@ impl<'a> Session<'a> {
             }
         };
         self.writer.send(&Message::Reply(accepted.plan.clone()))?;
-        let streams = matches!(accepted.plan, Plan::Full { .. } | Plan::Incremental { .. });
+        let streams = matches!(
+            accepted.plan,
+            Plan::Full { .. } | Plan::Incremental { .. } | Plan::Resume { .. }
+        );
         if dry_run || !streams {
             debug!(
                 "offer answered peer={} dataset={rel:?} plan={:?} dry_run={dry_run}",
@@ -240,7 +251,19 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         let ds = accepted.location.dataset().clone();
-        let outcome = self.receive(&ds, accepted.force)?;
+        let opts = RecvOptions {
+            force: accepted.force,
+            resumable: true,
+            // Only a new filesystem can take the property; a volume cannot mount anyway.
+            no_automount: matches!(accepted.plan, Plan::Full { .. })
+                && kind == DatasetKind::Filesystem,
+        };
+        let resuming = matches!(accepted.plan, Plan::Resume { .. });
+        let outcome = self.receive(&ds, &opts, resuming)?;
+        if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
+        {
+            self.protect_base(&ds, newest, accepted.prev_newest.as_deref());
+        }
         match &outcome {
             Outcome::Done { bytes, newest, .. } => info!(
                 "recv done peer={} dataset={} snap={} bytes={} secs={:.2}",
@@ -270,7 +293,7 @@ impl<'a> Session<'a> {
         rel: &str,
         is_root: bool,
         dry_run: bool,
-    ) -> std::result::Result<(Location, Option<Vec<Snapshot>>, Option<DatasetLock<'a>>), Refusal>
+    ) -> std::result::Result<(Location, Option<DatasetInfo>, Option<DatasetLock<'a>>), Refusal>
     {
         let tree = &self.shared.tree;
         let zfs = self.shared.zfs;
@@ -292,13 +315,13 @@ impl<'a> Session<'a> {
             .transpose()?
         };
         let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
-        if let Some(snaps) = zfs.list_snapshots(&real).map_err(zerr)? {
-            return Ok((Location::InPlace(real), Some(snaps), lock));
+        if let Some(info) = zfs.dataset(&real).map_err(zerr)? {
+            return Ok((Location::InPlace(real), Some(info), lock));
         }
         let buffered = tree.buffer_name(rel);
         if let Some(b) = &buffered {
-            if let Some(snaps) = zfs.list_snapshots(b).map_err(zerr)? {
-                return Ok((Location::Buffered(b.clone()), Some(snaps), lock));
+            if let Some(info) = zfs.dataset(b).map_err(zerr)? {
+                return Ok((Location::Buffered(b.clone()), Some(info), lock));
             }
         }
         let parent_exists = match real.parent() {
@@ -334,7 +357,7 @@ impl<'a> Session<'a> {
     fn decide(
         &self,
         location: Location,
-        existing: Option<Vec<Snapshot>>,
+        existing: Option<DatasetInfo>,
         decision: Decision,
         count: u32,
         dry_run: bool,
@@ -348,14 +371,28 @@ impl<'a> Session<'a> {
             },
             location: location.clone(),
             force,
+            prev_newest: None,
             _lock: None,
         };
         if count == 0 {
             return Err((Reason::Protocol, "offer without snapshots".into()));
         }
+        let prev_newest = existing
+            .as_ref()
+            .and_then(|i| i.snapshots.last())
+            .map(|s| s.name.clone());
         let mut accepted = match existing {
             None => plan_full(false),
-            Some(snaps) if snaps.is_empty() => {
+            // An interrupted resumable receive: finish it before anything else (the
+            // destination accepts nothing else while it holds partial state).
+            Some(DatasetInfo { resume_token: Some(token), .. }) => Accepted {
+                plan: Plan::Resume { token },
+                location,
+                force: false,
+                prev_newest,
+                _lock: None,
+            },
+            Some(info) if info.snapshots.is_empty() => {
                 if !cfg.allow_overwrite {
                     return Err((
                         Reason::NotReplica,
@@ -366,7 +403,13 @@ impl<'a> Session<'a> {
                 plan_full(true)
             }
             Some(_) => match decision {
-                Decision::UpToDate { name } => Accepted { plan: Plan::UpToDate { name }, location, force: false, _lock: None },
+                Decision::UpToDate { name } => Accepted {
+                    plan: Plan::UpToDate { name },
+                    location,
+                    force: false,
+                    prev_newest,
+                    _lock: None,
+                },
                 Decision::Incremental { from, rollback, newer } => {
                     if rollback && !dry_run {
                         warn!("rolling back dataset={ds} to={} destroying={newer:?} (--allow-rollback)", from.name);
@@ -376,6 +419,7 @@ impl<'a> Session<'a> {
                         plan: Plan::Incremental { from_guid: from.guid, from_name: from.name },
                         location,
                         force: false,
+                        prev_newest,
                         _lock: None,
                     }
                 }
@@ -402,15 +446,9 @@ impl<'a> Session<'a> {
     }
 
     /// Receives one stream into `ds` and sends the result.
-    fn receive(&mut self, ds: &Dataset, force: bool) -> Result<Outcome> {
+    fn receive(&mut self, ds: &Dataset, opts: &RecvOptions, resuming: bool) -> Result<Outcome> {
         let zfs = self.shared.zfs;
-        let mut proc = match zfs.recv(
-            ds,
-            &RecvOptions {
-                force,
-                resumable: false,
-            },
-        ) {
+        let mut proc = match zfs.recv(ds, opts) {
             Ok(p) => p,
             Err(e) => {
                 return self.fail_and_drain(Outcome::Failed {
@@ -481,6 +519,11 @@ impl<'a> Session<'a> {
                     Ok(_) => format!("zfs recv into {ds} ended before the stream did"),
                     Err(e) => e.to_string(),
                 };
+                if resuming {
+                    // The token led nowhere: drop the partial state so the next offer
+                    // falls back to a normal incremental.
+                    self.discard_partial(ds);
+                }
                 return self.fail_and_drain(Outcome::Failed {
                     reason: Reason::ZfsFailed,
                     text,
@@ -489,6 +532,9 @@ impl<'a> Session<'a> {
             End::Aborted(text) => {
                 drop(proc.kill());
                 let _ = writer.join();
+                // The sender's stream is bad (its zfs send failed): partial state from it
+                // is worth nothing. A cut connection, by contrast, keeps its resume token.
+                self.discard_partial(ds);
                 Outcome::Failed {
                     reason: Reason::StreamFailed,
                     text: format!("sender aborted the stream: {text}"),
@@ -497,6 +543,7 @@ impl<'a> Session<'a> {
             End::Mismatch(announced) => {
                 drop(proc.kill());
                 let _ = writer.join();
+                self.discard_partial(ds);
                 Outcome::Failed {
                     reason: Reason::StreamFailed,
                     text: format!("stream length mismatch: sender announced {announced} bytes, {total} arrived"),
@@ -505,6 +552,45 @@ impl<'a> Session<'a> {
         };
         self.writer.send(&Message::Result(outcome.clone()))?;
         Ok(outcome)
+    }
+
+    /// Drops the partial state of an interrupted resumable receive (`zfs recv -A`), if the
+    /// ZFS keeps such state at all. Nothing else is touched: for an existing dataset that
+    /// is only the unfinished stream, for a new one the unfinished dataset.
+    fn discard_partial(&self, ds: &Dataset) {
+        let zfs = self.shared.zfs;
+        if !zfs.capabilities().resumable {
+            return;
+        }
+        match zfs.dataset(ds) {
+            Ok(Some(DatasetInfo {
+                resume_token: Some(_),
+                ..
+            })) => match zfs.recv_abort(ds) {
+                Ok(()) => info!("discarded partial receive dataset={ds}"),
+                Err(e) => warn!("cannot discard partial receive dataset={ds} error={e}"),
+            },
+            Ok(_) => {}
+            Err(e) => warn!("cannot check for partial receive dataset={ds} error={e}"),
+        }
+    }
+
+    /// Moves the receiver's hold to the snapshot now newest, so nobody's expiry on the
+    /// backup host destroys the next incremental's base. Best effort: logged, not fatal.
+    fn protect_base(&self, ds: &Dataset, newest: &str, prev: Option<&str>) {
+        let zfs = self.shared.zfs;
+        if !zfs.capabilities().holds {
+            return;
+        }
+        if let Err(e) = zfs.hold(&ds.snapshot(newest), HOLD_TAG) {
+            warn!("cannot hold base dataset={ds} snap={newest} error={e}");
+            return;
+        }
+        if let Some(prev) = prev.filter(|p| *p != newest) {
+            if let Err(e) = zfs.release(&ds.snapshot(prev), HOLD_TAG) {
+                warn!("cannot release old base dataset={ds} snap={prev} error={e}");
+            }
+        }
     }
 
     /// After a successful receive, checks what is newest in `ds` now.

@@ -25,6 +25,11 @@ Options:
                         on the receiver and clear it from older ones, so expiry
                         (scripts/zfsyncron) keeps every receiver's incremental base;
                         ID: 1-64 of a-z 0-9 . _ -
+      --plain           send plain streams: no compressed (-c), large-block (-L)
+                        or embedded (-e) records, which are used by default
+                        where the ZFS supports them
+      --no-raw          send encrypted datasets decrypted (keys must be loaded);
+                        by default they are sent raw (-w) and stay encrypted
       --zfs PATH        zfs binary (default: zfs)
   -o, --log-file FILE   write the log to FILE instead of stderr
   -v, --verbose         more log output (-vv for debug)
@@ -50,6 +55,8 @@ pub struct Args {
     pub log_file: Option<String>,
     pub verbose: usize,
     pub quiet: bool,
+    pub plain: bool,
+    pub no_raw: bool,
 }
 
 pub enum Parsed {
@@ -70,6 +77,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     o.optopt("o", "log-file", "", "FILE");
     o.optflagmulti("v", "verbose", "");
     o.optflag("q", "quiet", "");
+    o.optflag("", "plain", "");
+    o.optflag("", "no-raw", "");
     o.optflag("h", "help", "");
     o.optflag("V", "version", "");
     let m = o.parse(argv).map_err(|e| e.to_string())?;
@@ -101,6 +110,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         log_file: m.opt_str("o"),
         verbose: m.opt_count("v"),
         quiet: m.opt_present("q"),
+        plain: m.opt_present("plain"),
+        no_raw: m.opt_present("no-raw"),
     })))
 }
 
@@ -140,6 +151,8 @@ impl Args {
             log_file: self.log_file.map(PathBuf::from),
             verbose: self.verbose,
             quiet: self.quiet,
+            plain: self.plain,
+            no_raw: self.no_raw,
         })
     }
 }

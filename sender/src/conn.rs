@@ -11,7 +11,7 @@ use std::time::Duration;
 use zfsync_protocol::{
     DatasetKind, FrameReader, FrameWriter, Message, Outcome, Plan, Reason, SnapshotInfo, VERSION,
 };
-use zfsync_zfs::{Kind, SendOptions, Snapshot, Zfs};
+use zfsync_zfs::{Kind, Snapshot, ZfsProcess};
 
 /// Size of the pieces the stream is cut into (the protocol allows up to 1 MiB).
 const CHUNK: usize = 1 << 20;
@@ -176,11 +176,10 @@ impl Connection {
     /// had a full or incremental plan for it.
     pub fn stream(
         &mut self,
-        zfs: &Zfs,
-        snapshot: &str,
-        opts: &SendOptions,
+        spawned: zfsync_zfs::Result<ZfsProcess>,
+        dataset: &str,
     ) -> Result<(Outcome, u64)> {
-        let mut proc = match zfs.send(snapshot, opts) {
+        let mut proc = match spawned {
             Ok(p) => p,
             Err(e) => {
                 self.writer.send(&Message::Abort {
@@ -189,6 +188,7 @@ impl Connection {
                 return self.result().map(|o| (o, 0));
             }
         };
+        let snapshot = proc.command().to_string();
         let stdout = proc.take_stdout().expect("zfs send has stdout");
         let (full_tx, full_rx) = bounded::<Vec<u8>>(SEND_QUEUE);
         let (empty_tx, empty_rx) = bounded::<Vec<u8>>(SEND_QUEUE + 2);
@@ -220,7 +220,7 @@ impl Connection {
             drop(full_rx);
             let stderr = proc.kill();
             let _ = reader.join();
-            debug!("stream stopped early snapshot={snapshot} zfs_send_stderr={stderr:?}");
+            debug!("stream stopped early dataset={dataset} cmd={snapshot:?} zfs_send_stderr={stderr:?}");
             self.writer.send(&Message::Abort {
                 text: "receiver reported a failure".into(),
             })?;
@@ -235,12 +235,12 @@ impl Connection {
             (Err(e), _) => Some(format!("reading zfs send output: {e}")),
             // zfs-fuse can exit 0 after a warning and no stream: never call that success.
             (Ok(()), Ok(stderr)) if total == 0 => {
-                Some(format!("zfs send {snapshot} produced no data: {stderr}"))
+                Some(format!("{snapshot}: produced no data: {stderr}"))
             }
             _ => None,
         };
         if let Some(text) = failure {
-            warn!("zfs send failed snapshot={snapshot} error={text}");
+            warn!("zfs send failed dataset={dataset} error={text}");
             self.writer.send(&Message::Abort { text: text.clone() })?;
             let _ = self.result()?;
             return Ok((

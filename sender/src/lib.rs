@@ -39,6 +39,10 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     pub verbose: usize,
     pub quiet: bool,
+    /// No `-c -L -e`: a plain stream (for receivers that cannot take them).
+    pub plain: bool,
+    /// Send encrypted datasets decrypted instead of raw (needs their keys loaded).
+    pub no_raw: bool,
 }
 
 /// Errors of the sender.
@@ -393,6 +397,9 @@ fn worker(
 #[derive(Default)]
 struct Marks {
     prop: String,
+    /// Hold tag (where the ZFS has working holds): `zfs destroy` itself then refuses to
+    /// remove a receiver's base, whoever runs it.
+    hold: String,
     /// Dataset name -> names of its snapshots that carry the mark.
     marked: HashMap<String, Vec<String>>,
 }
@@ -409,7 +416,11 @@ impl Marks {
                     .push(snap.to_string());
             }
         }
-        Ok(Marks { prop, marked })
+        Ok(Marks {
+            hold: format!("zfsync-base-{id}"),
+            prop,
+            marked,
+        })
     }
 
     /// Moves the mark to the dataset's newest snapshot (which the receiver now has). The
@@ -432,13 +443,18 @@ impl Marks {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        zfs.set(
-            &format!("{}@{newest}", info.name),
-            &self.prop,
-            &now.to_string(),
-        )?;
+        let holds = zfs.capabilities().holds;
+        let base = format!("{}@{newest}", info.name);
+        zfs.set(&base, &self.prop, &now.to_string())?;
+        if holds {
+            zfs.hold(&base, &self.hold)?;
+        }
         for snap in old.iter().filter(|s| *s != newest) {
-            match zfs.inherit(&format!("{}@{snap}", info.name), &self.prop) {
+            let old = format!("{}@{snap}", info.name);
+            if holds {
+                zfs.release(&old, &self.hold)?;
+            }
+            match zfs.inherit(&old, &self.prop) {
                 Ok(()) => {}
                 // Destroyed meanwhile: its mark went with it.
                 Err(e) if e.kind() == zfsync_zfs::FailureKind::NotFound => {}
@@ -449,8 +465,15 @@ impl Marks {
     }
 }
 
+/// What to stream for one plan.
+enum Source {
+    Snapshot { name: String, opts: SendOptions },
+    Resume { token: String },
+}
+
 /// One dataset's session: offer, and stream what the receiver asks for. A new dataset
-/// gets its oldest snapshot in full, then the rest incrementally, on the same connection.
+/// gets its oldest snapshot in full, then the rest incrementally, on the same connection;
+/// an interrupted stream is first resumed. Each round ends with the receiver's verdict.
 fn replicate(
     conn: &mut Connection,
     config: &Config,
@@ -462,16 +485,31 @@ fn replicate(
     let ds = &job.info.name;
     let mut bytes = 0;
     let mut notes: Vec<String> = Vec::new();
-    // At most two rounds: full, then incremental. A third offer would mean the receiver
-    // did not keep what it acknowledged.
-    for _round in 0..3 {
+    let mut resume_failed = false;
+    // Rounds: resume, full, incremental, and one spare for a resume that failed. More
+    // would mean the receiver does not keep what it acknowledged.
+    for _round in 0..4 {
         let plan = conn.offer(&job.rel, job.info.kind, snaps, config.dry_run)?;
-        let (snapshot, opts, what) = match plan {
+        let (source, what) = match plan {
             Plan::UpToDate { .. } if notes.is_empty() => {
                 return Ok((Status::UpToDate, 0, format!("@{}", newest.name)))
             }
             Plan::UpToDate { .. } => return Ok((Status::Sent, bytes, notes.join(", "))),
             Plan::Refused { reason, text } => return Ok((Status::Refused(reason), bytes, text)),
+            Plan::Resume { token } => {
+                if resume_failed {
+                    return Ok((
+                        Status::Failed,
+                        bytes,
+                        "receiver offered a resume token again after it failed".into(),
+                    ));
+                }
+                let saved = zfs.resume_token_bytes(&token).ok().flatten().unwrap_or(0);
+                (
+                    Source::Resume { token },
+                    format!("resumed ({saved} bytes saved)"),
+                )
+            }
             Plan::Full { buffered } => {
                 let first = &snaps[0];
                 let mut what = format!("full @{}", first.name);
@@ -486,7 +524,14 @@ fn replicate(
                         snapshots(snaps.len() - 1)
                     ));
                 }
-                (format!("{ds}@{}", first.name), SendOptions::default(), what)
+                let name = format!("{ds}@{}", first.name);
+                (
+                    Source::Snapshot {
+                        name,
+                        opts: send_options(config, &job.info, None),
+                    },
+                    what,
+                )
             }
             Plan::Incremental {
                 from_guid,
@@ -506,18 +551,25 @@ fn replicate(
                     newest.name,
                     snapshots(count)
                 );
-                let opts = SendOptions {
-                    from: Some(format!("{ds}@{}", from.name)),
-                    ..SendOptions::default()
-                };
-                (format!("{ds}@{}", newest.name), opts, what)
+                let opts = send_options(config, &job.info, Some(format!("{ds}@{}", from.name)));
+                (
+                    Source::Snapshot {
+                        name: format!("{ds}@{}", newest.name),
+                        opts,
+                    },
+                    what,
+                )
             }
         };
         if config.dry_run {
             return Ok((Status::WouldSend, 0, what));
         }
         info!("send start dataset={ds} {what}");
-        let (outcome, sent) = conn.stream(zfs, &snapshot, &opts)?;
+        let spawned = match &source {
+            Source::Snapshot { name, opts } => zfs.send(name, opts),
+            Source::Resume { token } => zfs.send_resume(token),
+        };
+        let (outcome, sent) = conn.stream(spawned, ds)?;
         bytes += sent;
         match outcome {
             Outcome::Done {
@@ -539,6 +591,13 @@ fn replicate(
                     ));
                 }
             }
+            // A resume that fails (stale token, source snapshot gone) is dropped by the
+            // receiver: offer again for a normal incremental.
+            Outcome::Failed { text, .. } if matches!(source, Source::Resume { .. }) => {
+                warn!("resume failed dataset={ds} error={text}");
+                notes.push(format!("resume failed ({text}), token discarded"));
+                resume_failed = true;
+            }
             Outcome::Failed { reason, text } => {
                 let status = if reason == Reason::StreamFailed {
                     Status::Failed
@@ -552,8 +611,20 @@ fn replicate(
     Ok((
         Status::Failed,
         bytes,
-        "receiver did not advance after the full stream".into(),
+        "receiver did not advance after the streams it accepted".into(),
     ))
+}
+
+/// The send flags for one dataset: the fast ones the ZFS has (the zfs module drops what
+/// it lacks), and raw for an encrypted dataset so it stays encrypted on the receiver.
+fn send_options(config: &Config, info: &DatasetInfo, from: Option<String>) -> SendOptions {
+    SendOptions {
+        from,
+        compressed: !config.plain,
+        large_blocks: !config.plain,
+        embedded: !config.plain,
+        raw: info.encrypted && !config.no_raw,
+    }
 }
 
 /// "1 snapshot", "3 snapshots".

@@ -215,6 +215,10 @@ pub struct DatasetInfo {
     pub name: String,
     pub kind: Kind,
     pub snapshots: Vec<Snapshot>,
+    /// Encrypted (OpenZFS native encryption): sent raw, so it stays encrypted.
+    pub encrypted: bool,
+    /// The token of an interrupted resumable receive into this dataset (OpenZFS).
+    pub resume_token: Option<String>,
 }
 
 /// Options of `zfs send`, each used only where the capabilities allow.
@@ -233,6 +237,9 @@ pub struct SendOptions {
 pub struct RecvOptions {
     /// `-F`: roll back / overwrite. Only ever set when the receiver's operator allowed it.
     pub force: bool,
+    /// `-o canmount=noauto` (OpenZFS, new filesystems): a received filesystem never mounts
+    /// itself later over the backup host's own paths.
+    pub no_automount: bool,
     /// `-s`: leave a resume token when interrupted.
     pub resumable: bool,
 }
@@ -354,11 +361,13 @@ impl Zfs {
 
     /// The snapshots of one dataset, oldest first, or `None` if it does not exist.
     pub fn list_snapshots(&self, ds: &Dataset) -> Result<Option<Vec<Snapshot>>> {
+        Ok(self.dataset(ds)?.map(|d| d.snapshots))
+    }
+
+    /// One dataset with its snapshots (and resume token), or `None` if it does not exist.
+    pub fn dataset(&self, ds: &Dataset) -> Result<Option<DatasetInfo>> {
         match self.list(ds, Some(1)) {
-            Ok(list) => Ok(list
-                .into_iter()
-                .find(|d| d.name == ds.as_str())
-                .map(|d| d.snapshots)),
+            Ok(list) => Ok(list.into_iter().find(|d| d.name == ds.as_str())),
             Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -398,7 +407,7 @@ impl Zfs {
                 "-t",
                 "filesystem,volume,snapshot",
                 "-o",
-                "name,type,guid,createtxg",
+                "name,type,guid,createtxg,encryption,receive_resume_token",
             ]);
         } else {
             args.extend(["get", "-Hp", "-o", "name,property,value"]);
@@ -459,8 +468,77 @@ impl Zfs {
         if opts.resumable && self.caps.resumable {
             args.push("-s");
         }
+        if opts.no_automount && self.caps.recv_unmounted {
+            args.extend(["-o", "canmount=noauto"]);
+        }
         args.push(target.as_str());
         self.spawn(&args, true, false)
+    }
+
+    /// Starts `zfs send -t TOKEN`: the rest of an interrupted stream. The token carries
+    /// the original stream's flags.
+    pub fn send_resume(&self, token: &str) -> Result<ZfsProcess> {
+        self.spawn(&["send", "-t", token], false, true)
+    }
+
+    /// How many bytes of its stream a resume token says were already received
+    /// (`zfs send -nv -t TOKEN` prints the token's contents, `bytes = 0x...`).
+    pub fn resume_token_bytes(&self, token: &str) -> Result<Option<u64>> {
+        let cmd = self.command_line(&["send", "-nv", "-t", "TOKEN"]);
+        let out = Command::new(&self.bin)
+            .args(["send", "-nv", "-t", token])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Spawn {
+                cmd: cmd.clone(),
+                source: e,
+            })?;
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            return Err(Error::Failed {
+                cmd,
+                status: out.status.to_string(),
+                kind: classify(&text),
+                stderr: text,
+            });
+        }
+        Ok(text.lines().find_map(|l| {
+            let v = l.trim().strip_prefix("bytes = ")?;
+            match v.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).ok(),
+                None => v.parse().ok(),
+            }
+        }))
+    }
+
+    /// `zfs recv -A DS`: discards the partial state of an interrupted resumable receive.
+    pub fn recv_abort(&self, ds: &Dataset) -> Result<()> {
+        self.output(&["recv", "-A", ds.as_str()]).map(drop)
+    }
+
+    /// `zfs hold TAG SNAP`; an existing hold with that tag is fine.
+    pub fn hold(&self, snapshot: &str, tag: &str) -> Result<()> {
+        match self.output(&["hold", tag, snapshot]) {
+            Err(Error::Failed { stderr, .. }) if stderr.contains("tag already exists") => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// `zfs release TAG SNAP`; a hold that is not there (or a snapshot that is gone) is
+    /// fine: the goal is that it is not held.
+    pub fn release(&self, snapshot: &str, tag: &str) -> Result<()> {
+        match self.output(&["release", tag, snapshot]) {
+            Err(Error::Failed { stderr, kind, .. })
+                if kind == FailureKind::NotFound || stderr.contains("no such tag") =>
+            {
+                Ok(())
+            }
+            r => r.map(drop),
+        }
     }
 
     /// `zfs rename FROM TO` (TO's parent must exist).
@@ -548,6 +626,8 @@ struct Row {
     kind: String,
     guid: Option<u64>,
     createtxg: Option<u64>,
+    encryption: Option<String>,
+    resume_token: Option<String>,
 }
 
 fn parse_num(cmd: &str, line: &str, v: &str) -> Result<Option<u64>> {
@@ -566,18 +646,21 @@ fn parse_list_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for line in out.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 4 {
+        if f.len() != 6 {
             return Err(Error::Parse {
                 cmd: cmd.into(),
                 line: line.into(),
-                why: "expected 4 fields".into(),
+                why: "expected 6 fields".into(),
             });
         }
+        let text = |v: &str| (v != "-" && !v.is_empty()).then(|| v.to_string());
         rows.push(Row {
             name: f[0].into(),
             kind: f[1].into(),
             guid: parse_num(cmd, line, f[2])?,
             createtxg: parse_num(cmd, line, f[3])?,
+            encryption: text(f[4]),
+            resume_token: text(f[5]),
         });
     }
     Ok(rows)
@@ -637,6 +720,8 @@ fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
                     name: row.name,
                     kind,
                     snapshots: Vec::new(),
+                    encrypted: row.encryption.is_some_and(|e| e != "off"),
+                    resume_token: row.resume_token,
                 });
             }
             "snapshot" => {
@@ -695,22 +780,26 @@ mod tests {
 
     #[test]
     fn list_rows_from_openzfs() {
-        let out = "p/a/b\tfilesystem\t9\t30\np/a\tfilesystem\t3\t5\np/a@x\tsnapshot\t11\t6\np/a#bm\tbookmark\t11\t6\n";
+        let out = "p/a/b\tfilesystem\t9\t30\taes-256-gcm\t-\np/a\tfilesystem\t3\t5\toff\t1-abc\n\
+                   p/a@x\tsnapshot\t11\t6\t-\t-\np/a#bm\tbookmark\t11\t6\t-\t-\n";
         let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
         let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["p/a", "p/a/b"]);
         assert_eq!(tree[0].snapshots.len(), 1);
+        assert_eq!(tree[0].resume_token.as_deref(), Some("1-abc"));
+        assert!(!tree[0].encrypted);
+        assert!(tree[1].encrypted);
     }
 
     #[test]
     fn abbreviated_numbers_are_refused() {
         // zfs-fuse's `zfs list` prints "9.75E" for a GUID: never parse that as data.
-        assert!(parse_list_rows("t", "p/a@x\tsnapshot\t9.75E\t6\n").is_err());
+        assert!(parse_list_rows("t", "p/a@x\tsnapshot\t9.75E\t6\t-\t-\n").is_err());
     }
 
     #[test]
     fn parents_sort_before_children() {
-        let out = "p/a-b\tfilesystem\t1\t1\np/a/c\tfilesystem\t2\t2\np/a\tfilesystem\t3\t3\n";
+        let out = "p/a-b\tfilesystem\t1\t1\toff\t-\np/a/c\tfilesystem\t2\t2\toff\t-\np/a\tfilesystem\t3\t3\toff\t-\n";
         let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
         let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["p/a", "p/a/c", "p/a-b"]);
