@@ -202,11 +202,18 @@ mod tests {
                 version: VERSION,
                 agent: "zfsync-send 0.1.0".into(),
                 dest: "clients/a b".into(),
+                client: "alice".into(),
+            },
+            Message::Challenge { nonce: vec![1; 32] },
+            Message::Proof {
+                nonce: vec![2; 32],
+                mac: vec![3; 32],
             },
             Message::Welcome {
                 version: VERSION,
                 agent: "zfsync-recv 0.1.0".into(),
                 features: 0,
+                proof: vec![4; 32],
             },
             Message::Offer {
                 path: "home/alice".into(),
@@ -365,10 +372,20 @@ mod tests {
             version: 1,
             agent: "x".into(),
             dest: "".into(),
+            client: "".into(),
         }]);
         bytes[5] = b'X';
         let err = decode_all(&bytes).unwrap_err();
         assert!(err.to_string().contains("magic"), "{err}");
+    }
+
+    #[test]
+    fn short_nonce_is_rejected() {
+        let mut payload = vec![];
+        Message::Challenge { nonce: vec![1; 31] }
+            .encode_payload(&mut payload)
+            .unwrap();
+        assert!(Message::decode(0x03, payload).is_err());
     }
 
     #[test]

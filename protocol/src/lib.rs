@@ -29,6 +29,7 @@
 //!
 //! The conversation is documented in `docs/PROTOCOL.md`.
 
+pub mod auth;
 mod frame;
 mod message;
 

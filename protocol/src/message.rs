@@ -3,11 +3,14 @@
 //! Each variant of [`Message`] documents its frame kind and payload bytes. Encoding and
 //! decoding live side by side here so that a layout change touches one place.
 
+use crate::auth::{MAC_LEN, NONCE_LEN};
 use crate::{clip, Error, Result, MAGIC, MAX_NAME, MAX_SNAPSHOTS, MAX_TEXT};
 use byteorder::{BigEndian, ByteOrder};
 
 /// Largest `agent` field of `Hello`/`Welcome` (a program name and version).
 const MAX_AGENT: usize = 256;
+/// Largest client name.
+const MAX_CLIENT: usize = 64;
 
 /// One message of the conversation. Which side sends which, and when, is in
 /// `docs/PROTOCOL.md`.
@@ -16,23 +19,37 @@ pub enum Message {
     /// Sender's greeting, the first frame of every connection.
     ///
     /// # Format
-    /// kind `0x01`: `"ZFSYNC" version:u16 agent:str(256) dest:str(1024)`.
+    /// kind `0x01`: `"ZFSYNC" version:u16 agent:str(256) dest:str(1024) client:str(64)`.
     /// `dest` is where the sent root lands, relative to the receiver's target ("" = the
-    /// target itself).
+    /// target itself, or the client's subtree); `client` names the sender's key ("" when
+    /// it has none).
     Hello {
         version: u16,
         agent: String,
         dest: String,
+        client: String,
     },
+    /// Receiver: "prove you know the key" (only when it has a key file).
+    ///
+    /// # Format
+    /// kind `0x03`: `nonce:bytes(32)` where `bytes(n) = len:u16be bytes[len]`, len = n.
+    Challenge { nonce: Vec<u8> },
+    /// Sender's answer to a challenge (see the `auth` module).
+    ///
+    /// # Format
+    /// kind `0x04`: `nonce:bytes(32) mac:bytes(32)`.
+    Proof { nonce: Vec<u8>, mac: Vec<u8> },
     /// Receiver's answer to a `Hello` it accepts.
     ///
     /// # Format
-    /// kind `0x02`: `version:u16 agent:str(256) features:u64` (feature bits, none defined in
-    /// version 1; a receiver sends 0).
+    /// kind `0x02`: `version:u16 agent:str(256) features:u64 proof:bytes(0 or 32)`
+    /// (feature bits: none defined in version 1, a receiver sends 0; `proof` is the
+    /// receiver's own proof of the key after a challenge, empty without one).
     Welcome {
         version: u16,
         agent: String,
         features: u64,
+        proof: Vec<u8>,
     },
     /// Sender: "here is a dataset and its snapshots". Followed by exactly `count`
     /// [`Message::Snap`] frames, oldest snapshot first.
@@ -212,6 +229,8 @@ impl Message {
         match self {
             Message::Hello { .. } => 0x01,
             Message::Welcome { .. } => 0x02,
+            Message::Challenge { .. } => 0x03,
+            Message::Proof { .. } => 0x04,
             Message::Offer { .. } => 0x10,
             Message::Snap(_) => 0x11,
             Message::Reply(_) => 0x12,
@@ -244,20 +263,29 @@ impl Message {
                 version,
                 agent,
                 dest,
+                client,
             } => {
                 e.out.extend_from_slice(MAGIC);
                 e.u16(*version);
                 e.text(agent, MAX_AGENT);
                 e.name(dest)?;
+                e.exact(client, MAX_CLIENT)?;
             }
             Message::Welcome {
                 version,
                 agent,
                 features,
+                proof,
             } => {
                 e.u16(*version);
                 e.text(agent, MAX_AGENT);
                 e.u64(*features);
+                e.bytes(proof, MAC_LEN)?;
+            }
+            Message::Challenge { nonce } => e.bytes(nonce, NONCE_LEN)?,
+            Message::Proof { nonce, mac } => {
+                e.bytes(nonce, NONCE_LEN)?;
+                e.bytes(mac, MAC_LEN)?;
             }
             Message::Offer {
                 path,
@@ -373,12 +401,21 @@ impl Message {
                     version: d.u16()?,
                     agent: d.str(MAX_AGENT)?,
                     dest: d.str(MAX_NAME)?,
+                    client: d.str(MAX_CLIENT)?,
                 }
             }
             0x02 => Message::Welcome {
                 version: d.u16()?,
                 agent: d.str(MAX_AGENT)?,
                 features: d.u64()?,
+                proof: d.bytes(MAC_LEN)?,
+            },
+            0x03 => Message::Challenge {
+                nonce: d.exact_bytes(NONCE_LEN)?,
+            },
+            0x04 => Message::Proof {
+                nonce: d.exact_bytes(NONCE_LEN)?,
+                mac: d.exact_bytes(MAC_LEN)?,
             },
             0x10 => {
                 let path = d.str(MAX_NAME)?;
@@ -471,6 +508,8 @@ pub(crate) fn kind_name(kind: u8) -> Option<&'static str> {
     Some(match kind {
         0x01 => "hello",
         0x02 => "welcome",
+        0x03 => "challenge",
+        0x04 => "proof",
         0x10 => "offer",
         0x11 => "snap",
         0x12 => "reply",
@@ -516,6 +555,18 @@ impl Encoder<'_> {
     /// A name field: over its limit is an error, since a clipped name is another name.
     fn name(&mut self, s: &str) -> Result<()> {
         self.exact(s, MAX_NAME)
+    }
+    /// A byte field of at most `max` bytes.
+    fn bytes(&mut self, b: &[u8], max: usize) -> Result<()> {
+        if b.len() > max {
+            return Err(Error::Malformed {
+                kind: self.kind,
+                why: format!("byte field of {} bytes, limit is {max}", b.len()),
+            });
+        }
+        self.u16(b.len() as u16);
+        self.out.extend_from_slice(b);
+        Ok(())
     }
     /// A field that must arrive whole (a name, a token): over `max` is an error.
     fn exact(&mut self, s: &str, max: usize) -> Result<()> {
@@ -579,6 +630,20 @@ impl<'a> Decoder<'a> {
         }
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| self.bad("string is not UTF-8"))
+    }
+    fn bytes(&mut self, max: usize) -> Result<Vec<u8>> {
+        let len = self.u16()? as usize;
+        if len > max {
+            return Err(self.bad(&format!("byte field of {len} bytes, limit is {max}")));
+        }
+        Ok(self.take(len)?.to_vec())
+    }
+    fn exact_bytes(&mut self, n: usize) -> Result<Vec<u8>> {
+        let b = self.bytes(n)?;
+        if b.len() != n {
+            return Err(self.bad(&format!("byte field of {} bytes, wanted {n}", b.len())));
+        }
+        Ok(b)
     }
     fn reason(&mut self) -> Result<Reason> {
         let code = self.u16()?;

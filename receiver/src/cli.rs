@@ -25,6 +25,10 @@ Options:
                            that the source does not (default: refuse such datasets)
       --allow-overwrite    allow a full receive over an existing dataset that has no
                            snapshots (destroys its contents; default: refuse)
+      --key-file FILE      accept only senders that prove knowledge of a key in FILE
+                           (challenge-response, the key never crosses the wire).
+                           Lines: NAME SECRET [SUBTREE]; a client with a SUBTREE is
+                           confined to TARGET/SUBTREE. FILE must be mode 600.
       --zfs PATH           zfs binary (default: zfs)
   -o, --log-file FILE      write the log to FILE instead of stderr
   -v, --verbose            more log output (-vv for debug)
@@ -46,6 +50,7 @@ pub struct Args {
     pub allow_rollback: bool,
     pub allow_overwrite: bool,
     pub zfs: Option<String>,
+    pub key_file: Option<String>,
     pub log_file: Option<String>,
     pub verbose: usize,
 }
@@ -66,6 +71,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     o.optflag("", "allow-rollback", "");
     o.optflag("", "allow-overwrite", "");
     o.optopt("", "zfs", "", "PATH");
+    o.optopt("", "key-file", "", "FILE");
     o.optopt("o", "log-file", "", "FILE");
     o.optflagmulti("v", "verbose", "");
     o.optflag("h", "help", "");
@@ -91,6 +97,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         allow_rollback: m.opt_present("allow-rollback"),
         allow_overwrite: m.opt_present("allow-overwrite"),
         zfs: m.opt_str("zfs"),
+        key_file: m.opt_str("key-file"),
         log_file: m.opt_str("o"),
         verbose: m.opt_count("v"),
     })))
@@ -133,8 +140,27 @@ impl Args {
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
             log_file: self.log_file.map(PathBuf::from),
             verbose: self.verbose,
+            keys: match &self.key_file {
+                None => Vec::new(),
+                Some(f) => read_receiver_keys(std::path::Path::new(f))?,
+            },
         })
     }
+}
+
+/// Reads the key file and checks each client's subtree.
+fn read_receiver_keys(path: &std::path::Path) -> Result<Vec<zfsync_protocol::auth::Key>, String> {
+    let keys = zfsync_protocol::auth::read_key_file(path)?;
+    for k in &keys {
+        zfsync_zfs::check_relative_path(&k.subtree).map_err(|e| {
+            format!(
+                "key file {}: client {}: subtree: {e}",
+                path.display(),
+                k.name
+            )
+        })?;
+    }
+    Ok(keys)
 }
 
 /// The buffer beside TARGET: `pool/backup/data` -> `pool/backup/data_zfsync_buffer`.

@@ -39,6 +39,8 @@ pub struct Config {
     pub zfs: PathBuf,
     pub log_file: Option<PathBuf>,
     pub verbose: usize,
+    /// Keys of the clients allowed in; empty: no authentication.
+    pub keys: Vec<zfsync_protocol::auth::Key>,
 }
 
 /// Errors of the receiver.

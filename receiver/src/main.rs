@@ -63,6 +63,11 @@ fn run(config: &Config) -> zfsync_recv::Result<()> {
         zfsync_recv::Error::Setup(format!("cannot listen on {}: {e}", config.listen))
     })?;
     let addr = listener.local_addr()?;
+    if config.keys.is_empty() && !addr.ip().is_loopback() {
+        let w = format!("listening on {addr} without --key-file: any host that can reach this port can write datasets under {}", config.target);
+        log::warn!("{w}");
+        eprintln!("zfsync-recv: warning: {w}");
+    }
     log::info!(
         "listening addr={addr} target={} buffer={}",
         config.target,

@@ -13,7 +13,7 @@ use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use zfsync_protocol::DatasetKind;
+use zfsync_protocol::{auth, DatasetKind};
 use zfsync_protocol::{FrameReader, FrameWriter, Message, Outcome, Plan, Reason, VERSION};
 use zfsync_zfs::{
     check_relative_path, check_snapshot_name, Dataset, DatasetInfo, RecvOptions, Snapshot,
@@ -44,6 +44,15 @@ struct Accepted<'a> {
     /// The destination's newest snapshot before this receive (its hold moves on).
     prev_newest: Option<String>,
     _lock: Option<DatasetLock<'a>>,
+}
+
+/// Joins two relative paths ("" is the empty path).
+fn join_rel(a: &str, b: &str) -> String {
+    match (a, b) {
+        (a, "") => a.to_string(),
+        ("", b) => b.to_string(),
+        (a, b) => format!("{a}/{b}"),
+    }
 }
 
 /// A refusal: reason and text for the sender.
@@ -134,12 +143,13 @@ impl<'a> Session<'a> {
     }
 
     fn greet(&mut self) -> Result<()> {
-        let (version, agent, dest) = match self.reader.read_message()? {
+        let (version, agent, dest, client) = match self.reader.read_message()? {
             Some(Message::Hello {
                 version,
                 agent,
                 dest,
-            }) => (version, agent, dest),
+                client,
+            }) => (version, agent, dest, client),
             Some(other) => return self.violation(&format!("expected hello, got {}", other.name())),
             None => return Err(Error::Violation("closed before hello".into())),
         };
@@ -147,42 +157,83 @@ impl<'a> Session<'a> {
             let text = format!(
                 "receiver speaks protocol version {VERSION}, sender {version}: upgrade one side"
             );
-            self.writer.send(&Message::Error {
-                reason: Reason::VersionMismatch,
-                text: text.clone(),
-            })?;
-            return Err(Error::Violation(text));
+            return self.refuse_session(Reason::VersionMismatch, text);
         }
-        if let Err(e) = check_relative_path(&dest).and_then(|_| self.shared.tree.target.join(&dest))
+        let (subtree, proof) = if self.shared.config.keys.is_empty() {
+            (String::new(), Vec::new())
+        } else {
+            match self.authenticate(&client, &dest)? {
+                Some(ok) => ok,
+                None => {
+                    warn!("authentication failed peer={} client={client:?}", self.peer);
+                    return self.refuse_session(Reason::Denied, "authentication failed".into());
+                }
+            }
+        };
+        let base = join_rel(&subtree, &dest);
+        if let Err(e) = check_relative_path(&dest).and_then(|_| self.shared.tree.target.join(&base))
         {
-            let text = format!("destination path refused: {e}");
-            self.writer.send(&Message::Error {
-                reason: Reason::InvalidPath,
-                text: text.clone(),
-            })?;
-            return Err(Error::Violation(text));
+            return self.refuse_session(
+                Reason::InvalidPath,
+                format!("destination path refused: {e}"),
+            );
         }
         info!(
-            "session start peer={} agent={:?} dest={:?}",
-            self.peer, agent, dest
+            "session start peer={} agent={:?} client={:?} base={:?}",
+            self.peer, agent, client, base
         );
-        self.base = dest;
+        self.base = base;
         self.writer.send(&Message::Welcome {
             version: VERSION,
             agent: format!("zfsync-recv {}", env!("CARGO_PKG_VERSION")),
             features: 0,
+            proof,
         })?;
         Ok(())
+    }
+
+    /// Sends a session-ending error and returns it as this session's error.
+    fn refuse_session(&mut self, reason: Reason, text: String) -> Result<()> {
+        self.writer.send(&Message::Error {
+            reason,
+            text: text.clone(),
+        })?;
+        Err(Error::Violation(text))
+    }
+
+    /// Challenge-response with the client's key. Returns its subtree and the receiver's
+    /// proof, or `None` when it failed. An unknown client name is challenged like a known
+    /// one, so that the answer does not tell which names exist.
+    fn authenticate(&mut self, client: &str, dest: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let key = self.shared.config.keys.iter().find(|k| k.name == client);
+        let server_nonce = auth::nonce()?.to_vec();
+        self.writer.send(&Message::Challenge {
+            nonce: server_nonce.clone(),
+        })?;
+        let (client_nonce, mac) = match self.reader.read_message()? {
+            Some(Message::Proof { nonce, mac }) => (nonce, mac),
+            Some(other) => return self.violation(&format!("expected proof, got {}", other.name())),
+            None => return Err(Error::Violation("closed before proof".into())),
+        };
+        let Some(key) = key else { return Ok(None) };
+        if !auth::verify_client(
+            &key.secret,
+            &server_nonce,
+            &client_nonce,
+            client,
+            dest,
+            &mac,
+        ) {
+            return Ok(None);
+        }
+        let proof = auth::server_proof(&key.secret, &server_nonce, &client_nonce, client);
+        Ok(Some((key.subtree.clone(), proof)))
     }
 
     /// One offered dataset: decide, answer, and receive the stream if one follows.
     fn offer(&mut self, path: &str, kind: DatasetKind, count: u32, dry_run: bool) -> Result<()> {
         let started = Instant::now();
-        let rel = match (self.base.as_str(), path) {
-            (b, "") => b.to_string(),
-            ("", p) => p.to_string(),
-            (b, p) => format!("{b}/{p}"),
-        };
+        let rel = join_rel(&self.base, path);
         let is_root = path.is_empty();
         let located = self.locate(path, &rel, is_root, dry_run);
         // Read every announced snapshot even when the offer is already refused: the
@@ -507,27 +558,27 @@ impl<'a> Session<'a> {
                 let _ = writer.join();
                 match proc.wait() {
                     Ok(_) => self.verify(ds, total),
-                    Err(e) => Outcome::Failed {
-                        reason: Reason::ZfsFailed,
-                        text: e.to_string(),
-                    },
+                    Err(e) => {
+                        let (reason, text) = recv_failure(&e);
+                        Outcome::Failed { reason, text }
+                    }
                 }
             }
             End::RecvDied => {
                 let _ = writer.join();
-                let text = match proc.wait() {
-                    Ok(_) => format!("zfs recv into {ds} ended before the stream did"),
-                    Err(e) => e.to_string(),
+                let (reason, text) = match proc.wait() {
+                    Ok(_) => (
+                        Reason::ZfsFailed,
+                        format!("zfs recv into {ds} ended before the stream did"),
+                    ),
+                    Err(e) => recv_failure(&e),
                 };
                 if resuming {
                     // The token led nowhere: drop the partial state so the next offer
                     // falls back to a normal incremental.
                     self.discard_partial(ds);
                 }
-                return self.fail_and_drain(Outcome::Failed {
-                    reason: Reason::ZfsFailed,
-                    text,
-                });
+                return self.fail_and_drain(Outcome::Failed { reason, text });
             }
             End::Aborted(text) => {
                 drop(proc.kill());
@@ -629,5 +680,17 @@ impl<'a> Session<'a> {
                 None => return Err(Error::Violation("closed inside a stream".into())),
             }
         }
+    }
+}
+
+/// Why a `zfs recv` failed, for the sender. A destination changed since its newest
+/// snapshot is divergence like a snapshot of its own (refused, nothing changed, healed by
+/// `--allow-rollback`), not a malfunction of zfs.
+fn recv_failure(e: &zfsync_zfs::Error) -> (Reason, String) {
+    if e.kind() == zfsync_zfs::FailureKind::DestinationModified {
+        let text = format!("{e}; nothing was changed (start zfsync-recv with --allow-rollback to discard the changes)");
+        (Reason::Diverged, text)
+    } else {
+        (Reason::ZfsFailed, e.to_string())
     }
 }

@@ -30,6 +30,8 @@ Options:
                         where the ZFS supports them
       --no-raw          send encrypted datasets decrypted (keys must be loaded);
                         by default they are sent raw (-w) and stay encrypted
+      --key-file FILE   authenticate with the first key in FILE (NAME SECRET per
+                        line, mode 600) and require the receiver to prove it too
       --zfs PATH        zfs binary (default: zfs)
   -o, --log-file FILE   write the log to FILE instead of stderr
   -v, --verbose         more log output (-vv for debug)
@@ -57,6 +59,7 @@ pub struct Args {
     pub quiet: bool,
     pub plain: bool,
     pub no_raw: bool,
+    pub key_file: Option<String>,
 }
 
 pub enum Parsed {
@@ -79,6 +82,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     o.optflag("q", "quiet", "");
     o.optflag("", "plain", "");
     o.optflag("", "no-raw", "");
+    o.optopt("", "key-file", "", "FILE");
     o.optflag("h", "help", "");
     o.optflag("V", "version", "");
     let m = o.parse(argv).map_err(|e| e.to_string())?;
@@ -112,6 +116,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         quiet: m.opt_present("q"),
         plain: m.opt_present("plain"),
         no_raw: m.opt_present("no-raw"),
+        key_file: m.opt_str("key-file"),
     })))
 }
 
@@ -153,6 +158,12 @@ impl Args {
             quiet: self.quiet,
             plain: self.plain,
             no_raw: self.no_raw,
+            key: match &self.key_file {
+                None => None,
+                Some(f) => zfsync_protocol::auth::read_key_file(std::path::Path::new(f))?
+                    .into_iter()
+                    .next(),
+            },
         })
     }
 }

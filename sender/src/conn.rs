@@ -9,7 +9,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 use zfsync_protocol::{
-    DatasetKind, FrameReader, FrameWriter, Message, Outcome, Plan, Reason, SnapshotInfo, VERSION,
+    auth, DatasetKind, FrameReader, FrameWriter, Message, Outcome, Plan, Reason, SnapshotInfo,
+    VERSION,
 };
 use zfsync_zfs::{Kind, Snapshot, ZfsProcess};
 
@@ -63,13 +64,59 @@ impl Connection {
             writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
             fd,
         };
+        let client = config
+            .key
+            .as_ref()
+            .map(|k| k.name.clone())
+            .unwrap_or_default();
         conn.writer.send(&Message::Hello {
             version: VERSION,
             agent: format!("zfsync-send {}", env!("CARGO_PKG_VERSION")),
             dest: config.dest.clone(),
+            client: client.clone(),
         })?;
-        match conn.read()? {
-            Message::Welcome { version, agent, .. } if version == VERSION => {
+        let mut client_nonce = Vec::new();
+        let mut server_nonce = Vec::new();
+        let mut msg = conn.read()?;
+        if let Message::Challenge { nonce } = msg {
+            let Some(key) = &config.key else {
+                return Err(Error::Auth(
+                    "the receiver requires a key: give --key-file".into(),
+                ));
+            };
+            client_nonce = auth::nonce()?.to_vec();
+            let mac = auth::client_proof(&key.secret, &nonce, &client_nonce, &client, &config.dest);
+            server_nonce = nonce;
+            conn.writer.send(&Message::Proof {
+                nonce: client_nonce.clone(),
+                mac,
+            })?;
+            msg = conn.read()?;
+        }
+        match msg {
+            Message::Welcome {
+                version,
+                agent,
+                proof,
+                ..
+            } if version == VERSION => {
+                if let Some(key) = &config.key {
+                    // Mutual: a receiver that cannot prove the key gets no data.
+                    if server_nonce.is_empty() {
+                        return Err(Error::Auth(
+                            "the receiver did not ask for a key (started without --key-file?): refusing to send to an unauthenticated receiver".into(),
+                        ));
+                    }
+                    if !auth::verify_server(
+                        &key.secret,
+                        &server_nonce,
+                        &client_nonce,
+                        &client,
+                        &proof,
+                    ) {
+                        return Err(Error::Auth("the receiver failed to prove the key".into()));
+                    }
+                }
                 debug!("connected addr={} peer_agent={agent:?}", config.address);
                 Ok(conn)
             }

@@ -43,6 +43,8 @@ pub struct Config {
     pub plain: bool,
     /// Send encrypted datasets decrypted instead of raw (needs their keys loaded).
     pub no_raw: bool,
+    /// The key to authenticate with (the first of `--key-file`).
+    pub key: Option<zfsync_protocol::auth::Key>,
 }
 
 /// Errors of the sender.
@@ -61,6 +63,8 @@ pub enum Error {
     },
     /// The receiver broke the protocol.
     Violation(String),
+    /// Authentication failed or is missing on one side.
+    Auth(String),
 }
 
 impl Error {
@@ -70,7 +74,7 @@ impl Error {
             Error::Protocol(e) => e.is_retryable(),
             Error::Io(_) | Error::Connect(_) | Error::Closed => true,
             Error::Peer { reason, .. } => reason.is_retryable(),
-            Error::Zfs(_) | Error::Violation(_) => false,
+            Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) => false,
         }
     }
 }
@@ -85,6 +89,7 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("receiver closed the connection"),
             Error::Peer { reason, text } => write!(f, "receiver: {}: {text}", reason.as_str()),
             Error::Violation(s) => write!(f, "protocol violation by the receiver: {s}"),
+            Error::Auth(s) => write!(f, "authentication: {s}"),
         }
     }
 }
