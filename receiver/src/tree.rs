@@ -249,6 +249,7 @@ impl Tree {
                 Ok(()) => {
                     info!("cleanup placed from={from} to={to}");
                     report.placed += 1;
+                    hold_newest(zfs, &to);
                 }
                 Err(e) => {
                     warn!("cleanup rename failed from={from} to={to} error={e}");
@@ -281,6 +282,23 @@ impl Tree {
                 report.waiting += 1;
                 report.notes.push(format!("{copy}: left alone: {why}"));
             }
+        }
+    }
+}
+
+/// Holds the newest snapshot of a dataset just put in place, as a receive into place
+/// would have (only buffered copies go without: they are zfsync's own scratch space).
+fn hold_newest(zfs: &Zfs, ds: &Dataset) {
+    if !zfs.capabilities().holds {
+        return;
+    }
+    let newest = match zfs.list_snapshots(ds) {
+        Ok(Some(snaps)) => snaps.last().map(|s| s.name.clone()),
+        _ => None,
+    };
+    if let Some(n) = newest {
+        if let Err(e) = zfs.hold(&ds.snapshot(&n), crate::session::HOLD_TAG) {
+            warn!("cannot hold base dataset={ds} snap={n} error={e}");
         }
     }
 }
