@@ -381,11 +381,18 @@ mod tests {
 
     #[test]
     fn short_nonce_is_rejected() {
-        let mut payload = vec![];
-        Message::Challenge { nonce: vec![1; 31] }
-            .encode_payload(&mut payload)
-            .unwrap();
+        // By the decoder (a hand-made payload: len 31, then 31 bytes)...
+        let mut payload = vec![0, 31];
+        payload.extend_from_slice(&[1; 31]);
         assert!(Message::decode(0x03, payload).is_err());
+        // ...and already by the encoder, so nothing is sent that the peer must refuse.
+        let short = Message::Challenge { nonce: vec![1; 31] };
+        assert!(short.encode_payload(&mut Vec::new()).is_err());
+        let proof = Message::Proof {
+            nonce: vec![1; 32],
+            mac: vec![],
+        };
+        assert!(proof.encode_payload(&mut Vec::new()).is_err());
     }
 
     #[test]

@@ -282,10 +282,10 @@ impl Message {
                 e.u64(*features);
                 e.bytes(proof, MAC_LEN)?;
             }
-            Message::Challenge { nonce } => e.bytes(nonce, NONCE_LEN)?,
+            Message::Challenge { nonce } => e.exact_bytes(nonce, NONCE_LEN)?,
             Message::Proof { nonce, mac } => {
-                e.bytes(nonce, NONCE_LEN)?;
-                e.bytes(mac, MAC_LEN)?;
+                e.exact_bytes(nonce, NONCE_LEN)?;
+                e.exact_bytes(mac, MAC_LEN)?;
             }
             Message::Offer {
                 path,
@@ -555,6 +555,17 @@ impl Encoder<'_> {
     /// A name field: over its limit is an error, since a clipped name is another name.
     fn name(&mut self, s: &str) -> Result<()> {
         self.exact(s, MAX_NAME)
+    }
+    /// A byte field of exactly `n` bytes: what the decoder accepts, nothing else (issue 5,
+    /// found by the `roundtrip` fuzz target: a short nonce used to encode, then be refused).
+    fn exact_bytes(&mut self, b: &[u8], n: usize) -> Result<()> {
+        if b.len() != n {
+            return Err(Error::Malformed {
+                kind: self.kind,
+                why: format!("byte field of {} bytes, wanted {n}", b.len()),
+            });
+        }
+        self.bytes(b, n)
     }
     /// A byte field of at most `max` bytes.
     fn bytes(&mut self, b: &[u8], max: usize) -> Result<()> {

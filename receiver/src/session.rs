@@ -289,6 +289,16 @@ impl<'a> Session<'a> {
                 return Ok(());
             }
         };
+        // Issue 5: the buffer is created only for an accepted offer, so a refused one (bad
+        // snapshot name, no snapshots) leaves the receiving pool untouched.
+        if !dry_run && matches!(accepted.location, Location::Buffered(_)) {
+            if let Err(e) = self.shared.tree.ensure_buffer(self.shared.zfs) {
+                let (reason, text) = (Reason::ZfsFailed, e.to_string());
+                self.writer
+                    .send(&Message::Reply(Plan::Refused { reason, text }))?;
+                return Ok(());
+            }
+        }
         self.writer.send(&Message::Reply(accepted.plan.clone()))?;
         let streams = matches!(
             accepted.plan,
@@ -397,9 +407,7 @@ impl<'a> Session<'a> {
                 format!("parent {parent} does not exist yet, and the buffered name for {real} would exceed ZFS's 255-byte limit: send again once the parent has arrived"),
             ));
         };
-        if !dry_run {
-            tree.ensure_buffer(zfs).map_err(zerr)?;
-        }
+        // The buffer itself is created only once the offer is accepted (see `offer`).
         Ok((Location::Buffered(b), None, lock))
     }
 

@@ -875,3 +875,457 @@ pub fn run_with_timeout<S: AsRef<OsStr>>(
         stderr,
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Reading a sender's summary
+
+/// One row of `zfsync-send`'s summary table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    /// `sent`, `up-to-date`, `no-snapshots`, `would-send`, `refused:REASON`, `failed`.
+    pub outcome: String,
+    pub bytes: u64,
+    pub note: String,
+}
+
+impl SendOutput {
+    /// The summary table on stdout, by source dataset name. Panics (showing the output)
+    /// if there is no table: a test that reads rows expects one.
+    pub fn rows(&self) -> BTreeMap<String, SummaryRow> {
+        let mut lines = self.stdout.lines();
+        if !lines.by_ref().any(|l| l.starts_with("DATASET ")) {
+            panic!(
+                "no summary table on stdout\n--- stdout ---\n{}--- stderr ---\n{}",
+                self.stdout, self.stderr
+            );
+        }
+        let mut rows = BTreeMap::new();
+        for line in lines {
+            // Rows end at the cleanup note or the closing line, neither of which starts
+            // with a dataset name followed by a known outcome.
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(ds), Some(outcome), Some(bytes)) = (f.first(), f.get(1), f.get(2)) else {
+                continue;
+            };
+            let known = ["sent", "up-to-date", "no-snapshots", "would-send", "failed"];
+            if !(known.contains(outcome) || outcome.starts_with("refused:")) {
+                continue;
+            }
+            let Ok(bytes) = bytes.parse() else { continue };
+            rows.insert(
+                ds.to_string(),
+                SummaryRow {
+                    outcome: outcome.to_string(),
+                    bytes,
+                    note: f.get(4..).map(|n| n.join(" ")).unwrap_or_default(),
+                },
+            );
+        }
+        rows
+    }
+
+    /// The outcome of dataset `ds` in the summary; panics (showing the output) if absent.
+    pub fn outcome(&self, ds: &str) -> String {
+        match self.rows().remove(ds) {
+            Some(row) => row.outcome,
+            None => panic!(
+                "{ds} is not in the summary\n--- stdout ---\n{}--- stderr ---\n{}",
+                self.stdout, self.stderr
+            ),
+        }
+    }
+
+    /// The closing `zfsync-send: N datasets, ...` line; panics if there is none.
+    pub fn final_line(&self) -> &str {
+        self.stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("zfsync-send: "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no closing zfsync-send line\n--- stdout ---\n{}--- stderr ---\n{}",
+                    self.stdout, self.stderr
+                )
+            })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Whole trees
+
+/// `zfs snapshot -r ROOT@NAME`.
+pub fn snapshot_tree(root: &str, name: &str) {
+    zfs(&["snapshot", "-r", &format!("{root}@{name}")]);
+}
+
+/// Every filesystem at and below `root`, by path relative to it ("" for `root` itself),
+/// with its own snapshots oldest first as (name, guid): one `zfs get -r` for the tree.
+/// Two replicas are equal by name and GUID exactly when these maps are equal.
+pub fn tree_snapshots(root: &str) -> BTreeMap<String, Vec<(String, u64)>> {
+    let out = zfs(&[
+        "get",
+        "-Hp",
+        "-r",
+        "-o",
+        "name,property,value",
+        "guid,createtxg",
+        root,
+    ]);
+    let rel_of = |ds: &str| -> Option<String> {
+        if ds == root {
+            Some(String::new())
+        } else {
+            ds.strip_prefix(&format!("{root}/")).map(str::to_string)
+        }
+    };
+    // rel -> snapshot -> (guid, createtxg)
+    let mut tree: BTreeMap<String, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
+    for line in out.lines() {
+        let mut f = line.split('\t');
+        let (Some(name), Some(prop), Some(value)) = (f.next(), f.next(), f.next()) else {
+            panic!("zfs get: unexpected line {line:?}");
+        };
+        let value: u64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("zfs get: {name} {prop}={value:?} is not a number"));
+        let (ds, snap) = match name.split_once('@') {
+            Some((d, s)) => (d, Some(s)),
+            None => (name, None),
+        };
+        let Some(rel) = rel_of(ds) else {
+            panic!("zfs get -r {root} listed {name}");
+        };
+        let snaps = tree.entry(rel).or_default();
+        if let Some(snap) = snap {
+            let e = snaps.entry(snap.to_string()).or_default();
+            match prop {
+                "guid" => e.0 = value,
+                "createtxg" => e.1 = value,
+                _ => panic!("zfs get: unexpected property in {line:?}"),
+            }
+        }
+    }
+    tree.into_iter()
+        .map(|(rel, snaps)| {
+            let mut list: Vec<(u64, String, u64)> = snaps
+                .into_iter()
+                .map(|(name, (guid, txg))| (txg, name, guid))
+                .collect();
+            list.sort();
+            (
+                rel,
+                list.into_iter()
+                    .map(|(_, name, guid)| (name, guid))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Writes a file into a filesystem that is not mounted (a receiver's, mountpoint=none):
+/// mounts it at a temp dir, writes, and sets `mountpoint=none` again. Children of `ds`
+/// inherit the mountpoint for that moment, so prefer a leaf.
+pub fn write_file_unmounted(ds: &str, relpath: &str, bytes: &[u8]) {
+    let dir = temp_dir("mnt");
+    let dir_s = dir.to_str().expect("temp dir path is UTF-8");
+    zfs(&["set", &format!("mountpoint={dir_s}"), ds]);
+    // zfs-fuse mounts on `zfs set mountpoint`; mount explicitly if it did not.
+    if zfs(&["get", "-H", "-o", "value", "mounted", ds]).trim() != "yes" {
+        zfs(&["mount", ds]);
+    }
+    write_file(ds, relpath, bytes);
+    if let Err(e) = zfs_retry_busy(&["set", "mountpoint=none", ds]) {
+        panic!("{e}");
+    }
+    let _ = fs::remove_dir(&dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// Scripts
+
+/// Path of `scripts/NAME` in this workspace (e.g. `script("zfsyncron")`); panics if it
+/// does not exist.
+pub fn script(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate lives inside the workspace")
+        .join("scripts")
+        .join(name);
+    if !path.is_file() {
+        panic!("{} not found", path.display());
+    }
+    path
+}
+
+// ---------------------------------------------------------------------------------------
+// Fault injection: signals, fixed ports, a cutting and recording TCP proxy
+
+/// Sends signal `sig` to process `pid` (e.g. `SIGKILL` to kill a sender or receiver
+/// uncleanly). Errors (the process is gone) are ignored: the caller checks the effect.
+pub fn signal(pid: u32, sig: i32) {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: kill has no memory effects.
+    unsafe {
+        kill(pid as i32, sig);
+    }
+}
+
+/// SIGKILL on Linux.
+pub const SIGKILL: i32 = 9;
+
+/// Pids of the live children of process `pid` (from /proc), e.g. a receiver's `zfs recv`.
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut kids = Vec::new();
+    for entry in entries.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 1 && f[0] != "Z" && f[1].parse() == Ok(pid) {
+            kids.push(child);
+        }
+    }
+    kids
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released):
+/// for a receiver that must come up on an address the sender already knows.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
+    l.local_addr().expect("bound listener has an address").port()
+}
+
+impl Receiver {
+    /// `start`, but listening on 127.0.0.1:`port` (see `free_port`), so that a receiver
+    /// can be restarted, or started late, on an address a sender is already using.
+    pub fn start_on(port: u16, target: &str, extra_args: &[&str]) -> Receiver {
+        // `spawn` passes `-l 127.0.0.1:0` first; a wrapper swaps it for the fixed port and
+        // execs the receiver, so the pid is the receiver's own.
+        let dir = temp_dir("recvport");
+        let wrapper = dir.join("zfsync-recv");
+        let real = receiver_bin();
+        let text = format!(
+            "#!/bin/sh\nshift 2\nexec '{}' -l 127.0.0.1:{port} \"$@\"\n",
+            real.to_str().expect("binary path is UTF-8")
+        );
+        fs::write(&wrapper, text).unwrap_or_else(|e| panic!("write {}: {e}", wrapper.display()));
+        let mut perm = fs::metadata(&wrapper)
+            .unwrap_or_else(|e| panic!("stat {}: {e}", wrapper.display()))
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        fs::set_permissions(&wrapper, perm)
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", wrapper.display()));
+        Receiver::spawn(&wrapper, target, extra_args)
+    }
+}
+
+/// What a proxied connection carried, each direction as forwarded.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyRecord {
+    /// Client (sender) to upstream (receiver).
+    pub to_upstream: Vec<u8>,
+    /// Upstream to client.
+    pub to_client: Vec<u8>,
+}
+
+struct ProxyShared {
+    upstream: String,
+    stop: std::sync::atomic::AtomicBool,
+    /// Cut a connection once this many bytes went client -> upstream (u64::MAX: never).
+    cut_after: AtomicU64,
+    record: std::sync::atomic::AtomicBool,
+    cuts: AtomicU64,
+    /// Every accepted connection: its two sockets (to shut them on drop) and its record.
+    conns: std::sync::Mutex<Vec<(Vec<std::net::TcpStream>, ProxyRecord)>>,
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` (a receiver), for fault tests. It
+/// forwards both directions as they come; it can cut a connection (shut both sockets)
+/// once a number of bytes has gone upstream, like a network that dies mid-stream, and it
+/// can record the bytes of each connection (to replay them). Stopped on drop.
+pub struct Proxy {
+    addr: String,
+    shared: std::sync::Arc<ProxyShared>,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` (`HOST:PORT`) that neither cuts nor records.
+    pub fn start(upstream: &str) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("proxy: bind: {e}"));
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("proxy: {e}"));
+        let addr = listener.local_addr().expect("bound").to_string();
+        let shared = std::sync::Arc::new(ProxyShared {
+            upstream: upstream.to_string(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+            cut_after: AtomicU64::new(u64::MAX),
+            record: std::sync::atomic::AtomicBool::new(false),
+            cuts: AtomicU64::new(0),
+            conns: std::sync::Mutex::new(Vec::new()),
+        });
+        let s = shared.clone();
+        let accept = thread::spawn(move || proxy_accept(listener, s));
+        Proxy {
+            addr,
+            shared,
+            accept: Some(accept),
+        }
+    }
+
+    /// The proxy's address: the sender's HOST:PORT argument.
+    pub fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    /// Cuts each later connection once `bytes` have gone upstream on it (`None`: never).
+    pub fn cut_after(&self, bytes: Option<u64>) {
+        self.shared
+            .cut_after
+            .store(bytes.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Records the bytes of each later connection (`records`).
+    pub fn record(&self, on: bool) {
+        self.shared.record.store(on, Ordering::SeqCst);
+    }
+
+    /// How many connections were cut so far.
+    pub fn cuts(&self) -> u64 {
+        self.shared.cuts.load(Ordering::SeqCst)
+    }
+
+    /// What each connection carried so far, in the order they were accepted (empty
+    /// records unless `record(true)` was set when they were accepted).
+    pub fn records(&self) -> Vec<ProxyRecord> {
+        let conns = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.iter().map(|(_, r)| r.clone()).collect()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for (socks, _) in self
+            .shared
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            for s in socks {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn proxy_accept(listener: std::net::TcpListener, shared: std::sync::Arc<ProxyShared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let client = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            Err(e) => {
+                eprintln!("proxy: accept: {e}");
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let _ = client.set_nonblocking(false);
+        let upstream = match std::net::TcpStream::connect(&shared.upstream) {
+            Ok(u) => u,
+            Err(e) => {
+                // Like a network without a route: the client sees its connection close.
+                eprintln!("proxy: connect {}: {e}", shared.upstream);
+                continue;
+            }
+        };
+        let _ = client.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        let (Ok(c2), Ok(u2), Ok(c3), Ok(u3)) = (
+            client.try_clone(),
+            upstream.try_clone(),
+            client.try_clone(),
+            upstream.try_clone(),
+        ) else {
+            continue;
+        };
+        let index = {
+            let mut conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+            conns.push((vec![c3, u3], ProxyRecord::default()));
+            conns.len() - 1
+        };
+        let record = shared.record.load(Ordering::SeqCst);
+        let cut = shared.cut_after.load(Ordering::SeqCst);
+        let s = shared.clone();
+        thread::spawn(move || proxy_pump(client, upstream, cut, record, true, index, s));
+        let s = shared.clone();
+        thread::spawn(move || proxy_pump(u2, c2, u64::MAX, record, false, index, s));
+    }
+}
+
+/// Forwards `from` -> `to` until EOF, an error, or `cut` bytes (then shuts both sockets).
+fn proxy_pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    cut: u64,
+    record: bool,
+    upstream_bound: bool,
+    index: usize,
+    shared: std::sync::Arc<ProxyShared>,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut forwarded: u64 = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => n,
+        };
+        let n = (n as u64).min(cut - forwarded) as usize;
+        if to.write_all(&buf[..n]).is_err() {
+            let _ = from.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        forwarded += n as u64;
+        if record {
+            let mut conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+            let r = &mut conns[index].1;
+            let v = if upstream_bound {
+                &mut r.to_upstream
+            } else {
+                &mut r.to_client
+            };
+            v.extend_from_slice(&buf[..n]);
+        }
+        if forwarded >= cut {
+            shared.cuts.fetch_add(1, Ordering::SeqCst);
+            let _ = from.shutdown(std::net::Shutdown::Both);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
