@@ -69,6 +69,9 @@ pub fn frames(data: &[u8]) {
                     "{} frame used {used} bytes",
                     msg.name()
                 );
+                if foreign_greeting(&msg) {
+                    continue;
+                }
                 let again = encode_frame(&msg)
                     .unwrap_or_else(|e| panic!("decoded {msg:?} does not encode: {e}"));
                 assert_eq!(
@@ -105,6 +108,13 @@ pub fn frames(data: &[u8]) {
     }
 }
 
+/// A Hello or Welcome of another protocol version. By design only its frozen start
+/// (magic, version) is read, so the receiver can answer "version mismatch" whatever
+/// layout follows; the exactness checks hold for this version's layouts only.
+fn foreign_greeting(msg: &Message) -> bool {
+    matches!(msg, Message::Hello { version, .. } | Message::Welcome { version, .. } if *version != zfsync_protocol::VERSION)
+}
+
 fn payload_len(frame: &[u8]) -> usize {
     u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize
 }
@@ -117,6 +127,9 @@ pub fn decode(data: &[u8]) {
     match Message::decode(kind, payload.to_vec()) {
         Ok(msg) => {
             assert_eq!(msg.kind(), kind);
+            if foreign_greeting(&msg) {
+                return;
+            }
             let mut again = Vec::new();
             msg.encode_payload(&mut again)
                 .unwrap_or_else(|e| panic!("decoded {msg:?} does not encode: {e}"));
@@ -193,14 +206,16 @@ impl Recipe<'_> {
     }
     fn message(&mut self) -> Message {
         match self.u8() % 22 {
+            // Only this version's greetings have an exact layout: another version's
+            // Hello/Welcome is read up to its version number alone, by design.
             0 => Message::Hello {
-                version: self.u16(),
+                version: zfsync_protocol::VERSION,
                 agent: self.string(MAX_AGENT),
                 dest: self.string(MAX_NAME),
                 client: self.string(MAX_CLIENT),
             },
             1 => Message::Welcome {
-                version: self.u16(),
+                version: zfsync_protocol::VERSION,
                 agent: self.string(MAX_AGENT),
                 features: self.u64(),
                 proof: self.blob(),
@@ -391,7 +406,7 @@ pub fn seed_messages() -> Vec<Message> {
             client: "".into(),
         },
         Message::Hello {
-            version: 2,
+            version: 1,
             agent: "a".repeat(MAX_AGENT),
             dest: "hosts/alpha".into(),
             client: "alpha".into(),

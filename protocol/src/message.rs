@@ -4,7 +4,7 @@
 //! decoding live side by side here so that a layout change touches one place.
 
 use crate::auth::{MAC_LEN, NONCE_LEN};
-use crate::{clip, Error, Result, MAGIC, MAX_NAME, MAX_SNAPSHOTS, MAX_TEXT};
+use crate::{clip, Error, Result, MAGIC, MAX_NAME, MAX_SNAPSHOTS, MAX_TEXT, VERSION};
 use byteorder::{BigEndian, ByteOrder};
 
 /// Largest `agent` field of `Hello`/`Welcome` (a program name and version).
@@ -397,19 +397,41 @@ impl Message {
                 if magic != MAGIC {
                     return Err(d.bad("bad magic: the peer is not a zfsync sender"));
                 }
+                let version = d.u16()?;
+                if version != VERSION {
+                    // Only magic and version are frozen across versions: the rest may have
+                    // another layout, and the answer must still be "version mismatch".
+                    return Ok(Message::Hello {
+                        version,
+                        agent: String::new(),
+                        dest: String::new(),
+                        client: String::new(),
+                    });
+                }
                 Message::Hello {
-                    version: d.u16()?,
+                    version,
                     agent: d.str(MAX_AGENT)?,
                     dest: d.str(MAX_NAME)?,
                     client: d.str(MAX_CLIENT)?,
                 }
             }
-            0x02 => Message::Welcome {
-                version: d.u16()?,
-                agent: d.str(MAX_AGENT)?,
-                features: d.u64()?,
-                proof: d.bytes(MAC_LEN)?,
-            },
+            0x02 => {
+                let version = d.u16()?;
+                if version != VERSION {
+                    return Ok(Message::Welcome {
+                        version,
+                        agent: String::new(),
+                        features: 0,
+                        proof: Vec::new(),
+                    });
+                }
+                Message::Welcome {
+                    version,
+                    agent: d.str(MAX_AGENT)?,
+                    features: d.u64()?,
+                    proof: d.bytes(MAC_LEN)?,
+                }
+            }
             0x03 => Message::Challenge {
                 nonce: d.exact_bytes(NONCE_LEN)?,
             },

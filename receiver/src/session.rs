@@ -82,7 +82,12 @@ impl<'a> Session<'a> {
     }
 
     pub(crate) fn run(mut self) -> Result<()> {
-        self.greet()?;
+        // The whole greeting (and authentication) must finish within the timeout: a peer
+        // that trickles a byte at a time must not hold a connection slot for ever.
+        let watchdog = self.greeting_deadline()?;
+        let greeted = self.greet();
+        drop(watchdog);
+        greeted?;
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 let _ = self.writer.send(&Message::Error {
@@ -140,6 +145,21 @@ impl<'a> Session<'a> {
             text: what.to_string(),
         });
         Err(Error::Violation(what.to_string()))
+    }
+
+    /// Shuts the connection down unless the returned sender is dropped within the timeout.
+    fn greeting_deadline(&self) -> Result<crossbeam_channel::Sender<()>> {
+        let stream = self.writer.get_ref().get_ref().try_clone()?;
+        let (tx, rx) = bounded::<()>(0);
+        let timeout = self.shared.config.timeout;
+        let peer = self.peer;
+        std::thread::spawn(move || {
+            if rx.recv_timeout(timeout) == Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+                warn!("greeting not finished in time peer={peer}: closing");
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        Ok(tx)
     }
 
     fn greet(&mut self) -> Result<()> {
