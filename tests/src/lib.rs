@@ -111,6 +111,7 @@ pub fn zpool_bin() -> String {
 }
 
 fn run_try(program: &str, args: &[&str]) -> Result<String, String> {
+    let _lock = may_mount(args).then(MountLock::acquire);
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -130,6 +131,52 @@ fn run_try(program: &str, args: &[&str]) -> Result<String, String> {
             describe_status(out.status),
             String::from_utf8_lossy(&out.stderr).trim_end()
         ))
+    }
+}
+
+/// Whether a zfs or zpool command may mount a filesystem. Only reading commands (and
+/// `snapshot`, `send`) are known not to.
+fn may_mount(args: &[&str]) -> bool {
+    !matches!(
+        args.first().copied(),
+        Some("list" | "get" | "status" | "snapshot" | "send" | "version")
+    )
+}
+
+/// Serialises commands that may mount, across every test thread and test process.
+///
+/// zfs-fuse 0.7 hands each new mount to its FUSE listener threads over a pipe with two
+/// separate `write`s (a header, then the mountpoint). Two mounts at once can interleave
+/// them; a listener then reads a piece of a path as a length and blocks in `read` while
+/// holding the listener mutex, and every FUSE request and every later mount hangs until
+/// the daemon is restarted. Seen with several test binaries running at once. One mount
+/// at a time avoids it; the commands are short, so the cost is small.
+struct MountLock(#[allow(dead_code)] fs::File);
+
+impl MountLock {
+    fn acquire() -> MountLock {
+        extern "C" {
+            fn flock(fd: i32, operation: i32) -> i32;
+        }
+        const LOCK_EX: i32 = 2;
+        let _ = fs::create_dir_all(TEST_ROOT);
+        let path = Path::new(TEST_ROOT).join(".zfs-mount.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; it has no memory effects. Each
+        // acquire opens its own file description, so threads of one process exclude
+        // each other too. The lock goes with the descriptor when the File is dropped.
+        while unsafe { flock(file.as_raw_fd(), LOCK_EX) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                panic!("flock {}: {e}", path.display());
+            }
+        }
+        MountLock(file)
     }
 }
 
@@ -1082,7 +1129,11 @@ pub fn child_pids(pid: u32) -> Vec<u32> {
     };
     let mut kids = Vec::new();
     for entry in entries.flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
@@ -1105,7 +1156,9 @@ pub fn child_pids(pid: u32) -> Vec<u32> {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
-    l.local_addr().expect("bound listener has an address").port()
+    l.local_addr()
+        .expect("bound listener has an address")
+        .port()
 }
 
 impl Receiver {
