@@ -34,6 +34,10 @@ pub(crate) struct Session<'a> {
     writer: FrameWriter<BufWriter<TcpStream>>,
     /// Where the sender's root lands, relative to TARGET ("" = TARGET).
     base: String,
+    /// Whether the sent root's replica exists without being one (no snapshots): then its
+    /// children are refused too, rather than grown inside a dataset that was refused.
+    /// Looked up once per session, at the first child offered.
+    root_not_replica: std::cell::OnceCell<Option<String>>,
 }
 
 /// What the receiver will do for an offer it accepted.
@@ -78,6 +82,7 @@ impl<'a> Session<'a> {
             reader,
             writer,
             base: String::new(),
+            root_not_replica: std::cell::OnceCell::new(),
         })
     }
 
@@ -396,6 +401,11 @@ impl<'a> Session<'a> {
             .transpose()?
         };
         let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
+        if !is_root && !self.shared.config.allow_overwrite {
+            if let Some(why) = self.root_not_replica()? {
+                return Err((Reason::NotReplica, why));
+            }
+        }
         if let Some(info) = zfs.dataset(&real).map_err(zerr)? {
             return Ok((Location::InPlace(real), Some(info), lock));
         }
@@ -429,6 +439,27 @@ impl<'a> Session<'a> {
         };
         // The buffer itself is created only once the offer is accepted (see `offer`).
         Ok((Location::Buffered(b), None, lock))
+    }
+
+    /// `Some(reason)` when the sent root's replica exists but has no snapshots.
+    fn root_not_replica(&self) -> std::result::Result<Option<String>, Refusal> {
+        if let Some(v) = self.root_not_replica.get() {
+            return Ok(v.clone());
+        }
+        let base = self
+            .shared
+            .tree
+            .target
+            .join(&self.base)
+            .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+        let v = match self.shared.zfs.dataset(&base).map_err(|e| (Reason::ZfsFailed, e.to_string()))? {
+            Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && base.parent().is_some() => Some(format!(
+                "{base}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
+            )),
+            _ => None,
+        };
+        let _ = self.root_not_replica.set(v.clone());
+        Ok(v)
     }
 
     /// Turns the snapshot comparison into a plan, doing the one destructive step (an

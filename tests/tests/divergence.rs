@@ -192,6 +192,15 @@ fn existing_target_that_is_not_a_replica_is_refused_and_keeps_its_files() {
     let row = &out.rows()[&s.root];
     assert_eq!(row.outcome, "refused:NotReplica", "{}", out.stdout);
     assert!(row.note.contains("no snapshots"), "{}", out.stdout);
+    // Its children are refused too: nothing grows inside a dataset that was refused.
+    for (ds, row) in out.rows() {
+        assert_eq!(row.outcome, "refused:NotReplica", "{ds}: {}", out.stdout);
+    }
+    assert_eq!(
+        list_datasets(&s.target),
+        vec![s.target.clone()],
+        "children landed in the refused target"
+    );
     assert_eq!(snapshot_guids(&s.target), Vec::<(String, u64)>::new());
     // Check the file through a snapshot taken now.
     snapshot(&format!("{}@check", s.target));
