@@ -413,7 +413,7 @@ impl Marks {
     fn load(zfs: &Zfs, root: &Dataset, id: &str) -> Result<Marks> {
         let prop = format!("zfsync:base:{id}");
         let mut marked: HashMap<String, Vec<String>> = HashMap::new();
-        for (name, value) in zfs.get_recursive(root, &prop)? {
+        for (name, value) in zfs.get_local_recursive(root, &prop)? {
             if let (Some((ds, snap)), false) = (name.split_once('@'), value == "-") {
                 marked
                     .entry(ds.to_string())

@@ -585,9 +585,21 @@ impl Zfs {
     }
 
     /// `(name, value)` of one property for `root` and everything below it, snapshots
-    /// included, in one command (`zfs get -Hp -r`). Unset user properties read as "-".
-    pub fn get_recursive(&self, root: &Dataset, prop: &str) -> Result<Vec<(String, String)>> {
-        let args = ["get", "-Hp", "-r", "-o", "name,value", prop, root.as_str()];
+    /// included, in one command (`zfs get -Hp -r -s local`): only values set on the
+    /// dataset or snapshot itself, not inherited ones (a user property set on a
+    /// filesystem would otherwise show on every snapshot below it).
+    pub fn get_local_recursive(&self, root: &Dataset, prop: &str) -> Result<Vec<(String, String)>> {
+        let args = [
+            "get",
+            "-Hp",
+            "-r",
+            "-s",
+            "local",
+            "-o",
+            "name,value",
+            prop,
+            root.as_str(),
+        ];
         let out = self.output(&args)?;
         out.lines()
             .filter(|l| !l.is_empty())

@@ -1,0 +1,739 @@
+//! Tests of scripts/zfsyncron (issue 3), against real zfs-fuse pools, the real zfsync-send
+//! and real zfsync-recv services: snapshot classes across calendar boundaries, retention
+//! per class, foreign snapshots, a receiver that is down for many runs, two receivers,
+//! the lock, dry runs and exit codes.
+//!
+//! The clock is injected with ZFSYNCRON_NOW. Expected snapshot names come from GNU
+//! `date -u -d @SECONDS` and classes written out by hand, not from the script's logic.
+//! Every run goes through `dash`, so the script is also checked to be POSIX sh.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use zfsync_tests::*;
+
+/// 2028-02-29T08:00:00Z: a leap day, on an hour boundary.
+const T0: u64 = 1_835_424_000;
+/// 2028-03-01T00:00:00Z, the midnight after T0.
+const MIDNIGHT: u64 = 1_835_481_600;
+const DAY: u64 = 86_400;
+
+const CRON_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs of scripts/zfsyncron sharing one lock file in a private temp dir.
+struct Cron {
+    dir: PathBuf,
+    lock: PathBuf,
+}
+
+impl Cron {
+    fn new() -> Cron {
+        let dir = temp_dir("cron");
+        let lock = dir.join("zfsyncron.lock");
+        Cron { dir, lock }
+    }
+
+    /// `env ZFSYNCRON_NOW=NOW dash scripts/zfsyncron -S SENDER -Z ZFS -L LOCK ARGS...`
+    /// (a later -S in ARGS wins).
+    fn argv(&self, now: u64, args: &[&str]) -> Vec<String> {
+        let mut v = vec![
+            format!("ZFSYNCRON_NOW={now}"),
+            "dash".to_string(),
+            script("zfsyncron").display().to_string(),
+            "-S".to_string(),
+            sender_bin().display().to_string(),
+            "-Z".to_string(),
+            zfs_bin(),
+            "-L".to_string(),
+            self.lock.display().to_string(),
+        ];
+        v.extend(args.iter().map(|a| a.to_string()));
+        v
+    }
+
+    fn run(&self, now: u64, args: &[&str]) -> SendOutput {
+        self.run_timeout(now, args, CRON_TIMEOUT)
+    }
+
+    fn run_timeout(&self, now: u64, args: &[&str], timeout: Duration) -> SendOutput {
+        run_with_timeout(Path::new("/usr/bin/env"), &self.argv(now, args), timeout)
+    }
+
+    /// Starts a run in the background; the caller waits for it.
+    fn spawn(&self, now: u64, args: &[&str]) -> Child {
+        Command::new("/usr/bin/env")
+            .args(self.argv(now, args))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn zfsyncron")
+    }
+
+    /// An executable `sh` script in the temp dir, e.g. a fake zfsync-send.
+    fn script(&self, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
+        path.display().to_string()
+    }
+}
+
+impl Drop for Cron {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ` of `secs`, from GNU date: independent of the script's own
+/// arithmetic.
+fn stamp(secs: u64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("run date");
+    assert!(out.status.success(), "date -d @{secs} failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The snapshot name the script should give a run at `secs` of class `class`.
+fn cron_name(secs: u64, class: &str) -> String {
+    format!("zfsync_{}_{class}", stamp(secs))
+}
+
+/// Snapshot names (after '@') of `ds` itself, oldest first.
+fn snaps(ds: &str) -> Vec<String> {
+    snapshot_guids(ds).into_iter().map(|(n, _)| n).collect()
+}
+
+/// Snapshot names of `ds` that start with `zfsync_`, oldest first.
+fn zfsync_snaps(ds: &str) -> Vec<String> {
+    snaps(ds)
+        .into_iter()
+        .filter(|n| n.starts_with("zfsync_"))
+        .collect()
+}
+
+/// Full names of the snapshots at and below `ds` on which `zfsync:base:ID` is set
+/// locally, sorted.
+fn marked(ds: &str, id: &str) -> Vec<String> {
+    let out = zfs(&[
+        "get",
+        "-Hp",
+        "-r",
+        "-s",
+        "local",
+        "-o",
+        "name,value",
+        &format!("zfsync:base:{id}"),
+        ds,
+    ]);
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .filter(|n| n.contains('@'))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `[DATA@SNAP, KID@SNAP]`, sorted like `marked` sorts.
+fn in_both(data: &str, kid: &str, snap: &str) -> Vec<String> {
+    let mut v = vec![format!("{data}@{snap}"), format!("{kid}@{snap}")];
+    v.sort();
+    v
+}
+
+/// A source pool with `data` and `data/kid`, each holding a file.
+fn source(tag: &str) -> (Pool, String, String) {
+    let pool = Pool::new(tag);
+    let data = pool.ds("data");
+    let kid = pool.ds("data/kid");
+    create(&kid);
+    write_file(&data, "a.txt", b"alpha");
+    write_file(&kid, "k.bin", &random_bytes(4096, 1));
+    (pool, data, kid)
+}
+
+/// Panics unless the replica `dst` has exactly the snapshots (names and GUIDs) of `src`.
+fn assert_replica(src: &str, dst: &str) {
+    assert_eq!(
+        snapshot_guids(dst),
+        snapshot_guids(src),
+        "{dst} is not a replica of {src}"
+    );
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_child(mut child: Child, timeout: Duration) -> SendOutput {
+    use std::io::Read;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("background zfsyncron still running after {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    SendOutput {
+        status: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn classes_follow_calendar_boundaries() {
+    let (_src, data, kid) = source("cls");
+    let dst = Pool::unmounted("clsr");
+    let recv = Receiver::start(&dst.ds("bk"), &[]);
+    let addr = recv.addr();
+    let cron = Cron::new();
+    let keep = ["-s", "99", "-m", "99", "-h", "99", "-d", "99"];
+    let runs = [
+        (T0, "D"),                  // first zfsync snapshot ever
+        (T0 + 1, "S"),              // same minute
+        (T0 + 59, "S"),             // still the same minute
+        (T0 + 60, "M"),             // 08:01:00
+        (T0 + 3599, "M"),           // 08:59:59
+        (T0 + 3600, "H"),           // 09:00:00, one second later
+        (T0 + 3601, "S"),           // 09:00:01
+        (MIDNIGHT - 1, "H"),        // 2028-02-29T23:59:59Z
+        (MIDNIGHT, "D"),            // 2028-03-01T00:00:00Z, one second later
+        (MIDNIGHT + 40 * DAY, "D"), // after a long gap
+    ];
+    let mut expected = Vec::new();
+    for (now, class) in runs {
+        let mut args = keep.to_vec();
+        args.extend([data.as_str(), &addr]);
+        cron.run(now, &args).assert_ok();
+        expected.push(cron_name(now, class));
+        assert_eq!(zfsync_snaps(&data), expected, "after the run at {now}");
+    }
+    assert_eq!(expected[0], "zfsync_2028-02-29T08:00:00Z_D");
+    assert_eq!(expected[8], "zfsync_2028-03-01T00:00:00Z_D");
+    // Recursive snapshots, and every one delivered.
+    assert_eq!(zfsync_snaps(&kid), expected);
+    assert_replica(&data, &dst.ds("bk"));
+    assert_replica(&kid, &dst.ds("bk/kid"));
+
+    // A second run in the same second, and a clock that went back: no snapshot, exit 1,
+    // the sends still done.
+    let last = runs[runs.len() - 1].0;
+    for now in [last, T0] {
+        write_file(&data, "b.txt", b"more");
+        let mut args = keep.to_vec();
+        args.extend([data.as_str(), &addr]);
+        let out = cron.run(now, &args);
+        out.assert_status(1);
+        assert!(out.stderr.contains("not newer"), "{}", out.stderr);
+        assert_eq!(zfsync_snaps(&data), expected);
+        assert_replica(&data, &dst.ds("bk"));
+    }
+}
+
+#[test]
+fn retention_keeps_newest_n_per_class() {
+    let (_src, data, kid) = source("ret");
+    let dst = Pool::unmounted("retr");
+    let recv = Receiver::start(&dst.ds("bk"), &[]);
+    let cron = Cron::new();
+    let keep = [("S", 2), ("M", 3), ("H", 2), ("D", 2)];
+    let runs = [
+        (T0, "D"),
+        (T0 + 1, "S"),
+        (T0 + 2, "S"),
+        (T0 + 3, "S"),
+        (T0 + 60, "M"),
+        (T0 + 120, "M"),
+        (T0 + 180, "M"),
+        (T0 + 240, "M"),
+        (T0 + 3600, "H"),
+        (T0 + 3601, "S"),
+        (T0 + 7200, "H"),
+        (T0 + 10800, "H"),
+        (MIDNIGHT, "D"),
+        (MIDNIGHT + DAY, "D"),
+        (MIDNIGHT + DAY + 60, "M"),
+    ];
+    for (now, _) in runs {
+        let args = [
+            "-s",
+            "2",
+            "-m",
+            "3",
+            "-h",
+            "2",
+            "-d",
+            "2",
+            &data,
+            &recv.addr(),
+        ];
+        cron.run(now, &args).assert_ok();
+        let have = zfsync_snaps(&data);
+        for (class, n) in keep {
+            let count = have
+                .iter()
+                .filter(|s| s.ends_with(&format!("_{class}")))
+                .count();
+            assert!(
+                count <= n,
+                "after the run at {now}: {count} of class {class}: {have:?}"
+            );
+        }
+    }
+    // Newest 2 S, 3 M, 2 H, 2 D, worked out by hand from the list above.
+    let expected: Vec<String> = [
+        (T0 + 3, "S"),
+        (T0 + 180, "M"),
+        (T0 + 240, "M"),
+        (T0 + 3601, "S"),
+        (T0 + 7200, "H"),
+        (T0 + 10800, "H"),
+        (MIDNIGHT, "D"),
+        (MIDNIGHT + DAY, "D"),
+        (MIDNIGHT + DAY + 60, "M"),
+    ]
+    .into_iter()
+    .map(|(t, c)| cron_name(t, c))
+    .collect();
+    assert_eq!(zfsync_snaps(&data), expected);
+    assert_eq!(zfsync_snaps(&kid), expected);
+    // Expiry is local: the replica keeps everything it received.
+    assert_eq!(zfsync_snaps(&dst.ds("bk")).len(), runs.len());
+}
+
+#[test]
+fn foreign_snapshots_are_never_touched() {
+    let (_src, data, kid) = source("frn");
+    let dst = Pool::unmounted("frnr");
+    let recv = Receiver::start(&dst.ds("bk"), &[]);
+    let addr = recv.addr();
+    let cron = Cron::new();
+    // Names close to the script's pattern but not matching it, and one that matches.
+    let foreign = [
+        "manual",
+        "zfsync_2099-01-01T00:00:00Z_Q",
+        "zfsync_2020-01-01T00:00:00Z_M_extra",
+        "zfsync_2020-01-01T00:00:00Z_m",
+        "Zfsync_2020-01-01T00:00:00Z_M",
+        "zfsync_2020-01-01T000000Z_M",
+        "zfsync_2020-01-01T00:00:00_M",
+        "xzfsync_2020-01-01T00:00:00Z_D",
+    ];
+    for name in foreign {
+        snapshot(&format!("{data}@{name}"));
+    }
+    let old = "zfsync_2020-01-01T00:00:00Z_M";
+    zfs(&["snapshot", "-r", &format!("{data}@{old}")]);
+    let foreign_data: Vec<(String, u64)> = snapshot_guids(&data)
+        .into_iter()
+        .filter(|(n, _)| n != old)
+        .collect();
+
+    // Keep nothing: every snapshot the script may touch and that is not protected goes.
+    let zero = ["-s", "0", "-m", "0", "-h", "0", "-d", "0"];
+    let mut args = zero.to_vec();
+    args.extend([data.as_str(), &addr]);
+    cron.run(T0, &args).assert_ok();
+    // The 2099 and other look-alikes did not count as the newest: class D, taken.
+    let first = cron_name(T0, "D");
+    let now_data = snapshot_guids(&data);
+    assert!(
+        foreign_data.iter().all(|f| now_data.contains(f)),
+        "a foreign snapshot was touched: before {foreign_data:?}, after {now_data:?}"
+    );
+    assert!(
+        !exists(&format!("{data}@{old}")),
+        "the old zfsync snapshot was not expired"
+    );
+    assert!(
+        !exists(&format!("{kid}@{old}")),
+        "the old zfsync snapshot was not expired"
+    );
+    assert_eq!(zfsync_snaps(&kid), vec![first.clone()]);
+
+    cron.run(T0 + 60, &args).assert_ok();
+    let second = cron_name(T0 + 60, "M");
+    let after: Vec<String> = snaps(&data);
+    let mut want_names: Vec<String> = foreign_data.iter().map(|(n, _)| n.clone()).collect();
+    want_names.push(second.clone());
+    assert_eq!(after, want_names);
+    assert_eq!(zfsync_snaps(&kid), vec![second]);
+    let now_data = snapshot_guids(&data);
+    assert!(foreign_data.iter().all(|f| now_data.contains(f)));
+}
+
+#[test]
+fn receiver_down_keeps_its_base_and_resumes_incrementally() {
+    let (_src, data, kid) = source("down");
+    let (pa, pb) = (Pool::unmounted("downa"), Pool::unmounted("downb"));
+    let ra = Receiver::start(&pa.ds("bk"), &[]);
+    let mut rb = Receiver::start(&pb.ds("bk"), &[]);
+    let cron = Cron::new();
+    let keep = ["-s", "1", "-m", "1", "-h", "1", "-d", "1"];
+    // Receivers named a and b: b comes back on another port under the same id.
+    let run = |now: u64, b_addr: &str, extra: &[&str]| {
+        let a = format!("{}=a", ra.addr());
+        let b = format!("{b_addr}=b");
+        let mut args = extra.to_vec();
+        args.extend(keep);
+        args.extend([data.as_str(), &a, &b, "--", "--retries", "0"]);
+        cron.run(now, &args)
+    };
+
+    run(T0, &rb.addr(), &[]).assert_ok();
+    let base = cron_name(T0, "D");
+    let base_guid = snapshot_guids(&pb.ds("bk"))[0].clone();
+    assert_eq!(base_guid.0, base);
+    assert_eq!(marked(&data, "b"), in_both(&data, &kid, &base));
+    let b_addr = rb.addr();
+    rb.stop();
+
+    // Four days of runs with b down: far more than -d 1 covers.
+    for k in 1..=4 {
+        for (now, class) in [(T0 + k * DAY, "D"), (T0 + k * DAY + 60, "M")] {
+            let out = run(now, &b_addr, &[]);
+            out.assert_status(1);
+            assert!(out.stderr.contains("id b) failed"), "{}", out.stderr);
+            let have = zfsync_snaps(&data);
+            assert!(
+                have.contains(&base),
+                "b's base was expired at {now}: {have:?}"
+            );
+            assert!(
+                zfsync_snaps(&kid).contains(&base),
+                "b's base was expired in {kid}"
+            );
+            assert_eq!(have.last(), Some(&cron_name(now, class)));
+            // Retention still works for everything else: base + newest D + newest M.
+            assert!(have.len() <= 3, "at {now}: {have:?}");
+            // a is up and gets every snapshot (it keeps what the source expired).
+            assert_eq!(
+                snapshot_guids(&pa.ds("bk")).last(),
+                snapshot_guids(&data).last()
+            );
+        }
+    }
+    let out = run(T0 + 4 * DAY + 120, &b_addr, &["-n"]);
+    out.assert_ok();
+    let kept = format!("would keep {data}@{base} beyond retention: base of receiver b");
+    assert!(out.stdout.contains(&kept), "{}", out.stdout);
+
+    // b is back (on a new port, same id): the next run is incremental from the base.
+    let rb2 = Receiver::start(&pb.ds("bk"), &[]);
+    let now = T0 + 5 * DAY;
+    let out = run(now, &rb2.addr(), &["-v"]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains(&format!("incremental @{base}")),
+        "not incremental from the base:\n{}",
+        out.stdout
+    );
+    let newest = cron_name(now, "D");
+    let replica = snapshot_guids(&pb.ds("bk"));
+    assert_eq!(replica[0], base_guid, "b's replica lost its base");
+    assert_eq!(replica.last(), snapshot_guids(&data).last());
+    assert_eq!(replica.last().unwrap().0, newest);
+    // Delivered, so the mark moved and the old base was expired in the same run.
+    assert_eq!(marked(&data, "b"), in_both(&data, &kid, &newest));
+    assert!(!zfsync_snaps(&data).contains(&base));
+    assert!(!zfsync_snaps(&kid).contains(&base));
+}
+
+#[test]
+fn two_receivers_both_get_everything() {
+    let (_src, data, kid) = source("two");
+    let (pa, pb) = (Pool::unmounted("twoa"), Pool::unmounted("twob"));
+    let ra = Receiver::start(&pa.ds("bk"), &[]);
+    let rb = Receiver::start(&pb.ds("bk"), &[]);
+    let cron = Cron::new();
+    let log = cron.dir.join("run.log");
+    let log_s = log.display().to_string();
+    for (i, now) in [T0, T0 + 60, T0 + 120].into_iter().enumerate() {
+        write_file(&data, "a.txt", format!("version {i}").as_bytes());
+        // -j 1: one sender at a time; the ids derived from HOST:PORT.
+        let out = cron.run(
+            now,
+            &[
+                "-j",
+                "1",
+                "-t",
+                "2",
+                "-o",
+                &log_s,
+                &data,
+                &ra.addr(),
+                &rb.addr(),
+            ],
+        );
+        out.assert_ok();
+        assert_eq!(out.stdout, "", "a successful run should be silent");
+        assert_eq!(out.stderr, "", "a successful run should be silent");
+    }
+    for (pool, r) in [(&pa, &ra), (&pb, &rb)] {
+        assert_replica(&data, &pool.ds("bk"));
+        assert_replica(&kid, &pool.ds("bk/kid"));
+        let id = r.addr().replace(':', "-");
+        let newest = cron_name(T0 + 120, "M");
+        assert_eq!(marked(&data, &id), in_both(&data, &kid, &newest));
+    }
+    assert_eq!(
+        files_of(&format!("{}@{}", pb.ds("bk"), cron_name(T0 + 120, "M")))["a.txt"],
+        b"version 2"
+    );
+    let log_text = fs::read_to_string(&log).expect("read log");
+    assert!(log_text.contains(&format!("snapshot {data}@{}", cron_name(T0 + 120, "M"))));
+    assert!(log_text.contains("zfsync-send: 2 datasets"), "{log_text}");
+}
+
+#[test]
+fn lock_contention_and_stale_locks() {
+    let (_src, data, _kid) = source("lock");
+    let cron = Cron::new();
+    // A fake zfsync-send: the lock is about the script, not about sending.
+    let slow = cron.script("slow-send", "while [ ! -e \"$0.go\" ]; do sleep 0.05; done");
+    let fast = cron.script("fast-send", "exit 0");
+
+    // A live holder: the second run exits 3 and changes nothing.
+    let first = cron.spawn(T0, &["-S", &slow, &data, "127.0.0.1:9"]);
+    let pid = first.id().to_string();
+    wait_for("the first run's lock", Duration::from_secs(20), || {
+        fs::read_to_string(&cron.lock).is_ok_and(|s| s.trim() == pid)
+    });
+    let out = cron.run_timeout(
+        T0 + 60,
+        &["-S", &fast, &data, "127.0.0.1:9"],
+        Duration::from_secs(20),
+    );
+    out.assert_status(3);
+    assert!(
+        out.stderr
+            .contains(&format!("another run (pid {pid}) holds the lock")),
+        "{}",
+        out.stderr
+    );
+    fs::write(format!("{slow}.go"), b"").unwrap();
+    wait_child(first, Duration::from_secs(30)).assert_ok();
+    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0, "D")]);
+    assert!(!cron.lock.exists(), "the lock was not released");
+
+    // Stale holders are taken over: a dead pid, a pid that now belongs to another
+    // program, and garbage.
+    let mut dead = Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+    let holders = [
+        dead.id().to_string(),
+        other.id().to_string(),
+        "garbage".to_string(),
+    ];
+    for (i, holder) in holders.iter().enumerate() {
+        fs::write(&cron.lock, format!("{holder}\n")).unwrap();
+        let now = T0 + 120 + 60 * i as u64;
+        let out = cron.run(now, &["-S", &fast, &data, "127.0.0.1:9"]);
+        out.assert_ok();
+        assert!(
+            out.stderr.contains(&format!(
+                "took over the stale lock {} of pid '{holder}'",
+                cron.lock.display()
+            )),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(zfsync_snaps(&data).last(), Some(&cron_name(now, "M")));
+        assert!(!cron.lock.exists(), "the lock was not released");
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let (_src, data, kid) = source("dry");
+    let dst = Pool::unmounted("dryr");
+    let recv = Receiver::start(&dst.ds("bk"), &[]);
+    let cron = Cron::new();
+    for now in [T0, T0 + 60, T0 + 120] {
+        cron.run(now, &[&data, &recv.addr()]).assert_ok();
+    }
+    write_file(&data, "a.txt", b"changed");
+    let state = || {
+        (
+            snapshot_guids(&data),
+            snapshot_guids(&kid),
+            snapshot_guids(&dst.ds("bk")),
+            marked(&data, &recv.addr().replace(':', "-")),
+        )
+    };
+    let before = state();
+
+    let out = cron.run(T0 + 180, &["-n", "-m", "1", &data, &recv.addr()]);
+    out.assert_ok();
+    assert_eq!(state(), before, "the dry run changed something");
+    assert!(!cron.lock.exists());
+    let new = cron_name(T0 + 180, "M");
+    let id = recv.addr().replace(':', "-");
+    for line in [
+        format!("would snapshot {data}@{new} (recursive; class M: first of a new minute)"),
+        format!(
+            "would run {} --mark {id} --zfs {} {data} {}",
+            sender_bin().display(),
+            zfs_bin(),
+            recv.addr()
+        ),
+        format!(
+            "would destroy {data}@{} (M number 3, keeping 1)",
+            cron_name(T0 + 60, "M")
+        ),
+        format!(
+            "would destroy {kid}@{} (M number 3, keeping 1)",
+            cron_name(T0 + 60, "M")
+        ),
+        format!(
+            "would keep {data}@{} beyond retention: base of receiver {id}",
+            cron_name(T0 + 120, "M")
+        ),
+    ] {
+        assert!(
+            out.stdout.contains(&line),
+            "missing {line:?} in:\n{}",
+            out.stdout
+        );
+    }
+    assert!(!out
+        .stdout
+        .contains(&format!("would destroy {data}@{}", cron_name(T0, "D"))));
+
+    // The same plan, for real.
+    cron.run(T0 + 180, &["-m", "1", &data, &recv.addr()])
+        .assert_ok();
+    let have = zfsync_snaps(&data);
+    assert_eq!(have, vec![cron_name(T0, "D"), new]);
+}
+
+#[test]
+fn failed_expiry_exits_1_and_the_rest_is_done() {
+    let (src, data, kid) = source("expf");
+    let dst = Pool::unmounted("expfr");
+    let recv = Receiver::start(&dst.ds("bk"), &[]);
+    let cron = Cron::new();
+    cron.run(T0, &["-m", "1", &data, &recv.addr()]).assert_ok();
+    cron.run(T0 + 60, &["-m", "1", &data, &recv.addr()])
+        .assert_ok();
+    // A clone makes the snapshot impossible to destroy.
+    let m1 = cron_name(T0 + 60, "M");
+    let clone = src.ds("clone");
+    zfs(&[
+        "clone",
+        "-o",
+        "mountpoint=none",
+        &format!("{data}@{m1}"),
+        &clone,
+    ]);
+    let out = cron.run(T0 + 120, &["-m", "1", &data, &recv.addr()]);
+    out.assert_status(1);
+    assert!(
+        out.stderr.contains(&format!("zfs destroy {data}@{m1}")),
+        "{}",
+        out.stderr
+    );
+    assert!(exists(&format!("{data}@{m1}")));
+    assert!(
+        !exists(&format!("{kid}@{m1}")),
+        "the other expiry was not done"
+    );
+    assert_replica(&data, &dst.ds("bk"));
+
+    zfs(&["destroy", &clone]);
+    cron.run(T0 + 180, &["-m", "1", &data, &recv.addr()])
+        .assert_ok();
+    assert!(!exists(&format!("{data}@{m1}")));
+}
+
+#[test]
+fn usage_and_configuration_errors_exit_2() {
+    let (src, data, _kid) = source("use");
+    let cron = Cron::new();
+    let fast = cron.script("fast-send", "exit 0");
+    let missing = src.ds("nope");
+    for args in [
+        vec!["-x", data.as_str(), "h:1"],
+        vec!["-m", "many", data.as_str(), "h:1"],
+        vec![data.as_str()],
+        vec![data.as_str(), "h:1=Bad"],
+        vec![data.as_str(), "h:1", "H:1"],
+        vec!["-S", "/nonexistent/zfsync-send", data.as_str(), "h:1"],
+        vec!["-S", &fast, &missing, "h:1"],
+    ] {
+        let out = cron.run(T0, &args);
+        assert_eq!(out.status, 2, "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: no message");
+    }
+    assert_eq!(zfsync_snaps(&data), Vec::<String>::new());
+    // A usage error of zfsync-send itself (a bad pass-through option) is one too.
+    let out = cron.run(T0, &[&data, "127.0.0.1:9", "--", "--no-such-option"]);
+    out.assert_status(2);
+    assert!(out.stderr.contains("zfsync-send exit 2"), "{}", out.stderr);
+}
+
+#[test]
+fn keep_zero_still_keeps_this_runs_snapshot() {
+    let (_src, data, kid) = source("zero");
+    let cron = Cron::new();
+    // Nothing listens on port 9: every send fails, so no snapshot gets a mark.
+    let args = [
+        "-s",
+        "0",
+        "-m",
+        "0",
+        "-h",
+        "0",
+        "-d",
+        "0",
+        &data,
+        "127.0.0.1:9",
+        "--",
+        "--retries",
+        "0",
+    ];
+    cron.run(T0, &args).assert_status(1);
+    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0, "D")]);
+    cron.run(T0 + 60, &args).assert_status(1);
+    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0 + 60, "M")]);
+    assert_eq!(zfsync_snaps(&kid), vec![cron_name(T0 + 60, "M")]);
+}
