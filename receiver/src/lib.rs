@@ -5,6 +5,7 @@
 //! clear error and closed). After every connection, and once at start, the buffer is
 //! cleaned up, so datasets buffered for a sender that crashed are still put in place.
 
+mod catalog;
 pub mod cli;
 mod plan;
 mod session;

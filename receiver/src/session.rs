@@ -345,7 +345,11 @@ impl<'a> Session<'a> {
                 && kind == DatasetKind::Filesystem,
         };
         let resuming = matches!(accepted.plan, Plan::Resume { .. });
-        let outcome = self.receive(&ds, &opts, resuming)?;
+        let outcome = self.receive(&ds, &opts, resuming);
+        // Whatever came of it (even a cut connection), the dataset is no longer what a
+        // listing taken before now shows; this runs before the dataset's lock is released.
+        self.shared.tree.catalog.touch(ds.as_str());
+        let outcome = outcome?;
         if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
         {
             self.protect_base(&ds, newest, accepted.prev_newest.as_deref());
@@ -406,17 +410,22 @@ impl<'a> Session<'a> {
                 return Err((Reason::NotReplica, why));
             }
         }
-        if let Some(info) = zfs.dataset(&real).map_err(zerr)? {
+        let base = tree
+            .target
+            .join(&self.base)
+            .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+        let cat = &tree.catalog;
+        if let Some(info) = cat.dataset(zfs, &base, &tree.buffer, &real).map_err(zerr)? {
             return Ok((Location::InPlace(real), Some(info), lock));
         }
         let buffered = tree.buffer_name(rel);
         if let Some(b) = &buffered {
-            if let Some(info) = zfs.dataset(b).map_err(zerr)? {
+            if let Some(info) = cat.dataset(zfs, &base, &tree.buffer, b).map_err(zerr)? {
                 return Ok((Location::Buffered(b.clone()), Some(info), lock));
             }
         }
         let parent_exists = match real.parent() {
-            Some(p) => zfs.exists(&p).map_err(zerr)?,
+            Some(p) => cat.exists(zfs, &base, &tree.buffer, &p).map_err(zerr)?,
             None => true,
         };
         if parent_exists {
@@ -452,7 +461,8 @@ impl<'a> Session<'a> {
             .target
             .join(&self.base)
             .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
-        let v = match self.shared.zfs.dataset(&base).map_err(|e| (Reason::ZfsFailed, e.to_string()))? {
+        let tree = &self.shared.tree;
+        let v = match tree.catalog.dataset(self.shared.zfs, &base, &tree.buffer, &base).map_err(|e| (Reason::ZfsFailed, e.to_string()))? {
             Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && base.parent().is_some() => Some(format!(
                 "{base}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
             )),
@@ -523,7 +533,10 @@ impl<'a> Session<'a> {
                 Decision::Incremental { from, rollback, newer } => {
                     if rollback && !dry_run {
                         warn!("rolling back dataset={ds} to={} destroying={newer:?} (--allow-rollback)", from.name);
-                        self.shared.zfs.rollback(&ds, &from.name, true).map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
+                        let rolled = self.shared.zfs.rollback(&ds, &from.name, true);
+                        // After the change: a listing taken meanwhile must not speak for it.
+                        self.shared.tree.catalog.touch(ds.as_str());
+                        rolled.map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
                     }
                     Accepted {
                         plan: Plan::Incremental { from_guid: from.guid, from_name: from.name },

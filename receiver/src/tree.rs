@@ -7,6 +7,7 @@
 //! dropping stale buffered copies) happen under one tree lock, planned first and then
 //! applied.
 
+use crate::catalog::Catalog;
 use log::{info, warn};
 use std::collections::HashSet;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -31,6 +32,8 @@ impl Location {
 pub struct Tree {
     pub target: Dataset,
     pub buffer: Dataset,
+    /// What the datasets look like, for offers; every change below is recorded in it.
+    pub catalog: Catalog,
     locked: Mutex<HashSet<String>>,
     released: Condvar,
     shape: Mutex<()>,
@@ -92,6 +95,7 @@ impl Tree {
         Tree {
             target,
             buffer,
+            catalog: Catalog::default(),
             locked: Mutex::new(HashSet::new()),
             released: Condvar::new(),
             shape: Mutex::new(()),
@@ -140,11 +144,13 @@ impl Tree {
             return Ok(());
         }
         info!("creating buffer dataset={}", self.buffer);
-        zfs.create(
+        let created = zfs.create(
             &self.buffer,
             false,
             &[("mountpoint", "none"), ("canmount", "off")],
-        )
+        );
+        self.catalog.touch(self.buffer.as_str());
+        created
     }
 
     /// Renames buffered datasets into place, parents first. Safe to run at any time and any
@@ -245,28 +251,37 @@ impl Tree {
 
     fn apply(&self, zfs: &Zfs, step: Step, report: &mut CleanupReport) {
         match step {
-            Step::Place { from, to } => match zfs.rename(&from, &to) {
-                Ok(()) => {
-                    info!("cleanup placed from={from} to={to}");
-                    report.placed += 1;
-                    hold_newest(zfs, &to);
+            Step::Place { from, to } => {
+                let renamed = zfs.rename(&from, &to);
+                self.catalog.touch(from.as_str());
+                self.catalog.touch(to.as_str());
+                match renamed {
+                    Ok(()) => {
+                        info!("cleanup placed from={from} to={to}");
+                        report.placed += 1;
+                        hold_newest(zfs, &to);
+                    }
+                    Err(e) => {
+                        warn!("cleanup rename failed from={from} to={to} error={e}");
+                        report.failed += 1;
+                        report.notes.push(format!("rename {from} -> {to}: {e}"));
+                    }
                 }
-                Err(e) => {
-                    warn!("cleanup rename failed from={from} to={to} error={e}");
-                    report.failed += 1;
-                    report.notes.push(format!("rename {from} -> {to}: {e}"));
+            }
+            Step::DropStale { copy, real } => {
+                let destroyed = zfs.destroy_recursive(&copy);
+                self.catalog.touch(copy.as_str());
+                match destroyed {
+                    Ok(()) => {
+                        info!("cleanup dropped stale buffered copy={copy} real={real} (real holds its newest snapshot)");
+                        report.removed += 1;
+                    }
+                    Err(e) => {
+                        report.failed += 1;
+                        report.notes.push(format!("destroy stale copy {copy}: {e}"));
+                    }
                 }
-            },
-            Step::DropStale { copy, real } => match zfs.destroy_recursive(&copy) {
-                Ok(()) => {
-                    info!("cleanup dropped stale buffered copy={copy} real={real} (real holds its newest snapshot)");
-                    report.removed += 1;
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    report.notes.push(format!("destroy stale copy {copy}: {e}"));
-                }
-            },
+            }
             Step::KeepStale { copy, real } => {
                 warn!("cleanup kept stale buffered copy={copy}: {real} exists but lacks the copy's newest snapshot");
                 report.waiting += 1;

@@ -1,0 +1,140 @@
+//! A short-lived picture of the receiver's datasets, so that an offer costs no zfs command.
+//!
+//! A sender offers its datasets one after another, all below one base (where its root
+//! lands). Listing each one costs a zfs command (~10 ms on zfs-fuse); listing the whole base
+//! once, recursively, costs about as much as a few of them. The catalog keeps such a
+//! listing of the base and of the buffer for [`TTL`], shared by every session.
+//!
+//! It stays correct about zfsync's own changes. Every change the receiver makes to a
+//! dataset (receive, rollback, rename, destroy) is recorded with a generation number
+//! ([`Catalog::touch`]). A listing remembers the generation it started at, and an entry
+//! changed after that is looked up afresh. Changes made behind zfsync's back (an admin's
+//! snapshot on the backup host) can go unseen for at most [`TTL`]. The worst that does is
+//! plan an incremental that `zfs recv` then refuses: reported, nothing lost, and the next
+//! run sees the truth.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zfsync_zfs::{Dataset, DatasetInfo, FailureKind, Zfs};
+
+/// How long a listing serves offers.
+pub const TTL: Duration = Duration::from_secs(10);
+
+struct Listing {
+    taken: Instant,
+    generation: u64,
+    /// Every dataset below the base and the buffer, by full name.
+    datasets: HashMap<String, DatasetInfo>,
+    base: Dataset,
+    buffer: Dataset,
+}
+
+impl Listing {
+    fn covers(&self, ds: &Dataset) -> bool {
+        ds.is_within(&self.base) || ds.is_within(&self.buffer)
+    }
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    generation: AtomicU64,
+    /// Dataset name -> generation of zfsync's last change to it.
+    changed: Mutex<HashMap<String, u64>>,
+    /// Base dataset name -> its listing.
+    listings: Mutex<HashMap<String, Arc<Listing>>>,
+}
+
+impl Catalog {
+    /// Records that zfsync changed (or is about to change) `name`: any listing taken
+    /// before now no longer speaks for it.
+    pub fn touch(&self, name: &str) {
+        let g = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.changed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), g);
+    }
+
+    /// `ds` with its snapshots, or `None` if it does not exist, from the listing of `base`
+    /// where it can, else from zfs.
+    pub fn dataset(
+        &self,
+        zfs: &Zfs,
+        base: &Dataset,
+        buffer: &Dataset,
+        ds: &Dataset,
+    ) -> zfsync_zfs::Result<Option<DatasetInfo>> {
+        let listing = self.listing(zfs, base, buffer)?;
+        let changed_since = {
+            let changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+            changed
+                .get(ds.as_str())
+                .is_some_and(|g| *g > listing.generation)
+        };
+        if listing.covers(ds) && !changed_since {
+            return Ok(listing.datasets.get(ds.as_str()).cloned());
+        }
+        zfs.dataset(ds)
+    }
+
+    /// Whether `ds` exists, as [`Catalog::dataset`] sees it.
+    pub fn exists(
+        &self,
+        zfs: &Zfs,
+        base: &Dataset,
+        buffer: &Dataset,
+        ds: &Dataset,
+    ) -> zfsync_zfs::Result<bool> {
+        let listing = self.listing(zfs, base, buffer)?;
+        let changed_since = {
+            let changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+            changed
+                .get(ds.as_str())
+                .is_some_and(|g| *g > listing.generation)
+        };
+        if listing.covers(ds) && !changed_since {
+            return Ok(listing.datasets.contains_key(ds.as_str()));
+        }
+        zfs.exists(ds)
+    }
+
+    /// The listing of `base` (and the buffer), fresh enough, taking one if needed. One
+    /// session lists while the others of the same run wait for it.
+    fn listing(
+        &self,
+        zfs: &Zfs,
+        base: &Dataset,
+        buffer: &Dataset,
+    ) -> zfsync_zfs::Result<Arc<Listing>> {
+        let mut listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = listings.get(base.as_str()) {
+            if l.taken.elapsed() < TTL {
+                return Ok(l.clone());
+            }
+        }
+        listings.retain(|_, l| l.taken.elapsed() < TTL);
+        // The generation is read before listing: a change that lands during the listing
+        // is newer than it, so its dataset is looked up afresh.
+        let generation = self.generation.load(Ordering::SeqCst);
+        let taken = Instant::now();
+        let mut datasets = HashMap::new();
+        for root in [base, buffer] {
+            match zfs.list_tree(root) {
+                Ok(list) => datasets.extend(list.into_iter().map(|d| (d.name.clone(), d))),
+                Err(e) if e.kind() == FailureKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let l = Arc::new(Listing {
+            taken,
+            generation,
+            datasets,
+            base: base.clone(),
+            buffer: buffer.clone(),
+        });
+        listings.insert(base.as_str().to_string(), l.clone());
+        Ok(l)
+    }
+}
