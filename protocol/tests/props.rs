@@ -64,9 +64,6 @@ impl Rng {
             s.push(c);
         }
     }
-    fn u16(&mut self) -> u16 {
-        self.next() as u16
-    }
     fn u32(&mut self) -> u32 {
         self.next() as u32
     }
