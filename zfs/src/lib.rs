@@ -29,6 +29,7 @@ use log::debug;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -349,6 +350,15 @@ impl Zfs {
                 cmd: cmd.clone(),
                 source: e,
             })?;
+        // zfs send and recv move data in bursts: a 1 MiB pipe (Linux's default ceiling
+        // for unprivileged F_SETPIPE_SZ) instead of 64 KiB lets each side run longer
+        // without waiting for the other, and costs fewer wake-ups. Best effort.
+        if let Some(out) = &child.stdout {
+            grow_pipe(out.as_raw_fd());
+        }
+        if let Some(inp) = &child.stdin {
+            grow_pipe(inp.as_raw_fd());
+        }
         Ok(ZfsProcess::new(cmd, child))
     }
 
@@ -628,6 +638,15 @@ impl Zfs {
             Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Asks for a 1 MiB pipe buffer; failing that (an old kernel, a lower limit), keeps the
+/// default.
+fn grow_pipe(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a pipe fd we own; no memory is passed.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
     }
 }
 
