@@ -100,6 +100,12 @@ impl Catalog {
         zfs.exists(ds)
     }
 
+    /// Takes the listing of `base` now if there is no fresh one: called when a sender
+    /// greets, so the listing overlaps with the sender's own.
+    pub fn warm(&self, zfs: &Zfs, base: &Dataset, buffer: &Dataset) -> zfsync_zfs::Result<()> {
+        self.listing(zfs, base, buffer).map(drop)
+    }
+
     /// The listing of `base` (and the buffer), fresh enough, taking one if needed. One
     /// session lists while the others of the same run wait for it.
     fn listing(

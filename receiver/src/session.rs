@@ -214,6 +214,14 @@ impl<'a> Session<'a> {
             features: 0,
             proof,
         })?;
+        // List this sender's side now, while it lists its own: its offers then cost no
+        // zfs command. A failure shows again, with context, at the first offer.
+        let tree = &self.shared.tree;
+        if let Ok(base) = tree.target.join(&self.base) {
+            if let Err(e) = tree.catalog.warm(self.shared.zfs, &base, &tree.buffer) {
+                debug!("catalog warm-up failed base={base} error={e}");
+            }
+        }
         Ok(())
     }
 

@@ -183,7 +183,15 @@ struct Job {
 pub fn run(config: &Config) -> Result<RunReport> {
     let zfs = Zfs::detect(&config.zfs)?;
     info!("zfs flavor={:?}", zfs.capabilities().flavor);
-    let tree = zfs.list_tree(&config.dataset)?;
+    // Greet the receiver while the tree is listed: the receiver lists its side when
+    // greeted, so the two listings (the bulk of a no-change run) overlap. The connection
+    // becomes the first worker's. A failure here is retried by the workers as usual.
+    let (tree, first) = std::thread::scope(|s| {
+        let early = s.spawn(|| Connection::open(config).ok());
+        let tree = zfs.list_tree(&config.dataset);
+        (tree, early.join().ok().flatten())
+    });
+    let tree = tree?;
     let mut reports = Vec::new();
     let mut jobs = Vec::new();
     for info in tree {
@@ -210,7 +218,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
         (Some(id), false) => Marks::load(&zfs, &config.dataset, id)?,
         _ => Marks::default(),
     };
-    reports.extend(run_jobs(config, &zfs, &marks, jobs));
+    reports.extend(run_jobs(config, &zfs, &marks, jobs, first));
     // Parents sort before children in the summary.
     reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
     let cleanup = if config.dry_run || reports.iter().all(|r| r.status == Status::NoSnapshots) {
@@ -246,11 +254,21 @@ fn request_cleanup(config: &Config) -> Result<Option<String>> {
 }
 
 /// Runs the jobs on `config.threads` workers, retrying transient failures.
-fn run_jobs(config: &Config, zfs: &Zfs, marks: &Marks, jobs: Vec<Job>) -> Vec<Report> {
+fn run_jobs(
+    config: &Config,
+    zfs: &Zfs,
+    marks: &Marks,
+    jobs: Vec<Job>,
+    first: Option<Connection>,
+) -> Vec<Report> {
     let mut reports = Vec::new();
     if jobs.is_empty() {
+        if let Some(c) = first {
+            c.bye();
+        }
         return reports;
     }
+    let mut first = first;
     let (job_tx, job_rx) = unbounded::<Job>();
     let (res_tx, res_rx) = unbounded::<(Job, Report, bool)>();
     let quit = AtomicBool::new(false);
@@ -262,7 +280,8 @@ fn run_jobs(config: &Config, zfs: &Zfs, marks: &Marks, jobs: Vec<Job>) -> Vec<Re
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let (job_rx, res_tx, quit) = (job_rx.clone(), res_tx.clone(), &quit);
-            scope.spawn(move || worker(config, zfs, marks, job_rx, res_tx, quit));
+            let conn = first.take();
+            scope.spawn(move || worker(config, zfs, marks, conn, job_rx, res_tx, quit));
         }
         drop(res_tx);
         let mut delayed: Vec<(Instant, Job)> = Vec::new();
@@ -306,11 +325,11 @@ fn worker(
     config: &Config,
     zfs: &Zfs,
     marks: &Marks,
+    mut conn: Option<Connection>,
     jobs: crossbeam_channel::Receiver<Job>,
     results: crossbeam_channel::Sender<(Job, Report, bool)>,
     quit: &AtomicBool,
 ) {
-    let mut conn: Option<Connection> = None;
     // Keep an idle connection alive while other workers finish or retries wait.
     let idle = (config.timeout / 3).max(Duration::from_secs(1));
     loop {
