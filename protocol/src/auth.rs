@@ -127,14 +127,13 @@ fn mac(secret: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     m
 }
 
-/// The sender's answer to a challenge.
-pub fn client_proof(
+fn client_mac(
     secret: &[u8],
     server_nonce: &[u8],
     client_nonce: &[u8],
     client: &str,
     dest: &str,
-) -> Vec<u8> {
+) -> HmacSha256 {
     mac(
         secret,
         &[
@@ -145,18 +144,9 @@ pub fn client_proof(
             dest.as_bytes(),
         ],
     )
-    .finalize()
-    .into_bytes()
-    .to_vec()
 }
 
-/// The receiver's proof that it knows the key too.
-pub fn server_proof(
-    secret: &[u8],
-    server_nonce: &[u8],
-    client_nonce: &[u8],
-    client: &str,
-) -> Vec<u8> {
+fn server_mac(secret: &[u8], server_nonce: &[u8], client_nonce: &[u8], client: &str) -> HmacSha256 {
     mac(
         secret,
         &[
@@ -166,9 +156,33 @@ pub fn server_proof(
             client.as_bytes(),
         ],
     )
-    .finalize()
-    .into_bytes()
-    .to_vec()
+}
+
+/// The sender's answer to a challenge.
+pub fn client_proof(
+    secret: &[u8],
+    server_nonce: &[u8],
+    client_nonce: &[u8],
+    client: &str,
+    dest: &str,
+) -> Vec<u8> {
+    client_mac(secret, server_nonce, client_nonce, client, dest)
+        .finalize()
+        .into_bytes()
+        .to_vec()
+}
+
+/// The receiver's proof that it knows the key too.
+pub fn server_proof(
+    secret: &[u8],
+    server_nonce: &[u8],
+    client_nonce: &[u8],
+    client: &str,
+) -> Vec<u8> {
+    server_mac(secret, server_nonce, client_nonce, client)
+        .finalize()
+        .into_bytes()
+        .to_vec()
 }
 
 /// Checks a sender's proof in constant time.
@@ -180,18 +194,9 @@ pub fn verify_client(
     dest: &str,
     proof: &[u8],
 ) -> bool {
-    mac(
-        secret,
-        &[
-            b"zfsync-v1 client",
-            server_nonce,
-            client_nonce,
-            client.as_bytes(),
-            dest.as_bytes(),
-        ],
-    )
-    .verify_slice(proof)
-    .is_ok()
+    client_mac(secret, server_nonce, client_nonce, client, dest)
+        .verify_slice(proof)
+        .is_ok()
 }
 
 /// Checks a receiver's proof in constant time.
@@ -202,17 +207,9 @@ pub fn verify_server(
     client: &str,
     proof: &[u8],
 ) -> bool {
-    mac(
-        secret,
-        &[
-            b"zfsync-v1 server",
-            client_nonce,
-            server_nonce,
-            client.as_bytes(),
-        ],
-    )
-    .verify_slice(proof)
-    .is_ok()
+    server_mac(secret, server_nonce, client_nonce, client)
+        .verify_slice(proof)
+        .is_ok()
 }
 
 #[cfg(test)]

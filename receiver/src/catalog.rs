@@ -87,17 +87,7 @@ impl Catalog {
         buffer: &Dataset,
         ds: &Dataset,
     ) -> zfsync_zfs::Result<bool> {
-        let listing = self.listing(zfs, base, buffer)?;
-        let changed_since = {
-            let changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
-            changed
-                .get(ds.as_str())
-                .is_some_and(|g| *g > listing.generation)
-        };
-        if listing.covers(ds) && !changed_since {
-            return Ok(listing.datasets.contains_key(ds.as_str()));
-        }
-        zfs.exists(ds)
+        Ok(self.dataset(zfs, base, buffer, ds)?.is_some())
     }
 
     /// Takes the listing of `base` now if there is no fresh one: called when a sender
