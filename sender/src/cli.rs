@@ -14,7 +14,7 @@ an incremental one (with all intermediate snapshots) from the newest snapshot bo
 share, matched by GUID. Nothing on the receiver is rolled back or destroyed by a send.
 
 Options:
-  -t, --threads N       parallel sessions, one TCP connection each (default 4)
+  -t, --threads N       parallel sessions, one TCP connection each (default 8)
   -n, --dry-run         ask the receiver and show what would be sent; send nothing
   -d, --dest PATH       where DATASET lands, relative to the receiver's target
                         (default: the target itself)
@@ -146,7 +146,7 @@ impl Args {
         Ok(Config {
             dataset,
             address,
-            threads: number("--threads", self.threads.as_deref(), 4, 1)?.min(256) as usize,
+            threads: number("--threads", self.threads.as_deref(), 8, 1)?.min(256) as usize,
             dry_run: self.dry_run,
             dest,
             timeout: Duration::from_secs(number("--timeout", self.timeout.as_deref(), 60, 1)?),
@@ -198,7 +198,7 @@ mod tests {
     fn defaults_and_port() {
         let c = config(&["tank/data", "backup"]).unwrap();
         assert_eq!(c.address, "backup:7611");
-        assert_eq!(c.threads, 4);
+        assert_eq!(c.threads, 8);
         assert_eq!(c.dest, "");
         assert_eq!(
             config(&["tank/data", "backup:9000"]).unwrap().address,

@@ -14,8 +14,10 @@ use zfsync_protocol::{
 };
 use zfsync_zfs::{Kind, Snapshot, ZfsProcess};
 
-/// Size of the pieces the stream is cut into (the protocol allows up to 1 MiB).
-const CHUNK: usize = 1 << 20;
+/// Size of the pieces the stream is cut into (the protocol allows up to 1 MiB). With the
+/// 1 MiB pipe from `zfs send` and the socket's own buffers, bigger pieces gain nothing,
+/// and every worker holds a few of them: memory grows with `--threads`.
+const CHUNK: usize = 256 << 10;
 /// Chunks read ahead of the network: lets a bursty `zfs send` run ahead of the socket.
 const SEND_QUEUE: usize = 4;
 
