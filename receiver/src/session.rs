@@ -50,6 +50,21 @@ struct Accepted<'a> {
     _lock: Option<DatasetLock<'a>>,
 }
 
+/// Ends a `zfs recv` whose stream was cut or refused: its input is closed (after what is
+/// already queued), so ZFS sees a truncated stream and discards the partial receive, or
+/// keeps its resume token; only one that does not end within `limit` is killed. Returns
+/// once it is gone, so the dataset's lock is not released while a half-received dataset
+/// is still visible (zfs-fuse shows it until its daemon has read the end of the pipe).
+/// The caller drops the stream's channel first: that is what closes the input.
+fn end_cut_recv(
+    writer: std::thread::JoinHandle<std::io::Result<()>>,
+    proc: zfsync_zfs::ZfsProcess,
+    limit: Duration,
+) {
+    let _ = proc.wait_or_kill(limit);
+    let _ = writer.join();
+}
+
 /// Joins two relative paths ("" is the empty path).
 fn join_rel(a: &str, b: &str) -> String {
     match (a, b) {
@@ -73,6 +88,12 @@ impl<'a> Session<'a> {
         stream.set_read_timeout(timeout)?;
         stream.set_write_timeout(timeout)?;
         stream.set_nodelay(true)?;
+        // Keepalive as on the sender's end: a peer that vanished without a word is noticed
+        // by the kernel even while the connection is idle.
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
         let reader = FrameReader::new(BufReader::with_capacity(256 << 10, stream.try_clone()?));
         let writer = FrameWriter::new(BufWriter::with_capacity(64 << 10, stream));
         Ok(Session {
@@ -436,7 +457,10 @@ impl<'a> Session<'a> {
             Some(p) => cat.exists(zfs, &base, &tree.buffer, &p).map_err(zerr)?,
             None => true,
         };
-        if parent_exists {
+        // A parent that another session is receiving may be a half-received new dataset:
+        // the child waits in the buffer rather than land under it.
+        let parent_busy = !is_root && tree.is_locked(crate::tree::parent_rel(rel));
+        if parent_exists && !parent_busy {
             return Ok((Location::InPlace(real), None, lock));
         }
         let parent = real.parent().map(|p| p.to_string()).unwrap_or_default();
@@ -607,11 +631,13 @@ impl<'a> Session<'a> {
             let msg = match self.reader.read_message() {
                 Ok(Some(m)) => m,
                 Ok(None) => {
-                    drop(proc.kill());
+                    drop(tx);
+                    end_cut_recv(writer, proc, self.shared.config.timeout);
                     return Err(Error::Violation("closed inside a stream".into()));
                 }
                 Err(e) => {
-                    drop(proc.kill());
+                    drop(tx);
+                    end_cut_recv(writer, proc, self.shared.config.timeout);
                     return Err(e.into());
                 }
             };
@@ -627,7 +653,8 @@ impl<'a> Session<'a> {
                 Message::Abort { text } => break End::Aborted(text),
                 Message::KeepAlive => {}
                 other => {
-                    drop(proc.kill());
+                    drop(tx);
+                    end_cut_recv(writer, proc, self.shared.config.timeout);
                     return self.violation(&format!("unexpected {} inside a stream", other.name()));
                 }
             }
@@ -661,8 +688,7 @@ impl<'a> Session<'a> {
                 return self.fail_and_drain(Outcome::Failed { reason, text });
             }
             End::Aborted(text) => {
-                drop(proc.kill());
-                let _ = writer.join();
+                end_cut_recv(writer, proc, self.shared.config.timeout);
                 // The sender's stream is bad (its zfs send failed): partial state from it
                 // is worth nothing. A cut connection, by contrast, keeps its resume token.
                 self.discard_partial(ds);
@@ -672,8 +698,7 @@ impl<'a> Session<'a> {
                 }
             }
             End::Mismatch(announced) => {
-                drop(proc.kill());
-                let _ = writer.join();
+                end_cut_recv(writer, proc, self.shared.config.timeout);
                 self.discard_partial(ds);
                 Outcome::Failed {
                     reason: Reason::StreamFailed,

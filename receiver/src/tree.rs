@@ -121,6 +121,15 @@ impl Tree {
         })
     }
 
+    /// Whether a session holds the lock of dataset `rel`: it is being received, and a
+    /// new one may be half there. Its children must not be put under it yet.
+    pub fn is_locked(&self, rel: &str) -> bool {
+        self.locked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(rel)
+    }
+
     fn shape_lock(&self) -> MutexGuard<'_, ()> {
         self.shape.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -237,7 +246,7 @@ impl Tree {
             });
         }
         let parent = real.parent().expect("a path below TARGET has a parent");
-        if !zfs.exists(&parent).map_err(|e| e.to_string())? {
+        if self.is_locked(parent_rel(rel)) || !zfs.exists(&parent).map_err(|e| e.to_string())? {
             return Ok(Step::Wait {
                 copy,
                 missing: parent,
@@ -299,6 +308,11 @@ impl Tree {
             }
         }
     }
+}
+
+/// The path of `rel`'s parent relative to TARGET ("" for TARGET itself).
+pub fn parent_rel(rel: &str) -> &str {
+    rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
 }
 
 /// Holds the newest snapshot of a dataset just put in place, as a receive into place

@@ -1199,6 +1199,9 @@ struct ProxyShared {
     stop: std::sync::atomic::AtomicBool,
     /// Cut a connection once this many bytes went client -> upstream (u64::MAX: never).
     cut_after: AtomicU64,
+    /// Stall a connection (forward nothing more, either way, but keep it open) once this
+    /// many bytes went client -> upstream (u64::MAX: never).
+    stall_after: AtomicU64,
     record: std::sync::atomic::AtomicBool,
     cuts: AtomicU64,
     /// Every accepted connection: its two sockets (to shut them on drop) and its record.
@@ -1206,9 +1209,11 @@ struct ProxyShared {
 }
 
 /// A TCP proxy on 127.0.0.1 in front of `upstream` (a receiver), for fault tests. It
-/// forwards both directions as they come; it can cut a connection (shut both sockets)
-/// once a number of bytes has gone upstream, like a network that dies mid-stream, and it
-/// can record the bytes of each connection (to replay them). Stopped on drop.
+/// forwards both directions as they come. Once a number of bytes has gone upstream on a
+/// connection it can cut it (shut and close both sockets: both peers see the connection
+/// end or reset) or stall it (forward nothing more, either way, and keep both sockets
+/// open: a network that silently drops everything, so only timeouts help). It can record
+/// the bytes of each connection (to replay them). Stopped on drop.
 pub struct Proxy {
     addr: String,
     shared: std::sync::Arc<ProxyShared>,
@@ -1228,6 +1233,7 @@ impl Proxy {
             upstream: upstream.to_string(),
             stop: std::sync::atomic::AtomicBool::new(false),
             cut_after: AtomicU64::new(u64::MAX),
+            stall_after: AtomicU64::new(u64::MAX),
             record: std::sync::atomic::AtomicBool::new(false),
             cuts: AtomicU64::new(0),
             conns: std::sync::Mutex::new(Vec::new()),
@@ -1250,6 +1256,13 @@ impl Proxy {
     pub fn cut_after(&self, bytes: Option<u64>) {
         self.shared
             .cut_after
+            .store(bytes.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Stalls each later connection once `bytes` have gone upstream on it (`None`: never).
+    pub fn stall_after(&self, bytes: Option<u64>) {
+        self.shared
+            .stall_after
             .store(bytes.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
@@ -1330,19 +1343,40 @@ fn proxy_accept(listener: std::net::TcpListener, shared: std::sync::Arc<ProxySha
             conns.len() - 1
         };
         let record = shared.record.load(Ordering::SeqCst);
-        let cut = shared.cut_after.load(Ordering::SeqCst);
+        let limits = PumpLimits {
+            cut: shared.cut_after.load(Ordering::SeqCst),
+            stall: shared.stall_after.load(Ordering::SeqCst),
+            stalled: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let (s, l) = (shared.clone(), limits.clone());
+        thread::spawn(move || proxy_pump(client, upstream, l, record, true, index, s));
         let s = shared.clone();
-        thread::spawn(move || proxy_pump(client, upstream, cut, record, true, index, s));
-        let s = shared.clone();
-        thread::spawn(move || proxy_pump(u2, c2, u64::MAX, record, false, index, s));
+        let l = PumpLimits {
+            cut: u64::MAX,
+            stall: u64::MAX,
+            ..limits
+        };
+        thread::spawn(move || proxy_pump(u2, c2, l, record, false, index, s));
     }
 }
 
-/// Forwards `from` -> `to` until EOF, an error, or `cut` bytes (then shuts both sockets).
+/// When a connection's client -> upstream pump cuts or stalls it; the other pump follows
+/// the shared `stalled` flag.
+#[derive(Clone)]
+struct PumpLimits {
+    cut: u64,
+    stall: u64,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Forwards `from` -> `to` until EOF, an error, or a limit: after `cut` bytes it shuts
+/// both sockets and closes every handle on them; after `stall` bytes (or once the other
+/// direction stalled) it forwards nothing more and holds the sockets open until the proxy
+/// stops.
 fn proxy_pump(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
-    cut: u64,
+    limits: PumpLimits,
     record: bool,
     upstream_bound: bool,
     index: usize,
@@ -1350,7 +1384,11 @@ fn proxy_pump(
 ) {
     let mut buf = vec![0u8; 64 << 10];
     let mut forwarded: u64 = 0;
+    let limit = limits.cut.min(limits.stall);
     loop {
+        if limits.stalled.load(Ordering::SeqCst) {
+            break;
+        }
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => {
                 let _ = to.shutdown(std::net::Shutdown::Write);
@@ -1358,7 +1396,10 @@ fn proxy_pump(
             }
             Ok(n) => n,
         };
-        let n = (n as u64).min(cut - forwarded) as usize;
+        if limits.stalled.load(Ordering::SeqCst) {
+            break;
+        }
+        let n = (n as u64).min(limit - forwarded) as usize;
         if to.write_all(&buf[..n]).is_err() {
             let _ = from.shutdown(std::net::Shutdown::Both);
             return;
@@ -1374,11 +1415,23 @@ fn proxy_pump(
             };
             v.extend_from_slice(&buf[..n]);
         }
-        if forwarded >= cut {
+        if forwarded >= limits.cut {
             shared.cuts.fetch_add(1, Ordering::SeqCst);
             let _ = from.shutdown(std::net::Shutdown::Both);
             let _ = to.shutdown(std::net::Shutdown::Both);
+            // Close the proxy's other handles too, so that a peer still writing gets a
+            // reset rather than a connection that silently takes no more.
+            let mut conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+            conns[index].0.clear();
             return;
         }
+        if forwarded >= limits.stall {
+            limits.stalled.store(true, Ordering::SeqCst);
+            break;
+        }
+    }
+    // Stalled: hold both sockets, read nothing, until the proxy stops.
+    while !shared.stop.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(20));
     }
 }

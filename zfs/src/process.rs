@@ -81,6 +81,32 @@ impl ZfsProcess {
             .unwrap_or_default()
     }
 
+    /// Waits up to `limit` for the child to exit by itself (after its stdin was closed),
+    /// then kills it; returns like [`ZfsProcess::wait`]. For ending a `zfs recv` whose
+    /// stream was cut: letting it see the end of its input makes ZFS clean up the partial
+    /// receive before we go on (zfs-fuse keeps a half-received dataset visible until its
+    /// daemon reads EOF), while the limit keeps a stuck one from holding us.
+    pub fn wait_or_kill(mut self, limit: std::time::Duration) -> Result<String> {
+        let deadline = Instant::now() + limit;
+        if let Some(c) = self.child.as_mut() {
+            drop(c.stdin.take());
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    _ => {
+                        debug!("zfs kill cmd={:?} (did not end within {limit:?})", self.cmd);
+                        let _ = c.kill();
+                        break;
+                    }
+                }
+            }
+        }
+        self.wait()
+    }
+
     /// Waits for the child to exit. A non-zero exit becomes [`Error::Failed`] with the
     /// stderr text; on success the stderr text (warnings) is returned.
     pub fn wait(mut self) -> Result<String> {
