@@ -487,6 +487,12 @@ impl<'a> Session<'a> {
         if let Some(v) = self.root_not_replica.get() {
             return Ok(v.clone());
         }
+        // A root that another session is receiving right now shows no snapshot until the
+        // receive ends (zfs-fuse shows the half-received dataset): no verdict yet, and
+        // none cached. Its children go to the buffer meanwhile.
+        if self.shared.tree.is_locked(&self.base) {
+            return Ok(None);
+        }
         let base = self
             .shared
             .tree

@@ -214,6 +214,15 @@ pub fn run(config: &Config) -> Result<RunReport> {
             });
         }
     }
+    // Level by level: parents go out before anything deeper, so fewer children have to
+    // wait in the receiver's buffer (siblings still go in parallel).
+    jobs.sort_by_key(|j| {
+        if j.rel.is_empty() {
+            0
+        } else {
+            1 + j.rel.matches('/').count()
+        }
+    });
     let marks = match (&config.mark, config.dry_run) {
         (Some(id), false) => Marks::load(&zfs, &config.dataset, id)?,
         _ => Marks::default(),
