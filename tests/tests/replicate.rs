@@ -155,6 +155,36 @@ fn deep_tree() -> Vec<String> {
     all
 }
 
+// issue 6 (found by bench/run): while the root's own full stream was still arriving, its
+// half-received dataset (no snapshot yet) made the children offered meanwhile look like
+// children of a non-replica, and they were refused for good; they must wait in the buffer.
+// The race needs a receiver listing taken mid-receive, which the catalog (listed at the
+// greeting) now makes rare: this guards the scenario, it does not reproduce it every time.
+#[test]
+fn children_offered_while_their_root_is_still_arriving_are_not_refused() {
+    let s = Setup::bare("rootbusy", &[]);
+    // A root big enough that its receive is still running while 8 workers offer children.
+    write_file(&s.root, "big.bin", &random_bytes(24 << 20, 7));
+    let kids: Vec<String> = (0..24).map(|i| format!("k{i:02}")).collect();
+    for k in &kids {
+        create(&s.src_ds(k));
+    }
+    snapshot_tree(&s.root, "s1");
+
+    let out = s.send(&["-t", "8"]);
+    let rows = out.rows();
+    assert!(
+        rows.values().all(|r| r.outcome == "sent"),
+        "{}\n--- receiver log ---\n{}",
+        out.stdout,
+        s.recv.log()
+    );
+    out.assert_ok();
+    assert_same_snapshots(&s.root, &s.target);
+    assert_eq!(tree_snapshots(&s.target).len(), kids.len() + 1);
+    assert_eq!(buffered_copies(&s.buffer()), Vec::<String>::new());
+}
+
 // issue 2: many workers on a new deep tree: children are offered before their parents
 // have arrived, wait in the buffer, and the cleanup puts them in place.
 #[test]
