@@ -583,7 +583,10 @@ fn sender_killed_mid_stream_leaves_a_consistent_destination() {
     );
     // Where a kill lands depends on the machine's load; every kill was checked above, and
     // at least one must have cut a stream for the test to mean anything.
-    assert!(mid_stream >= 1, "none of {kills} kills landed inside a stream");
+    assert!(
+        mid_stream >= 1,
+        "none of {kills} kills landed inside a stream"
+    );
     s.converges();
     println!(
         "figures: sender kills={kills} mid_stream={mid_stream} max_buffered={max_buffered} max_settle_ms={} converged=1",
