@@ -267,11 +267,10 @@ impl Zfs {
                 Capabilities::openzfs(version.split('-').next().unwrap_or(version))
             }
             Err(Error::Spawn { cmd, source }) => return Err(Error::Spawn { cmd, source }),
-            Err(_) => {
-                // No 'zfs version': an old CLI. Check that it answers at all.
-                zfs.output(&["list", "-H", "-o", "name", "-d", "0"])?;
-                Capabilities::legacy()
-            }
+            // No 'zfs version': an old CLI. No further probe: one that lists the pools
+            // fails whenever any pool on the machine is being destroyed at that moment,
+            // and a zfs that does not work says so at the first real command anyway.
+            Err(_) => Capabilities::legacy(),
         };
         debug!("zfs capabilities bin={} {:?}", zfs.bin.display(), caps);
         zfs.caps = caps;
@@ -301,36 +300,42 @@ impl Zfs {
 
     /// Runs a zfs command to completion and returns its stdout.
     fn output(&self, args: &[&str]) -> Result<String> {
-        let cmd = self.command_line(args);
-        debug!("zfs start cmd={cmd:?}");
+        let (stdout, _) = self.capture(args, &self.command_line(args))?;
+        String::from_utf8(stdout).map_err(|_| Error::Parse {
+            cmd: self.command_line(args),
+            line: String::new(),
+            why: "output is not UTF-8".into(),
+        })
+    }
+
+    /// Runs a zfs command to completion: stdout and stderr, or the failure. `shown` is the
+    /// command line for logs and errors (a resume token is long and says nothing there).
+    fn capture(&self, args: &[&str], shown: &str) -> Result<(Vec<u8>, String)> {
+        debug!("zfs start cmd={shown:?}");
         let started = Instant::now();
         let out = Command::new(&self.bin)
             .args(args)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| Error::Spawn {
-                cmd: cmd.clone(),
+                cmd: shown.to_string(),
                 source: e,
             })?;
         debug!(
-            "zfs end cmd={cmd:?} status={} secs={:.3}",
+            "zfs end cmd={shown:?} status={} secs={:.3}",
             out.status,
             started.elapsed().as_secs_f64()
         );
         let stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
         if !out.status.success() {
             return Err(Error::Failed {
-                cmd,
+                cmd: shown.to_string(),
                 status: out.status.to_string(),
                 kind: classify(&stderr),
                 stderr,
             });
         }
-        String::from_utf8(out.stdout).map_err(|_| Error::Parse {
-            cmd,
-            line: String::new(),
-            why: "output is not UTF-8".into(),
-        })
+        Ok((out.stdout, stderr))
     }
 
     fn spawn(&self, args: &[&str], stdin: bool, stdout: bool) -> Result<ZfsProcess> {
@@ -494,28 +499,10 @@ impl Zfs {
     /// How many bytes of its stream a resume token says were already received
     /// (`zfs send -nv -t TOKEN` prints the token's contents, `bytes = 0x...`).
     pub fn resume_token_bytes(&self, token: &str) -> Result<Option<u64>> {
-        let cmd = self.command_line(&["send", "-nv", "-t", "TOKEN"]);
-        let out = Command::new(&self.bin)
-            .args(["send", "-nv", "-t", token])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| Error::Spawn {
-                cmd: cmd.clone(),
-                source: e,
-            })?;
-        let text = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if !out.status.success() {
-            return Err(Error::Failed {
-                cmd,
-                status: out.status.to_string(),
-                kind: classify(&text),
-                stderr: text,
-            });
-        }
+        let shown = self.command_line(&["send", "-nv", "-t", "TOKEN"]);
+        let (stdout, stderr) = self.capture(&["send", "-nv", "-t", token], &shown)?;
+        // The token's contents go to stdout or stderr depending on the version.
+        let text = format!("{}\n{stderr}", String::from_utf8_lossy(&stdout));
         Ok(text.lines().find_map(|l| {
             let v = l.trim().strip_prefix("bytes = ")?;
             match v.strip_prefix("0x") {
