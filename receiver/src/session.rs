@@ -668,8 +668,13 @@ impl<'a> Session<'a> {
         drop(tx);
         let outcome = match end {
             End::Complete => {
+                // The input is complete and closed: zfs recv commits and exits. A generous
+                // bound only so that a zfs that hangs cannot hold this session and the
+                // dataset's lock for ever (the writer is joined after: it may be blocked
+                // writing to a zfs recv that stopped reading).
+                let finished = proc.wait_or_kill(self.shared.config.timeout * 5);
                 let _ = writer.join();
-                match proc.wait() {
+                match finished {
                     Ok(_) => self.verify(ds, total),
                     Err(e) => {
                         let (reason, text) = recv_failure(&e);
@@ -678,8 +683,9 @@ impl<'a> Session<'a> {
                 }
             }
             End::RecvDied => {
+                let finished = proc.wait_or_kill(self.shared.config.timeout);
                 let _ = writer.join();
-                let (reason, text) = match proc.wait() {
+                let (reason, text) = match finished {
                     Ok(_) => (
                         Reason::ZfsFailed,
                         format!("zfs recv into {ds} ended before the stream did"),

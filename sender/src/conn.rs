@@ -2,7 +2,7 @@
 //! offer and answer, and the `zfs send` stream.
 
 use crate::{Config, Error, Result};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use log::{debug, warn};
 use std::io::{BufReader, BufWriter, Read};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -25,6 +25,7 @@ pub struct Connection {
     reader: FrameReader<BufReader<TcpStream>>,
     writer: FrameWriter<BufWriter<TcpStream>>,
     fd: i32,
+    timeout: Duration,
 }
 
 impl Connection {
@@ -65,6 +66,7 @@ impl Connection {
             reader: FrameReader::new(BufReader::with_capacity(64 << 10, stream.try_clone()?)),
             writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
             fd,
+            timeout: config.timeout,
         };
         let client = config
             .key
@@ -244,7 +246,18 @@ impl Connection {
         let reader = std::thread::spawn(move || read_chunks(stdout, full_tx, empty_rx));
         let mut total: u64 = 0;
         let mut early: Option<Outcome> = None;
-        for chunk in full_rx.iter() {
+        let mut stalled = false;
+        loop {
+            // The receiver drops a connection that stays silent for the timeout: a zfs
+            // send that produces nothing for that long costs its dataset, not the worker.
+            let chunk = match full_rx.recv_timeout(self.timeout) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    stalled = true;
+                    break;
+                }
+            };
             self.writer.write_data(&chunk)?;
             total += chunk.len() as u64;
             let _ = empty_tx.try_send(chunk);
@@ -264,11 +277,32 @@ impl Connection {
                 }
             }
         }
+        if stalled {
+            drop(full_rx);
+            let stderr = proc.kill();
+            // Not joined: a zfs that is a wrapper may leave a child holding the pipe open;
+            // the reader ends on its own at EOF or at its next chunk (channel gone).
+            drop(reader);
+            let text = format!(
+                "zfs send produced nothing for {:?}, stopped: {stderr}",
+                self.timeout
+            );
+            warn!("zfs send stalled dataset={dataset} error={text}");
+            self.writer.send(&Message::Abort { text: text.clone() })?;
+            let _ = self.result()?;
+            return Ok((
+                Outcome::Failed {
+                    reason: Reason::StreamFailed,
+                    text,
+                },
+                total,
+            ));
+        }
         if let Some(outcome) = early {
             // The receiver gave up (zfs recv failed): stop our side and say so.
             drop(full_rx);
             let stderr = proc.kill();
-            let _ = reader.join();
+            drop(reader); // as above: not joined
             debug!("stream stopped early dataset={dataset} cmd={snapshot:?} zfs_send_stderr={stderr:?}");
             self.writer.send(&Message::Abort {
                 text: "receiver reported a failure".into(),

@@ -871,6 +871,68 @@ fn failing_zfs(dir: &Path, victim: &str, limit: u64) -> PathBuf {
     path
 }
 
+/// Like [`failing_zfs`], but `zfs send` of `victim` streams `limit` bytes and then goes
+/// silent without exiting, as a zfs stuck on a suspended pool would.
+fn stalling_zfs(dir: &Path, victim: &str, limit: u64) -> PathBuf {
+    let path = failing_zfs(dir, victim, limit);
+    let script = fs::read_to_string(&path).expect("read fake zfs").replace(
+        "echo \"cannot send '",
+        "exec sleep 30 # stall: the pipe stays open, nothing more comes\n\x20   echo \"cannot send '",
+    );
+    fs::write(&path, script).expect("write fake zfs");
+    path
+}
+
+// issue 5: a `zfs send` that stalls mid-stream (injected) costs its dataset within the
+// timeout, not a hung worker; the destination is unchanged and the next run converges.
+#[test]
+fn stalled_zfs_send_costs_its_dataset_within_the_timeout() {
+    let rels = &["", "victim"];
+    let s = Site::new("sstall", rels, &["--timeout", "3"]);
+    s.write(rels, "base.bin", 8, 8);
+    snapshot_tree(&s.root, "s1");
+    let victim = join(&s.root, "victim");
+    let fake = stalling_zfs(s._src.dir(), &victim, 1 << 20);
+    let before = tree_or_empty(&s.target);
+    let started = Instant::now();
+    let out = run_with_timeout(
+        &sender_bin(),
+        &[
+            "-t",
+            "2",
+            "--timeout",
+            "3",
+            "--retries",
+            "0",
+            "--zfs",
+            fake.to_str().expect("utf-8"),
+            &s.root,
+            &s.recv.addr(),
+        ],
+        SEND_LIMIT,
+    );
+    let took = started.elapsed();
+    out.assert_status(1);
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+    let row = &out.rows()[&victim];
+    assert_eq!(row.outcome, "failed", "{}", out.stdout);
+    assert!(
+        row.note.contains("produced nothing") || row.note.contains("closed the connection"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.outcome(&s.root), "sent", "{}", out.stdout);
+    settle(&s.recv);
+    s.consistent();
+    assert_eq!(
+        tree_or_empty(&s.target).get("victim"),
+        before.get("victim"),
+        "victim changed"
+    );
+    s.converges();
+    println!("figures: stalled zfs send took_ms={}", took.as_millis());
+}
+
 // issue 5: the source snapshot is destroyed while it is being sent (injected: the
 // sender's `zfs send` stops midway and fails). The receiver aborts its `zfs recv`, the
 // destination is unchanged, the sender reports zfs's text; the next normal run converges.
