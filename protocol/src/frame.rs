@@ -5,20 +5,36 @@
 //! between frames is `Ok(None)`; an end inside a frame is [`Error::Truncated`].
 
 use crate::message::{kind_name, KIND_DATA};
+use crate::splice::{poll, read_fd, splice_once, write_all_fd, MoveError};
 use crate::{Error, Message, Result, MAX_CONTROL, MAX_DATA};
 use byteorder::{BigEndian, ByteOrder};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
 
 const HEADER: usize = 5;
 
 /// Reads frames from `R` (normally a `BufReader<TcpStream>` with a read timeout set).
 pub struct FrameReader<R> {
     inner: R,
+    /// Payload bytes of the last `Data` frame that [`FrameReader::read_frame`] announced and
+    /// nobody has moved yet; skipped before the next frame is read.
+    pending: usize,
+}
+
+/// A frame as [`FrameReader::read_frame`] returns it: a whole message, or the header of a
+/// `Data` frame whose payload (1 to [`MAX_DATA`] bytes) is still to be moved, with
+/// [`FrameReader::copy_data_to`] or [`FrameReader::move_data_to`].
+#[derive(Debug)]
+pub enum Frame {
+    Message(Message),
+    Data(usize),
 }
 
 impl<R: Read> FrameReader<R> {
     pub fn new(inner: R) -> Self {
-        FrameReader { inner }
+        FrameReader { inner, pending: 0 }
     }
 
     pub fn get_ref(&self) -> &R {
@@ -32,8 +48,30 @@ impl<R: Read> FrameReader<R> {
     /// Reads the next whole message. `Ok(None)` means the peer closed the connection
     /// cleanly between two frames.
     pub fn read_message(&mut self) -> Result<Option<Message>> {
+        match self.read_frame()? {
+            None => Ok(None),
+            Some(Frame::Message(m)) => Ok(Some(m)),
+            Some(Frame::Data(len)) => {
+                let mut payload = Vec::with_capacity(len);
+                self.copy_data_to(&mut payload).map_err(|e| match e {
+                    MoveError::Network(e) => e,
+                    MoveError::Local(e) => Error::Io(e), // a Vec does not fail
+                })?;
+                Message::decode(KIND_DATA, payload).map(Some)
+            }
+        }
+    }
+
+    /// Reads the next frame, leaving a `Data` frame's payload unread. A payload left
+    /// unmoved is skipped first.
+    pub fn read_frame(&mut self) -> Result<Option<Frame>> {
+        self.skip_pending()?;
         let mut header = [0u8; HEADER];
         let got = read_full(&mut self.inner, &mut header)?;
+        self.frame_from(header, got)
+    }
+
+    fn frame_from(&mut self, header: [u8; HEADER], got: usize) -> Result<Option<Frame>> {
         if got == 0 {
             return Ok(None);
         }
@@ -56,6 +94,16 @@ impl<R: Read> FrameReader<R> {
         if len > max {
             return Err(Error::TooLarge { kind, len, max });
         }
+        if kind == KIND_DATA {
+            if len == 0 {
+                return Err(Error::Malformed {
+                    kind: "data",
+                    why: "empty data frame".into(),
+                });
+            }
+            self.pending = len;
+            return Ok(Some(Frame::Data(len)));
+        }
         // Read into a vector that grows as bytes arrive rather than one sized up front: the
         // length is within limits, but there is no need to zero a buffer first.
         let mut payload = Vec::with_capacity(len);
@@ -69,7 +117,43 @@ impl<R: Read> FrameReader<R> {
                 got: n,
             });
         }
-        Message::decode(kind, payload).map(Some)
+        Message::decode(kind, payload)
+            .map(Some)
+            .map(|m| m.map(Frame::Message))
+    }
+
+    /// Writes the pending `Data` payload to `out` (through a buffer). Returns its length.
+    pub fn copy_data_to<W: Write>(&mut self, out: &mut W) -> std::result::Result<usize, MoveError> {
+        let len = self.pending;
+        let mut buf = [0u8; 16 << 10];
+        while self.pending > 0 {
+            let want = self.pending.min(buf.len());
+            let n = match self.inner.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(MoveError::Network(Error::Truncated {
+                        wanted: len,
+                        got: len - self.pending,
+                    }))
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(MoveError::Network(Error::Io(e))),
+            };
+            self.pending -= n;
+            out.write_all(&buf[..n]).map_err(MoveError::Local)?;
+        }
+        Ok(len)
+    }
+
+    /// Reads and drops the rest of a `Data` payload nobody moved.
+    fn skip_pending(&mut self) -> Result<()> {
+        if self.pending > 0 {
+            self.copy_data_to(&mut io::sink()).map_err(|e| match e {
+                MoveError::Network(e) => e,
+                MoveError::Local(e) => Error::Io(e),
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -79,6 +163,89 @@ impl<T: Read> FrameReader<BufReader<T>> {
     pub fn has_buffered(&self) -> bool {
         !self.inner.buffer().is_empty()
     }
+}
+
+impl FrameReader<BufReader<TcpStream>> {
+    /// [`FrameReader::read_frame`] for the stream phase: when nothing is buffered, the
+    /// header is read straight from the socket, 5 bytes, so that the payload behind it stays
+    /// in the kernel for [`FrameReader::move_data_to`] instead of being read into the buffer.
+    pub fn read_stream_frame(&mut self) -> Result<Option<Frame>> {
+        self.skip_pending()?;
+        if self.has_buffered() {
+            return self.read_frame();
+        }
+        let mut header = [0u8; HEADER];
+        let got = read_full(self.inner.get_mut(), &mut header)?;
+        self.frame_from(header, got)
+    }
+
+    /// Moves the pending `Data` payload into `pipe` (the input of `zfs recv`): what is
+    /// already buffered is written, the rest goes from the socket to the pipe with
+    /// `splice(2)`. Returns the payload's length. A pipe that takes nothing for `stall` is a
+    /// local error (its reader stopped reading), like one whose reader is gone.
+    pub fn move_data_to(
+        &mut self,
+        pipe: BorrowedFd<'_>,
+        stall: Duration,
+    ) -> std::result::Result<usize, MoveError> {
+        let len = self.pending;
+        let pfd = pipe.as_raw_fd();
+        let sock = self.inner.get_ref().as_raw_fd();
+        while self.pending > 0 {
+            wait_writable(pfd, stall)?;
+            let buffered = self.inner.buffer().len();
+            if buffered > 0 {
+                // At most a page after each wait: a pipe with room takes it without blocking.
+                let n = buffered.min(self.pending).min(PIPE_PAGE);
+                write_all_fd(pfd, &self.inner.buffer()[..n]).map_err(MoveError::Local)?;
+                self.inner.consume(n);
+                self.pending -= n;
+                continue;
+            }
+            match splice_once(sock, pfd, self.pending) {
+                Ok(Some(0)) => {
+                    return Err(MoveError::Network(Error::Truncated {
+                        wanted: len,
+                        got: len - self.pending,
+                    }))
+                }
+                Ok(Some(n)) => self.pending -= n,
+                Ok(None) => {
+                    // No splice here: copy, one page at a time for the same reason.
+                    let mut buf = [0u8; PIPE_PAGE];
+                    let want = self.pending.min(PIPE_PAGE);
+                    let n = read_full(self.inner.get_mut(), &mut buf[..want])
+                        .map_err(MoveError::Network)?;
+                    if n == 0 {
+                        return Err(MoveError::Network(Error::Truncated {
+                            wanted: len,
+                            got: len - self.pending,
+                        }));
+                    }
+                    write_all_fd(pfd, &buf[..n]).map_err(MoveError::Local)?;
+                    self.pending -= n;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => return Err(MoveError::Local(e)),
+                Err(e) => return Err(MoveError::Network(Error::Io(e))),
+            }
+        }
+        Ok(len)
+    }
+}
+
+/// What one write to a pipe with room is sure to take without blocking (`PIPE_BUF`).
+const PIPE_PAGE: usize = 4096;
+
+/// Waits until `pipe` has room, for at most `limit`.
+fn wait_writable(pipe: RawFd, limit: Duration) -> std::result::Result<(), MoveError> {
+    let revents = poll(&[(pipe, libc::POLLOUT)], limit).map_err(MoveError::Local)?;
+    if revents[0] == 0 {
+        return Err(MoveError::Local(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("zfs took no data for {limit:?}"),
+        )));
+    }
+    Ok(())
 }
 
 /// Like `read_exact`, but returns how many bytes were read before a clean end of input, so
@@ -162,6 +329,87 @@ impl<W: Write> FrameWriter<W> {
     pub fn flush(&mut self) -> Result<()> {
         self.inner.flush().map_err(Error::Io)
     }
+}
+
+impl FrameWriter<BufWriter<TcpStream>> {
+    /// Sends one `Data` frame of `len` bytes (1 to [`MAX_DATA`]) taken from `pipe` (the
+    /// output of `zfs send`), which must hold at least that many bytes ready to read. What
+    /// is queued is flushed first; the payload goes from the pipe to the socket with
+    /// `splice(2)`.
+    pub fn move_data_from(
+        &mut self,
+        pipe: BorrowedFd<'_>,
+        len: usize,
+    ) -> std::result::Result<(), MoveError> {
+        if len == 0 || len > MAX_DATA {
+            return Err(MoveError::Network(Error::TooLarge {
+                kind: KIND_DATA,
+                len,
+                max: MAX_DATA,
+            }));
+        }
+        let net = |e: io::Error| MoveError::Network(Error::Io(e));
+        let mut header = [0u8; HEADER];
+        header[0] = KIND_DATA;
+        BigEndian::write_u32(&mut header[1..], len as u32);
+        let sock = self.inner.get_ref().as_raw_fd();
+        if self.inner.buffer().is_empty() {
+            // MSG_MORE: the payload follows the header into the same segments rather than
+            // leaving it in a 5-byte packet of its own.
+            send_more(sock, &header).map_err(net)?;
+        } else {
+            self.inner.write_all(&header).map_err(net)?;
+            self.inner.flush().map_err(net)?;
+        }
+        let mut left = len;
+        while left > 0 {
+            match splice_once(pipe.as_raw_fd(), sock, left) {
+                Ok(Some(0)) => {
+                    return Err(MoveError::Local(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "zfs send's output ended inside a frame",
+                    )))
+                }
+                Ok(Some(n)) => left -= n,
+                Ok(None) => {
+                    let mut buf = [0u8; 16 << 10];
+                    let want = left.min(buf.len());
+                    let n =
+                        read_fd(pipe.as_raw_fd(), &mut buf[..want]).map_err(MoveError::Local)?;
+                    if n == 0 {
+                        return Err(MoveError::Local(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    self.inner.get_mut().write_all(&buf[..n]).map_err(net)?;
+                    left -= n;
+                }
+                // The pipe holds the bytes already: what fails is the connection.
+                Err(e) => return Err(net(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const MSG_MORE: libc::c_int = libc::MSG_MORE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const MSG_MORE: libc::c_int = 0;
+
+/// `send(2)` of all of `buf` with `MSG_MORE` (more data follows at once).
+fn send_more(sock: RawFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let rc = unsafe { libc::send(sock, buf.as_ptr().cast(), buf.len(), MSG_MORE) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[rc as usize..];
+    }
+    Ok(())
 }
 
 fn write_header<W: Write>(w: &mut W, kind: u8, len: usize) -> Result<()> {

@@ -32,9 +32,11 @@
 pub mod auth;
 mod frame;
 mod message;
+pub mod splice;
 
-pub use frame::{FrameReader, FrameWriter};
+pub use frame::{Frame, FrameReader, FrameWriter};
 pub use message::{DatasetKind, Message, Outcome, Plan, Reason, SnapshotInfo};
+pub use splice::MoveError;
 
 use std::fmt;
 use std::io;
