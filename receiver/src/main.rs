@@ -94,6 +94,7 @@ fn init_logging(config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
         b.target(env_logger::Target::Pipe(Box::new(f)));
     }
+    b.format_timestamp_millis();
     b.init();
     Ok(())
 }

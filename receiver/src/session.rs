@@ -7,21 +7,19 @@
 use crate::plan::{Decision, Matcher};
 use crate::tree::{DatasetLock, Location};
 use crate::{Error, Result, Shared};
-use crossbeam_channel::bounded;
 use log::{debug, info, warn};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use zfsync_protocol::{auth, DatasetKind};
-use zfsync_protocol::{FrameReader, FrameWriter, Message, Outcome, Plan, Reason, VERSION};
+use zfsync_protocol::{
+    Frame, FrameReader, FrameWriter, Message, MoveError, Outcome, Plan, Reason, VERSION,
+};
 use zfsync_zfs::{
     check_relative_path, check_snapshot_name, Dataset, DatasetInfo, RecvOptions, Snapshot,
 };
-
-/// Stream chunks queued between the socket and `zfs recv` (each up to 1 MiB): lets the
-/// network and the bursty `zfs recv` each run at their own pace.
-const RECV_QUEUE: usize = 8;
 
 /// The hold tag the receiver keeps on each dataset's newest received snapshot.
 pub(crate) const HOLD_TAG: &str = "zfsync-recv";
@@ -55,14 +53,9 @@ struct Accepted<'a> {
 /// keeps its resume token; only one that does not end within `limit` is killed. Returns
 /// once it is gone, so the dataset's lock is not released while a half-received dataset
 /// is still visible (zfs-fuse shows it until its daemon has read the end of the pipe).
-/// The caller drops the stream's channel first: that is what closes the input.
-fn end_cut_recv(
-    writer: std::thread::JoinHandle<std::io::Result<()>>,
-    proc: zfsync_zfs::ZfsProcess,
-    limit: Duration,
-) {
+/// The caller closes the stream's pipe first: that is what ends the input.
+fn end_cut_recv(proc: zfsync_zfs::ZfsProcess, limit: Duration) {
     let _ = proc.wait_or_kill(limit);
-    let _ = writer.join();
 }
 
 /// Joins two relative paths ("" is the empty path).
@@ -176,7 +169,7 @@ impl<'a> Session<'a> {
     /// Shuts the connection down unless the returned sender is dropped within the timeout.
     fn greeting_deadline(&self) -> Result<crossbeam_channel::Sender<()>> {
         let stream = self.writer.get_ref().get_ref().try_clone()?;
-        let (tx, rx) = bounded::<()>(0);
+        let (tx, rx) = crossbeam_channel::bounded::<()>(0);
         let timeout = self.shared.config.timeout;
         let peer = self.peer;
         std::thread::spawn(move || {
@@ -293,6 +286,9 @@ impl<'a> Session<'a> {
         // Read every announced snapshot even when the offer is already refused: the
         // conversation must stay in step.
         let mut bad_name: Option<String> = None;
+        // The oldest and newest offered: where a full or an incremental stream ends.
+        let mut first: Option<Snapshot> = None;
+        let mut last: Option<Snapshot> = None;
         let (decision, located) = {
             let dest_snaps: Vec<Snapshot> = match &located {
                 Ok((_, Some(info), _)) => info.snapshots.clone(),
@@ -307,11 +303,16 @@ impl<'a> Session<'a> {
                                 bad_name = Some(e.to_string());
                             }
                         }
-                        matcher.feed(Snapshot {
+                        let snap = Snapshot {
                             name: s.name,
                             guid: s.guid,
                             createtxg: s.createtxg,
-                        });
+                        };
+                        if first.is_none() {
+                            first = Some(snap.clone());
+                        }
+                        last = Some(snap.clone());
+                        matcher.feed(snap);
                     }
                     Some(other) => {
                         return self.violation(&format!("expected snap, got {}", other.name()))
@@ -373,8 +374,15 @@ impl<'a> Session<'a> {
             no_automount: matches!(accepted.plan, Plan::Full { .. })
                 && kind == DatasetKind::Filesystem,
         };
-        let resuming = matches!(accepted.plan, Plan::Resume { .. });
-        let outcome = self.receive(&ds, &opts, resuming);
+        // What the stream ends with, by the plan's definition (PROTOCOL.md): a full stream
+        // is of the oldest snapshot offered, an incremental runs to the newest. A resumed
+        // stream ends wherever the interrupted one was going: that is read back.
+        let ends_with = match accepted.plan {
+            Plan::Full { .. } => first,
+            Plan::Incremental { .. } => last,
+            _ => None,
+        };
+        let outcome = self.receive(&ds, &opts, ends_with);
         // Whatever came of it (even a cut connection), the dataset is no longer what a
         // listing taken before now shows; this runs before the dataset's lock is released.
         self.shared.tree.catalog.touch(ds.as_str());
@@ -606,8 +614,15 @@ impl<'a> Session<'a> {
         Ok(accepted)
     }
 
-    /// Receives one stream into `ds` and sends the result.
-    fn receive(&mut self, ds: &Dataset, opts: &RecvOptions, resuming: bool) -> Result<Outcome> {
+    /// Receives one stream into `ds` and sends the result. `ends_with` is the snapshot the
+    /// stream ends with, when the plan says which (`None`: a resumed stream).
+    fn receive(
+        &mut self,
+        ds: &Dataset,
+        opts: &RecvOptions,
+        ends_with: Option<Snapshot>,
+    ) -> Result<Outcome> {
+        let resuming = ends_with.is_none();
         let zfs = self.shared.zfs;
         let mut proc = match zfs.recv(ds, opts) {
             Ok(p) => p,
@@ -618,54 +633,59 @@ impl<'a> Session<'a> {
                 })
             }
         };
-        let mut stdin = proc.take_stdin().expect("zfs recv has stdin");
-        let (tx, rx) = bounded::<Vec<u8>>(RECV_QUEUE);
-        let writer = std::thread::spawn(move || -> std::io::Result<()> {
-            for chunk in rx {
-                stdin.write_all(&chunk)?;
-            }
-            Ok(())
-        });
+        let stdin = proc.take_stdin().expect("zfs recv has stdin");
         enum End {
             Complete,
-            RecvDied,
+            RecvDied(String),
             Aborted(String),
             Mismatch(u64),
         }
+        let limit = self.shared.config.timeout;
         let mut total: u64 = 0;
         let end = loop {
-            let msg = match self.reader.read_message() {
-                Ok(Some(m)) => m,
+            let frame = match self.reader.read_stream_frame() {
+                Ok(Some(f)) => f,
                 Ok(None) => {
-                    drop(tx);
-                    end_cut_recv(writer, proc, self.shared.config.timeout);
+                    drop(stdin);
+                    end_cut_recv(proc, limit);
                     return Err(Error::Violation("closed inside a stream".into()));
                 }
                 Err(e) => {
-                    drop(tx);
-                    end_cut_recv(writer, proc, self.shared.config.timeout);
+                    drop(stdin);
+                    end_cut_recv(proc, limit);
                     return Err(e.into());
                 }
             };
-            match msg {
-                Message::Data(chunk) => {
-                    total += chunk.len() as u64;
-                    if tx.send(chunk).is_err() {
-                        break End::RecvDied;
+            let msg = match frame {
+                // The payload goes from the socket into zfs recv's pipe by splice. A zfs
+                // recv that takes nothing for five times the timeout is stuck.
+                Frame::Data(_) => match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
+                    Ok(n) => {
+                        total += n as u64;
+                        continue;
                     }
-                }
+                    Err(MoveError::Local(e)) => break End::RecvDied(e.to_string()),
+                    Err(MoveError::Network(e)) => {
+                        drop(stdin);
+                        end_cut_recv(proc, limit);
+                        return Err(e.into());
+                    }
+                },
+                Frame::Message(m) => m,
+            };
+            match msg {
                 Message::End { bytes } if bytes == total => break End::Complete,
                 Message::End { bytes } => break End::Mismatch(bytes),
                 Message::Abort { text } => break End::Aborted(text),
                 Message::KeepAlive => {}
                 other => {
-                    drop(tx);
-                    end_cut_recv(writer, proc, self.shared.config.timeout);
+                    drop(stdin);
+                    end_cut_recv(proc, limit);
                     return self.violation(&format!("unexpected {} inside a stream", other.name()));
                 }
             }
         };
-        drop(tx);
+        drop(stdin);
         let outcome = match end {
             End::Complete => {
                 // The input is complete and closed: zfs recv commits and exits. A generous
@@ -673,22 +693,27 @@ impl<'a> Session<'a> {
                 // dataset's lock for ever (the writer is joined after: it may be blocked
                 // writing to a zfs recv that stopped reading).
                 let finished = proc.wait_or_kill(self.shared.config.timeout * 5);
-                let _ = writer.join();
-                match finished {
-                    Ok(_) => self.verify(ds, total),
-                    Err(e) => {
+                match (finished, ends_with) {
+                    // zfs recv exits 0 only once every snapshot of the stream is
+                    // committed, each with the GUID the stream carries: no listing needed.
+                    (Ok(_), Some(snap)) => Outcome::Done {
+                        bytes: total,
+                        newest: snap.name,
+                        newest_guid: snap.guid,
+                    },
+                    (Ok(_), None) => self.verify(ds, total),
+                    (Err(e), _) => {
                         let (reason, text) = recv_failure(&e);
                         Outcome::Failed { reason, text }
                     }
                 }
             }
-            End::RecvDied => {
+            End::RecvDied(why) => {
                 let finished = proc.wait_or_kill(self.shared.config.timeout);
-                let _ = writer.join();
                 let (reason, text) = match finished {
                     Ok(_) => (
                         Reason::ZfsFailed,
-                        format!("zfs recv into {ds} ended before the stream did"),
+                        format!("zfs recv into {ds} ended before the stream did ({why})"),
                     ),
                     Err(e) => recv_failure(&e),
                 };
@@ -700,7 +725,7 @@ impl<'a> Session<'a> {
                 return self.fail_and_drain(Outcome::Failed { reason, text });
             }
             End::Aborted(text) => {
-                end_cut_recv(writer, proc, self.shared.config.timeout);
+                end_cut_recv(proc, self.shared.config.timeout);
                 // The sender's stream is bad (its zfs send failed): partial state from it
                 // is worth nothing. A cut connection, by contrast, keeps its resume token.
                 self.discard_partial(ds);
@@ -710,7 +735,7 @@ impl<'a> Session<'a> {
                 }
             }
             End::Mismatch(announced) => {
-                end_cut_recv(writer, proc, self.shared.config.timeout);
+                end_cut_recv(proc, self.shared.config.timeout);
                 self.discard_partial(ds);
                 Outcome::Failed {
                     reason: Reason::StreamFailed,
@@ -761,7 +786,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// After a successful receive, checks what is newest in `ds` now.
+    /// After a successful resumed receive, reads back what is newest in `ds` now.
     fn verify(&self, ds: &Dataset, total: u64) -> Outcome {
         match self.shared.zfs.list_snapshots(ds) {
             Ok(Some(snaps)) if !snaps.is_empty() => {

@@ -2,30 +2,24 @@
 //! offer and answer, and the `zfs send` stream.
 
 use crate::{Config, Error, Result};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use log::{debug, warn};
-use std::io::{BufReader, BufWriter, Read};
+use std::io::{BufReader, BufWriter};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 use zfsync_protocol::{
-    auth, DatasetKind, FrameReader, FrameWriter, Message, Outcome, Plan, Reason, SnapshotInfo,
-    VERSION,
+    auth, splice, DatasetKind, FrameReader, FrameWriter, Message, MoveError, Outcome, Plan, Reason,
+    SnapshotInfo, MAX_DATA, VERSION,
 };
 use zfsync_zfs::{Kind, Snapshot, ZfsProcess};
-
-/// Size of the pieces the stream is cut into (the protocol allows up to 1 MiB). With the
-/// 1 MiB pipe from `zfs send` and the socket's own buffers, bigger pieces gain nothing,
-/// and every worker holds a few of them: memory grows with `--threads`.
-const CHUNK: usize = 256 << 10;
-/// Chunks read ahead of the network: lets a bursty `zfs send` run ahead of the socket.
-const SEND_QUEUE: usize = 4;
 
 pub struct Connection {
     reader: FrameReader<BufReader<TcpStream>>,
     writer: FrameWriter<BufWriter<TcpStream>>,
     fd: i32,
     timeout: Duration,
+    /// Set when the receiver answers an offer with a buffered full send.
+    pub buffered: bool,
 }
 
 impl Connection {
@@ -67,6 +61,7 @@ impl Connection {
             writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
             fd,
             timeout: config.timeout,
+            buffered: false,
         };
         let client = config
             .key
@@ -179,7 +174,12 @@ impl Connection {
         }
         self.writer.flush()?;
         match self.read()? {
-            Message::Reply(plan) => Ok(plan),
+            Message::Reply(plan) => {
+                if matches!(plan, Plan::Full { buffered: true }) {
+                    self.buffered = true;
+                }
+                Ok(plan)
+            }
             other => Err(Error::Violation(format!(
                 "expected reply, got {}",
                 other.name()
@@ -209,22 +209,13 @@ impl Connection {
         let _ = self.writer.send(&Message::Bye);
     }
 
-    /// Whether the receiver has said something (an early result) while we stream.
-    fn peer_has_spoken(&self) -> bool {
-        if self.reader.has_buffered() {
-            return true;
-        }
-        let mut pfd = libc::pollfd {
-            fd: self.fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
-    }
-
     /// Streams `zfs send` of `snapshot` and returns the receiver's result. The caller has
     /// had a full or incremental plan for it.
+    ///
+    /// Whatever `zfs send` has written to its pipe goes out as one `Data` frame, moved from
+    /// the pipe to the socket by the kernel (`splice`), without passing through this process.
+    /// One wait covers the pipe and the socket: data to send, the end of the stream, or an
+    /// early word from the receiver (its `zfs recv` failed).
     pub fn stream(
         &mut self,
         spawned: zfsync_zfs::Result<ZfsProcess>,
@@ -241,48 +232,55 @@ impl Connection {
         };
         let snapshot = proc.command().to_string();
         let stdout = proc.take_stdout().expect("zfs send has stdout");
-        let (full_tx, full_rx) = bounded::<Vec<u8>>(SEND_QUEUE);
-        let (empty_tx, empty_rx) = bounded::<Vec<u8>>(SEND_QUEUE + 2);
-        let reader = std::thread::spawn(move || read_chunks(stdout, full_tx, empty_rx));
+        let pipe = stdout.as_fd();
         let mut total: u64 = 0;
         let mut early: Option<Outcome> = None;
         let mut stalled = false;
+        let mut read_error: Option<std::io::Error> = None;
         loop {
+            if self.reader.has_buffered() {
+                early = Some(self.early_result()?);
+                break;
+            }
             // The receiver drops a connection that stays silent for the timeout: a zfs
             // send that produces nothing for that long costs its dataset, not the worker.
-            let chunk = match full_rx.recv_timeout(self.timeout) {
-                Ok(c) => c,
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    stalled = true;
+            let ready = splice::poll(
+                &[(pipe.as_raw_fd(), libc::POLLIN), (self.fd, libc::POLLIN)],
+                self.timeout,
+            )?;
+            if ready[1] != 0 {
+                early = Some(self.early_result()?);
+                break;
+            }
+            if ready[0] == 0 {
+                stalled = true;
+                break;
+            }
+            let n = match splice::readable_bytes(pipe) {
+                Ok(n) => n,
+                Err(e) => {
+                    read_error = Some(e);
                     break;
                 }
             };
-            self.writer.write_data(&chunk)?;
-            total += chunk.len() as u64;
-            let _ = empty_tx.try_send(chunk);
-            if self.peer_has_spoken() {
-                self.writer.flush()?;
-                match self.read()? {
-                    Message::Result(o) => {
-                        early = Some(o);
-                        break;
-                    }
-                    other => {
-                        return Err(Error::Violation(format!(
-                            "unexpected {} during the stream",
-                            other.name()
-                        )))
-                    }
+            if n == 0 {
+                if ready[0] & (libc::POLLHUP | libc::POLLERR) != 0 {
+                    break; // end of the stream
+                }
+                continue;
+            }
+            let len = n.min(MAX_DATA);
+            match self.writer.move_data_from(pipe, len) {
+                Ok(()) => total += len as u64,
+                Err(MoveError::Network(e)) => return Err(e.into()),
+                Err(MoveError::Local(e)) => {
+                    read_error = Some(e);
+                    break;
                 }
             }
         }
         if stalled {
-            drop(full_rx);
             let stderr = proc.kill();
-            // Not joined: a zfs that is a wrapper may leave a child holding the pipe open;
-            // the reader ends on its own at EOF or at its next chunk (channel gone).
-            drop(reader);
             let text = format!(
                 "zfs send produced nothing for {:?}, stopped: {stderr}",
                 self.timeout
@@ -300,27 +298,24 @@ impl Connection {
         }
         if let Some(outcome) = early {
             // The receiver gave up (zfs recv failed): stop our side and say so.
-            drop(full_rx);
             let stderr = proc.kill();
-            drop(reader); // as above: not joined
             debug!("stream stopped early dataset={dataset} cmd={snapshot:?} zfs_send_stderr={stderr:?}");
             self.writer.send(&Message::Abort {
                 text: "receiver reported a failure".into(),
             })?;
             return Ok((outcome, total));
         }
-        let read_result = reader
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("reader thread panicked")));
-        let waited = proc.wait();
-        let failure = match (&read_result, &waited) {
-            (_, Err(e)) => Some(e.to_string()),
-            (Err(e), _) => Some(format!("reading zfs send output: {e}")),
-            // zfs-fuse can exit 0 after a warning and no stream: never call that success.
-            (Ok(()), Ok(stderr)) if total == 0 => {
-                Some(format!("{snapshot}: produced no data: {stderr}"))
+        drop(stdout);
+        let failure = if let Some(e) = read_error {
+            let stderr = proc.kill();
+            Some(format!("reading zfs send output: {e}: {stderr}"))
+        } else {
+            match proc.wait() {
+                Err(e) => Some(e.to_string()),
+                // zfs-fuse can exit 0 after a warning and no stream: never call that success.
+                Ok(stderr) if total == 0 => Some(format!("{snapshot}: produced no data: {stderr}")),
+                Ok(_) => None,
             }
-            _ => None,
         };
         if let Some(text) = failure {
             warn!("zfs send failed dataset={dataset} error={text}");
@@ -338,6 +333,17 @@ impl Connection {
         self.result().map(|o| (o, total))
     }
 
+    /// The message the receiver sent in the middle of a stream: only a result may come.
+    fn early_result(&mut self) -> Result<Outcome> {
+        match self.read()? {
+            Message::Result(o) => Ok(o),
+            other => Err(Error::Violation(format!(
+                "unexpected {} during the stream",
+                other.name()
+            ))),
+        }
+    }
+
     fn result(&mut self) -> Result<Outcome> {
         match self.read()? {
             Message::Result(o) => Ok(o),
@@ -345,41 +351,6 @@ impl Connection {
                 "expected result, got {}",
                 other.name()
             ))),
-        }
-    }
-}
-
-/// Fills chunks from `zfs send`'s stdout and queues them; stops at EOF or when the queue's
-/// other end is gone.
-fn read_chunks(
-    mut src: impl Read,
-    full: Sender<Vec<u8>>,
-    empty: Receiver<Vec<u8>>,
-) -> std::io::Result<()> {
-    loop {
-        let mut buf = empty
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        buf.clear();
-        buf.resize(CHUNK, 0);
-        let mut filled = 0;
-        while filled < CHUNK {
-            match src.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        if filled == 0 {
-            return Ok(());
-        }
-        buf.truncate(filled);
-        if full.send(buf).is_err() {
-            return Ok(());
-        }
-        if filled < CHUNK {
-            return Ok(());
         }
     }
 }

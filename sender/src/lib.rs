@@ -18,7 +18,7 @@ use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use zfsync_protocol::{Outcome, Plan, Reason};
 use zfsync_zfs::{Dataset, DatasetInfo, SendOptions, Zfs};
@@ -156,6 +156,8 @@ pub struct Report {
     pub bytes: u64,
     pub secs: f64,
     pub note: String,
+    /// Whether a stream of it went to the receiver's buffer (its parent was missing).
+    pub buffered: bool,
 }
 
 /// The outcome of a whole run.
@@ -205,6 +207,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
                 bytes: 0,
                 secs: 0.0,
                 note: String::new(),
+                buffered: false,
             });
         } else {
             jobs.push(Job {
@@ -230,7 +233,9 @@ pub fn run(config: &Config) -> Result<RunReport> {
     reports.extend(run_jobs(config, &zfs, &marks, jobs, first));
     // Parents sort before children in the summary.
     reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
-    let cleanup = if config.dry_run || reports.iter().all(|r| r.status == Status::NoSnapshots) {
+    // The receiver places buffered datasets after every connection anyway; asking for it
+    // here, when this run buffered something, is for the summary to say how it went.
+    let cleanup = if config.dry_run || !reports.iter().any(|r| r.buffered) {
         None
     } else {
         match request_cleanup(config) {
@@ -279,8 +284,12 @@ fn run_jobs(
     }
     let mut first = first;
     let (job_tx, job_rx) = unbounded::<Job>();
-    let (res_tx, res_rx) = unbounded::<(Job, Report, bool)>();
+    // (job, its report, whether to retry); no report: put back untouched (see `worker`).
+    let (res_tx, res_rx) = unbounded::<(Job, Option<Report>, bool)>();
     let quit = AtomicBool::new(false);
+    // Workers that hold (or held) a connection: while there is one, a worker the receiver
+    // turns away as busy hands its job back and stops (see `worker`).
+    let established = AtomicUsize::new(0);
     let workers = config.threads.min(jobs.len());
     let mut outstanding = jobs.len();
     for j in jobs {
@@ -288,9 +297,13 @@ fn run_jobs(
     }
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            let (job_rx, res_tx, quit) = (job_rx.clone(), res_tx.clone(), &quit);
+            let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+            let shared = Crew {
+                quit: &quit,
+                established: &established,
+            };
             let conn = first.take();
-            scope.spawn(move || worker(config, zfs, marks, conn, job_rx, res_tx, quit));
+            scope.spawn(move || worker(config, zfs, marks, conn, job_rx, res_tx, shared));
         }
         drop(res_tx);
         let mut delayed: Vec<(Instant, Job)> = Vec::new();
@@ -301,7 +314,10 @@ fn run_jobs(
                 .min()
                 .unwrap_or(Duration::from_secs(3600));
             match res_rx.recv_timeout(wait) {
-                Ok((mut job, report, retry)) => {
+                Ok((job, None, _)) => {
+                    let _ = job_tx.send(job);
+                }
+                Ok((mut job, Some(report), retry)) => {
                     if retry && job.attempt < config.retries && !quit.load(Ordering::SeqCst) {
                         job.attempt += 1;
                         let backoff = Duration::from_millis(500 << job.attempt.min(5));
@@ -330,15 +346,56 @@ fn run_jobs(
     reports
 }
 
+/// What the workers of a run share.
+#[derive(Clone, Copy)]
+struct Crew<'a> {
+    /// Set by a worker that panicked: no more retries.
+    quit: &'a AtomicBool,
+    /// Workers alive that have had a connection.
+    established: &'a AtomicUsize,
+}
+
 fn worker(
     config: &Config,
     zfs: &Zfs,
     marks: &Marks,
     mut conn: Option<Connection>,
     jobs: crossbeam_channel::Receiver<Job>,
-    results: crossbeam_channel::Sender<(Job, Report, bool)>,
-    quit: &AtomicBool,
+    results: crossbeam_channel::Sender<(Job, Option<Report>, bool)>,
+    crew: Crew<'_>,
 ) {
+    // Whether this worker counts in `crew.established`.
+    let mut counted = conn.is_some();
+    if counted {
+        crew.established.fetch_add(1, Ordering::SeqCst);
+    }
+    worker_loop(
+        config,
+        zfs,
+        marks,
+        conn.take(),
+        jobs,
+        results,
+        crew,
+        &mut counted,
+    );
+    if counted {
+        crew.established.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn worker_loop(
+    config: &Config,
+    zfs: &Zfs,
+    marks: &Marks,
+    mut conn: Option<Connection>,
+    jobs: crossbeam_channel::Receiver<Job>,
+    results: crossbeam_channel::Sender<(Job, Option<Report>, bool)>,
+    crew: Crew<'_>,
+    counted: &mut bool,
+) {
+    let quit = crew.quit;
     // Keep an idle connection alive while other workers finish or retries wait.
     let idle = (config.timeout / 3).max(Duration::from_secs(1));
     loop {
@@ -355,12 +412,36 @@ fn worker(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            if conn.is_none() {
-                conn = Some(Connection::open(config)?);
+        let mut open_error = None;
+        if conn.is_none() {
+            match Connection::open(config) {
+                Ok(c) => {
+                    conn = Some(c);
+                    if !*counted {
+                        *counted = true;
+                        crew.established.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                // More workers than the receiver takes connections (its -j): while others
+                // have connections, this one hands its job back and stops.
+                Err(Error::Peer {
+                    reason: Reason::Busy,
+                    text,
+                }) if crew.established.load(Ordering::SeqCst) > usize::from(*counted) => {
+                    info!("worker stops: the receiver takes no more connections text={text:?}");
+                    let _ = results.send((job, None, false));
+                    return;
+                }
+                Err(e) => open_error = Some(e),
             }
-            let (status, bytes, note) =
-                replicate(conn.as_mut().expect("connected"), config, zfs, &job)?;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if let Some(e) = open_error.take() {
+                return Err(e);
+            }
+            let c = conn.as_mut().expect("connected");
+            c.buffered = false;
+            let (status, bytes, note) = replicate(c, config, zfs, &job)?;
             if matches!(status, Status::Sent | Status::UpToDate) {
                 if let Err(e) = marks.mark_delivered(zfs, &job.info) {
                     return Ok::<_, Error>((
@@ -382,6 +463,7 @@ fn worker(
                         bytes,
                         secs: started.elapsed().as_secs_f64(),
                         note,
+                        buffered: conn.as_ref().is_some_and(|c| c.buffered),
                     },
                     retry,
                 )
@@ -398,6 +480,8 @@ fn worker(
                         bytes: 0,
                         secs: started.elapsed().as_secs_f64(),
                         note: e.to_string(),
+                        // Unknown how far it got: ask for the cleanup's account.
+                        buffered: true,
                     },
                     retry,
                 )
@@ -412,12 +496,13 @@ fn worker(
                         bytes: 0,
                         secs: 0.0,
                         note: "internal error: worker panicked".into(),
+                        buffered: true,
                     },
                     false,
                 )
             }
         };
-        if results.send((job, report, retry)).is_err() {
+        if results.send((job, Some(report), retry)).is_err() {
             break;
         }
     }
