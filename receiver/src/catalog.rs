@@ -79,6 +79,23 @@ impl Catalog {
         zfs.dataset(ds)
     }
 
+    /// Whether the listing shows `ds` with snapshots, whatever zfsync did to it since: the
+    /// receiver's own changes (receive, rollback to a snapshot) never leave a dataset that
+    /// had snapshots without any.
+    pub fn listed_with_snapshots(
+        &self,
+        zfs: &Zfs,
+        base: &Dataset,
+        buffer: &Dataset,
+        ds: &Dataset,
+    ) -> zfsync_zfs::Result<bool> {
+        let listing = self.listing(zfs, base, buffer)?;
+        Ok(listing
+            .datasets
+            .get(ds.as_str())
+            .is_some_and(|i| !i.snapshots.is_empty()))
+    }
+
     /// Whether `ds` exists, as [`Catalog::dataset`] sees it.
     pub fn exists(
         &self,

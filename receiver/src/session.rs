@@ -21,6 +21,10 @@ use zfsync_zfs::{
     check_relative_path, check_snapshot_name, Dataset, DatasetInfo, RecvOptions, Snapshot,
 };
 
+/// How long a child's offer waits for the sent root's offer or receive to end before it
+/// goes on without knowing whether the root is a replica (see `root_not_replica`).
+const ROOT_WAIT: Duration = Duration::from_secs(2);
+
 /// The hold tag the receiver keeps on each dataset's newest received snapshot.
 pub(crate) const HOLD_TAG: &str = "zfsync-recv";
 
@@ -386,6 +390,9 @@ impl<'a> Session<'a> {
         // Whatever came of it (even a cut connection), the dataset is no longer what a
         // listing taken before now shows; this runs before the dataset's lock is released.
         self.shared.tree.catalog.touch(ds.as_str());
+        if matches!(accepted.location, Location::Buffered(_)) {
+            self.shared.tree.mark_buffer_used();
+        }
         let outcome = outcome?;
         if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
         {
@@ -496,9 +503,11 @@ impl<'a> Session<'a> {
             return Ok(v.clone());
         }
         // A root that another session is receiving right now shows no snapshot until the
-        // receive ends (zfs-fuse shows the half-received dataset): no verdict yet, and
-        // none cached. Its children go to the buffer meanwhile.
-        if self.shared.tree.is_locked(&self.base) {
+        // receive ends (zfs-fuse shows the half-received dataset). A root offer being
+        // answered holds the lock only briefly, and so does a small receive: wait a little.
+        // A root still locked after that is being received: no verdict yet, and none
+        // cached; its children go to the buffer meanwhile.
+        if !self.shared.tree.wait_unlocked(&self.base, ROOT_WAIT) {
             return Ok(None);
         }
         let base = self
@@ -508,7 +517,16 @@ impl<'a> Session<'a> {
             .join(&self.base)
             .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
         let tree = &self.shared.tree;
-        let v = match tree.catalog.dataset(self.shared.zfs, &base, &tree.buffer, &base).map_err(|e| (Reason::ZfsFailed, e.to_string()))? {
+        let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
+        let (zfs, cat) = (self.shared.zfs, &tree.catalog);
+        if cat
+            .listed_with_snapshots(zfs, &base, &tree.buffer, &base)
+            .map_err(zerr)?
+        {
+            let _ = self.root_not_replica.set(None);
+            return Ok(None);
+        }
+        let v = match cat.dataset(zfs, &base, &tree.buffer, &base).map_err(zerr)? {
             Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && base.parent().is_some() => Some(format!(
                 "{base}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
             )),

@@ -10,6 +10,7 @@
 use crate::catalog::Catalog;
 use log::{info, warn};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zfsync_zfs::{Dataset, Zfs, MAX_NAME_LEN};
@@ -37,6 +38,9 @@ pub struct Tree {
     locked: Mutex<HashSet<String>>,
     released: Condvar,
     shape: Mutex<()>,
+    /// Whether the buffer may hold something: set when a receive into it ends, cleared by
+    /// a cleanup that left it empty.
+    buffer_dirty: AtomicBool,
 }
 
 /// Holds the lock of one dataset (by path relative to TARGET) until dropped.
@@ -99,11 +103,29 @@ impl Tree {
             locked: Mutex::new(HashSet::new()),
             released: Condvar::new(),
             shape: Mutex::new(()),
+            // Unknown at start: the first cleanup looks.
+            buffer_dirty: AtomicBool::new(true),
         }
     }
 
     /// Takes the lock of dataset `rel`, waiting up to `wait` for another session to finish.
     pub fn lock(&self, rel: &str, wait: Duration) -> Option<DatasetLock<'_>> {
+        let mut set = self.wait_free(rel, wait)?;
+        set.insert(rel.to_string());
+        Some(DatasetLock {
+            tree: self,
+            key: rel.to_string(),
+        })
+    }
+
+    /// Waits up to `wait` until no session holds the lock of dataset `rel`; false if one
+    /// still does.
+    pub fn wait_unlocked(&self, rel: &str, wait: Duration) -> bool {
+        self.wait_free(rel, wait).is_some()
+    }
+
+    /// The set of locked datasets, once `rel` is not in it (waiting up to `wait`).
+    fn wait_free(&self, rel: &str, wait: Duration) -> Option<MutexGuard<'_, HashSet<String>>> {
         let deadline = Instant::now() + wait;
         let mut set = self.locked.lock().unwrap_or_else(|p| p.into_inner());
         while set.contains(rel) {
@@ -114,11 +136,7 @@ impl Tree {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        set.insert(rel.to_string());
-        Some(DatasetLock {
-            tree: self,
-            key: rel.to_string(),
-        })
+        Some(set)
     }
 
     /// Whether a session holds the lock of dataset `rel`: it is being received, and a
@@ -167,7 +185,26 @@ impl Tree {
     /// datasets locked by a running session are left for the next pass.
     pub fn cleanup(&self, zfs: &Zfs) -> CleanupReport {
         let _shape = self.shape_lock();
+        let report = self.cleanup_pass(zfs);
+        if report.waiting + report.failed > 0 {
+            self.buffer_dirty.store(true, Ordering::SeqCst);
+        }
+        report
+    }
+
+    /// Records that a receive into the buffer ended (whatever its outcome): the next
+    /// cleanup looks at the buffer.
+    pub fn mark_buffer_used(&self) {
+        self.buffer_dirty.store(true, Ordering::SeqCst);
+    }
+
+    fn cleanup_pass(&self, zfs: &Zfs) -> CleanupReport {
         let mut report = CleanupReport::default();
+        // Nothing received into the buffer since the last pass left it empty: no need to
+        // list it (a cleanup runs after every connection).
+        if !self.buffer_dirty.swap(false, Ordering::SeqCst) {
+            return report;
+        }
         let copies = match zfs.list_children(&self.buffer) {
             Ok(Some(c)) => c,
             Ok(None) => return report, // no buffer: nothing was ever buffered

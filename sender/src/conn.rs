@@ -18,8 +18,6 @@ pub struct Connection {
     writer: FrameWriter<BufWriter<TcpStream>>,
     fd: i32,
     timeout: Duration,
-    /// Set when the receiver answers an offer with a buffered full send.
-    pub buffered: bool,
 }
 
 impl Connection {
@@ -61,7 +59,6 @@ impl Connection {
             writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
             fd,
             timeout: config.timeout,
-            buffered: false,
         };
         let client = config
             .key
@@ -174,12 +171,7 @@ impl Connection {
         }
         self.writer.flush()?;
         match self.read()? {
-            Message::Reply(plan) => {
-                if matches!(plan, Plan::Full { buffered: true }) {
-                    self.buffered = true;
-                }
-                Ok(plan)
-            }
+            Message::Reply(plan) => Ok(plan),
             other => Err(Error::Violation(format!(
                 "expected reply, got {}",
                 other.name()

@@ -156,8 +156,6 @@ pub struct Report {
     pub bytes: u64,
     pub secs: f64,
     pub note: String,
-    /// Whether a stream of it went to the receiver's buffer (its parent was missing).
-    pub buffered: bool,
 }
 
 /// The outcome of a whole run.
@@ -207,7 +205,6 @@ pub fn run(config: &Config) -> Result<RunReport> {
                 bytes: 0,
                 secs: 0.0,
                 note: String::new(),
-                buffered: false,
             });
         } else {
             jobs.push(Job {
@@ -233,9 +230,10 @@ pub fn run(config: &Config) -> Result<RunReport> {
     reports.extend(run_jobs(config, &zfs, &marks, jobs, first));
     // Parents sort before children in the summary.
     reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
-    // The receiver places buffered datasets after every connection anyway; asking for it
-    // here, when this run buffered something, is for the summary to say how it went.
-    let cleanup = if config.dry_run || !reports.iter().any(|r| r.buffered) {
+    // The receiver places buffered datasets after every connection anyway; asking here
+    // places them before this run ends, and the summary says how it went. (A receiver whose
+    // buffer has held nothing since its last cleanup answers without a zfs command.)
+    let cleanup = if config.dry_run || reports.iter().all(|r| r.status == Status::NoSnapshots) {
         None
     } else {
         match request_cleanup(config) {
@@ -439,9 +437,8 @@ fn worker_loop(
             if let Some(e) = open_error.take() {
                 return Err(e);
             }
-            let c = conn.as_mut().expect("connected");
-            c.buffered = false;
-            let (status, bytes, note) = replicate(c, config, zfs, &job)?;
+            let (status, bytes, note) =
+                replicate(conn.as_mut().expect("connected"), config, zfs, &job)?;
             if matches!(status, Status::Sent | Status::UpToDate) {
                 if let Err(e) = marks.mark_delivered(zfs, &job.info) {
                     return Ok::<_, Error>((
@@ -463,7 +460,6 @@ fn worker_loop(
                         bytes,
                         secs: started.elapsed().as_secs_f64(),
                         note,
-                        buffered: conn.as_ref().is_some_and(|c| c.buffered),
                     },
                     retry,
                 )
@@ -480,8 +476,6 @@ fn worker_loop(
                         bytes: 0,
                         secs: started.elapsed().as_secs_f64(),
                         note: e.to_string(),
-                        // Unknown how far it got: ask for the cleanup's account.
-                        buffered: true,
                     },
                     retry,
                 )
@@ -496,7 +490,6 @@ fn worker_loop(
                         bytes: 0,
                         secs: 0.0,
                         note: "internal error: worker panicked".into(),
-                        buffered: true,
                     },
                     false,
                 )
