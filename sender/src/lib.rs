@@ -19,6 +19,7 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use zfsync_protocol::{Outcome, Plan, Reason};
 use zfsync_zfs::{Dataset, DatasetInfo, SendOptions, Zfs};
@@ -227,16 +228,20 @@ pub fn run(config: &Config) -> Result<RunReport> {
         (Some(id), false) => Marks::load(&zfs, &config.dataset, id)?,
         _ => Marks::default(),
     };
-    reports.extend(run_jobs(config, &zfs, &marks, jobs, first));
+    let (done, spare) = run_jobs(config, &zfs, &marks, jobs, first);
+    reports.extend(done);
     // Parents sort before children in the summary.
     reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
     // The receiver places buffered datasets after every connection anyway; asking here
     // places them before this run ends, and the summary says how it went. (A receiver whose
     // buffer has held nothing since its last cleanup answers without a zfs command.)
     let cleanup = if config.dry_run || reports.iter().all(|r| r.status == Status::NoSnapshots) {
+        if let Some(c) = spare {
+            c.bye();
+        }
         None
     } else {
-        match request_cleanup(config) {
+        match request_cleanup(config, spare) {
             Ok(s) => s,
             Err(e) => {
                 warn!("cleanup request failed error={e}");
@@ -250,8 +255,13 @@ pub fn run(config: &Config) -> Result<RunReport> {
     })
 }
 
-fn request_cleanup(config: &Config) -> Result<Option<String>> {
-    let mut conn = Connection::open(config)?;
+/// Asks for the receiver's cleanup on `spare`, a worker's connection still open (a new one
+/// could find the receiver's connection slots still taken by the workers' just closed).
+fn request_cleanup(config: &Config, spare: Option<Connection>) -> Result<Option<String>> {
+    let mut conn = match spare {
+        Some(c) => c,
+        None => Connection::open(config)?,
+    };
     let (placed, removed, waiting, failed, text) = conn.cleanup()?;
     conn.bye();
     if placed + removed + waiting + failed == 0 {
@@ -265,20 +275,18 @@ fn request_cleanup(config: &Config) -> Result<Option<String>> {
     Ok(Some(s))
 }
 
-/// Runs the jobs on `config.threads` workers, retrying transient failures.
+/// Runs the jobs on `config.threads` workers, retrying transient failures. Returns the
+/// reports and one of the workers' connections, still open.
 fn run_jobs(
     config: &Config,
     zfs: &Zfs,
     marks: &Marks,
     jobs: Vec<Job>,
     first: Option<Connection>,
-) -> Vec<Report> {
+) -> (Vec<Report>, Option<Connection>) {
     let mut reports = Vec::new();
     if jobs.is_empty() {
-        if let Some(c) = first {
-            c.bye();
-        }
-        return reports;
+        return (reports, first);
     }
     let mut first = first;
     let (job_tx, job_rx) = unbounded::<Job>();
@@ -288,6 +296,7 @@ fn run_jobs(
     // Workers that hold (or held) a connection: while there is one, a worker the receiver
     // turns away as busy hands its job back and stops (see `worker`).
     let established = AtomicUsize::new(0);
+    let spare = Mutex::new(None);
     let workers = config.threads.min(jobs.len());
     let mut outstanding = jobs.len();
     for j in jobs {
@@ -299,8 +308,13 @@ fn run_jobs(
             let shared = Crew {
                 quit: &quit,
                 established: &established,
+                spare: &spare,
             };
             let conn = first.take();
+            // Counted before any worker runs: a worker turned away must see it.
+            if conn.is_some() {
+                established.fetch_add(1, Ordering::SeqCst);
+            }
             scope.spawn(move || worker(config, zfs, marks, conn, job_rx, res_tx, shared));
         }
         drop(res_tx);
@@ -341,7 +355,10 @@ fn run_jobs(
         }
         drop(job_tx);
     });
-    reports
+    (
+        reports,
+        spare.into_inner().unwrap_or_else(|p| p.into_inner()),
+    )
 }
 
 /// What the workers of a run share.
@@ -351,6 +368,8 @@ struct Crew<'a> {
     quit: &'a AtomicBool,
     /// Workers alive that have had a connection.
     established: &'a AtomicUsize,
+    /// The connection of the first worker to finish, kept open for the cleanup request.
+    spare: &'a Mutex<Option<Connection>>,
 }
 
 fn worker(
@@ -362,12 +381,10 @@ fn worker(
     results: crossbeam_channel::Sender<(Job, Option<Report>, bool)>,
     crew: Crew<'_>,
 ) {
-    // Whether this worker counts in `crew.established`.
+    // Whether this worker counts in `crew.established` (one given a connection was
+    // counted by `run_jobs`).
     let mut counted = conn.is_some();
-    if counted {
-        crew.established.fetch_add(1, Ordering::SeqCst);
-    }
-    worker_loop(
+    let last = worker_loop(
         config,
         zfs,
         marks,
@@ -379,6 +396,13 @@ fn worker(
     );
     if counted {
         crew.established.fetch_sub(1, Ordering::SeqCst);
+    }
+    if let Some(c) = last {
+        let mut spare = crew.spare.lock().unwrap_or_else(|p| p.into_inner());
+        match spare.as_ref() {
+            None => *spare = Some(c),
+            Some(_) => c.bye(),
+        }
     }
 }
 
@@ -392,7 +416,7 @@ fn worker_loop(
     results: crossbeam_channel::Sender<(Job, Option<Report>, bool)>,
     crew: Crew<'_>,
     counted: &mut bool,
-) {
+) -> Option<Connection> {
     let quit = crew.quit;
     // Keep an idle connection alive while other workers finish or retries wait.
     let idle = (config.timeout / 3).max(Duration::from_secs(1));
@@ -428,7 +452,7 @@ fn worker_loop(
                 }) if crew.established.load(Ordering::SeqCst) > usize::from(*counted) => {
                     info!("worker stops: the receiver takes no more connections text={text:?}");
                     let _ = results.send((job, None, false));
-                    return;
+                    return None;
                 }
                 Err(e) => open_error = Some(e),
             }
@@ -499,9 +523,7 @@ fn worker_loop(
             break;
         }
     }
-    if let Some(c) = conn {
-        c.bye();
-    }
+    conn
 }
 
 /// The `zfsync:base:ID` marks of the tree, read once at the start.

@@ -440,3 +440,36 @@ fn dry_run_reports_what_would_be_sent_and_sends_nothing() {
     assert_eq!(tree_snapshots(&s.target), before);
     assert!(!exists(&s.dst_ds("a/new")));
 }
+
+// issue 6: more workers than the receiver takes connections (`-t` above its `-j`): the
+// workers it turns away hand their datasets back and the others send them all.
+#[test]
+fn more_workers_than_the_receiver_takes_connections_still_send_everything() {
+    let s = Setup::bare("fewconn", &["-j", "2"]);
+    let rels = ["", "a", "b", "c", "a/x", "b/y", "c/z"];
+    for (i, rel) in rels.iter().enumerate() {
+        let ds = s.src_ds(rel);
+        if !rel.is_empty() {
+            create(&ds);
+        }
+        write_file(&ds, "f.bin", &random_bytes(64 << 10, 700 + i as u64));
+    }
+    snapshot_tree(&s.root, "s1");
+
+    let out = s.send(&["-t", "8", "--retries", "0"]);
+    out.assert_ok();
+    let rows = out.rows();
+    assert_eq!(rows.len(), rels.len(), "{}", out.stdout);
+    assert!(rows.values().all(|r| r.outcome == "sent"), "{}", out.stdout);
+    assert!(
+        s.recv.log().contains("connections already"),
+        "the receiver turned no connection away: the test did not test anything\n{}",
+        s.recv.log()
+    );
+    assert_same_snapshots(&s.root, &s.target);
+    for rel in ["", "b", "c/z"] {
+        let a = files_of(&format!("{}@s1", s.src_ds(rel)));
+        let b = files_of(&format!("{}@s1", s.dst_ds(rel)));
+        assert_files_eq(&a, &b, &format!("{rel:?}@s1"));
+    }
+}
