@@ -684,7 +684,9 @@ fn replicate(
                     newest.name,
                     snapshots(count)
                 );
-                let opts = send_options(config, &job.info, Some(format!("{ds}@{}", from.name)));
+                let mut opts =
+                    send_options(config, &job.info, Some(format!("{ds}@{}", from.name)));
+                opts.intermediates = count > 1;
                 (
                     Source::Snapshot {
                         name: format!("{ds}@{}", newest.name),
@@ -753,6 +755,7 @@ fn replicate(
 fn send_options(config: &Config, info: &DatasetInfo, from: Option<String>) -> SendOptions {
     SendOptions {
         from,
+        intermediates: false,
         compressed: !config.plain,
         large_blocks: !config.plain,
         embedded: !config.plain,
