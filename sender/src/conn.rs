@@ -13,6 +13,11 @@ use zfsync_protocol::{
 };
 use zfsync_zfs::{Kind, Snapshot, ZfsProcess};
 
+/// A frame is sent once the pipe from `zfs send` holds this much, or after [`FRAME_WAIT`]:
+/// half the pipe, so that zfs send never finds it full meanwhile.
+const FRAME_TARGET: usize = 512 << 10;
+const FRAME_WAIT: Duration = Duration::from_micros(250);
+
 pub struct Connection {
     reader: FrameReader<BufReader<TcpStream>>,
     writer: FrameWriter<BufWriter<TcpStream>>,
@@ -248,13 +253,19 @@ impl Connection {
                 stalled = true;
                 break;
             }
-            let n = match splice::readable_bytes(pipe) {
+            let mut n = match splice::readable_bytes(pipe) {
                 Ok(n) => n,
                 Err(e) => {
                     read_error = Some(e);
                     break;
                 }
             };
+            if n > 0 && n < FRAME_TARGET && ready[0] & libc::POLLHUP == 0 {
+                // zfs send writes a record (~128 KiB) at a time, and each frame costs a
+                // few system calls on each side: give it a moment to write more.
+                std::thread::sleep(FRAME_WAIT);
+                n = splice::readable_bytes(pipe).unwrap_or(n);
+            }
             if n == 0 {
                 if ready[0] & (libc::POLLHUP | libc::POLLERR) != 0 {
                     break; // end of the stream
