@@ -8,7 +8,9 @@
 //! It stays correct about zfsync's own changes. Every change the receiver makes to a
 //! dataset (receive, rollback, rename, destroy) is recorded with a generation number
 //! ([`Catalog::touch`]). A listing remembers the generation it started at, and an entry
-//! changed after that is looked up afresh. Changes made behind zfsync's back (an admin's
+//! changed after that is looked up afresh, except that a dataset zfsync has just received
+//! into or renamed into place is known to exist (a child's offer asks whether its parent
+//! does). Changes made behind zfsync's back (an admin's
 //! snapshot on the backup host) can go unseen for at most [`TTL`]. The worst that does is
 //! plan an incremental that `zfs recv` then refuses: reported, nothing lost, and the next
 //! run sees the truth.
@@ -44,6 +46,10 @@ pub struct Catalog {
     changed: Mutex<HashMap<String, u64>>,
     /// Base dataset name -> its listing.
     listings: Mutex<HashMap<String, Arc<Listing>>>,
+    /// Datasets that exist because zfsync's own last change to them made them (a receive
+    /// that succeeded, a rename into place), and since when: for [`TTL`], like a listing,
+    /// their existence needs no lookup.
+    present: Mutex<HashMap<String, Instant>>,
 }
 
 impl Catalog {
@@ -55,6 +61,18 @@ impl Catalog {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), g);
+        self.present
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// Records that zfsync's change to `name`, just touched, left it existing (a receive
+    /// that succeeded, a rename into place), until its next change or for [`TTL`].
+    pub fn mark_present(&self, name: &str) {
+        let mut present = self.present.lock().unwrap_or_else(|p| p.into_inner());
+        present.retain(|_, since| since.elapsed() < TTL);
+        present.insert(name.to_string(), Instant::now());
     }
 
     /// `ds` with its snapshots, or `None` if it does not exist, from the listing of `base`
@@ -104,7 +122,13 @@ impl Catalog {
         buffer: &Dataset,
         ds: &Dataset,
     ) -> zfsync_zfs::Result<bool> {
-        Ok(self.dataset(zfs, base, buffer, ds)?.is_some())
+        let known = self
+            .present
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ds.as_str())
+            .is_some_and(|since| since.elapsed() < TTL);
+        Ok(known || self.dataset(zfs, base, buffer, ds)?.is_some())
     }
 
     /// Takes the listing of `base` now if there is no fresh one: called when a sender

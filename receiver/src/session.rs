@@ -390,6 +390,9 @@ impl<'a> Session<'a> {
         // Whatever came of it (even a cut connection), the dataset is no longer what a
         // listing taken before now shows; this runs before the dataset's lock is released.
         self.shared.tree.catalog.touch(ds.as_str());
+        if let Ok(Outcome::Done { .. }) = &outcome {
+            self.shared.tree.catalog.mark_present(ds.as_str());
+        }
         if matches!(accepted.location, Location::Buffered(_)) {
             self.shared.tree.mark_buffer_used();
         }

@@ -41,6 +41,8 @@ pub struct Tree {
     /// Whether the buffer may hold something: set when a receive into it ends, cleared by
     /// a cleanup that left it empty.
     buffer_dirty: AtomicBool,
+    /// Whether the buffer dataset is known to exist (see `ensure_buffer`).
+    buffer_exists: AtomicBool,
 }
 
 /// Holds the lock of one dataset (by path relative to TARGET) until dropped.
@@ -105,6 +107,7 @@ impl Tree {
             shape: Mutex::new(()),
             // Unknown at start: the first cleanup looks.
             buffer_dirty: AtomicBool::new(true),
+            buffer_exists: AtomicBool::new(false),
         }
     }
 
@@ -167,7 +170,13 @@ impl Tree {
     /// Makes sure the buffer dataset exists, unmounted and unmountable.
     pub fn ensure_buffer(&self, zfs: &Zfs) -> zfsync_zfs::Result<()> {
         let _shape = self.shape_lock();
+        // Known to be there: made or seen by an earlier call (a cleanup that finds it
+        // gone forgets it).
+        if self.buffer_exists.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         if zfs.exists(&self.buffer)? {
+            self.buffer_exists.store(true, Ordering::SeqCst);
             return Ok(());
         }
         info!("creating buffer dataset={}", self.buffer);
@@ -177,6 +186,9 @@ impl Tree {
             &[("mountpoint", "none"), ("canmount", "off")],
         );
         self.catalog.touch(self.buffer.as_str());
+        if created.is_ok() {
+            self.buffer_exists.store(true, Ordering::SeqCst);
+        }
         created
     }
 
@@ -207,7 +219,11 @@ impl Tree {
         }
         let copies = match zfs.list_children(&self.buffer) {
             Ok(Some(c)) => c,
-            Ok(None) => return report, // no buffer: nothing was ever buffered
+            Ok(None) => {
+                // No buffer: nothing was ever buffered, or someone removed it.
+                self.buffer_exists.store(false, Ordering::SeqCst);
+                return report;
+            }
             Err(e) => {
                 report.failed += 1;
                 report
@@ -303,6 +319,7 @@ impl Tree {
                 self.catalog.touch(to.as_str());
                 match renamed {
                     Ok(()) => {
+                        self.catalog.mark_present(to.as_str());
                         info!("cleanup placed from={from} to={to}");
                         report.placed += 1;
                         hold_newest(zfs, &to);

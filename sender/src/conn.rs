@@ -236,7 +236,7 @@ impl Connection {
         let mut read_error: Option<std::io::Error> = None;
         loop {
             if self.reader.has_buffered() {
-                early = Some(self.early_result()?);
+                early = Some(self.result()?);
                 break;
             }
             // The receiver drops a connection that stays silent for the timeout: a zfs
@@ -246,7 +246,7 @@ impl Connection {
                 self.timeout,
             )?;
             if ready[1] != 0 {
-                early = Some(self.early_result()?);
+                early = Some(self.result()?);
                 break;
             }
             if ready[0] == 0 {
@@ -334,17 +334,6 @@ impl Connection {
         }
         self.writer.send(&Message::End { bytes: total })?;
         self.result().map(|o| (o, total))
-    }
-
-    /// The message the receiver sent in the middle of a stream: only a result may come.
-    fn early_result(&mut self) -> Result<Outcome> {
-        match self.read()? {
-            Message::Result(o) => Ok(o),
-            other => Err(Error::Violation(format!(
-                "unexpected {} during the stream",
-                other.name()
-            ))),
-        }
     }
 
     fn result(&mut self) -> Result<Outcome> {

@@ -306,6 +306,9 @@ fn run_jobs(
         for _ in 0..workers {
             let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
             let shared = Crew {
+                config,
+                zfs,
+                marks,
                 quit: &quit,
                 established: &established,
                 spare: &spare,
@@ -315,7 +318,7 @@ fn run_jobs(
             if conn.is_some() {
                 established.fetch_add(1, Ordering::SeqCst);
             }
-            scope.spawn(move || worker(config, zfs, marks, conn, job_rx, res_tx, shared));
+            scope.spawn(move || worker(conn, job_rx, res_tx, shared));
         }
         drop(res_tx);
         let mut delayed: Vec<(Instant, Job)> = Vec::new();
@@ -364,6 +367,9 @@ fn run_jobs(
 /// What the workers of a run share.
 #[derive(Clone, Copy)]
 struct Crew<'a> {
+    config: &'a Config,
+    zfs: &'a Zfs,
+    marks: &'a Marks,
     /// Set by a worker that panicked: no more retries.
     quit: &'a AtomicBool,
     /// Workers alive that have had a connection.
@@ -372,28 +378,15 @@ struct Crew<'a> {
     spare: &'a Mutex<Option<Connection>>,
 }
 
-fn worker(
-    config: &Config,
-    zfs: &Zfs,
-    marks: &Marks,
-    mut conn: Option<Connection>,
-    jobs: crossbeam_channel::Receiver<Job>,
-    results: crossbeam_channel::Sender<(Job, Option<Report>, bool)>,
-    crew: Crew<'_>,
-) {
+/// A worker's queues: jobs in, (job, report, retry?) out.
+type Jobs = crossbeam_channel::Receiver<Job>;
+type Results = crossbeam_channel::Sender<(Job, Option<Report>, bool)>;
+
+fn worker(conn: Option<Connection>, jobs: Jobs, results: Results, crew: Crew<'_>) {
     // Whether this worker counts in `crew.established` (one given a connection was
     // counted by `run_jobs`).
     let mut counted = conn.is_some();
-    let last = worker_loop(
-        config,
-        zfs,
-        marks,
-        conn.take(),
-        jobs,
-        results,
-        crew,
-        &mut counted,
-    );
+    let last = worker_loop(conn, jobs, results, crew, &mut counted);
     if counted {
         crew.established.fetch_sub(1, Ordering::SeqCst);
     }
@@ -406,18 +399,21 @@ fn worker(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Takes jobs until the queue ends; returns the connection still open, if any.
 fn worker_loop(
-    config: &Config,
-    zfs: &Zfs,
-    marks: &Marks,
     mut conn: Option<Connection>,
-    jobs: crossbeam_channel::Receiver<Job>,
-    results: crossbeam_channel::Sender<(Job, Option<Report>, bool)>,
+    jobs: Jobs,
+    results: Results,
     crew: Crew<'_>,
     counted: &mut bool,
 ) -> Option<Connection> {
-    let quit = crew.quit;
+    let Crew {
+        config,
+        zfs,
+        marks,
+        quit,
+        ..
+    } = crew;
     // Keep an idle connection alive while other workers finish or retries wait.
     let idle = (config.timeout / 3).max(Duration::from_secs(1));
     loop {
@@ -684,8 +680,7 @@ fn replicate(
                     newest.name,
                     snapshots(count)
                 );
-                let mut opts =
-                    send_options(config, &job.info, Some(format!("{ds}@{}", from.name)));
+                let mut opts = send_options(config, &job.info, Some(format!("{ds}@{}", from.name)));
                 opts.intermediates = count > 1;
                 (
                     Source::Snapshot {
