@@ -97,21 +97,16 @@ impl Catalog {
         zfs.dataset(ds)
     }
 
-    /// Whether the listing shows `ds` with snapshots, whatever zfsync did to it since: the
-    /// receiver's own changes (receive, rollback to a snapshot) never leave a dataset that
-    /// had snapshots without any.
-    pub fn listed_with_snapshots(
+    /// `ds` as the listing shows it, whatever zfsync did to it since.
+    pub fn listed(
         &self,
         zfs: &Zfs,
         base: &Dataset,
         buffer: &Dataset,
         ds: &Dataset,
-    ) -> zfsync_zfs::Result<bool> {
+    ) -> zfsync_zfs::Result<Option<DatasetInfo>> {
         let listing = self.listing(zfs, base, buffer)?;
-        Ok(listing
-            .datasets
-            .get(ds.as_str())
-            .is_some_and(|i| !i.snapshots.is_empty()))
+        Ok(listing.datasets.get(ds.as_str()).cloned())
     }
 
     /// Whether `ds` exists, as [`Catalog::dataset`] sees it.

@@ -505,14 +505,6 @@ impl<'a> Session<'a> {
         if let Some(v) = self.root_not_replica.get() {
             return Ok(v.clone());
         }
-        // A root that another session is receiving right now shows no snapshot until the
-        // receive ends (zfs-fuse shows the half-received dataset). A root offer being
-        // answered holds the lock only briefly, and so does a small receive: wait a little.
-        // A root still locked after that is being received: no verdict yet, and none
-        // cached; its children go to the buffer meanwhile.
-        if !self.shared.tree.wait_unlocked(&self.base, ROOT_WAIT) {
-            return Ok(None);
-        }
         let base = self
             .shared
             .tree
@@ -522,11 +514,24 @@ impl<'a> Session<'a> {
         let tree = &self.shared.tree;
         let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
         let (zfs, cat) = (self.shared.zfs, &tree.catalog);
-        if cat
-            .listed_with_snapshots(zfs, &base, &tree.buffer, &base)
-            .map_err(zerr)?
-        {
-            let _ = self.root_not_replica.set(None);
+        match cat.listed(zfs, &base, &tree.buffer, &base).map_err(zerr)? {
+            // A replica: zfsync's own changes never leave it without snapshots.
+            Some(info) if !info.snapshots.is_empty() => {
+                let _ = self.root_not_replica.set(None);
+                return Ok(None);
+            }
+            // Not there when listed: a new root, perhaps arriving now. No verdict, and none
+            // cached; children may wait in the buffer.
+            None => return Ok(None),
+            // There without snapshots: not a replica, unless it is a new root arriving.
+            Some(_) => {}
+        }
+        // A root that another session is receiving right now shows no snapshot until the
+        // receive ends (zfs-fuse shows the half-received dataset). A root offer being
+        // answered holds the lock only briefly, and so does a small receive: wait a little.
+        // A root still locked after that is being received: no verdict yet, and none
+        // cached; its children go to the buffer meanwhile.
+        if !tree.wait_unlocked(&self.base, ROOT_WAIT) {
             return Ok(None);
         }
         let v = match cat.dataset(zfs, &base, &tree.buffer, &base).map_err(zerr)? {
