@@ -20,6 +20,9 @@ Options:
   -j, --max-connections N  concurrent connections served (default 16); more are
                            refused with a clear error
       --timeout SECS       give up on a silent peer after SECS seconds (default 60)
+      --parent-wait SECS   how long a new dataset whose parent is being received
+                           waits for it before going to the buffer (default 2;
+                           0: at once)
       --allow-rollback     allow rolling a destination back to the newest common
                            snapshot, destroying the snapshots and changes it has
                            that the source does not (default: refuse such datasets)
@@ -47,6 +50,7 @@ pub struct Args {
     pub buffer: Option<String>,
     pub max_connections: Option<String>,
     pub timeout: Option<String>,
+    pub parent_wait: Option<String>,
     pub allow_rollback: bool,
     pub allow_overwrite: bool,
     pub zfs: Option<String>,
@@ -68,6 +72,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     o.optopt("b", "buffer", "", "DATASET");
     o.optopt("j", "max-connections", "", "N");
     o.optopt("", "timeout", "", "SECS");
+    o.optopt("", "parent-wait", "", "SECS");
     o.optflag("", "allow-rollback", "");
     o.optflag("", "allow-overwrite", "");
     o.optopt("", "zfs", "", "PATH");
@@ -94,6 +99,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         buffer: m.opt_str("b"),
         max_connections: m.opt_str("j"),
         timeout: m.opt_str("timeout"),
+        parent_wait: m.opt_str("parent-wait"),
         allow_rollback: m.opt_present("allow-rollback"),
         allow_overwrite: m.opt_present("allow-overwrite"),
         zfs: m.opt_str("zfs"),
@@ -135,6 +141,16 @@ impl Args {
             max_connections: positive("--max-connections", self.max_connections.as_deref(), 16)?
                 as usize,
             timeout: Duration::from_secs(positive("--timeout", self.timeout.as_deref(), 60)?),
+            parent_wait: Duration::from_secs(match self.parent_wait.as_deref() {
+                None => 2,
+                Some(s) => s
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= 3600)
+                    .ok_or_else(|| {
+                        format!("--parent-wait wants whole seconds from 0 to 3600, got {s:?}")
+                    })?,
+            }),
             allow_rollback: self.allow_rollback,
             allow_overwrite: self.allow_overwrite,
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
@@ -192,6 +208,9 @@ mod tests {
         assert_eq!(c.buffer.as_str(), "tank/backup_zfsync_buffer");
         assert_eq!(c.listen, "0.0.0.0:7611");
         assert!(!c.allow_rollback);
+        assert_eq!(c.parent_wait, Duration::from_secs(2));
+        let c = config(&["--parent-wait", "0", "tank/backup"]).unwrap();
+        assert_eq!(c.parent_wait, Duration::ZERO);
     }
 
     #[test]
@@ -205,6 +224,8 @@ mod tests {
     fn bad_values_are_usage_errors() {
         assert!(config(&["-j", "0", "tank/b"]).is_err());
         assert!(config(&["--timeout", "x", "tank/b"]).is_err());
+        assert!(config(&["--parent-wait", "-1", "tank/b"]).is_err());
+        assert!(config(&["--parent-wait", "3601", "tank/b"]).is_err());
         assert!(config(&["tank/b@s"]).is_err());
         assert!(config(&[]).is_err());
         assert!(config(&["tank"]).unwrap_err().contains("--buffer"));

@@ -35,6 +35,9 @@ pub struct Config {
     pub listen: String,
     pub max_connections: usize,
     pub timeout: Duration,
+    /// How long a new dataset whose parent is being received waits for it before it
+    /// goes to the buffer.
+    pub parent_wait: Duration,
     pub allow_rollback: bool,
     pub allow_overwrite: bool,
     pub zfs: PathBuf,

@@ -471,13 +471,16 @@ impl<'a> Session<'a> {
                 return Ok((Location::Buffered(b.clone()), Some(info), lock));
             }
         }
+        // A parent that another session is receiving may be a half-received new dataset:
+        // the child must not land under it. A small receive ends soon: waiting a little for
+        // it costs less than a trip through the buffer and a rename. After that the child
+        // waits in the buffer instead.
+        let parent_busy = !is_root
+            && !tree.wait_unlocked(crate::tree::parent_rel(rel), self.shared.config.parent_wait);
         let parent_exists = match real.parent() {
             Some(p) => cat.exists(zfs, &base, &tree.buffer, &p).map_err(zerr)?,
             None => true,
         };
-        // A parent that another session is receiving may be a half-received new dataset:
-        // the child waits in the buffer rather than land under it.
-        let parent_busy = !is_root && tree.is_locked(crate::tree::parent_rel(rel));
         if parent_exists && !parent_busy {
             return Ok((Location::InPlace(real), None, lock));
         }

@@ -189,7 +189,9 @@ fn children_offered_while_their_root_is_still_arriving_are_not_refused() {
 // have arrived, wait in the buffer, and the cleanup puts them in place.
 #[test]
 fn new_deep_tree_with_eight_workers_goes_through_the_buffer_into_place() {
-    let s = Setup::bare("deep", &[]);
+    // Children of a parent being received go to the buffer at once, rather than wait for
+    // it (the default waits up to 2 s, which these small parents never need).
+    let s = Setup::bare("deep", &["--parent-wait", "0"]);
     let tree = deep_tree();
     assert_eq!(tree.len(), 31);
     for (i, rel) in tree.iter().enumerate() {
