@@ -744,7 +744,10 @@ impl<'a> Session<'a> {
                         Reason::ZfsFailed,
                         format!("zfs recv into {ds} ended before the stream did ({why})"),
                     ),
-                    Err(e) => recv_failure(&e),
+                    Err(e) => {
+                        let (reason, text) = recv_failure(&e);
+                        (reason, format!("{text} ({why})"))
+                    }
                 };
                 if resuming {
                     // The token led nowhere: drop the partial state so the next offer

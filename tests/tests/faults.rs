@@ -933,6 +933,83 @@ fn stalled_zfs_send_costs_its_dataset_within_the_timeout() {
     println!("figures: stalled zfs send took_ms={}", took.as_millis());
 }
 
+/// A zfs for the receiver: the real one, except that `zfs recv` into `dest` never reads its
+/// input (and never exits), as a zfs stuck on a suspended pool would.
+fn deaf_recv_zfs(dir: &Path, dest: &str) -> PathBuf {
+    let real = Command::new("sh")
+        .args(["-c", &format!("command -v {}", zfs_bin())])
+        .output()
+        .expect("sh");
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+    assert!(real.starts_with('/'), "cannot find {}", zfs_bin());
+    let path = dir.join("zfs-deaf-recv");
+    let script = format!(
+        "#!/bin/sh\n\
+         # fault injector (tests/tests/faults.rs): zfs recv into {dest} reads nothing\n\
+         if [ \"$1\" = recv ] || [ \"$1\" = receive ]; then\n\
+         \x20 for last; do :; done\n\
+         \x20 [ \"$last\" = '{dest}' ] && exec sleep 60\n\
+         fi\n\
+         exec '{real}' \"$@\"\n"
+    );
+    fs::write(&path, script).expect("write fake zfs");
+    Command::new("chmod")
+        .args(["755", path.to_str().expect("utf-8")])
+        .status()
+        .expect("chmod");
+    path
+}
+
+// issue 6: with the stream spliced straight into zfs recv's pipe, a zfs recv that stops
+// reading must not hold the session for ever: after five times the receiver's timeout it
+// is killed, the sender is told why, the destination is unchanged, and a later run with a
+// working zfs converges.
+#[test]
+fn zfs_recv_that_reads_nothing_costs_its_dataset_within_five_timeouts() {
+    let rels = &["", "victim"];
+    let mut s = Site::new("deaf", rels, &[]);
+    s.write(rels, "base.bin", 24, 9);
+    snapshot_tree(&s.root, "s1");
+    // The root first, with a working receiver, so that the victim lands in place.
+    let out = send_tree(&s.root, &s.recv, &["-t", "1"]);
+    out.assert_ok();
+    s.write(rels, "more.bin", 24, 10);
+    snapshot_tree(&s.root, "s2");
+    let before = tree_or_empty(&s.target);
+    // Now a receiver whose zfs recv into the victim never reads.
+    s.recv.stop();
+    let victim_dst = join(&s.target, "victim");
+    let fake = deaf_recv_zfs(s._src.dir(), &victim_dst);
+    s.recv = Receiver::start(
+        &s.target,
+        &["--timeout", "1", "--zfs", fake.to_str().expect("utf-8")],
+    );
+    let started = Instant::now();
+    let out = send_tree(
+        &s.root,
+        &s.recv,
+        &["-t", "2", "--timeout", "30", "--retries", "0"],
+    );
+    let took = started.elapsed();
+    out.assert_status(1);
+    let victim = join(&s.root, "victim");
+    let row = &out.rows()[&victim];
+    assert_eq!(row.outcome, "refused:ZfsFailed", "{}", out.stdout);
+    assert!(row.note.contains("took no data"), "{}", out.stdout);
+    assert_eq!(out.outcome(&s.root), "sent", "{}", out.stdout);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(
+        tree_or_empty(&s.target).get("victim"),
+        before.get("victim"),
+        "victim changed"
+    );
+    // A working receiver again: everything arrives.
+    s.recv.stop();
+    s.restart_receiver();
+    s.converges();
+    println!("figures: deaf zfs recv took_ms={}", took.as_millis());
+}
+
 // issue 5: the source snapshot is destroyed while it is being sent (injected: the
 // sender's `zfs send` stops midway and fails). The receiver aborts its `zfs recv`, the
 // destination is unchanged, the sender reports zfs's text; the next normal run converges.
