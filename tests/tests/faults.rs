@@ -844,25 +844,33 @@ fn receiving_pool_full_fails_one_dataset_and_the_rest_arrive() {
 /// `victim` streams `limit` bytes and then fails as if the snapshot had been destroyed
 /// while it was being sent: a fault a real pool cannot produce on demand.
 fn failing_zfs(dir: &Path, victim: &str, limit: u64) -> PathBuf {
+    fake_zfs(
+        dir,
+        "zfs",
+        &format!(
+            "# fault injector (tests/tests/faults.rs): real zfs, but send of {victim} fails midway\n\
+             if [ \"$1\" = send ]; then\n\
+             \x20 case \" $* \" in *' {victim}@'*)\n\
+             \x20   \"$REAL\" \"$@\" | head -c {limit}\n\
+             \x20   echo \"cannot send '{victim}': snapshot destroyed while being sent\" >&2\n\
+             \x20   exit 1;;\n\
+             \x20 esac\n\
+             fi\n"
+        ),
+    )
+}
+
+/// Writes `dir/name`, a shell script that sets `REAL` to the real zfs, runs `body`, and
+/// then execs the real zfs with its arguments.
+fn fake_zfs(dir: &Path, name: &str, body: &str) -> PathBuf {
     let real = Command::new("sh")
         .args(["-c", &format!("command -v {}", zfs_bin())])
         .output()
         .expect("sh");
     let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
     assert!(real.starts_with('/'), "cannot find {}", zfs_bin());
-    let path = dir.join("zfs");
-    let script = format!(
-        "#!/bin/sh\n\
-         # fault injector (tests/tests/faults.rs): real zfs, but send of {victim} fails midway\n\
-         if [ \"$1\" = send ]; then\n\
-         \x20 case \" $* \" in *' {victim}@'*)\n\
-         \x20   '{real}' \"$@\" | head -c {limit}\n\
-         \x20   echo \"cannot send '{victim}': snapshot destroyed while being sent\" >&2\n\
-         \x20   exit 1;;\n\
-         \x20 esac\n\
-         fi\n\
-         exec '{real}' \"$@\"\n"
-    );
+    let path = dir.join(name);
+    let script = format!("#!/bin/sh\nREAL='{real}'\n{body}exec \"$REAL\" \"$@\"\n");
     fs::write(&path, script).expect("write fake zfs");
     Command::new("chmod")
         .args(["755", path.to_str().expect("utf-8")])
@@ -936,28 +944,17 @@ fn stalled_zfs_send_costs_its_dataset_within_the_timeout() {
 /// A zfs for the receiver: the real one, except that `zfs recv` into `dest` never reads its
 /// input (and never exits), as a zfs stuck on a suspended pool would.
 fn deaf_recv_zfs(dir: &Path, dest: &str) -> PathBuf {
-    let real = Command::new("sh")
-        .args(["-c", &format!("command -v {}", zfs_bin())])
-        .output()
-        .expect("sh");
-    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
-    assert!(real.starts_with('/'), "cannot find {}", zfs_bin());
-    let path = dir.join("zfs-deaf-recv");
-    let script = format!(
-        "#!/bin/sh\n\
-         # fault injector (tests/tests/faults.rs): zfs recv into {dest} reads nothing\n\
-         if [ \"$1\" = recv ] || [ \"$1\" = receive ]; then\n\
-         \x20 for last; do :; done\n\
-         \x20 [ \"$last\" = '{dest}' ] && exec sleep 60\n\
-         fi\n\
-         exec '{real}' \"$@\"\n"
-    );
-    fs::write(&path, script).expect("write fake zfs");
-    Command::new("chmod")
-        .args(["755", path.to_str().expect("utf-8")])
-        .status()
-        .expect("chmod");
-    path
+    fake_zfs(
+        dir,
+        "zfs-deaf-recv",
+        &format!(
+            "# fault injector (tests/tests/faults.rs): zfs recv into {dest} reads nothing\n\
+             if [ \"$1\" = recv ] || [ \"$1\" = receive ]; then\n\
+             \x20 for last; do :; done\n\
+             \x20 [ \"$last\" = '{dest}' ] && exec sleep 60\n\
+             fi\n"
+        ),
+    )
 }
 
 // issue 6: with the stream spliced straight into zfs recv's pipe, a zfs recv that stops
