@@ -282,23 +282,6 @@ impl Connection {
                 }
             }
         }
-        if stalled {
-            let stderr = proc.kill();
-            let text = format!(
-                "zfs send produced nothing for {:?}, stopped: {stderr}",
-                self.timeout
-            );
-            warn!("zfs send stalled dataset={dataset} error={text}");
-            self.writer.send(&Message::Abort { text: text.clone() })?;
-            let _ = self.result()?;
-            return Ok((
-                Outcome::Failed {
-                    reason: Reason::StreamFailed,
-                    text,
-                },
-                total,
-            ));
-        }
         if let Some(outcome) = early {
             // The receiver gave up (zfs recv failed): stop our side and say so.
             let stderr = proc.kill();
@@ -309,7 +292,13 @@ impl Connection {
             return Ok((outcome, total));
         }
         drop(stdout);
-        let failure = if let Some(e) = read_error {
+        let failure = if stalled {
+            let stderr = proc.kill();
+            Some(format!(
+                "zfs send produced nothing for {:?}, stopped: {stderr}",
+                self.timeout
+            ))
+        } else if let Some(e) = read_error {
             let stderr = proc.kill();
             Some(format!("reading zfs send output: {e}: {stderr}"))
         } else {

@@ -1009,7 +1009,13 @@ pub fn snapshot_tree(root: &str, name: &str) {
 /// with its own snapshots oldest first as (name, guid): one `zfs get -r` for the tree.
 /// Two replicas are equal by name and GUID exactly when these maps are equal.
 pub fn tree_snapshots(root: &str) -> BTreeMap<String, Vec<(String, u64)>> {
-    let out = zfs(&[
+    try_tree_snapshots(root).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`tree_snapshots`] that returns an error instead of panicking (a dataset may vanish
+/// between two zfs commands while zfs-fuse tears down a broken receive).
+pub fn try_tree_snapshots(root: &str) -> Result<BTreeMap<String, Vec<(String, u64)>>, String> {
+    let out = zfs_try(&[
         "get",
         "-Hp",
         "-r",
@@ -1017,56 +1023,48 @@ pub fn tree_snapshots(root: &str) -> BTreeMap<String, Vec<(String, u64)>> {
         "name,property,value",
         "guid,createtxg",
         root,
-    ]);
-    let rel_of = |ds: &str| -> Option<String> {
-        if ds == root {
-            Some(String::new())
-        } else {
-            ds.strip_prefix(&format!("{root}/")).map(str::to_string)
-        }
-    };
-    // rel -> snapshot -> (guid, createtxg)
+    ])?;
+    // rel -> snapshot -> (createtxg, guid)
     let mut tree: BTreeMap<String, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
     for line in out.lines() {
-        let mut f = line.split('\t');
-        let (Some(name), Some(prop), Some(value)) = (f.next(), f.next(), f.next()) else {
-            panic!("zfs get: unexpected line {line:?}");
+        let f: Vec<&str> = line.split('\t').collect();
+        let [name, prop, value] = f[..] else {
+            return Err(format!("zfs get: unexpected line {line:?}"));
         };
         let value: u64 = value
             .parse()
-            .unwrap_or_else(|_| panic!("zfs get: {name} {prop}={value:?} is not a number"));
+            .map_err(|_| format!("zfs get: {name} {prop}={value:?} is not a number"))?;
         let (ds, snap) = match name.split_once('@') {
             Some((d, s)) => (d, Some(s)),
             None => (name, None),
         };
-        let Some(rel) = rel_of(ds) else {
-            panic!("zfs get -r {root} listed {name}");
+        let rel = if ds == root {
+            String::new()
+        } else {
+            match ds.strip_prefix(&format!("{root}/")) {
+                Some(r) => r.to_string(),
+                None => return Err(format!("zfs get -r {root} listed {name}")),
+            }
         };
         let snaps = tree.entry(rel).or_default();
         if let Some(snap) = snap {
             let e = snaps.entry(snap.to_string()).or_default();
             match prop {
-                "guid" => e.0 = value,
-                "createtxg" => e.1 = value,
-                _ => panic!("zfs get: unexpected property in {line:?}"),
+                "createtxg" => e.0 = value,
+                "guid" => e.1 = value,
+                _ => return Err(format!("zfs get: unexpected property in {line:?}")),
             }
         }
     }
-    tree.into_iter()
+    Ok(tree
+        .into_iter()
         .map(|(rel, snaps)| {
-            let mut list: Vec<(u64, String, u64)> = snaps
-                .into_iter()
-                .map(|(name, (guid, txg))| (txg, name, guid))
-                .collect();
-            list.sort();
-            (
-                rel,
-                list.into_iter()
-                    .map(|(_, name, guid)| (name, guid))
-                    .collect(),
-            )
+            let mut v: Vec<(u64, String, u64)> =
+                snaps.into_iter().map(|(n, (txg, g))| (txg, n, g)).collect();
+            v.sort();
+            (rel, v.into_iter().map(|(_, n, g)| (n, g)).collect())
         })
-        .collect()
+        .collect())
 }
 
 /// Writes a file into a filesystem that is not mounted (a receiver's, mountpoint=none):

@@ -194,60 +194,12 @@ struct Seen {
     buffered: usize,
 }
 
-/// `tree_snapshots` that returns an error instead of panicking (a dataset may vanish
-/// between two zfs commands while zfs-fuse tears down a broken receive), and nothing for
-/// a root that does not exist.
+/// [`try_tree_snapshots`], and nothing for a root that does not exist.
 fn try_tree(root: &str) -> Result<BTreeMap<String, Vec<(String, u64)>>, String> {
     if !exists(root) {
         return Ok(BTreeMap::new());
     }
-    let out = zfs_try(&[
-        "get",
-        "-Hp",
-        "-r",
-        "-o",
-        "name,property,value",
-        "guid,createtxg",
-        root,
-    ])?;
-    // rel -> snapshot -> (createtxg, guid)
-    let mut tree: BTreeMap<String, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
-    for line in out.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [name, prop, value] = f[..] else {
-            return Err(format!("zfs get: unexpected line {line:?}"));
-        };
-        let value: u64 = value.parse().map_err(|_| format!("zfs get: {line:?}"))?;
-        let (ds, snap) = match name.split_once('@') {
-            Some((d, s)) => (d, Some(s)),
-            None => (name, None),
-        };
-        let rel = if ds == root {
-            String::new()
-        } else {
-            match ds.strip_prefix(&format!("{root}/")) {
-                Some(r) => r.to_string(),
-                None => return Err(format!("zfs get -r {root} listed {name}")),
-            }
-        };
-        let snaps = tree.entry(rel).or_default();
-        if let Some(snap) = snap {
-            let e = snaps.entry(snap.to_string()).or_default();
-            match prop {
-                "createtxg" => e.0 = value,
-                _ => e.1 = value,
-            }
-        }
-    }
-    Ok(tree
-        .into_iter()
-        .map(|(rel, snaps)| {
-            let mut v: Vec<(u64, String, u64)> =
-                snaps.into_iter().map(|(n, (txg, g))| (txg, n, g)).collect();
-            v.sort();
-            (rel, v.into_iter().map(|(_, n, g)| (n, g)).collect())
-        })
-        .collect())
+    try_tree_snapshots(root)
 }
 
 /// Whether the receiving side is consistent with the source (see the module doc):
