@@ -21,10 +21,6 @@ use zfsync_zfs::{
     check_relative_path, check_snapshot_name, Dataset, DatasetInfo, RecvOptions, Snapshot,
 };
 
-/// How long a child's offer waits for the sent root's offer or receive to end before it
-/// goes on without knowing whether the root is a replica (see `root_not_replica`).
-const ROOT_WAIT: Duration = Duration::from_secs(2);
-
 /// The hold tag the receiver keeps on each dataset's newest received snapshot.
 pub(crate) const HOLD_TAG: &str = "zfsync-recv";
 
@@ -531,10 +527,11 @@ impl<'a> Session<'a> {
         }
         // A root that another session is receiving right now shows no snapshot until the
         // receive ends (zfs-fuse shows the half-received dataset). A root offer being
-        // answered holds the lock only briefly, and so does a small receive: wait a little.
-        // A root still locked after that is being received: no verdict yet, and none
+        // answered holds the lock only briefly, and so does a small receive: wait for it as
+        // for any parent (`--parent-wait`). A root still locked after that is being
+        // received: no verdict yet, and none
         // cached; its children go to the buffer meanwhile.
-        if !tree.wait_unlocked(&self.base, ROOT_WAIT) {
+        if !tree.wait_unlocked(&self.base, self.shared.config.parent_wait) {
             return Ok(None);
         }
         let v = match cat.dataset(zfs, &base, &tree.buffer, &base).map_err(zerr)? {
