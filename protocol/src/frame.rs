@@ -238,7 +238,7 @@ const PIPE_PAGE: usize = 4096;
 
 /// Waits until `pipe` has room, for at most `limit`.
 fn wait_writable(pipe: RawFd, limit: Duration) -> std::result::Result<(), MoveError> {
-    let revents = poll(&[(pipe, libc::POLLOUT)], limit).map_err(MoveError::Local)?;
+    let revents = poll([(pipe, libc::POLLOUT)], limit).map_err(MoveError::Local)?;
     if revents[0] == 0 {
         return Err(MoveError::Local(io::Error::new(
             io::ErrorKind::TimedOut,

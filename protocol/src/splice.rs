@@ -45,24 +45,21 @@ pub fn readable_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
 
 /// Waits until one of `fds` has any of its `events`, or `timeout` passes. Returns each
 /// descriptor's `revents` (all 0 on timeout). An interrupted wait is retried with the time
-/// left.
-pub fn poll(fds: &[(RawFd, i16)], timeout: Duration) -> io::Result<Vec<i16>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&(fd, events)| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        })
-        .collect();
+/// left. No allocation: it runs once per frame.
+pub fn poll<const N: usize>(fds: [(RawFd, i16); N], timeout: Duration) -> io::Result<[i16; N]> {
+    let mut pfds = fds.map(|(fd, events)| libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    });
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs.
-        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        // SAFETY: `pfds` is a valid array of `N` pollfd structs.
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), N as libc::nfds_t, ms) };
         if rc >= 0 {
-            return Ok(pfds.iter().map(|p| p.revents).collect());
+            return Ok(pfds.map(|p| p.revents));
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

@@ -242,7 +242,7 @@ impl Connection {
             // The receiver drops a connection that stays silent for the timeout: a zfs
             // send that produces nothing for that long costs its dataset, not the worker.
             let ready = splice::poll(
-                &[(pipe.as_raw_fd(), libc::POLLIN), (self.fd, libc::POLLIN)],
+                [(pipe.as_raw_fd(), libc::POLLIN), (self.fd, libc::POLLIN)],
                 self.timeout,
             )?;
             if ready[1] != 0 {
