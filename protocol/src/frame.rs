@@ -5,7 +5,9 @@
 //! between frames is `Ok(None)`; an end inside a frame is [`Error::Truncated`].
 
 use crate::message::{kind_name, KIND_DATA};
-use crate::splice::{poll, read_fd, splice_once, write_all_fd, MoveError};
+use crate::splice::{
+    poll, read_fd, readable_bytes, splice_once, write_all_fd, LowWater, MoveError,
+};
 use crate::{Error, Message, Result, MAX_CONTROL, MAX_DATA};
 use byteorder::{BigEndian, ByteOrder};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -191,8 +193,24 @@ impl FrameReader<BufReader<TcpStream>> {
         let len = self.pending;
         let pfd = pipe.as_raw_fd();
         let sock = self.inner.get_ref().as_raw_fd();
+        let timeout = self
+            .inner
+            .get_ref()
+            .read_timeout()
+            .map_err(|e| MoveError::Network(Error::Io(e)))?;
+        let mut lowat = LowWater::new(sock);
+        let room = pipe_capacity(pfd);
         while self.pending > 0 {
             wait_writable(pfd, stall)?;
+            if let Some(cap) = room {
+                // zfs recv reads a record at a time, and each read out of a full pipe wakes
+                // the writer: when less than a batch fits, let it read more first. What is
+                // left in the pipe keeps it busy meanwhile.
+                let queued = readable_bytes(pipe).unwrap_or(0);
+                if cap.saturating_sub(queued) < self.pending.min(RECV_BATCH) {
+                    std::thread::sleep(PIPE_DRAIN_WAIT);
+                }
+            }
             let buffered = self.inner.buffer().len();
             if buffered > 0 {
                 // At most a page after each wait: a pipe with room takes it without blocking.
@@ -202,6 +220,10 @@ impl FrameReader<BufReader<TcpStream>> {
                 self.pending -= n;
                 continue;
             }
+            // Wait for a batch, never for more than this frame still owes us: the sender
+            // has those bytes in hand, but may send nothing after them until we answer.
+            lowat.set(self.pending.min(RECV_BATCH));
+            wait_readable(sock, lowat.mark(), timeout)?;
             match splice_once(sock, pfd, self.pending) {
                 Ok(Some(0)) => {
                     return Err(MoveError::Network(Error::Truncated {
@@ -230,6 +252,74 @@ impl FrameReader<BufReader<TcpStream>> {
             }
         }
         Ok(len)
+    }
+}
+
+/// Bytes the receiver lets arrive before it splices them on (see [`LowWater`]). With
+/// [`PIPE_DRAIN_WAIT`], the receiving side of a 1 GiB stream on zfs-fuse went from ~11 600
+/// splices (~90 KiB each, many of 4 KiB) to ~2 200, and its spinning on the pipe's lock,
+/// which `zfs recv` holds while it reads, from 1.8 % of all CPU cycles to 0.1 %.
+const RECV_BATCH: usize = 256 << 10;
+
+/// How long the receiver lets `zfs recv` drain a pipe that has less than a batch of room.
+const PIPE_DRAIN_WAIT: Duration = Duration::from_micros(250);
+
+/// A pipe's capacity in bytes (`F_GETPIPE_SZ`), if the descriptor is a pipe.
+fn pipe_capacity(fd: RawFd) -> Option<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: F_GETPIPE_SZ takes no argument and only reads the descriptor's state.
+        let rc = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+        (rc > 0).then_some(rc as usize)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
+/// Longest wait for a batch before looking at what has arrived anyway: a kernel whose
+/// receive memory fills before the low-water mark is reached may not wake the reader.
+const BATCH_WAIT: Duration = Duration::from_millis(50);
+
+/// Waits until the socket has `mark` bytes to read (or is closed or failed), or at least
+/// one byte once a [`BATCH_WAIT`] has passed without the batch. No byte within `timeout`
+/// (the socket's read timeout; `None`, no limit) is the same timeout error a read gives.
+fn wait_readable(
+    sock: RawFd,
+    mark: usize,
+    timeout: Option<Duration>,
+) -> std::result::Result<(), MoveError> {
+    let start = std::time::Instant::now();
+    loop {
+        let slice = if mark > 1 {
+            BATCH_WAIT
+        } else {
+            Duration::from_secs(3600)
+        };
+        let slice = match timeout {
+            Some(t) => slice.min(t.saturating_sub(start.elapsed())),
+            None => slice,
+        };
+        let revents =
+            poll([(sock, libc::POLLIN)], slice).map_err(|e| MoveError::Network(Error::Io(e)))?;
+        if revents[0] != 0 {
+            return Ok(());
+        }
+        // SAFETY: the descriptor is the reader's socket, open while it is borrowed here.
+        let fd = unsafe { BorrowedFd::borrow_raw(sock) };
+        if readable_bytes(fd).map_err(|e| MoveError::Network(Error::Io(e)))? > 0 {
+            return Ok(());
+        }
+        if let Some(t) = timeout {
+            if start.elapsed() >= t {
+                return Err(MoveError::Network(Error::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no data from the peer for {t:?}"),
+                ))));
+            }
+        }
     }
 }
 

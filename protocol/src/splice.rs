@@ -68,6 +68,62 @@ pub fn poll<const N: usize>(fds: [(RawFd, i16); N], timeout: Duration) -> io::Re
     }
 }
 
+/// The socket's receive low-water mark (`SO_RCVLOWAT`) while a `Data` payload is moved:
+/// with it at N, the kernel reports the socket readable, and wakes a waiting reader, only
+/// once N bytes have arrived (or the peer closed, or its receive memory is full), so one
+/// `splice` moves a batch instead of each segment as it lands. Set back to 1 when dropped:
+/// a blocking `read` of a frame header waits for `min(mark, length asked)` bytes, and a mark
+/// above what the peer will send before it waits for an answer would stall it.
+pub(crate) struct LowWater {
+    fd: RawFd,
+    mark: usize,
+}
+
+impl LowWater {
+    pub(crate) fn new(fd: RawFd) -> Self {
+        LowWater { fd, mark: 1 }
+    }
+
+    /// Sets the mark to `n` (at least 1) if it is not already. A socket that refuses keeps
+    /// waking per segment, which is slower but correct.
+    pub(crate) fn set(&mut self, n: usize) {
+        let n = n.clamp(1, i32::MAX as usize);
+        if n != self.mark && set_rcvlowat(self.fd, n).is_ok() {
+            self.mark = n;
+        }
+    }
+
+    pub(crate) fn mark(&self) -> usize {
+        self.mark
+    }
+}
+
+impl Drop for LowWater {
+    fn drop(&mut self) {
+        if self.mark != 1 {
+            let _ = set_rcvlowat(self.fd, 1);
+        }
+    }
+}
+
+fn set_rcvlowat(fd: RawFd, n: usize) -> io::Result<()> {
+    let v = n as libc::c_int;
+    // SAFETY: SO_RCVLOWAT reads one c_int through the pointer, which is valid for its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Moves up to `len` bytes from `from` to `to` with one `splice(2)` call. `Ok(None)`: splice
 /// cannot do this pair (fall back to copying). `Ok(Some(0))`: end of input.
 #[cfg(any(target_os = "linux", target_os = "android"))]

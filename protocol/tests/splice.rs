@@ -106,6 +106,76 @@ fn data_goes_pipe_to_socket_to_pipe_unchanged_between_control_messages() {
     assert!(all == want, "payload bytes differ after the moves");
 }
 
+/// The receiver waits for stream bytes in batches (a socket low-water mark). A batch must
+/// never ask for more than the frame still owes, and the mark must be gone before the next
+/// control message is read: here the peer sends nothing more until it is answered, so
+/// either mistake would leave the reader waiting for bytes that never come (a read timeout).
+#[test]
+fn a_frame_then_a_message_the_peer_waits_on_arrive_whole() {
+    let (a, b) = connected();
+    let sizes = [10usize, 100_000, 300_000, 1 << 20];
+    let sender = std::thread::spawn(move || {
+        let mut w = FrameWriter::new(BufWriter::new(a.try_clone().unwrap()));
+        let mut answers = FrameReader::new(BufReader::new(a));
+        for (i, &len) in sizes.iter().enumerate() {
+            let (r, mut wr) = pipe();
+            let data = pattern(len, 100 + i as u32);
+            let filler = std::thread::spawn(move || wr.write_all(&data).unwrap());
+            let mut moved = 0;
+            while moved < len {
+                let ready = zfsync_protocol::splice::readable_bytes(r.as_fd()).unwrap();
+                if ready == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                let n = ready.min(len - moved);
+                w.move_data_from(r.as_fd(), n).unwrap();
+                moved += n;
+            }
+            filler.join().unwrap();
+            w.send(&Message::End { bytes: len as u64 }).unwrap();
+            // Nothing more until the receiver answers.
+            match answers.read_message().unwrap() {
+                Some(Message::KeepAlive) => {}
+                other => panic!("sender: unexpected {other:?}"),
+            }
+        }
+    });
+    let mut reader = FrameReader::new(BufReader::new(b.try_clone().unwrap()));
+    let mut answer = FrameWriter::new(BufWriter::new(b));
+    for (i, &len) in sizes.iter().enumerate() {
+        let (out_r, out_w) = pipe();
+        let drain = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut r = out_r;
+            r.read_to_end(&mut all).unwrap();
+            all
+        });
+        let mut moved = 0;
+        while moved < len {
+            match reader.read_stream_frame().unwrap() {
+                Some(Frame::Data(_)) => {
+                    moved += reader
+                        .move_data_to(out_w.as_fd(), Duration::from_secs(10))
+                        .unwrap();
+                }
+                other => panic!("receiver: unexpected {other:?}"),
+            }
+        }
+        drop(out_w);
+        assert!(
+            drain.join().unwrap() == pattern(len, 100 + i as u32),
+            "frame {i}: bytes differ"
+        );
+        match reader.read_stream_frame() {
+            Ok(Some(Frame::Message(Message::End { bytes }))) => assert_eq!(bytes, len as u64),
+            other => panic!("receiver, after {len} bytes: expected End, got {other:?}"),
+        }
+        answer.send(&Message::KeepAlive).unwrap();
+    }
+    sender.join().unwrap();
+}
+
 #[test]
 fn a_frame_cut_short_is_a_network_error() {
     let (mut a, b) = connected();
