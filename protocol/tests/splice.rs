@@ -39,6 +39,39 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// A pipe whose read end a thread drains: (write end, the thread, which returns all bytes
+/// once the write end is closed).
+fn draining_pipe() -> (File, std::thread::JoinHandle<Vec<u8>>) {
+    let (mut r, w) = pipe();
+    let drain = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        all
+    });
+    (w, drain)
+}
+
+/// Sends `data` as Data frames moved out of a pipe, as the sender does with `zfs send`'s
+/// output: each frame is what the pipe holds when it is looked at.
+fn send_through_pipe(w: &mut FrameWriter<BufWriter<TcpStream>>, data: Vec<u8>) {
+    let len = data.len();
+    let (r, mut wr) = pipe();
+    // The pipe must hold a frame's bytes before they are moved: fill it from a thread.
+    let filler = std::thread::spawn(move || wr.write_all(&data).unwrap());
+    let mut moved = 0;
+    while moved < len {
+        let ready = zfsync_protocol::splice::readable_bytes(r.as_fd()).unwrap();
+        if ready == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let n = ready.min(len - moved);
+        w.move_data_from(r.as_fd(), n).unwrap();
+        moved += n;
+    }
+    filler.join().unwrap();
+}
+
 #[test]
 fn data_goes_pipe_to_socket_to_pipe_unchanged_between_control_messages() {
     let (a, b) = connected();
@@ -48,34 +81,13 @@ fn data_goes_pipe_to_socket_to_pipe_unchanged_between_control_messages() {
         // A control message queued before a frame: it must go out first.
         w.write_message(&Message::KeepAlive).unwrap();
         for (i, &len) in sizes.iter().enumerate() {
-            let (r, mut wr) = pipe();
-            let data = pattern(len, i as u32);
-            // The pipe must hold the whole frame before it is moved: fill it from a thread.
-            let filler = std::thread::spawn(move || wr.write_all(&data).unwrap());
-            let mut moved = 0;
-            while moved < len {
-                let ready = zfsync_protocol::splice::readable_bytes(r.as_fd()).unwrap();
-                if ready == 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                    continue;
-                }
-                let n = ready.min(len - moved);
-                w.move_data_from(r.as_fd(), n).unwrap();
-                moved += n;
-            }
-            filler.join().unwrap();
+            send_through_pipe(&mut w, pattern(len, i as u32));
         }
         w.send(&Message::End { bytes: 7 }).unwrap();
     });
     let mut reader = FrameReader::new(BufReader::new(b));
     let mut got = Vec::new();
-    let (out_r, out_w) = pipe();
-    let drain = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut r = out_r;
-        r.read_to_end(&mut all).unwrap();
-        all
-    });
+    let (out_w, drain) = draining_pipe();
     // The first frame goes through the buffered path (a control message came before it).
     assert!(matches!(
         reader.read_frame().unwrap(),
@@ -118,21 +130,7 @@ fn a_frame_then_a_message_the_peer_waits_on_arrive_whole() {
         let mut w = FrameWriter::new(BufWriter::new(a.try_clone().unwrap()));
         let mut answers = FrameReader::new(BufReader::new(a));
         for (i, &len) in sizes.iter().enumerate() {
-            let (r, mut wr) = pipe();
-            let data = pattern(len, 100 + i as u32);
-            let filler = std::thread::spawn(move || wr.write_all(&data).unwrap());
-            let mut moved = 0;
-            while moved < len {
-                let ready = zfsync_protocol::splice::readable_bytes(r.as_fd()).unwrap();
-                if ready == 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                    continue;
-                }
-                let n = ready.min(len - moved);
-                w.move_data_from(r.as_fd(), n).unwrap();
-                moved += n;
-            }
-            filler.join().unwrap();
+            send_through_pipe(&mut w, pattern(len, 100 + i as u32));
             w.send(&Message::End { bytes: len as u64 }).unwrap();
             // Nothing more until the receiver answers.
             match answers.read_message().unwrap() {
@@ -144,13 +142,7 @@ fn a_frame_then_a_message_the_peer_waits_on_arrive_whole() {
     let mut reader = FrameReader::new(BufReader::new(b.try_clone().unwrap()));
     let mut answer = FrameWriter::new(BufWriter::new(b));
     for (i, &len) in sizes.iter().enumerate() {
-        let (out_r, out_w) = pipe();
-        let drain = std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let mut r = out_r;
-            r.read_to_end(&mut all).unwrap();
-            all
-        });
+        let (out_w, drain) = draining_pipe();
         let mut moved = 0;
         while moved < len {
             match reader.read_stream_frame().unwrap() {
