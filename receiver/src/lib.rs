@@ -8,6 +8,7 @@
 mod catalog;
 pub mod cli;
 mod plan;
+mod quick;
 mod session;
 mod tree;
 

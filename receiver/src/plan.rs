@@ -91,6 +91,67 @@ impl<'a> Matcher<'a> {
     }
 }
 
+/// How many of the source's newest snapshots a quick look asks the destination for, by
+/// name: a run that follows one to seven missed runs still finds its base among them.
+pub const QUICK_WINDOW: usize = 8;
+
+/// The names a quick look asks for: the source's newest [`QUICK_WINDOW`] snapshots.
+pub fn quick_names(offered: &[Snapshot]) -> Vec<&str> {
+    let from = offered.len().saturating_sub(QUICK_WINDOW);
+    offered[from..].iter().map(|s| s.name.as_str()).collect()
+}
+
+/// What a quick look decides on its own, from `found`: the destination's GUIDs of the
+/// snapshots named by [`quick_names`] that it has, by name. `None` when only the listing
+/// can tell (none of them there, or one with another GUID).
+///
+/// - The destination has the source's newest snapshot: `UpToDate`, as the listing would say
+///   (what it has beyond that is its own business).
+/// - It has an older one of the window and none of the newer ones by name: `Incremental`
+///   from it. The listing could still see snapshots after it under other names (its own,
+///   or renamed ones of the source). Such a destination's newest snapshot is not the
+///   stream's base, and `zfs recv` refuses the stream for that before it changes anything;
+///   the caller then asks the listing (see `Session::recheck`).
+pub fn quick_decide(offered: &[Snapshot], found: &HashMap<String, u64>) -> Option<Quick> {
+    let newest = offered.last()?;
+    for s in offered.iter().rev().take(QUICK_WINDOW) {
+        match found.get(&s.name) {
+            None => continue,
+            Some(&guid) if guid != s.guid => return None,
+            Some(_) if s.guid == newest.guid => {
+                return Some(Quick::UpToDate {
+                    name: s.name.clone(),
+                })
+            }
+            Some(_) => return Some(Quick::Incremental { from: s.clone() }),
+        }
+    }
+    None
+}
+
+/// What a quick look decided (see [`quick_decide`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Quick {
+    /// The destination has the source's newest snapshot.
+    UpToDate { name: String },
+    /// Send everything after `from`, which `zfs recv` checks is the destination's newest.
+    Incremental { from: Snapshot },
+}
+
+impl From<Quick> for Decision {
+    /// The listing's decision that the quick one stands for.
+    fn from(q: Quick) -> Decision {
+        match q {
+            Quick::UpToDate { name } => Decision::UpToDate { name },
+            Quick::Incremental { from } => Decision::Incremental {
+                from,
+                rollback: false,
+                newer: Vec::new(),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +290,119 @@ mod tests {
                 dest_newest: "".into()
             }
         );
+    }
+
+    fn quick(dest: &str, source: &str) -> Option<Quick> {
+        let (dest, source) = (snaps(dest), snaps(source));
+        let names = quick_names(&source);
+        let found = dest
+            .iter()
+            .filter(|d| names.contains(&d.name.as_str()))
+            .map(|d| (d.name.clone(), d.guid))
+            .collect();
+        quick_decide(&source, &found)
+    }
+
+    #[test]
+    fn quick_look_decides_the_usual_cases() {
+        assert_eq!(
+            quick("a:1 b:2", "a:1 b:2"),
+            Some(Quick::UpToDate { name: "b".into() })
+        );
+        match quick("a:1 b:2", "a:1 b:2 c:3 d:4") {
+            Some(Quick::Incremental { from }) => {
+                assert_eq!((from.name.as_str(), from.guid), ("b", 2));
+            }
+            d => panic!("{d:?}"),
+        }
+        // The same name with another GUID, nothing in the window, nothing offered: the
+        // listing decides.
+        assert_eq!(quick("a:1 b:2", "a:1 b:12 c:13"), None);
+        assert_eq!(quick("a:1", "a:1 b:2 c:3 d:4 e:5 f:6 g:7 h:8 i:9"), None);
+        assert_eq!(quick("a:1", ""), None);
+        assert_eq!(quick("", "a:1"), None);
+    }
+
+    /// Many destinations, made from the source's snapshots the ways they drift apart
+    /// (behind, expired, renamed, own snapshots, a name reused): wherever the quick look
+    /// decides, the listing decides the same, except where the destination's newest
+    /// snapshot is not the quick base, which zfs recv refuses for it.
+    #[test]
+    fn quick_look_agrees_with_the_listing() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let (mut decided, mut refused_by_recv) = (0, 0);
+        for _ in 0..20_000 {
+            let n = 1 + next(14) as usize;
+            let source: Vec<Snapshot> = (0..n)
+                .map(|i| Snapshot {
+                    name: format!("s{i}"),
+                    guid: 100 + i as u64,
+                    createtxg: i as u64 + 1,
+                })
+                .collect();
+            // The destination: a prefix of the source, its oldest ones perhaps expired.
+            let upto = next(n as u64 + 1) as usize;
+            let start = if upto > 0 {
+                next(upto as u64) as usize
+            } else {
+                0
+            };
+            let mut dest: Vec<Snapshot> = source[start..upto].to_vec();
+            if !dest.is_empty() && next(4) == 0 {
+                let i = next(dest.len() as u64) as usize;
+                dest[i].name = format!("renamed{i}");
+            }
+            if next(4) == 0 {
+                dest.push(Snapshot {
+                    name: "own".into(),
+                    guid: 900,
+                    createtxg: 99,
+                });
+            }
+            if next(6) == 0 {
+                // A name of the source's, on a snapshot of the destination's own.
+                dest.push(Snapshot {
+                    name: format!("s{}", next(n as u64)),
+                    guid: 901,
+                    createtxg: 100,
+                });
+            }
+            let names = quick_names(&source);
+            let found: HashMap<String, u64> = dest
+                .iter()
+                .filter(|d| names.contains(&d.name.as_str()))
+                .map(|d| (d.name.clone(), d.guid))
+                .collect();
+            let Some(q) = quick_decide(&source, &found) else {
+                continue;
+            };
+            decided += 1;
+            let mut m = Matcher::new(&dest);
+            for s in &source {
+                m.feed(s.clone());
+            }
+            let listed = m.decide(false);
+            match &q {
+                Quick::UpToDate { .. } => {
+                    assert_eq!(Decision::from(q), listed, "{dest:?} {source:?}")
+                }
+                Quick::Incremental { from } => {
+                    if dest.last().map(|d| d.guid) == Some(from.guid) {
+                        assert_eq!(Decision::from(q), listed, "{dest:?} {source:?}");
+                    } else {
+                        refused_by_recv += 1;
+                    }
+                }
+            }
+        }
+        // Neither branch is empty: the test looks at both.
+        assert!(decided > 5_000, "{decided}");
+        assert!(refused_by_recv > 500, "{refused_by_recv}");
     }
 }

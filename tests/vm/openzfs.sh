@@ -289,12 +289,47 @@ test_base_protected() {
     note "source and receiver holds follow the base; expiry could not remove it"
 }
 
+# A snapshot of the receiver's own, made after the last one received and holding no
+# changes, is divergence: refused, naming it, with nothing changed, also by a receiver
+# just started (no listing yet). OpenZFS's zfs recv would take an incremental on top of
+# such a snapshot, so the receiver plans from its listing here, never from a quick look
+# by name (which zfs-fuse's zfs recv checks; tests/tests/quick.rs).
+test_own_snapshot_after_restart() {
+    zfs create src/q
+    zfs create src/q/a
+    zfs create src/q/b
+    echo 1 >/src/q/a/f
+    zfs snapshot -r src/q@s1
+    start_recv
+    "$SEND" src/q "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "full send failed"; }
+    zfs snapshot $TARGET/b@local
+    local before
+    before=$(snaps $TARGET/b)
+    echo 2 >/src/q/a/f
+    zfs snapshot -r src/q@s2
+    stop_recv
+    start_recv -vv
+    "$SEND" src/q "$ADDR" >"$WORK/send.out" && die "the diverged dataset was not reported"
+    [[ $(awk '$1 == "src/q/b" {print $2}' "$WORK/send.out") == refused:Diverged ]] ||
+        die "src/q/b not refused as diverged: $(cat "$WORK/send.out")"
+    grep -q 'common snapshot s1 that the source does not have: local' "$WORK/send.out" ||
+        die "the refusal does not name the snapshot: $(cat "$WORK/send.out")"
+    if grep -q "recv .*$TARGET/b\"" "$WORK/recv.log"; then
+        die "a stream was received into $TARGET/b: $(grep 'zfs start' "$WORK/recv.log")"
+    fi
+    [[ $(snaps $TARGET/b) == "$before" ]] || die "$TARGET/b changed"
+    local ds
+    for ds in "" /a; do same_snaps "src/q$ds" "$TARGET$ds"; done
+    same_files src/q/a $TARGET/a s2
+    note "a receiver's own snapshot refused after a restart, nothing received into it"
+}
+
 # -- run -------------------------------------------------------------------------------
 
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null
