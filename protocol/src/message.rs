@@ -221,7 +221,6 @@ reasons! {
     ShuttingDown = 11, true, "The receiver is stopping.";
     Denied = 12, false, "The peer is not allowed to do this.";
     StreamFailed = 13, true, "The sender's zfs send failed or the stream was cut.";
-    Replan = 14, true, "A plan made from a quick look proved wrong once zfs recv checked it, and nothing was changed: offer the dataset again.";
 }
 
 impl Message {

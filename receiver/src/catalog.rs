@@ -15,7 +15,7 @@
 //! plan an incremental that `zfs recv` then refuses: reported, nothing lost, and the next
 //! run sees the truth.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,21 +50,7 @@ pub struct Catalog {
     /// that succeeded, a rename into place), and since when: for [`TTL`], like a listing,
     /// their existence needs no lookup.
     present: Mutex<HashMap<String, Instant>>,
-    /// Datasets where a quick look's plan proved wrong (`zfs recv` refused it and the
-    /// listing planned otherwise): offers for them are planned from the listing for the
-    /// rest of this receiver's life. Rare (snapshots renamed on the destination); bounded.
-    distrusted: Mutex<HashSet<String>>,
-    /// Sent roots known to be replicas (they have snapshots), and since when: for [`TTL`]
-    /// their children's offers need no look at them.
-    replicas: Mutex<HashMap<String, Instant>>,
-    /// Held by the session looking at whether a sent root is a replica, so that the
-    /// sessions of one run look once between them.
-    root_look: Mutex<()>,
 }
-
-/// At most this many datasets are remembered as distrusted; past that the set starts
-/// afresh (the worst that does is one more refused stream and a new plan).
-const MAX_DISTRUSTED: usize = 10_000;
 
 impl Catalog {
     /// Records that zfsync changed (or is about to change) `name`: any listing taken
@@ -140,50 +126,10 @@ impl Catalog {
         Ok(known || self.dataset(zfs, base, buffer, ds)?.is_some())
     }
 
-    /// Whether a listing of `base` serves offers now (then looking something up costs no
-    /// zfs command).
-    pub fn has_listing(&self, base: &Dataset) -> bool {
-        let listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
-        listings
-            .get(base.as_str())
-            .is_some_and(|l| l.taken.elapsed() < TTL)
-    }
-
-    /// Whether the sent root `base` was seen with snapshots less than [`TTL`] ago.
-    pub fn is_replica(&self, base: &Dataset) -> bool {
-        let replicas = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
-        replicas
-            .get(base.as_str())
-            .is_some_and(|since| since.elapsed() < TTL)
-    }
-
-    /// Records that the sent root `base` has snapshots: a replica. (zfsync's own changes
-    /// never leave a replica without snapshots.)
-    pub fn mark_replica(&self, base: &Dataset) {
-        let mut replicas = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
-        replicas.retain(|_, since| since.elapsed() < TTL);
-        replicas.insert(base.as_str().to_string(), Instant::now());
-    }
-
-    /// Held while a session looks at whether a sent root is a replica: the others wait
-    /// for its answer rather than look too.
-    pub fn root_look(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.root_look.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether a quick look's plan for `ds` proved wrong before (see `distrusted`).
-    pub fn is_distrusted(&self, ds: &Dataset) -> bool {
-        let set = self.distrusted.lock().unwrap_or_else(|p| p.into_inner());
-        set.contains(ds.as_str())
-    }
-
-    /// Records that a quick look's plan for `ds` proved wrong: plan from the listing.
-    pub fn distrust(&self, ds: &Dataset) {
-        let mut set = self.distrusted.lock().unwrap_or_else(|p| p.into_inner());
-        if set.len() >= MAX_DISTRUSTED {
-            set.clear();
-        }
-        set.insert(ds.as_str().to_string());
+    /// Takes the listing of `base` now if there is no fresh one: called when a sender
+    /// greets, so the listing overlaps with the sender's own.
+    pub fn warm(&self, zfs: &Zfs, base: &Dataset, buffer: &Dataset) -> zfsync_zfs::Result<()> {
+        self.listing(zfs, base, buffer).map(drop)
     }
 
     /// The listing of `base` (and the buffer), fresh enough, taking one if needed. One

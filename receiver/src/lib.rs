@@ -8,7 +8,6 @@
 mod catalog;
 pub mod cli;
 mod plan;
-mod quick;
 mod session;
 mod tree;
 

@@ -4,7 +4,7 @@
 //! rules and joined under TARGET, every snapshot name is checked, and every read has the
 //! configured timeout, so a silent or broken peer costs this one connection.
 
-use crate::plan::{quick_decide, quick_names, Decision, Matcher, Quick};
+use crate::plan::{Decision, Matcher};
 use crate::tree::{DatasetLock, Location};
 use crate::{Error, Result, Shared};
 use log::{debug, info, warn};
@@ -18,8 +18,7 @@ use zfsync_protocol::{
     Frame, FrameReader, FrameWriter, Message, MoveError, Outcome, Plan, Reason, VERSION,
 };
 use zfsync_zfs::{
-    check_relative_path, check_snapshot_name, Dataset, DatasetInfo, FailureKind, RecvOptions,
-    Snapshot,
+    check_relative_path, check_snapshot_name, Dataset, DatasetInfo, RecvOptions, Snapshot,
 };
 
 /// The hold tag the receiver keeps on each dataset's newest received snapshot.
@@ -46,37 +45,8 @@ struct Accepted<'a> {
     force: bool,
     /// The destination's newest snapshot before this receive (its hold moves on).
     prev_newest: Option<String>,
-    /// The GUID of the base of an incremental that a quick look planned: `zfs recv`
-    /// checks that it is the destination's newest snapshot.
-    quick_base: Option<u64>,
     _lock: Option<DatasetLock<'a>>,
 }
-
-/// Where an offered dataset is and what is known of it there.
-struct Found<'a> {
-    location: Location,
-    /// The dataset as listed, if it exists (`None` also when a quick look decided).
-    existing: Option<DatasetInfo>,
-    /// What a quick look decided (see `Session::quick`).
-    quick: Option<Quick>,
-    lock: Option<DatasetLock<'a>>,
-}
-
-/// The snapshots of an offer, as read.
-#[derive(Default)]
-struct Offered {
-    /// The oldest and newest: where a full or an incremental stream ends.
-    first: Option<Snapshot>,
-    last: Option<Snapshot>,
-    /// Why the first name that is not a valid snapshot name was refused.
-    bad_name: Option<String>,
-    /// All of them, oldest first, when kept.
-    kept: Vec<Snapshot>,
-}
-
-/// An offer of at most this many snapshots is kept whole while it is planned (up to
-/// ~300 KiB with the longest names), so that a quick look can ask for its newest ones.
-const KEEP_OFFERED: usize = 1024;
 
 /// Ends a `zfs recv` whose stream was cut or refused: its input is closed (after what is
 /// already queued), so ZFS sees a truncated stream and discards the partial receive, or
@@ -258,6 +228,14 @@ impl<'a> Session<'a> {
             features: 0,
             proof,
         })?;
+        // List this sender's side now, while it lists its own: its offers then cost no
+        // zfs command. A failure shows again, with context, at the first offer.
+        let tree = &self.shared.tree;
+        if let Ok(base) = tree.target.join(&self.base) {
+            if let Err(e) = tree.catalog.warm(self.shared.zfs, &base, &tree.buffer) {
+                debug!("catalog warm-up failed base={base} error={e}");
+            }
+        }
         Ok(())
     }
 
@@ -304,42 +282,54 @@ impl<'a> Session<'a> {
         let started = Instant::now();
         let rel = join_rel(&self.base, path);
         let is_root = path.is_empty();
-        // An offer of up to KEEP_OFFERED snapshots is read whole before the destination is
-        // looked at, so that a quick look can ask for its newest ones by name (`quick`); a
-        // longer one is matched against the destination's listing as it arrives. Every
-        // announced snapshot is read even when the offer is refused: the conversation must
-        // stay in step.
-        let keep = count as usize <= KEEP_OFFERED;
-        let mut offered = if keep {
-            self.read_offered(count, true, |_| {})?
-        } else {
-            Offered::default()
-        };
-        let names_ok = offered.bad_name.is_none();
-        let quick_from = (keep && names_ok).then_some(offered.kept.as_slice());
-        let located = self.locate(path, &rel, is_root, dry_run, quick_from);
-        let decision = {
-            let dest_snaps: &[Snapshot] = match &located {
-                Ok(Found {
-                    existing: Some(info),
-                    ..
-                }) => &info.snapshots,
-                _ => &[],
+        let located = self.locate(path, &rel, is_root, dry_run);
+        // Read every announced snapshot even when the offer is already refused: the
+        // conversation must stay in step.
+        let mut bad_name: Option<String> = None;
+        // The oldest and newest offered: where a full or an incremental stream ends.
+        let mut first: Option<Snapshot> = None;
+        let mut last: Option<Snapshot> = None;
+        let (decision, located) = {
+            let dest_snaps: Vec<Snapshot> = match &located {
+                Ok((_, Some(info), _)) => info.snapshots.clone(),
+                _ => Vec::new(),
             };
-            let mut matcher = Matcher::new(dest_snaps);
-            if keep {
-                offered.kept.iter().for_each(|s| matcher.feed(s.clone()));
-            } else {
-                offered = self.read_offered(count, false, |s| matcher.feed(s.clone()))?;
+            let mut matcher = Matcher::new(&dest_snaps);
+            for _ in 0..count {
+                match self.reader.read_message()? {
+                    Some(Message::Snap(s)) => {
+                        if bad_name.is_none() {
+                            if let Err(e) = check_snapshot_name(&s.name) {
+                                bad_name = Some(e.to_string());
+                            }
+                        }
+                        let snap = Snapshot {
+                            name: s.name,
+                            guid: s.guid,
+                            createtxg: s.createtxg,
+                        };
+                        if first.is_none() {
+                            first = Some(snap.clone());
+                        }
+                        last = Some(snap.clone());
+                        matcher.feed(snap);
+                    }
+                    Some(other) => {
+                        return self.violation(&format!("expected snap, got {}", other.name()))
+                    }
+                    None => return Err(Error::Violation("closed inside an offer".into())),
+                }
             }
-            matcher.decide(self.shared.config.allow_rollback)
+            (matcher.decide(self.shared.config.allow_rollback), located)
         };
-        let accepted = match (located, offered.bad_name.take()) {
+        let accepted = match (located, bad_name) {
             (Err(refusal), _) => Err(refusal),
             (Ok(_), Some(bad)) => {
                 Err((Reason::InvalidPath, format!("snapshot name refused: {bad}")))
             }
-            (Ok(found), None) => self.decide(found, decision, count, dry_run),
+            (Ok((location, existing, lock)), None) => {
+                self.decide(location, existing, decision, count, dry_run, lock)
+            }
         };
         let accepted = match accepted {
             Ok(a) => a,
@@ -388,14 +378,11 @@ impl<'a> Session<'a> {
         // is of the oldest snapshot offered, an incremental runs to the newest. A resumed
         // stream ends wherever the interrupted one was going: that is read back.
         let ends_with = match accepted.plan {
-            Plan::Full { .. } => offered.first,
-            Plan::Incremental { .. } => offered.last,
+            Plan::Full { .. } => first,
+            Plan::Incremental { .. } => last,
             _ => None,
         };
-        let quick = accepted
-            .quick_base
-            .map(|base| (offered.kept.as_slice(), base));
-        let outcome = self.receive(&ds, &opts, ends_with, quick);
+        let outcome = self.receive(&ds, &opts, ends_with);
         // Whatever came of it (even a cut connection), the dataset is no longer what a
         // listing taken before now shows; this runs before the dataset's lock is released.
         self.shared.tree.catalog.touch(ds.as_str());
@@ -431,16 +418,16 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Where the offered dataset is, what it has there, and its lock. `offered`: the
-    /// offer's snapshots, when a quick look may ask for them by name.
+    /// Where the offered dataset is, its snapshots there (if it exists), and its lock.
+    #[allow(clippy::type_complexity)]
     fn locate(
         &self,
         path: &str,
         rel: &str,
         is_root: bool,
         dry_run: bool,
-        offered: Option<&[Snapshot]>,
-    ) -> std::result::Result<Found<'a>, Refusal> {
+    ) -> std::result::Result<(Location, Option<DatasetInfo>, Option<DatasetLock<'a>>), Refusal>
+    {
         let tree = &self.shared.tree;
         let zfs = self.shared.zfs;
         check_relative_path(path).map_err(|e| (Reason::InvalidPath, e.to_string()))?;
@@ -470,23 +457,14 @@ impl<'a> Session<'a> {
             .target
             .join(&self.base)
             .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
-        let found = |location, existing, quick| Found {
-            location,
-            existing,
-            quick,
-            lock,
-        };
-        if let Some(q) = offered.and_then(|o| self.quick(&base, &real, o, dry_run)) {
-            return Ok(found(Location::InPlace(real), None, Some(q)));
-        }
         let cat = &tree.catalog;
         if let Some(info) = cat.dataset(zfs, &base, &tree.buffer, &real).map_err(zerr)? {
-            return Ok(found(Location::InPlace(real), Some(info), None));
+            return Ok((Location::InPlace(real), Some(info), lock));
         }
         let buffered = tree.buffer_name(rel);
         if let Some(b) = &buffered {
             if let Some(info) = cat.dataset(zfs, &base, &tree.buffer, b).map_err(zerr)? {
-                return Ok(found(Location::Buffered(b.clone()), Some(info), None));
+                return Ok((Location::Buffered(b.clone()), Some(info), lock));
             }
         }
         // A parent that another session is receiving may be a half-received new dataset:
@@ -500,7 +478,7 @@ impl<'a> Session<'a> {
             None => true,
         };
         if parent_exists && !parent_busy {
-            return Ok(found(Location::InPlace(real), None, None));
+            return Ok((Location::InPlace(real), None, lock));
         }
         let parent = real.parent().map(|p| p.to_string()).unwrap_or_default();
         if is_root {
@@ -518,89 +496,7 @@ impl<'a> Session<'a> {
             ));
         };
         // The buffer itself is created only once the offer is accepted (see `offer`).
-        Ok(found(Location::Buffered(b), None, None))
-    }
-
-    /// A quick look at `real`, for an offer of `offered`: its newest snapshots looked up by
-    /// name, in one zfs command that does not walk the dataset (on zfs-fuse, listing a
-    /// tree of datasets that are not mounted costs ~2.5 ms a dataset; this, ~1.5 ms
-    /// with most of it starting zfs, and no session waits for another's). `None`: the
-    /// listing decides.
-    ///
-    /// Only where zfs recv checks the plan: on a ZFS whose zfs recv takes an incremental
-    /// only onto its base being the newest snapshot (OpenZFS also takes it over snapshots
-    /// without changes, and lists fast anyway), not for a dry run, and not with
-    /// `--allow-rollback` (a rollback must know all that it destroys). Not where a fresh
-    /// listing answers for nothing, nor for a dataset where a quick plan proved wrong.
-    fn quick(
-        &self,
-        base: &Dataset,
-        real: &Dataset,
-        offered: &[Snapshot],
-        dry_run: bool,
-    ) -> Option<Quick> {
-        let cat = &self.shared.tree.catalog;
-        if dry_run
-            || !self.shared.zfs.capabilities().recv_needs_newest_base
-            || self.shared.config.allow_rollback
-            || cat.has_listing(base)
-            || cat.is_distrusted(real)
-        {
-            return None;
-        }
-        let prober = &self.shared.tree.prober;
-        let probe = match prober.probe(self.shared.zfs, real, &quick_names(offered)) {
-            Ok(p) => p,
-            Err(e) => {
-                debug!("quick look failed dataset={real} error={e}");
-                return None;
-            }
-        };
-        let decided = quick_decide(offered, &probe.guids);
-        if decided.is_some() && real == base {
-            // The sent root has snapshots: its children's offers need not look at it.
-            cat.mark_replica(base);
-        }
-        decided
-    }
-
-    /// Reads the `count` snapshots of an offer, handing each to `each`; keeps them all
-    /// with `keep`.
-    fn read_offered(
-        &mut self,
-        count: u32,
-        keep: bool,
-        mut each: impl FnMut(&Snapshot),
-    ) -> Result<Offered> {
-        let mut o = Offered::default();
-        for _ in 0..count {
-            let s = match self.reader.read_message()? {
-                Some(Message::Snap(s)) => s,
-                Some(other) => {
-                    return self.violation(&format!("expected snap, got {}", other.name()))
-                }
-                None => return Err(Error::Violation("closed inside an offer".into())),
-            };
-            if o.bad_name.is_none() {
-                if let Err(e) = check_snapshot_name(&s.name) {
-                    o.bad_name = Some(e.to_string());
-                }
-            }
-            let snap = Snapshot {
-                name: s.name,
-                guid: s.guid,
-                createtxg: s.createtxg,
-            };
-            each(&snap);
-            if o.first.is_none() {
-                o.first = Some(snap.clone());
-            }
-            if keep {
-                o.kept.push(snap.clone());
-            }
-            o.last = Some(snap);
-        }
-        Ok(o)
+        Ok((Location::Buffered(b), None, lock))
     }
 
     /// `Some(reason)` when the sent root's replica exists but has no snapshots.
@@ -617,38 +513,17 @@ impl<'a> Session<'a> {
         let tree = &self.shared.tree;
         let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
         let (zfs, cat) = (self.shared.zfs, &tree.catalog);
-        let has_snapshots = {
-            // One session of a run looks; the others take its answer.
-            let _one = cat.root_look();
-            if cat.is_replica(&base) {
-                Some(true)
-            } else {
-                // From the listing when there is one (it costs nothing), else a look at the
-                // root's snapshots (zfs also walks its children's, without their details).
-                let r = if cat.has_listing(&base) {
-                    cat.listed(zfs, &base, &tree.buffer, &base)
-                        .map(|info| info.map(|i| !i.snapshots.is_empty()))
-                } else {
-                    zfs.has_snapshots(&base)
-                };
-                let r = r.map_err(zerr)?;
-                if r == Some(true) {
-                    cat.mark_replica(&base);
-                }
-                r
-            }
-        };
-        match has_snapshots {
+        match cat.listed(zfs, &base, &tree.buffer, &base).map_err(zerr)? {
             // A replica: zfsync's own changes never leave it without snapshots.
-            Some(true) => {
+            Some(info) if !info.snapshots.is_empty() => {
                 let _ = self.root_not_replica.set(None);
                 return Ok(None);
             }
-            // Not there: a new root, perhaps arriving now. No verdict, and none cached;
-            // children may wait in the buffer.
+            // Not there when listed: a new root, perhaps arriving now. No verdict, and none
+            // cached; children may wait in the buffer.
             None => return Ok(None),
             // There without snapshots: not a replica, unless it is a new root arriving.
-            Some(false) => {}
+            Some(_) => {}
         }
         // A root that another session is receiving right now shows no snapshot until the
         // receive ends (zfs-fuse shows the half-received dataset). A root offer being
@@ -669,21 +544,17 @@ impl<'a> Session<'a> {
         Ok(v)
     }
 
-    /// Turns the snapshot comparison (the listing's `decision`, or the quick look's) into
-    /// a plan, doing the one destructive step (an allowed rollback) before answering.
+    /// Turns the snapshot comparison into a plan, doing the one destructive step (an
+    /// allowed rollback) before answering.
     fn decide(
         &self,
-        found: Found<'a>,
+        location: Location,
+        existing: Option<DatasetInfo>,
         decision: Decision,
         count: u32,
         dry_run: bool,
+        lock: Option<DatasetLock<'a>>,
     ) -> std::result::Result<Accepted<'a>, Refusal> {
-        let Found {
-            location,
-            existing,
-            quick,
-            lock,
-        } = found;
         let ds = location.dataset().clone();
         let cfg = self.shared.config;
         let plan_full = |force| Accepted {
@@ -693,38 +564,10 @@ impl<'a> Session<'a> {
             location: location.clone(),
             force,
             prev_newest: None,
-            quick_base: None,
             _lock: None,
         };
         if count == 0 {
             return Err((Reason::Protocol, "offer without snapshots".into()));
-        }
-        match quick {
-            Some(Quick::UpToDate { name }) => {
-                return Ok(Accepted {
-                    plan: Plan::UpToDate { name },
-                    location,
-                    force: false,
-                    prev_newest: None,
-                    quick_base: None,
-                    _lock: lock,
-                })
-            }
-            // zfs recv takes the stream only if `from` is the destination's newest.
-            Some(Quick::Incremental { from }) => {
-                return Ok(Accepted {
-                    plan: Plan::Incremental {
-                        from_guid: from.guid,
-                        from_name: from.name.clone(),
-                    },
-                    location,
-                    force: false,
-                    prev_newest: Some(from.name),
-                    quick_base: Some(from.guid),
-                    _lock: lock,
-                })
-            }
-            None => {}
         }
         let prev_newest = existing
             .as_ref()
@@ -734,15 +577,11 @@ impl<'a> Session<'a> {
             None => plan_full(false),
             // An interrupted resumable receive: finish it before anything else (the
             // destination accepts nothing else while it holds partial state).
-            Some(DatasetInfo {
-                resume_token: Some(token),
-                ..
-            }) => Accepted {
+            Some(DatasetInfo { resume_token: Some(token), .. }) => Accepted {
                 plan: Plan::Resume { token },
                 location,
                 force: false,
                 prev_newest,
-                quick_base: None,
                 _lock: None,
             },
             Some(info) if info.snapshots.is_empty() => {
@@ -761,14 +600,9 @@ impl<'a> Session<'a> {
                     location,
                     force: false,
                     prev_newest,
-                    quick_base: None,
                     _lock: None,
                 },
-                Decision::Incremental {
-                    from,
-                    rollback,
-                    newer,
-                } => {
+                Decision::Incremental { from, rollback, newer } => {
                     if rollback && !dry_run {
                         warn!("rolling back dataset={ds} to={} destroying={newer:?} (--allow-rollback)", from.name);
                         let rolled = self.shared.zfs.rollback(&ds, &from.name, true);
@@ -777,91 +611,42 @@ impl<'a> Session<'a> {
                         rolled.map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
                     }
                     Accepted {
-                        plan: Plan::Incremental {
-                            from_guid: from.guid,
-                            from_name: from.name,
-                        },
+                        plan: Plan::Incremental { from_guid: from.guid, from_name: from.name },
                         location,
                         force: false,
                         prev_newest,
-                        quick_base: None,
                         _lock: None,
                     }
                 }
-                Decision::NothingOffered => {
-                    return Err((Reason::Protocol, "offer without snapshots".into()))
+                Decision::Diverged { common, newer } => {
+                    return Err((
+                        Reason::Diverged,
+                        format!(
+                            "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
+                            newer.join(", ")
+                        ),
+                    ))
                 }
-                refused => return Err(refusal(&ds, &refused).expect("a refusing decision")),
+                Decision::NoCommonSnapshot { dest_newest } => {
+                    return Err((
+                        Reason::NoCommonSnapshot,
+                        format!("{ds} exists (newest snapshot {dest_newest}) but shares no snapshot GUID with the source; nothing was changed"),
+                    ))
+                }
+                Decision::NothingOffered => return Err((Reason::Protocol, "offer without snapshots".into())),
             },
         };
         accepted._lock = lock;
         Ok(accepted)
     }
 
-    /// Why a `zfs recv` failed, for the sender. When a quick look planned the stream
-    /// (`quick`: the offered snapshots and the base) and zfs recv refused it for what the
-    /// destination holds, the listing says why (see `recheck`).
-    fn failure(
-        &self,
-        ds: &Dataset,
-        e: &zfsync_zfs::Error,
-        quick: Option<(&[Snapshot], u64)>,
-    ) -> (Reason, String) {
-        let for_destination = matches!(
-            e.kind(),
-            FailureKind::DestinationMismatch | FailureKind::DestinationModified
-        );
-        match quick {
-            Some((offered, base)) if for_destination => self
-                .recheck(ds, offered, base)
-                .unwrap_or_else(|| recv_failure(e)),
-            _ => recv_failure(e),
-        }
-    }
-
-    /// What the listing makes of `ds` after zfs recv refused a stream from `base` that a
-    /// quick look planned (nothing was changed): `None` if it plans the same (then zfs's
-    /// own reason stands, such as changes since that snapshot); its refusal if it refuses
-    /// (snapshots of the destination's own: the answer the listing would have given before
-    /// the stream); `Replan` if it would send from another base (a snapshot renamed on the
-    /// destination). The sender then offers again, and this dataset is planned from the
-    /// listing from now on.
-    fn recheck(&self, ds: &Dataset, offered: &[Snapshot], base: u64) -> Option<Refusal> {
-        let info = match self.shared.zfs.dataset(ds) {
-            Ok(Some(info)) => info,
-            Ok(None) => return None,
-            Err(e) => {
-                warn!("cannot list dataset={ds} after a refused stream error={e}");
-                return None;
-            }
-        };
-        let mut matcher = Matcher::new(&info.snapshots);
-        offered.iter().for_each(|s| matcher.feed(s.clone()));
-        let decision = matcher.decide(false);
-        match &decision {
-            Decision::Incremental { from, .. } if from.guid == base => return None,
-            _ => {}
-        }
-        if let Some(r) = refusal(ds, &decision) {
-            return Some(r);
-        }
-        self.shared.tree.catalog.distrust(ds);
-        info!("quick plan proved wrong dataset={ds} listing={decision:?}: planned from the listing from now on");
-        Some((
-            Reason::Replan,
-            format!("{ds}: the snapshot a quick look chose as the base is not the newest one there; offer again"),
-        ))
-    }
-
     /// Receives one stream into `ds` and sends the result. `ends_with` is the snapshot the
-    /// stream ends with, when the plan says which (`None`: a resumed stream). `quick`: the
-    /// offered snapshots and the base, when a quick look planned the stream.
+    /// stream ends with, when the plan says which (`None`: a resumed stream).
     fn receive(
         &mut self,
         ds: &Dataset,
         opts: &RecvOptions,
         ends_with: Option<Snapshot>,
-        quick: Option<(&[Snapshot], u64)>,
     ) -> Result<Outcome> {
         let resuming = ends_with.is_none();
         let zfs = self.shared.zfs;
@@ -944,7 +729,7 @@ impl<'a> Session<'a> {
                     },
                     (Ok(_), None) => self.verify(ds, total),
                     (Err(e), _) => {
-                        let (reason, text) = self.failure(ds, &e, quick);
+                        let (reason, text) = recv_failure(&e);
                         Outcome::Failed { reason, text }
                     }
                 }
@@ -957,7 +742,7 @@ impl<'a> Session<'a> {
                         format!("zfs recv into {ds} ended before the stream did ({why})"),
                     ),
                     Err(e) => {
-                        let (reason, text) = self.failure(ds, &e, quick);
+                        let (reason, text) = recv_failure(&e);
                         (reason, format!("{text} ({why})"))
                     }
                 };
@@ -1066,25 +851,6 @@ impl<'a> Session<'a> {
                 None => return Err(Error::Violation("closed inside a stream".into())),
             }
         }
-    }
-}
-
-/// The refusal for a decision that refuses: snapshots of the destination's own after the
-/// common one, or no common snapshot.
-fn refusal(ds: &Dataset, decision: &Decision) -> Option<Refusal> {
-    match decision {
-        Decision::Diverged { common, newer } => Some((
-            Reason::Diverged,
-            format!(
-                "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
-                newer.join(", ")
-            ),
-        )),
-        Decision::NoCommonSnapshot { dest_newest } => Some((
-            Reason::NoCommonSnapshot,
-            format!("{ds} exists (newest snapshot {dest_newest}) but shares no snapshot GUID with the source; nothing was changed"),
-        )),
-        _ => None,
     }
 }
 

@@ -8,7 +8,6 @@
 //! applied.
 
 use crate::catalog::Catalog;
-use crate::quick::Prober;
 use log::{info, warn};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +35,6 @@ pub struct Tree {
     pub buffer: Dataset,
     /// What the datasets look like, for offers; every change below is recorded in it.
     pub catalog: Catalog,
-    /// Quick looks at datasets, batched across sessions.
-    pub prober: Prober,
     locked: Mutex<HashSet<String>>,
     released: Condvar,
     shape: Mutex<()>,
@@ -105,7 +102,6 @@ impl Tree {
             target,
             buffer,
             catalog: Catalog::default(),
-            prober: Prober::default(),
             locked: Mutex::new(HashSet::new()),
             released: Condvar::new(),
             shape: Mutex::new(()),

@@ -728,14 +728,6 @@ fn replicate(
                 notes.push(format!("resume failed ({text}), token discarded"));
                 resume_failed = true;
             }
-            // The receiver planned from a quick look that zfs recv then refused, and
-            // plans from its listing next time: offer again at once.
-            Outcome::Failed {
-                reason: Reason::Replan,
-                text,
-            } => {
-                info!("receiver plans again dataset={ds} why={text:?}");
-            }
             Outcome::Failed { reason, text } => {
                 let status = if reason == Reason::StreamFailed {
                     Status::Failed

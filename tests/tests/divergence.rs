@@ -41,11 +41,23 @@ fn receiver_side_snapshot_is_refused_without_loss_until_rollback_is_allowed() {
     let row = &rows[&s.src_ds("b/y")];
     assert_eq!(row.outcome, "refused:Diverged", "{}", out.stdout);
     assert!(row.note.contains("local"), "{}", out.stdout);
-    assert_sent_all_but(&s, &out, "b/y");
+    for rel in TREE.iter().filter(|r| **r != "b/y") {
+        assert_eq!(
+            rows[&s.src_ds(rel)].outcome,
+            "sent",
+            "{rel:?}: {}",
+            out.stdout
+        );
+    }
+    assert_final(&out, TREE.len(), TREE.len() - 1, 1);
 
     // Nothing destroyed, nothing rolled back, nothing received into it.
     assert_eq!(state_of(&diverged), (snaps_before.clone(), files_before));
-    assert_only_refused_kept(&s, "b/y", snaps_before);
+    let mut src = tree_snapshots(&s.root);
+    let mut dst = tree_snapshots(&s.target);
+    assert_eq!(dst.remove("b/y"), Some(snaps_before));
+    src.remove("b/y");
+    assert_eq!(src, dst, "the other datasets got s4");
 
     // A receiver that may roll back destroys the local snapshot, and only that.
     s.restart_receiver(&["--allow-rollback"]);
@@ -83,7 +95,15 @@ fn receiver_side_changes_are_refused_without_loss_until_rollback_is_allowed() {
     let row = &rows[&s.src_ds("a/x/deep")];
     assert_eq!(row.outcome, "refused:Diverged", "{}", out.stdout);
     assert!(row.note.contains("modified"), "{}", out.stdout);
-    assert_sent_all_but(&s, &out, "a/x/deep");
+    for rel in TREE.iter().filter(|r| **r != "a/x/deep") {
+        assert_eq!(
+            rows[&s.src_ds(rel)].outcome,
+            "sent",
+            "{rel:?}: {}",
+            out.stdout
+        );
+    }
+    assert_final(&out, TREE.len(), TREE.len() - 1, 1);
     assert_eq!(snapshot_guids(&modified), snaps_before);
     // The change is still there: a snapshot taken now holds it.
     snapshot(&format!("{modified}@check"));

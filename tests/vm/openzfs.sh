@@ -291,9 +291,9 @@ test_base_protected() {
 
 # A snapshot of the receiver's own, made after the last one received and holding no
 # changes, is divergence: refused, naming it, with nothing changed, also by a receiver
-# just started (no listing yet). OpenZFS's zfs recv would take an incremental on top of
-# such a snapshot, so the receiver plans from its listing here, never from a quick look
-# by name (which zfs-fuse's zfs recv checks; tests/tests/quick.rs).
+# just started. zfs recv itself would take an incremental on top of such a snapshot
+# (and keep it), so the receiver must plan from the destination's snapshots, not from
+# the offered names alone (docs/PERFORMANCE.md: the quick look that was taken out).
 test_own_snapshot_after_restart() {
     zfs create src/q
     zfs create src/q/a

@@ -53,10 +53,6 @@ pub struct Capabilities {
     pub send_compressed: bool,
     /// `zfs send -w` (raw, for encrypted datasets).
     pub send_raw: bool,
-    /// `zfs recv` takes an incremental stream only onto the snapshot it starts from being
-    /// the dataset's newest (pool version 23 and its era). OpenZFS also takes it when the
-    /// snapshots after that one hold no changes, keeping them.
-    pub recv_needs_newest_base: bool,
 }
 
 impl Capabilities {
@@ -71,7 +67,6 @@ impl Capabilities {
             holds: false,
             send_compressed: false,
             send_raw: false,
-            recv_needs_newest_base: true,
         }
     }
 
@@ -87,7 +82,6 @@ impl Capabilities {
             holds: true,
             send_compressed: true,
             send_raw: true,
-            recv_needs_newest_base: false,
         }
     }
 }
@@ -176,16 +170,6 @@ impl From<NameError> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The error of a zfs command that exited with `status`.
-fn failed(cmd: &str, status: &std::process::ExitStatus, stderr: String) -> Error {
-    Error::Failed {
-        cmd: cmd.to_string(),
-        status: status.to_string(),
-        kind: classify(&stderr),
-        stderr,
-    }
-}
-
 /// Recognises the zfs error texts that callers act on.
 pub(crate) fn classify(stderr: &str) -> FailureKind {
     // zfs wraps long messages over lines: compare with the white space folded.
@@ -236,13 +220,6 @@ pub struct DatasetInfo {
     pub encrypted: bool,
     /// The token of an interrupted resumable receive into this dataset (OpenZFS).
     pub resume_token: Option<String>,
-}
-
-/// What [`Zfs::probe`] found of one dataset.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Probe {
-    /// The GUIDs of the named snapshots that exist, by name (the part after `@`).
-    pub guids: HashMap<String, u64>,
 }
 
 /// Options of `zfs send`, each used only where the capabilities allow.
@@ -339,20 +316,6 @@ impl Zfs {
     /// Runs a zfs command to completion: stdout and stderr, or the failure. `shown` is the
     /// command line for logs and errors (a resume token is long and says nothing there).
     fn capture(&self, args: &[&str], shown: &str) -> Result<(Vec<u8>, String)> {
-        let (ok, stdout, stderr) = self.capture_any(args, shown)?;
-        if !ok.success() {
-            return Err(failed(shown, &ok, stderr));
-        }
-        Ok((stdout, stderr))
-    }
-
-    /// Runs a zfs command to completion: its exit status, stdout and stderr, whatever the
-    /// status.
-    fn capture_any(
-        &self,
-        args: &[&str],
-        shown: &str,
-    ) -> Result<(std::process::ExitStatus, Vec<u8>, String)> {
         debug!("zfs start cmd={shown:?}");
         let started = Instant::now();
         let out = Command::new(&self.bin)
@@ -369,7 +332,15 @@ impl Zfs {
             started.elapsed().as_secs_f64()
         );
         let stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
-        Ok((out.status, out.stdout, stderr))
+        if !out.status.success() {
+            return Err(Error::Failed {
+                cmd: shown.to_string(),
+                status: out.status.to_string(),
+                kind: classify(&stderr),
+                stderr,
+            });
+        }
+        Ok((out.stdout, stderr))
     }
 
     fn spawn(&self, args: &[&str], stdin: bool, stdout: bool) -> Result<ZfsProcess> {
@@ -432,62 +403,6 @@ impl Zfs {
                 .map(|d| Dataset::new(&d.name).map_err(Error::from))
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
-            Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// A quick look at datasets: for each `(ds, names)`, which of the snapshots `names`
-    /// (the parts after `@`) `ds` has, with their GUIDs, found by name without walking its
-    /// snapshots, in one zfs command for them all. Names that do not exist are left out
-    /// (all of them when `ds` does not exist); what is not named is not told. On zfs-fuse
-    /// a snapshot found by name costs ~0.03 ms in a batch, a listed dataset that is not
-    /// mounted ~2.5 ms (the dataset itself is not looked up: that costs about as much),
-    /// and starting zfs ~1 ms.
-    pub fn probe(&self, looks: &[(&Dataset, Vec<&str>)]) -> Result<Vec<Probe>> {
-        let mut args = vec!["get", "-Hp", "-o", "name,property,value", "guid"];
-        let full: Vec<String> = looks
-            .iter()
-            .flat_map(|(ds, names)| names.iter().map(|n| ds.snapshot(n)))
-            .collect();
-        let first_name = args.len();
-        args.extend(full.iter().map(String::as_str));
-        if args.len() == first_name {
-            // `zfs get` without names would list every dataset of every pool.
-            return Ok(vec![Probe::default(); looks.len()]);
-        }
-        let cmd = self.command_line(&args);
-        let (status, stdout, stderr) = self.capture_any(&args, &cmd)?;
-        // A name that does not exist fails the command (after the others are printed):
-        // that is an answer, and any other complaint is not.
-        if !status.success() && !only_missing(&stderr, &args[first_name..]) {
-            return Err(failed(&cmd, &status, stderr));
-        }
-        let out = String::from_utf8(stdout).map_err(|_| Error::Parse {
-            cmd: cmd.clone(),
-            line: String::new(),
-            why: "output is not UTF-8".into(),
-        })?;
-        let heads: Vec<&Dataset> = looks.iter().map(|(ds, _)| *ds).collect();
-        parse_probe(&cmd, &heads, &out)
-    }
-
-    /// Whether `ds` has any snapshot, or `None` if it does not exist. Lists only its own
-    /// snapshots' names (zfs still walks its direct children, without their details).
-    pub fn has_snapshots(&self, ds: &Dataset) -> Result<Option<bool>> {
-        let args = [
-            "list",
-            "-H",
-            "-t",
-            "snapshot",
-            "-o",
-            "name",
-            "-d",
-            "1",
-            ds.as_str(),
-        ];
-        match self.output(&args) {
-            Ok(out) => Ok(Some(out.lines().any(|l| !l.is_empty()))),
             Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -749,54 +664,6 @@ fn parse_num(cmd: &str, line: &str, v: &str) -> Result<Option<u64>> {
     })
 }
 
-/// Whether every line of `stderr` says that one of `names` does not exist.
-fn only_missing(stderr: &str, names: &[&str]) -> bool {
-    let mut lines = stderr.lines().filter(|l| !l.trim().is_empty()).peekable();
-    lines.peek().is_some()
-        && lines.all(|l| {
-            let named = l
-                .strip_prefix("cannot open '")
-                .and_then(|r| r.split_once("': "))
-                .is_some_and(|(n, _)| names.contains(&n));
-            named && classify(l) == FailureKind::NotFound
-        })
-}
-
-/// `zfs get -Hp -o name,property,value guid DS@A DS@B...`: one [`Probe`] per dataset of
-/// `heads`.
-fn parse_probe(cmd: &str, heads: &[&Dataset], out: &str) -> Result<Vec<Probe>> {
-    let mut probes = vec![Probe::default(); heads.len()];
-    let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, ds) in heads.iter().enumerate() {
-        index.entry(ds.as_str()).or_default().push(i);
-    }
-    for line in out.lines().filter(|l| !l.is_empty()) {
-        let bad = |why: &str| Error::Parse {
-            cmd: cmd.into(),
-            line: line.into(),
-            why: why.into(),
-        };
-        let f: Vec<&str> = line.split('\t').collect();
-        let [name, prop, value] = f[..] else {
-            return Err(bad("expected 3 fields"));
-        };
-        let Some((head, snap)) = name.split_once('@') else {
-            return Err(bad("not a snapshot"));
-        };
-        let Some(at) = index.get(head) else {
-            return Err(bad("a dataset that was not asked for"));
-        };
-        if prop != "guid" {
-            return Err(bad("a property that was not asked for"));
-        }
-        let guid = parse_num(cmd, line, value)?.ok_or_else(|| bad("no guid"))?;
-        for &i in at {
-            probes[i].guids.insert(snap.to_string(), guid);
-        }
-    }
-    Ok(probes)
-}
-
 /// `zfs list -Hp -o name,type,guid,createtxg`: one row per line, tab-separated.
 fn parse_list_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
@@ -932,61 +799,6 @@ mod tests {
             .collect();
         assert_eq!(names, [("s1", 1), ("s2", 2)]);
         assert_eq!(tree[1].kind, Kind::Volume);
-    }
-
-    #[test]
-    fn probe_of_named_snapshots() {
-        let (a, b) = (Dataset::new("p/a").unwrap(), Dataset::new("p/b").unwrap());
-        // zfs-fuse, `zfs get -Hp -o name,property,value guid p/a@s2 p/a@s1 p/a@gone p/b@s1`:
-        // what exists is printed, in its own order; a missing name only on stderr.
-        let out = "p/a@s1\tguid\t12731425321943507640\np/a@s2\tguid\t7\np/b@s1\tguid\t8\n";
-        let p = parse_probe("t", &[&a, &b], out).unwrap();
-        assert_eq!(p[0].guids.len(), 2);
-        assert_eq!(p[0].guids["s1"], 12731425321943507640);
-        assert_eq!(p[0].guids["s2"], 7);
-        assert_eq!(p[1].guids.len(), 1);
-        assert_eq!(p[1].guids["s1"], 8);
-        assert_eq!(
-            parse_probe("t", &[&a, &b], "").unwrap(),
-            [Probe::default(), Probe::default()]
-        );
-        // Rows of a dataset or a property not asked for, a guid that is no number, a
-        // short row: refused.
-        for bad in [
-            "p/c@s1\tguid\t1\n",
-            "p/a\tguid\t1\n",
-            "p/a@s1\ttype\tsnapshot\n",
-            "p/a@s1\tguid\tx\n",
-            "p/a@s1\tguid\n",
-            "p/ab@s1\tguid\t1\n",
-        ] {
-            assert!(parse_probe("t", &[&a, &b], bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn probe_accepts_only_missing_names_as_failure() {
-        let names = ["p/a@s1", "p/a@s2"];
-        let missing = "cannot open 'p/a@s2': dataset does not exist";
-        assert!(only_missing(missing, &names));
-        assert!(only_missing(
-            &format!("{missing}\ncannot open 'p/a@s1': dataset does not exist\n"),
-            &names
-        ));
-        // Another name, another complaint, or no complaint at all: a real failure.
-        assert!(!only_missing(
-            "cannot open 'p/b@s2': dataset does not exist",
-            &names
-        ));
-        assert!(!only_missing(
-            &format!("{missing}\ninternal error: failed to initialize ZFS library"),
-            &names
-        ));
-        assert!(!only_missing(
-            "cannot open 'p/a@s2': permission denied",
-            &names
-        ));
-        assert!(!only_missing("", &names));
     }
 
     #[test]

@@ -232,34 +232,6 @@ pub fn assert_final(out: &SendOutput, datasets: usize, sent: usize, failed: usiz
     );
 }
 
-/// Every dataset of the standard tree but `refused` (relative) was sent, and the final
-/// line counts one failure.
-pub fn assert_sent_all_but(s: &Setup, out: &SendOutput, refused: &str) {
-    let rows = out.rows();
-    for rel in TREE.iter().filter(|r| **r != refused) {
-        assert_eq!(
-            rows[&s.src_ds(rel)].outcome,
-            "sent",
-            "{rel:?}: {}",
-            out.stdout
-        );
-    }
-    assert_final(out, TREE.len(), TREE.len() - 1, 1);
-}
-
-/// The refused dataset `rel` still has exactly `snaps`, and every other dataset has the
-/// source's snapshots.
-pub fn assert_only_refused_kept(s: &Setup, rel: &str, snaps: Vec<(String, u64)>) {
-    let mut src = tree_snapshots(&s.root);
-    let mut dst = tree_snapshots(&s.target);
-    assert_eq!(dst.remove(rel), Some(snaps), "{rel:?} changed");
-    src.remove(rel);
-    assert_eq!(
-        src, dst,
-        "the other datasets did not get the source's snapshots"
-    );
-}
-
 /// The standard tree with three snapshots (s1..s3, files changing between them), sent in
 /// full to an empty receiver; checks everything and returns the set-up.
 pub fn initial_sync(tag: &str) -> Setup {
