@@ -211,3 +211,36 @@ fn existing_target_that_is_not_a_replica_is_refused_and_keeps_its_files() {
         "{files:?}"
     );
 }
+
+// A snapshot made on the receiver that holds no changes is divergence too, also for a
+// receiver just started: zfs recv itself would take the incremental over it (and keep
+// it), so only the receiver's look at the destination's snapshots refuses it.
+#[test]
+fn receiver_side_snapshot_without_changes_is_refused_after_a_restart() {
+    let mut s = initial_sync("noop");
+    let diverged = s.dst_ds("b/y");
+    snapshot(&format!("{diverged}@noop"));
+    let before = snapshot_guids(&diverged);
+    s.change(3);
+    snapshot_tree(&s.root, "s4");
+    s.restart_receiver(&[]);
+    let out = s.send(&[]);
+    out.assert_status(1);
+    let row = &out.rows()[&s.src_ds("b/y")];
+    assert_eq!(row.outcome, "refused:Diverged", "{}", out.stdout);
+    assert!(
+        row.note
+            .contains("after the common snapshot s3 that the source does not have: noop"),
+        "{}",
+        out.stdout
+    );
+    assert_final(&out, TREE.len(), TREE.len() - 1, 1);
+    assert_eq!(snapshot_guids(&diverged), before);
+    for rel in TREE.iter().filter(|r| **r != "b/y") {
+        assert_eq!(
+            snapshot_guids(&s.dst_ds(rel)),
+            snapshot_guids(&s.src_ds(rel)),
+            "{rel:?}"
+        );
+    }
+}
