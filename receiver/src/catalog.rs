@@ -10,10 +10,13 @@
 //! ([`Catalog::touch`]). A listing remembers the generation it started at, and an entry
 //! changed after that is looked up afresh, except that a dataset zfsync has just received
 //! into or renamed into place is known to exist (a child's offer asks whether its parent
-//! does). Changes made behind zfsync's back (an admin's
-//! snapshot on the backup host) can go unseen for at most [`TTL`]. The worst that does is
-//! plan an incremental that `zfs recv` then refuses: reported, nothing lost, and the next
-//! run sees the truth.
+//! does). Changes made behind zfsync's back (an admin's snapshot on the backup host) can
+//! go unseen for at most [`TTL`]. What that can do: plan an incremental that `zfs recv`
+//! then refuses (changes since the base: reported, nothing changed), or one it takes
+//! over a snapshot made in that window without changes, which then stays on the backup
+//! host between the base and the new snapshots (`zfs recv` allows that; a fresh listing
+//! refuses it as divergence). Nothing is lost either way, and the next run sees the
+//! truth.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

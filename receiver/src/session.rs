@@ -529,8 +529,8 @@ impl<'a> Session<'a> {
         // receive ends (zfs-fuse shows the half-received dataset). A root offer being
         // answered holds the lock only briefly, and so does a small receive: wait for it as
         // for any parent (`--parent-wait`). A root still locked after that is being
-        // received: no verdict yet, and none
-        // cached; its children go to the buffer meanwhile.
+        // received: no verdict yet, and none cached; its children go to the buffer
+        // meanwhile.
         if !tree.wait_unlocked(&self.base, self.shared.config.parent_wait) {
             return Ok(None);
         }
