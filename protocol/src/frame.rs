@@ -244,8 +244,11 @@ impl FrameReader<BufReader<TcpStream>> {
                             got: len - self.pending,
                         }));
                     }
-                    write_all_fd(pfd, &buf[..n]).map_err(MoveError::Local)?;
+                    // Off the socket now, whatever the write does: what the frame still
+                    // owes must not count them again, or skipping the rest would eat
+                    // into the next frame.
                     self.pending -= n;
+                    write_all_fd(pfd, &buf[..n]).map_err(MoveError::Local)?;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EPIPE) => return Err(MoveError::Local(e)),
                 Err(e) => return Err(MoveError::Network(Error::Io(e))),

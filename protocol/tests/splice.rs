@@ -212,6 +212,28 @@ fn a_pipe_whose_reader_is_gone_is_a_local_error_and_the_connection_stays_in_step
 }
 
 #[test]
+fn a_failed_write_in_the_copying_fallback_keeps_the_connection_in_step() {
+    // splice cannot move from a socket into a file that is not a pipe, so the payload is
+    // copied; /dev/full refuses the first write, after its bytes left the socket.
+    let (a, b) = connected();
+    let mut w = FrameWriter::new(BufWriter::new(a));
+    w.write_data(&pattern(200_000, 5)).unwrap();
+    w.send(&Message::Bye).unwrap();
+    let mut reader = FrameReader::new(BufReader::new(b));
+    assert!(matches!(
+        reader.read_stream_frame().unwrap(),
+        Some(Frame::Data(200_000))
+    ));
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    match reader.move_data_to(full.as_fd(), Duration::from_secs(5)) {
+        Err(MoveError::Local(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOSPC)),
+        other => panic!("expected a local error, got {other:?}"),
+    }
+    // The rest of the payload is skipped, not more: the next message reads as it should.
+    assert!(matches!(reader.read_message().unwrap(), Some(Message::Bye)));
+}
+
+#[test]
 fn a_pipe_nobody_reads_is_a_local_error_after_the_stall_limit() {
     let (a, b) = connected();
     let sender = std::thread::spawn(move || {
