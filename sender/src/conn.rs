@@ -289,6 +289,13 @@ impl Connection {
             self.writer.send(&Message::Abort {
                 text: "receiver reported a failure".into(),
             })?;
+            if let Outcome::Done { .. } = outcome {
+                // Only a failure can come before the End: a receiver cannot have all of a
+                // stream it has not seen the end of.
+                return Err(Error::Violation(
+                    "receiver reported the dataset done before the stream ended".into(),
+                ));
+            }
             return Ok((outcome, total));
         }
         drop(stdout);
@@ -302,7 +309,9 @@ impl Connection {
             let stderr = proc.kill();
             Some(format!("reading zfs send output: {e}: {stderr}"))
         } else {
-            match proc.wait() {
+            // Its output has ended, so zfs send is exiting: the bound is only for one
+            // that hangs there.
+            match proc.wait_or_kill(self.timeout) {
                 Err(e) => Some(e.to_string()),
                 // zfs-fuse can exit 0 after a warning and no stream: never call that success.
                 Ok(stderr) if total == 0 => Some(format!("{snapshot}: produced no data: {stderr}")),
@@ -322,7 +331,20 @@ impl Connection {
             ));
         }
         self.writer.send(&Message::End { bytes: total })?;
-        self.result().map(|o| (o, total))
+        match self.result()? {
+            Outcome::Done { bytes, .. } if bytes != total => Err(Error::Violation(format!(
+                "receiver reported {bytes} bytes received of the {total} sent"
+            ))),
+            o => Ok((o, total)),
+        }
+    }
+
+    /// Ends a stream the receiver has asked for but this side will not send (its plan
+    /// cannot be followed): Abort, and the receiver's Result for it, so that the
+    /// connection stays in step for the next dataset.
+    pub fn abandon(&mut self, text: &str) -> Result<()> {
+        self.writer.send(&Message::Abort { text: text.into() })?;
+        self.result().map(|_| ())
     }
 
     fn result(&mut self) -> Result<Outcome> {

@@ -347,7 +347,25 @@ fn run_jobs(
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break, // every worker is gone
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Every worker is gone with datasets still to do (each was turned away
+                    // as busy): those failed, and the run must say so.
+                    let left: Vec<Job> = job_rx
+                        .try_iter()
+                        .chain(delayed.drain(..).map(|(_, j)| j))
+                        .collect();
+                    for job in left {
+                        warn!("no worker left dataset={}", job.info.name);
+                        reports.push(Report {
+                            dataset: job.info.name,
+                            status: Status::Failed,
+                            bytes: 0,
+                            secs: 0.0,
+                            note: "not sent: no connection left (the receiver turned every worker away as busy)".into(),
+                        });
+                    }
+                    break;
+                }
             }
             let now = Instant::now();
             let (due, later): (Vec<_>, Vec<_>) = delayed.drain(..).partition(|(t, _)| *t <= now);
@@ -399,6 +417,25 @@ fn worker(conn: Option<Connection>, jobs: Jobs, results: Results, crew: Crew<'_>
     }
 }
 
+/// Whether a worker turned away as busy may stop, leaving its jobs to the others: only
+/// while another worker has a connection. A worker counted in `established` leaves the
+/// count in the same atomic step, so two such workers cannot each see the other and
+/// both stop.
+fn leave_if_others(established: &AtomicUsize, counted: &mut bool) -> bool {
+    if !*counted {
+        return established.load(Ordering::SeqCst) > 0;
+    }
+    let left = established
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n > 1).then(|| n - 1)
+        })
+        .is_ok();
+    if left {
+        *counted = false;
+    }
+    left
+}
+
 /// Takes jobs until the queue ends; returns the connection still open, if any.
 fn worker_loop(
     mut conn: Option<Connection>,
@@ -445,7 +482,7 @@ fn worker_loop(
                 Err(Error::Peer {
                     reason: Reason::Busy,
                     text,
-                }) if crew.established.load(Ordering::SeqCst) > usize::from(*counted) => {
+                }) if leave_if_others(crew.established, counted) => {
                     info!("worker stops: the receiver takes no more connections text={text:?}");
                     let _ = results.send((job, None, false));
                     return None;
@@ -620,6 +657,17 @@ fn replicate(
     for _round in 0..4 {
         let plan = conn.offer(&job.rel, job.info.kind, snaps, config.dry_run)?;
         let (source, what) = match plan {
+            // Up to date means the receiver has our newest snapshot; it names it.
+            Plan::UpToDate { name } if name != newest.name => {
+                return Ok((
+                    Status::Failed,
+                    bytes,
+                    format!(
+                        "receiver says up to date with @{name}, but the newest snapshot is @{}",
+                        newest.name
+                    ),
+                ))
+            }
             Plan::UpToDate { .. } if notes.is_empty() => {
                 return Ok((Status::UpToDate, 0, format!("@{}", newest.name)))
             }
@@ -627,11 +675,9 @@ fn replicate(
             Plan::Refused { reason, text } => return Ok((Status::Refused(reason), bytes, text)),
             Plan::Resume { token } => {
                 if resume_failed {
-                    return Ok((
-                        Status::Failed,
-                        bytes,
-                        "receiver offered a resume token again after it failed".into(),
-                    ));
+                    let text = "receiver offered a resume token again after it failed";
+                    conn.abandon(text)?;
+                    return Ok((Status::Failed, bytes, text.into()));
                 }
                 let saved = zfs.resume_token_bytes(&token).ok().flatten().unwrap_or(0);
                 (
@@ -667,7 +713,9 @@ fn replicate(
                 from_name,
             } => {
                 let Some(from) = snaps.iter().find(|s| s.guid == from_guid) else {
-                    return Ok((Status::Failed, bytes, format!("receiver named base @{from_name} (guid {from_guid}), which this source does not have")));
+                    let text = format!("receiver named base @{from_name} (guid {from_guid}), which this source does not have");
+                    conn.abandon(&text)?;
+                    return Ok((Status::Failed, bytes, text));
                 };
                 let count = snaps
                     .iter()
