@@ -605,16 +605,29 @@ impl<'a> Session<'a> {
                 Decision::Incremental { from, rollback, newer } => {
                     if rollback && !dry_run {
                         warn!("rolling back dataset={ds} to={} destroying={newer:?} (--allow-rollback)", from.name);
+                        // Our own hold on what is to go (the newest one received) would
+                        // make the rollback fail; the operator asked for them to go.
+                        if self.shared.zfs.capabilities().holds {
+                            for name in &newer {
+                                self.shared
+                                    .zfs
+                                    .release(&ds.snapshot(name), HOLD_TAG)
+                                    .map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
+                            }
+                        }
                         let rolled = self.shared.zfs.rollback(&ds, &from.name, true);
                         // After the change: a listing taken meanwhile must not speak for it.
                         self.shared.tree.catalog.touch(ds.as_str());
                         rolled.map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
                     }
                     Accepted {
+                        // The hold to move after the receive is on the base: the newest
+                        // snapshot received before (after a rollback, the destination's
+                        // newest is gone).
+                        prev_newest: Some(from.name.clone()),
                         plan: Plan::Incremental { from_guid: from.guid, from_name: from.name },
                         location,
                         force: false,
-                        prev_newest,
                         _lock: None,
                     }
                 }

@@ -324,12 +324,49 @@ test_own_snapshot_after_restart() {
     note "a receiver's own snapshot refused after a restart, nothing received into it"
 }
 
+# With --allow-rollback, the receiver's own hold (on the newest snapshot it received)
+# does not stop the rollback the operator allowed, and the hold follows the base: after
+# each receive exactly the newest snapshot is held, also when the destination's newest
+# was a snapshot of its own that the rollback removed.
+test_rollback_over_own_hold() {
+    zfs create src/r
+    echo 1 >/src/r/f
+    zfs snapshot src/r@s1
+    echo 2 >/src/r/f
+    zfs snapshot src/r@s2
+    start_recv --allow-rollback
+    "$SEND" src/r "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "full send failed"; }
+    zfs holds -H $TARGET@s2 | grep -q zfsync-recv || die "no receiver hold on @s2"
+    # The source goes back to @s1 and on from there: @s2 must go on the receiver too.
+    zfs rollback -r src/r@s1
+    echo 3 >/src/r/f
+    zfs snapshot src/r@s3
+    "$SEND" src/r "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send after the source's rollback failed"; }
+    grep -q 'incremental @s1..@s3' "$WORK/send.out" || die "not incremental from @s1: $(cat "$WORK/send.out")"
+    same_snaps src/r $TARGET
+    same_files src/r $TARGET s3
+    # A snapshot of the receiver's own on top; the source moves on.
+    zfs snapshot $TARGET@local
+    echo 4 >/src/r/f
+    zfs snapshot src/r@s4
+    "$SEND" src/r "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send over the receiver's own snapshot failed"; }
+    same_snaps src/r $TARGET
+    same_files src/r $TARGET s4
+    local s held
+    for s in s1 s3; do
+        [[ -z $(zfs holds -H $TARGET@$s) ]] || die "@$s still held: $(zfs holds -H $TARGET@$s)"
+    done
+    held=$(zfs holds -H $TARGET@s4 | awk '{print $2}')
+    [[ $held == zfsync-recv ]] || die "@s4 holds: '$held'"
+    note "rollbacks went through the receiver's hold, which stayed on the newest only"
+}
+
 # -- run -------------------------------------------------------------------------------
 
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null
