@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use zfsync_zfs::{Dataset, Zfs, MAX_NAME_LEN};
+use zfsync_zfs::{Dataset, DatasetInfo, Zfs, MAX_NAME_LEN};
 
 /// Where an offered dataset is, or will be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,14 +233,17 @@ impl Tree {
             }
         };
         // Decode and order parents first: a path sorts after its ancestors by depth.
-        let mut entries: Vec<(String, Dataset)> = Vec::new();
-        for copy in copies {
+        let mut entries: Vec<(String, Dataset, DatasetInfo)> = Vec::new();
+        for info in copies {
+            let Ok(copy) = Dataset::new(&info.name) else {
+                continue; // zfs listed it: it is a valid name
+            };
             match hex::decode(copy.basename())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
             {
                 Some(rel) if zfsync_zfs::check_relative_path(&rel).is_ok() && !rel.is_empty() => {
-                    entries.push((rel, copy))
+                    entries.push((rel, copy, info))
                 }
                 _ => {
                     report.waiting += 1;
@@ -250,8 +253,8 @@ impl Tree {
                 }
             }
         }
-        entries.sort_by_key(|(rel, _)| rel.matches('/').count());
-        for (rel, copy) in entries {
+        entries.sort_by_key(|(rel, _, _)| rel.matches('/').count());
+        for (rel, copy, info) in entries {
             let Some(_lock) = self.lock(&rel, Duration::ZERO) else {
                 report.waiting += 1;
                 report
@@ -259,7 +262,7 @@ impl Tree {
                     .push(format!("{copy}: busy, left for the next cleanup"));
                 continue;
             };
-            let step = match self.plan_step(zfs, &rel, copy) {
+            let step = match self.plan_step(zfs, &rel, copy, info) {
                 Ok(s) => s,
                 Err(e) => {
                     report.failed += 1;
@@ -272,7 +275,13 @@ impl Tree {
         report
     }
 
-    fn plan_step(&self, zfs: &Zfs, rel: &str, copy: Dataset) -> Result<Step, String> {
+    fn plan_step(
+        &self,
+        zfs: &Zfs,
+        rel: &str,
+        copy: Dataset,
+        info: DatasetInfo,
+    ) -> Result<Step, String> {
         let real = match self.target.join(rel) {
             Ok(r) => r,
             Err(e) => {
@@ -284,11 +293,7 @@ impl Tree {
         };
         let real_snaps = zfs.list_snapshots(&real).map_err(|e| e.to_string())?;
         if let Some(real_snaps) = real_snaps {
-            let copy_snaps = zfs
-                .list_snapshots(&copy)
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default();
-            let held = match copy_snaps.last() {
+            let held = match info.snapshots.last() {
                 None => true,
                 Some(newest) => real_snaps.iter().any(|s| s.guid == newest.guid),
             };
@@ -296,6 +301,15 @@ impl Tree {
                 Step::DropStale { copy, real }
             } else {
                 Step::KeepStale { copy, real }
+            });
+        }
+        // Only a finished receive goes into place. A copy without a snapshot, or with the
+        // partial state of an interrupted receive, would stand in place as a dataset that is
+        // no replica; the next offer of it resumes or redoes the receive into the buffer.
+        if info.resume_token.is_some() || info.snapshots.is_empty() {
+            return Ok(Step::Skip {
+                copy,
+                why: "its receive has not finished (no snapshot yet, or partial state to resume); left for the next offer of it".into(),
             });
         }
         let parent = real.parent().expect("a path below TARGET has a parent");

@@ -475,3 +475,37 @@ fn more_workers_than_the_receiver_takes_connections_still_send_everything() {
         assert_files_eq(&a, &b, &format!("{rel:?}@s1"));
     }
 }
+
+// issue 5: a buffered copy whose receive never finished (no snapshot: what a receive cut
+// in the middle can leave behind for a moment) is not renamed into place by a cleanup,
+// where it would stand as a dataset that is no replica; it stays in the buffer, and the
+// cleanup says why.
+#[test]
+fn cleanup_leaves_an_unfinished_buffered_copy_in_the_buffer() {
+    let mut s = initial_sync("unfin");
+    // What an interrupted receive of a new child "a/new" could leave in the buffer.
+    let buffer = s.buffer();
+    if !exists(&buffer) {
+        zfs(&["create", "-o", "mountpoint=none", "-o", "canmount=off", &buffer]);
+    }
+    let copy = format!("{buffer}/{}", hex_of("a/new"));
+    zfs(&["create", "-o", "mountpoint=none", &copy]);
+    // A receiver starting up cleans its buffer: the copy's parent is there, but the copy
+    // has nothing in it yet.
+    s.restart_receiver(&[]);
+    let out = s.send(&[]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("1 waiting") && out.stdout.contains("has not finished"),
+        "{}",
+        out.stdout
+    );
+    assert!(!exists(&s.dst_ds("a/new")), "the unfinished copy was placed");
+    assert_eq!(buffered_copies(&buffer), vec![copy]);
+    // The replica itself is untouched.
+    assert_same_snapshots(&s.root, &s.target);
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}

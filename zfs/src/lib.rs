@@ -393,16 +393,20 @@ impl Zfs {
         }
     }
 
-    /// The direct children (filesystems and volumes) of `ds`, or `None` if `ds` does not
-    /// exist.
-    pub fn list_children(&self, ds: &Dataset) -> Result<Option<Vec<Dataset>>> {
-        match self.list(ds, Some(1)) {
-            Ok(list) => list
-                .into_iter()
-                .filter(|d| d.name != ds.as_str())
-                .map(|d| Dataset::new(&d.name).map_err(Error::from))
-                .collect::<Result<Vec<_>>>()
-                .map(Some),
+    /// The direct children (filesystems and volumes) of `ds`, each with its snapshots and
+    /// resume token, or `None` if `ds` does not exist.
+    pub fn list_children(&self, ds: &Dataset) -> Result<Option<Vec<DatasetInfo>>> {
+        match self.list(ds, Some(2)) {
+            Ok(list) => Ok(Some(
+                list.into_iter()
+                    .filter(|d| {
+                        d.name
+                            .strip_prefix(ds.as_str())
+                            .and_then(|r| r.strip_prefix('/'))
+                            .is_some_and(|r| !r.is_empty() && !r.contains('/'))
+                    })
+                    .collect(),
+            )),
             Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
