@@ -737,3 +737,32 @@ fn keep_zero_still_keeps_this_runs_snapshot() {
     assert_eq!(zfsync_snaps(&data), vec![cron_name(T0 + 60, "M")]);
     assert_eq!(zfsync_snaps(&kid), vec![cron_name(T0 + 60, "M")]);
 }
+
+// A held snapshot (zfs hold: an admin's, another tool's, or a sender's --mark hold on
+// OpenZFS) is kept beyond retention and named as held; the run succeeds. (`zfs destroy`
+// refuses a held snapshot: trying would fail every run until someone released it.)
+#[test]
+fn held_snapshots_are_kept_and_the_run_succeeds() {
+    let (_src, data, kid) = source("hold");
+    let dst = Pool::unmounted("holdr");
+    let recv = Receiver::start(&dst.ds("bk"), &[]);
+    let cron = Cron::new();
+    let args = [
+        "-v", "-s", "0", "-m", "0", "-h", "0", "-d", "0", &data, &recv.addr(),
+    ];
+    cron.run(T0, &args).assert_ok();
+    let first = cron_name(T0, "D");
+    let held = format!("{kid}@{first}");
+    zfs(&["hold", "admin", &held]);
+    let out = cron.run(T0 + 60, &args);
+    zfs(&["release", "admin", &held]);
+    out.assert_ok();
+    let second = cron_name(T0 + 60, "M");
+    assert_eq!(zfsync_snaps(&data), vec![second.clone()]);
+    assert_eq!(zfsync_snaps(&kid), vec![first, second]);
+    assert!(
+        out.stdout.contains(&format!("keep {held} beyond retention: held")),
+        "{}",
+        out.stdout
+    );
+}
