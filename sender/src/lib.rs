@@ -631,6 +631,43 @@ impl Marks {
     }
 }
 
+/// Whether a resume token from the receiver may be used for `job`: it must end with one of
+/// the snapshots offered (name and GUID, in this dataset), start (if incremental) from one
+/// of them, and be raw when this run sends the dataset raw, so that a receiver cannot get
+/// another dataset's data, or an encrypted dataset's plaintext, by naming it in a token.
+fn check_token(
+    t: &zfsync_zfs::TokenInfo,
+    job: &Job,
+    config: &Config,
+) -> std::result::Result<(), String> {
+    let ds = &job.info.name;
+    let snaps = &job.info.snapshots;
+    let toname = t.toname.as_deref().ok_or("it names no snapshot")?;
+    let snap = match toname.split_once('@') {
+        Some((d, s)) if d == ds.as_str() => s,
+        _ => return Err(format!("it is for {toname}, not a snapshot of {ds}")),
+    };
+    let Some(to) = snaps.iter().find(|s| s.name == snap) else {
+        return Err(format!("it is for @{snap}, which this run did not offer"));
+    };
+    if t.toguid != Some(to.guid) {
+        return Err(format!("its @{snap} is not this source's (another GUID)"));
+    }
+    if let Some(from) = t.fromguid {
+        if !snaps.iter().any(|s| s.guid == from) {
+            return Err(format!(
+                "it starts from a snapshot this source does not have (guid {from})"
+            ));
+        }
+    }
+    if job.info.encrypted && !config.no_raw && !t.rawok {
+        return Err(format!(
+            "it would send @{snap} decrypted, and this run sends encrypted datasets raw"
+        ));
+    }
+    Ok(())
+}
+
 /// What to stream for one plan.
 enum Source {
     Snapshot { name: String, opts: SendOptions },
@@ -679,7 +716,29 @@ fn replicate(
                     conn.abandon(text)?;
                     return Ok((Status::Failed, bytes, text.into()));
                 }
-                let saved = zfs.resume_token_bytes(&token).ok().flatten().unwrap_or(0);
+                // The token is the receiver's word for what to send: `zfs send -t` would
+                // send whatever it names, as it names it. Only this dataset's offered
+                // snapshots, and raw where this run sends raw.
+                // An unusable token (a stale one: its snapshot is gone) or a refused one
+                // ends like a failed resume: the receiver drops its partial state on
+                // Abort, and the next offer gets a plan from scratch.
+                let refusal = match zfs.resume_token_info(&token) {
+                    Err(e) => Err(format!("resume failed ({e})")),
+                    Ok(t) => match check_token(&t, job, config) {
+                        Ok(()) => Ok(t.bytes.unwrap_or(0)),
+                        Err(why) => Err(format!("resume refused ({why})")),
+                    },
+                };
+                let saved = match refusal {
+                    Ok(saved) => saved,
+                    Err(what) => {
+                        warn!("resume token not used dataset={ds}: {what}");
+                        conn.abandon(&format!("resume token not used: {what}"))?;
+                        notes.push(format!("{what}, token discarded"));
+                        resume_failed = true;
+                        continue;
+                    }
+                };
                 (
                     Source::Resume { token },
                     format!("resumed ({saved} bytes saved)"),
@@ -853,4 +912,91 @@ pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -
         "zfsync-send: {} datasets, {sent} sent, {failed} failed, {bytes} bytes",
         report.datasets.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zfsync_zfs::{Kind, Snapshot, TokenInfo};
+
+    fn job(encrypted: bool) -> Job {
+        let snap = |name: &str, guid| Snapshot {
+            name: name.into(),
+            guid,
+            createtxg: guid,
+        };
+        Job {
+            info: DatasetInfo {
+                name: "tank/data".into(),
+                kind: Kind::Filesystem,
+                snapshots: vec![snap("s1", 11), snap("s2", 22)],
+                encrypted,
+                resume_token: None,
+            },
+            rel: String::new(),
+            attempt: 0,
+        }
+    }
+
+    fn config(no_raw: bool) -> Config {
+        let argv: Vec<String> = ["tank/data", "backup"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut c = match cli::parse(&argv).unwrap() {
+            cli::Parsed::Run(a) => a.into_config().unwrap(),
+            _ => unreachable!(),
+        };
+        c.no_raw = no_raw;
+        c
+    }
+
+    fn token(toname: &str, toguid: u64, fromguid: Option<u64>, rawok: bool) -> TokenInfo {
+        TokenInfo {
+            toname: Some(toname.into()),
+            toguid: Some(toguid),
+            fromguid,
+            bytes: Some(1),
+            rawok,
+        }
+    }
+
+    #[test]
+    fn resume_tokens_are_checked_against_the_offer() {
+        let (j, c) = (job(false), config(false));
+        assert_eq!(
+            check_token(&token("tank/data@s2", 22, Some(11), false), &j, &c),
+            Ok(())
+        );
+        assert_eq!(
+            check_token(&token("tank/data@s1", 11, None, false), &j, &c),
+            Ok(())
+        );
+        let refused = |t: TokenInfo, why: &str| {
+            let e = check_token(&t, &j, &c).unwrap_err();
+            assert!(e.contains(why), "{e:?} lacks {why:?}");
+        };
+        refused(
+            token("tank/other@s2", 22, None, false),
+            "not a snapshot of tank/data",
+        );
+        refused(
+            token("tank/data/kid@s2", 22, None, false),
+            "not a snapshot of tank/data",
+        );
+        refused(token("tank/data@s3", 33, None, false), "did not offer");
+        refused(token("tank/data@s2", 99, None, false), "another GUID");
+        refused(token("tank/data@s2", 22, Some(7), false), "does not have");
+        refused(TokenInfo::default(), "names no snapshot");
+    }
+
+    #[test]
+    fn an_encrypted_dataset_resumes_only_raw_unless_sent_decrypted() {
+        let t = |rawok| token("tank/data@s2", 22, Some(11), rawok);
+        let e = check_token(&t(false), &job(true), &config(false)).unwrap_err();
+        assert!(e.contains("decrypted"), "{e}");
+        assert_eq!(check_token(&t(true), &job(true), &config(false)), Ok(()));
+        // --no-raw: the user sends it decrypted anyway.
+        assert_eq!(check_token(&t(false), &job(true), &config(true)), Ok(()));
+    }
 }

@@ -361,12 +361,49 @@ test_rollback_over_own_hold() {
     note "rollbacks went through the receiver's hold, which stayed on the newest only"
 }
 
+# A resume token is the receiver's word for what to send, and `zfs send -t` sends what it
+# names, as it names it. An encrypted dataset's first send, decrypted (--no-raw), is cut:
+# the receiver keeps a token without rawok. The next run sends raw, as by default: it must
+# not resume the decrypted stream (plaintext to the receiver), but have the partial state
+# dropped and send raw from scratch.
+test_resume_token_checked() {
+    echo "correct horse battery staple" >"$WORK/key"
+    zfs create -o encryption=on -o keyformat=passphrase -o keylocation="file://$WORK/key" src/enc
+    dd if=/dev/urandom of=/src/enc/a bs=1M count=48 status=none
+    zfs snapshot src/enc@s1
+    slow_zfs
+    start_recv
+    "$SEND" --no-raw --zfs "$WORK/slowzfs" src/enc "$ADDR" >/dev/null 2>&1 &
+    local pid=$! token=-
+    sleep 3
+    kill -KILL $pid
+    wait $pid 2>/dev/null || true
+    for _ in $(seq 50); do
+        token=$(zfs get -H -o value receive_resume_token $TARGET 2>/dev/null || echo -)
+        [[ $token != - ]] && break
+        sleep 0.2
+    done
+    [[ $token != - ]] || die "no resume token after the kill"
+    zfs send -nvt "$token" >"$WORK/token.txt" 2>&1 || true
+    grep -q 'toname = src/enc@s1' "$WORK/token.txt" || die "unexpected token: $(cat "$WORK/token.txt")"
+    grep -q rawok "$WORK/token.txt" && die "the decrypted stream's token says rawok"
+    "$SEND" -vv src/enc "$ADDR" >"$WORK/send.out" 2>"$WORK/send.log" || { cat "$WORK/send.out"; die "send after the refused token failed"; }
+    grep -q 'resume refused (it would send @s1 decrypted' "$WORK/send.out" || die "token not refused: $(cat "$WORK/send.out")"
+    grep -q 'zfs send -t' "$WORK/send.log" && die "the token was used"
+    grep -q 'send -c -L -e -w' "$WORK/send.log" || die "not sent raw"
+    same_snaps src/enc $TARGET
+    [[ $(zfs get -H -o value encryption $TARGET) != off ]] || die "arrived unencrypted"
+    [[ $(zfs get -H -o value keystatus $TARGET) == unavailable ]] || die "key is loaded on the receiver"
+    [[ $(zfs get -H -o value receive_resume_token $TARGET) == - ]] || die "token left behind"
+    note "a decrypted stream's token refused by a raw run; sent raw from scratch"
+}
+
 # -- run -------------------------------------------------------------------------------
 
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null

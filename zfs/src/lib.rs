@@ -222,6 +222,49 @@ pub struct DatasetInfo {
     pub resume_token: Option<String>,
 }
 
+/// The contents of a resume token, as `zfs send -nv -t` prints them (an nvlist: one
+/// `key = value` per line, numbers in hex; a flag such as `rawok` may print without a
+/// value).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The snapshot the stream ends with, by full name.
+    pub toname: Option<String>,
+    pub toguid: Option<u64>,
+    /// The base of an incremental stream.
+    pub fromguid: Option<u64>,
+    /// Bytes already received.
+    pub bytes: Option<u64>,
+    /// The stream would be sent raw (`-w`): encrypted datasets stay encrypted.
+    pub rawok: bool,
+}
+
+impl TokenInfo {
+    pub fn parse(text: &str) -> TokenInfo {
+        let num = |v: &str| match v.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => v.parse().ok(),
+        };
+        let mut t = TokenInfo::default();
+        for line in text.lines() {
+            let line = line.trim();
+            let (key, value) = match line.split_once(" = ") {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (line, None),
+            };
+            match (key, value) {
+                ("toname", Some(v)) => t.toname = Some(v.to_string()),
+                ("toguid", Some(v)) => t.toguid = num(v),
+                ("fromguid", Some(v)) => t.fromguid = num(v),
+                ("bytes", Some(v)) => t.bytes = num(v),
+                ("rawok", None) => t.rawok = true,
+                ("rawok", Some(v)) => t.rawok = v != "0",
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
 /// Options of `zfs send`, each used only where the capabilities allow.
 #[derive(Clone, Debug, Default)]
 pub struct SendOptions {
@@ -505,20 +548,17 @@ impl Zfs {
         self.spawn(&["send", "-t", token], false, true)
     }
 
-    /// How many bytes of its stream a resume token says were already received
-    /// (`zfs send -nv -t TOKEN` prints the token's contents, `bytes = 0x...`).
-    pub fn resume_token_bytes(&self, token: &str) -> Result<Option<u64>> {
+    /// What a resume token would send (`zfs send -nv -t TOKEN`): the snapshot, the base,
+    /// the bytes already received and whether the stream would be raw. A token comes from
+    /// the receiver: check it before resuming.
+    pub fn resume_token_info(&self, token: &str) -> Result<TokenInfo> {
         let shown = self.command_line(&["send", "-nv", "-t", "TOKEN"]);
         let (stdout, stderr) = self.capture(&["send", "-nv", "-t", token], &shown)?;
         // The token's contents go to stdout or stderr depending on the version.
-        let text = format!("{}\n{stderr}", String::from_utf8_lossy(&stdout));
-        Ok(text.lines().find_map(|l| {
-            let v = l.trim().strip_prefix("bytes = ")?;
-            match v.strip_prefix("0x") {
-                Some(h) => u64::from_str_radix(h, 16).ok(),
-                None => v.parse().ok(),
-            }
-        }))
+        Ok(TokenInfo::parse(&format!(
+            "{}\n{stderr}",
+            String::from_utf8_lossy(&stdout)
+        )))
     }
 
     /// `zfs recv -A DS`: discards the partial state of an interrupted resumable receive.
@@ -830,6 +870,23 @@ mod tests {
         let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
         let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["p/a", "p/a/c", "p/a-b"]);
+    }
+
+    #[test]
+    fn resume_token_contents_are_read() {
+        let text = "resume token contents:\nnvlist version: 0\n\tfromguid = 0x10\n\tobject = 0x2\n\toffset = 0x0\n\tbytes = 0x1f40\n\ttoguid = 0xc29ab1e6d5bcf52f\n\ttoname = tank/data@s2\n\tcompressok = 1\n\trawok = 1\nsend from tank/data@s1 estimated size is 1M\n";
+        let t = TokenInfo::parse(text);
+        assert_eq!(t.toname.as_deref(), Some("tank/data@s2"));
+        assert_eq!(t.toguid, Some(0xc29ab1e6d5bcf52f));
+        assert_eq!(t.fromguid, Some(0x10));
+        assert_eq!(t.bytes, Some(8000));
+        assert!(t.rawok);
+        // A flag printed without a value; no base; no rawok at all.
+        assert!(TokenInfo::parse("\trawok\n").rawok);
+        let t = TokenInfo::parse("\ttoname = tank/data@s1\n\tembedok = 1\n");
+        assert!(!t.rawok);
+        assert_eq!(t.fromguid, None);
+        assert_eq!(t.toguid, None);
     }
 
     #[test]
