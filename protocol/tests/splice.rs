@@ -224,7 +224,10 @@ fn a_failed_write_in_the_copying_fallback_keeps_the_connection_in_step() {
         reader.read_stream_frame().unwrap(),
         Some(Frame::Data(200_000))
     ));
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     match reader.move_data_to(full.as_fd(), Duration::from_secs(5)) {
         Err(MoveError::Local(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOSPC)),
         other => panic!("expected a local error, got {other:?}"),

@@ -748,7 +748,17 @@ fn held_snapshots_are_kept_and_the_run_succeeds() {
     let recv = Receiver::start(&dst.ds("bk"), &[]);
     let cron = Cron::new();
     let args = [
-        "-v", "-s", "0", "-m", "0", "-h", "0", "-d", "0", &data, &recv.addr(),
+        "-v",
+        "-s",
+        "0",
+        "-m",
+        "0",
+        "-h",
+        "0",
+        "-d",
+        "0",
+        &data,
+        &recv.addr(),
     ];
     cron.run(T0, &args).assert_ok();
     let first = cron_name(T0, "D");
@@ -761,7 +771,8 @@ fn held_snapshots_are_kept_and_the_run_succeeds() {
     assert_eq!(zfsync_snaps(&data), vec![second.clone()]);
     assert_eq!(zfsync_snaps(&kid), vec![first, second]);
     assert!(
-        out.stdout.contains(&format!("keep {held} beyond retention: held")),
+        out.stdout
+            .contains(&format!("keep {held} beyond retention: held")),
         "{}",
         out.stdout
     );

@@ -127,7 +127,8 @@ fn serve(
                         // Until the sender ends its side, which it must do with Abort.
                         loop {
                             match r.read_frame()? {
-                                Some(Frame::Data(_)) | Some(Frame::Message(Message::KeepAlive)) => {}
+                                Some(Frame::Data(_)) | Some(Frame::Message(Message::KeepAlive)) => {
+                                }
                                 other => {
                                     note(format!("{path}: {}", frame_name(&other)));
                                     break;
@@ -202,7 +203,18 @@ fn lies_of_a_receiver_fail_only_their_dataset_and_the_connection_stays_in_step()
     let zfs = zfs_bin();
     let out = run_with_timeout(
         &sender_bin(),
-        &["-t", "1", "--retries", "0", "--timeout", "10", "--zfs", &zfs, &root, &addr],
+        &[
+            "-t",
+            "1",
+            "--retries",
+            "0",
+            "--timeout",
+            "10",
+            "--zfs",
+            &zfs,
+            &root,
+            &addr,
+        ],
         Duration::from_secs(60),
     );
     out.assert_status(1);
@@ -211,7 +223,10 @@ fn lies_of_a_receiver_fail_only_their_dataset_and_the_connection_stays_in_step()
     assert_eq!(rows[&root].outcome, "up-to-date", "{}", out.stdout);
     let expect = [
         ("a", "which this source does not have"),
-        ("b", "says up to date with @s2-elsewhere, but the newest snapshot is @s2"),
+        (
+            "b",
+            "says up to date with @s2-elsewhere, but the newest snapshot is @s2",
+        ),
         ("c", "done before the stream ended"),
         ("d", "bytes received of the"),
     ];

@@ -486,7 +486,14 @@ fn cleanup_leaves_an_unfinished_buffered_copy_in_the_buffer() {
     // What an interrupted receive of a new child "a/new" could leave in the buffer.
     let buffer = s.buffer();
     if !exists(&buffer) {
-        zfs(&["create", "-o", "mountpoint=none", "-o", "canmount=off", &buffer]);
+        zfs(&[
+            "create",
+            "-o",
+            "mountpoint=none",
+            "-o",
+            "canmount=off",
+            &buffer,
+        ]);
     }
     let copy = format!("{buffer}/{}", hex_of("a/new"));
     zfs(&["create", "-o", "mountpoint=none", &copy]);
@@ -500,7 +507,10 @@ fn cleanup_leaves_an_unfinished_buffered_copy_in_the_buffer() {
         "{}",
         out.stdout
     );
-    assert!(!exists(&s.dst_ds("a/new")), "the unfinished copy was placed");
+    assert!(
+        !exists(&s.dst_ds("a/new")),
+        "the unfinished copy was placed"
+    );
     assert_eq!(buffered_copies(&buffer), vec![copy]);
     // The replica itself is untouched.
     assert_same_snapshots(&s.root, &s.target);
