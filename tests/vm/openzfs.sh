@@ -398,12 +398,46 @@ test_resume_token_checked() {
     note "a decrypted stream's token refused by a raw run; sent raw from scratch"
 }
 
+# A stream is the sender's word: one that carries properties (`zfs send -p`, here from a
+# sender whose zfs adds it) must not decide where the backup host mounts the data or
+# whom it shares it with. Received with -x, the replica keeps its inherited mountpoint,
+# and no share or canmount from the source applies.
+test_stream_properties_excluded() {
+    printf '%s\n' '#!/bin/bash' \
+        'if [[ $1 == send ]]; then shift; exec zfs send -p "$@"; fi' \
+        'exec zfs "$@"' >"$WORK/propzfs"
+    chmod +x "$WORK/propzfs"
+    zfs create -o mountpoint=/evil -o canmount=on src/p
+    zfs set sharesmb=on src/p 2>/dev/null || true
+    zfs set sharenfs=on src/p 2>/dev/null || true
+    zfs set zfsync:probe=kept src/p
+    echo 1 >/evil/f
+    zfs snapshot src/p@s1
+    start_recv
+    "$SEND" --zfs "$WORK/propzfs" src/p "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send with properties failed"; }
+    echo 2 >/evil/g
+    zfs snapshot src/p@s2
+    "$SEND" --zfs "$WORK/propzfs" src/p "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "incremental with properties failed"; }
+    same_snaps src/p $TARGET
+    # The stream did carry properties: a harmless one arrived.
+    [[ $(zfs get -H -o value zfsync:probe $TARGET) == kept ]] || die "no properties in the stream: the test proves nothing"
+    local p v
+    for p in mountpoint canmount sharenfs sharesmb; do
+        v=$(zfs get -H -o value,source $p $TARGET)
+        [[ $v != *received* ]] || die "$p came from the stream: $v"
+    done
+    [[ $(zfs get -H -o value mountpoint $TARGET) == none ]] || die "mountpoint is $(zfs get -H -o value mountpoint $TARGET)"
+    [[ $(zfs get -H -o value canmount $TARGET) == noauto ]] || die "canmount is $(zfs get -H -o value canmount $TARGET)"
+    [[ $(zfs get -H -o value mounted $TARGET) == no ]] || die "mounted"
+    note "mountpoint, canmount and shares in the stream were not applied; a user property was"
+}
+
 # -- run -------------------------------------------------------------------------------
 
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null

@@ -34,6 +34,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+/// Properties a received stream may not set (`zfs recv -x`, where `-u` is there too):
+/// they would decide where the backup host mounts the data or whom it shares it with.
+pub const RECV_EXCLUDED: [&str; 4] = ["mountpoint", "canmount", "sharenfs", "sharesmb"];
+
 /// What the installed ZFS can do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capabilities {
@@ -537,6 +541,15 @@ impl Zfs {
         }
         if opts.no_automount && self.caps.recv_unmounted {
             args.extend(["-o", "canmount=noauto"]);
+        }
+        if self.caps.recv_unmounted {
+            // The stream comes from the network: properties in it (a `send -p` or `-R`
+            // stream) must not decide where anything mounts or what is shared on this host.
+            for p in RECV_EXCLUDED {
+                if !(opts.no_automount && p == "canmount") {
+                    args.extend(["-x", p]);
+                }
+            }
         }
         args.push(target.as_str());
         self.spawn(&args, true, false)
