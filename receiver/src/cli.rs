@@ -131,6 +131,13 @@ impl Args {
                 "--buffer {buffer} must lie outside TARGET {target} (and not contain it)"
             ));
         }
+        let pool = |d: &Dataset| d.as_str().split('/').next().unwrap_or_default().to_string();
+        if pool(&buffer) != pool(&target) {
+            return Err(format!(
+                "--buffer {buffer} must be in TARGET's pool {}: buffered datasets are renamed into place, and zfs rename cannot cross pools",
+                pool(&target)
+            ));
+        }
         let listen = self
             .listen
             .unwrap_or_else(|| format!("0.0.0.0:{}", zfsync_protocol::DEFAULT_PORT));
@@ -218,6 +225,20 @@ mod tests {
         assert!(config(&["-b", "tank/backup/buf", "tank/backup"])
             .unwrap_err()
             .contains("outside"));
+    }
+
+    #[test]
+    fn buffer_in_another_pool_is_refused() {
+        assert!(config(&["-b", "other/buf", "tank/backup"])
+            .unwrap_err()
+            .contains("TARGET's pool tank"));
+        assert_eq!(
+            config(&["-b", "tank/buf", "tank/backup"])
+                .unwrap()
+                .buffer
+                .as_str(),
+            "tank/buf"
+        );
     }
 
     #[test]
