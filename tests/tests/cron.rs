@@ -23,6 +23,9 @@ const DAY: u64 = 86_400;
 
 const CRON_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Retention counts that keep none of any class.
+const KEEP_NONE: [&str; 8] = ["-s", "0", "-m", "0", "-h", "0", "-d", "0"];
+
 /// Runs of scripts/zfsyncron sharing one lock file in a private temp dir.
 struct Cron {
     dir: PathBuf,
@@ -366,8 +369,7 @@ fn foreign_snapshots_are_never_touched() {
         .collect();
 
     // Keep nothing: every snapshot the script may touch and that is not protected goes.
-    let zero = ["-s", "0", "-m", "0", "-h", "0", "-d", "0"];
-    let mut args = zero.to_vec();
+    let mut args = KEEP_NONE.to_vec();
     args.extend([data.as_str(), &addr]);
     cron.run(T0, &args).assert_ok();
     // The 2099 and other look-alikes did not count as the newest: class D, taken.
@@ -716,21 +718,8 @@ fn keep_zero_still_keeps_this_runs_snapshot() {
     let (_src, data, kid) = source("zero");
     let cron = Cron::new();
     // Nothing listens on port 9: every send fails, so no snapshot gets a mark.
-    let args = [
-        "-s",
-        "0",
-        "-m",
-        "0",
-        "-h",
-        "0",
-        "-d",
-        "0",
-        &data,
-        "127.0.0.1:9",
-        "--",
-        "--retries",
-        "0",
-    ];
+    let mut args = KEEP_NONE.to_vec();
+    args.extend([data.as_str(), "127.0.0.1:9", "--", "--retries", "0"]);
     cron.run(T0, &args).assert_status(1);
     assert_eq!(zfsync_snaps(&data), vec![cron_name(T0, "D")]);
     cron.run(T0 + 60, &args).assert_status(1);
@@ -747,19 +736,10 @@ fn held_snapshots_are_kept_and_the_run_succeeds() {
     let dst = Pool::unmounted("holdr");
     let recv = Receiver::start(&dst.ds("bk"), &[]);
     let cron = Cron::new();
-    let args = [
-        "-v",
-        "-s",
-        "0",
-        "-m",
-        "0",
-        "-h",
-        "0",
-        "-d",
-        "0",
-        &data,
-        &recv.addr(),
-    ];
+    let addr = recv.addr();
+    let mut args = vec!["-v"];
+    args.extend(KEEP_NONE);
+    args.extend([data.as_str(), &addr]);
     cron.run(T0, &args).assert_ok();
     let first = cron_name(T0, "D");
     let held = format!("{kid}@{first}");

@@ -165,9 +165,7 @@ test_compressed_send() {
 
 # An encrypted dataset is sent raw and stays encrypted; with the key it reads the same.
 test_raw_encrypted() {
-    echo "correct horse battery staple" >"$WORK/key"
-    zfs create -o encryption=on -o keyformat=passphrase -o keylocation="file://$WORK/key" src/secret
-    dd if=/dev/urandom of=/src/secret/a bs=1M count=2 status=none
+    encrypted_dataset src/secret 2
     zfs snapshot src/secret@s1
     start_recv
     "$SEND" -vv src/secret "$ADDR" >"$WORK/send.out" 2>"$WORK/send.log" || { cat "$WORK/send.out"; die "send failed"; }
@@ -200,26 +198,40 @@ EOF
     chmod +x "$WORK/slowzfs"
 }
 
+# A send of DS (with ARGS) through slow_zfs, killed after 3 s: the receiver keeps a resume
+# token on TARGET, which this waits for.
+cut_send() {
+    local ds=$1 token=-
+    shift
+    slow_zfs
+    "$SEND" "$@" --zfs "$WORK/slowzfs" "$ds" "$ADDR" >/dev/null 2>&1 &
+    local pid=$!
+    sleep 3
+    kill -KILL $pid
+    wait $pid 2>/dev/null || true
+    for _ in $(seq 50); do
+        token=$(zfs get -H -o value receive_resume_token $TARGET 2>/dev/null || echo -)
+        [[ $token != - ]] && return 0
+        sleep 0.2
+    done
+    die "no resume token after the kill"
+}
+
+# An encrypted filesystem DS (passphrase in $WORK/key, loaded) with MIB MiB of random data.
+encrypted_dataset() {
+    echo "correct horse battery staple" >"$WORK/key"
+    zfs create -o encryption=on -o keyformat=passphrase -o keylocation="file://$WORK/key" "$1"
+    dd if=/dev/urandom of="/$1/a" bs=1M count="$2" status=none
+}
+
 # Kill the sender mid-stream: the receiver keeps a resume token; the next run resumes
 # and reports the bytes it did not send again.
 test_resume_after_kill() {
     zfs create src/big
     dd if=/dev/urandom of=/src/big/a bs=1M count=48 status=none
     zfs snapshot src/big@s1
-    slow_zfs
     start_recv
-    "$SEND" --zfs "$WORK/slowzfs" src/big "$ADDR" >/dev/null 2>&1 &
-    local pid=$!
-    sleep 3
-    kill -KILL $pid
-    wait $pid 2>/dev/null || true
-    local token=-
-    for _ in $(seq 50); do
-        token=$(zfs get -H -o value receive_resume_token $TARGET 2>/dev/null || echo -)
-        [[ $token != - ]] && break
-        sleep 0.2
-    done
-    [[ $token != - ]] || die "no resume token after the kill"
+    cut_send src/big
     "$SEND" src/big "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "resumed send failed"; }
     local saved
     saved=$(grep -o 'resumed ([0-9]* bytes saved)' "$WORK/send.out" | grep -o '[0-9]*' || true)
@@ -239,15 +251,8 @@ test_stale_token() {
     zfs snapshot src/big@s1
     echo next >/src/big/b
     zfs snapshot src/big@s2
-    slow_zfs
     start_recv
-    "$SEND" --zfs "$WORK/slowzfs" src/big "$ADDR" >/dev/null 2>&1 &
-    local pid=$!
-    sleep 3
-    kill -KILL $pid
-    wait $pid 2>/dev/null || true
-    sleep 1
-    [[ $(zfs get -H -o value receive_resume_token $TARGET 2>/dev/null || echo -) != - ]] || die "no resume token after the kill"
+    cut_send src/big
     zfs destroy src/big@s1
     "$SEND" src/big "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send after a stale token failed"; }
     grep -q 'resume failed' "$WORK/send.out" || die "stale token not reported: $(cat "$WORK/send.out")"
@@ -367,24 +372,11 @@ test_rollback_over_own_hold() {
 # not resume the decrypted stream (plaintext to the receiver), but have the partial state
 # dropped and send raw from scratch.
 test_resume_token_checked() {
-    echo "correct horse battery staple" >"$WORK/key"
-    zfs create -o encryption=on -o keyformat=passphrase -o keylocation="file://$WORK/key" src/enc
-    dd if=/dev/urandom of=/src/enc/a bs=1M count=48 status=none
+    encrypted_dataset src/enc 48
     zfs snapshot src/enc@s1
-    slow_zfs
     start_recv
-    "$SEND" --no-raw --zfs "$WORK/slowzfs" src/enc "$ADDR" >/dev/null 2>&1 &
-    local pid=$! token=-
-    sleep 3
-    kill -KILL $pid
-    wait $pid 2>/dev/null || true
-    for _ in $(seq 50); do
-        token=$(zfs get -H -o value receive_resume_token $TARGET 2>/dev/null || echo -)
-        [[ $token != - ]] && break
-        sleep 0.2
-    done
-    [[ $token != - ]] || die "no resume token after the kill"
-    zfs send -nvt "$token" >"$WORK/token.txt" 2>&1 || true
+    cut_send src/enc --no-raw
+    zfs send -nvt "$(zfs get -H -o value receive_resume_token $TARGET)" >"$WORK/token.txt" 2>&1 || true
     grep -q 'toname = src/enc@s1' "$WORK/token.txt" || die "unexpected token: $(cat "$WORK/token.txt")"
     grep -q rawok "$WORK/token.txt" && die "the decrypted stream's token says rawok"
     "$SEND" -vv src/enc "$ADDR" >"$WORK/send.out" 2>"$WORK/send.log" || { cat "$WORK/send.out"; die "send after the refused token failed"; }
