@@ -716,12 +716,11 @@ fn replicate(
                     conn.abandon(text)?;
                     return Ok((Status::Failed, bytes, text.into()));
                 }
-                // The token is the receiver's word for what to send: `zfs send -t` would
-                // send whatever it names, as it names it. Only this dataset's offered
-                // snapshots, and raw where this run sends raw.
-                // An unusable token (a stale one: its snapshot is gone) or a refused one
-                // ends like a failed resume: the receiver drops its partial state on
-                // Abort, and the next offer gets a plan from scratch.
+                // The token is the receiver's word for what to send, and `zfs send -t`
+                // sends whatever it names, as it names it: it is checked first
+                // (`check_token`). An unusable token (a stale one: its snapshot is gone)
+                // or a refused one ends like a failed resume: the receiver drops its
+                // partial state on Abort, and the next offer gets a plan from scratch.
                 let refusal = match zfs.resume_token_info(&token) {
                     Err(e) => Err(format!("resume failed ({e})")),
                     Ok(t) => match check_token(&t, job, config) {

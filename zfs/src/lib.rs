@@ -243,18 +243,25 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
-    pub fn parse(text: &str) -> TokenInfo {
+    /// Reads the printed contents. A key that appears twice is refused: a string value in
+    /// a crafted token could print as lines of its own, and only the real key must count.
+    pub fn parse(text: &str) -> std::result::Result<TokenInfo, String> {
         let num = |v: &str| match v.strip_prefix("0x") {
             Some(h) => u64::from_str_radix(h, 16).ok(),
             None => v.parse().ok(),
         };
         let mut t = TokenInfo::default();
+        let mut seen = std::collections::HashSet::new();
         for line in text.lines() {
             let line = line.trim();
             let (key, value) = match line.split_once(" = ") {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
                 None => (line, None),
             };
+            let known = ["toname", "toguid", "fromguid", "bytes", "rawok"];
+            if known.contains(&key) && !seen.insert(key) {
+                return Err(format!("its contents name {key} twice"));
+            }
             match (key, value) {
                 ("toname", Some(v)) => t.toname = Some(v.to_string()),
                 ("toguid", Some(v)) => t.toguid = num(v),
@@ -265,7 +272,7 @@ impl TokenInfo {
                 _ => {}
             }
         }
-        t
+        Ok(t)
     }
 }
 
@@ -568,10 +575,13 @@ impl Zfs {
         let shown = self.command_line(&["send", "-nv", "-t", "TOKEN"]);
         let (stdout, stderr) = self.capture(&["send", "-nv", "-t", token], &shown)?;
         // The token's contents go to stdout or stderr depending on the version.
-        Ok(TokenInfo::parse(&format!(
-            "{}\n{stderr}",
-            String::from_utf8_lossy(&stdout)
-        )))
+        TokenInfo::parse(&format!("{}\n{stderr}", String::from_utf8_lossy(&stdout))).map_err(
+            |why| Error::Parse {
+                cmd: shown,
+                line: String::new(),
+                why,
+            },
+        )
     }
 
     /// `zfs recv -A DS`: discards the partial state of an interrupted resumable receive.
@@ -888,18 +898,23 @@ mod tests {
     #[test]
     fn resume_token_contents_are_read() {
         let text = "resume token contents:\nnvlist version: 0\n\tfromguid = 0x10\n\tobject = 0x2\n\toffset = 0x0\n\tbytes = 0x1f40\n\ttoguid = 0xc29ab1e6d5bcf52f\n\ttoname = tank/data@s2\n\tcompressok = 1\n\trawok = 1\nsend from tank/data@s1 estimated size is 1M\n";
-        let t = TokenInfo::parse(text);
+        let t = TokenInfo::parse(text).unwrap();
         assert_eq!(t.toname.as_deref(), Some("tank/data@s2"));
         assert_eq!(t.toguid, Some(0xc29ab1e6d5bcf52f));
         assert_eq!(t.fromguid, Some(0x10));
         assert_eq!(t.bytes, Some(8000));
         assert!(t.rawok);
         // A flag printed without a value; no base; no rawok at all.
-        assert!(TokenInfo::parse("\trawok\n").rawok);
-        let t = TokenInfo::parse("\ttoname = tank/data@s1\n\tembedok = 1\n");
+        assert!(TokenInfo::parse("\trawok\n").unwrap().rawok);
+        let t = TokenInfo::parse("\ttoname = tank/data@s1\n\tembedok = 1\n").unwrap();
         assert!(!t.rawok);
         assert_eq!(t.fromguid, None);
         assert_eq!(t.toguid, None);
+        // A second toname (a crafted string value printed as a line) is refused.
+        let crafted = "\ttoname = other/ds@x\n\tnote = a\n\ttoname = tank/data@s2\n";
+        assert!(TokenInfo::parse(crafted)
+            .unwrap_err()
+            .contains("toname twice"));
     }
 
     #[test]
