@@ -56,7 +56,9 @@ fn run(config: &Config) -> zfsync_recv::Result<()> {
         libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
         libc::signal(libc::SIGINT, handler as libc::sighandler_t);
     }
-    let zfs = Zfs::detect(&config.zfs)?;
+    // zfs recv has its own bound (5 x --timeout without data, or to exit after the
+    // stream); the commands run to completion get the same.
+    let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
     log::info!("zfs flavor={:?}", zfs.capabilities().flavor);
     check_target(config, &zfs)?;
     let listener = TcpListener::bind(&config.listen).map_err(|e| {

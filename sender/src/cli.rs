@@ -18,7 +18,8 @@ Options:
   -n, --dry-run         ask the receiver and show what would be sent; send nothing
   -d, --dest PATH       where DATASET lands, relative to the receiver's target
                         (default: the target itself)
-      --timeout SECS    give up on a silent receiver after SECS seconds (default 60)
+      --timeout SECS    give up on a silent receiver after SECS seconds (default 60),
+                        and kill a zfs command that runs 5 times as long
       --retries N       retries of a dataset after a transient failure (default 3)
       --mark ID         after each dataset is delivered (or found up to date), set
                         the user property zfsync:base:ID on the snapshot now newest

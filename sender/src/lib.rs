@@ -182,7 +182,7 @@ struct Job {
 /// Replicates the tree. Errors only when nothing could be tried at all (the source tree
 /// cannot be listed); per-dataset failures are in the report.
 pub fn run(config: &Config) -> Result<RunReport> {
-    let zfs = Zfs::detect(&config.zfs)?;
+    let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
     info!("zfs flavor={:?}", zfs.capabilities().flavor);
     // Greet the receiver while the tree is listed: the receiver lists its side when
     // greeted, so the two listings (the bulk of a no-change run) overlap. The connection

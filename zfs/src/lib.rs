@@ -28,11 +28,11 @@ pub use process::ZfsProcess;
 use log::debug;
 use std::collections::HashMap;
 use std::fmt;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Properties a received stream may not set (`zfs recv -x`, where `-u` is there too):
 /// they would decide where the backup host mounts the data or whom it shares it with.
@@ -309,6 +309,9 @@ pub struct RecvOptions {
 pub struct Zfs {
     bin: PathBuf,
     caps: Capabilities,
+    /// A zfs command that runs to completion here (listing, get, hold, rename...) and takes
+    /// longer is killed and fails: a hung zfs must not hold what waits on it for ever.
+    limit: Option<Duration>,
 }
 
 impl Zfs {
@@ -317,6 +320,7 @@ impl Zfs {
         let mut zfs = Zfs {
             bin: bin.into(),
             caps: Capabilities::legacy(),
+            limit: None,
         };
         let caps = match zfs.output(&["version"]) {
             Ok(out) => {
@@ -341,7 +345,15 @@ impl Zfs {
         Zfs {
             bin: bin.into(),
             caps,
+            limit: None,
         }
+    }
+
+    /// Kills a zfs command run to completion (not `send` or `recv`, whose callers watch
+    /// them) that takes longer than `limit`.
+    pub fn with_limit(mut self, limit: Duration) -> Zfs {
+        self.limit = Some(limit);
+        self
     }
 
     pub fn capabilities(&self) -> &Capabilities {
@@ -372,29 +384,76 @@ impl Zfs {
     fn capture(&self, args: &[&str], shown: &str) -> Result<(Vec<u8>, String)> {
         debug!("zfs start cmd={shown:?}");
         let started = Instant::now();
-        let out = Command::new(&self.bin)
+        let mut child = Command::new(&self.bin)
             .args(args)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| Error::Spawn {
                 cmd: shown.to_string(),
                 source: e,
             })?;
+        // Both pipes drained while we wait: a long listing must not block on a full pipe.
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut all);
+                }
+                all
+            })
+        };
+        let out = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let in_time = match self.limit {
+            Some(limit) => process::exits_within(&mut child, limit),
+            None => true,
+        };
+        if !in_time {
+            let _ = child.kill();
+        }
+        let status = child.wait().map_err(|e| Error::Io {
+            what: format!("waiting for {shown}"),
+            source: e,
+        })?;
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
         debug!(
-            "zfs end cmd={shown:?} status={} secs={:.3}",
-            out.status,
+            "zfs end cmd={shown:?} status={status} secs={:.3}",
             started.elapsed().as_secs_f64()
         );
-        let stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
-        if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&stderr).trim_end().to_string();
+        if !in_time {
             return Err(Error::Failed {
                 cmd: shown.to_string(),
-                status: out.status.to_string(),
+                status: format!(
+                    "killed: did not finish within {:?}",
+                    self.limit.unwrap_or_default()
+                ),
+                kind: FailureKind::Other,
+                stderr,
+            });
+        }
+        if !status.success() {
+            return Err(Error::Failed {
+                cmd: shown.to_string(),
+                status: status.to_string(),
                 kind: classify(&stderr),
                 stderr,
             });
         }
-        Ok((out.stdout, stderr))
+        Ok((stdout, stderr))
     }
 
     fn spawn(&self, args: &[&str], stdin: bool, stdout: bool) -> Result<ZfsProcess> {

@@ -135,7 +135,7 @@ impl ZfsProcess {
 /// did. The wait ends the moment the child does: a `zfs recv` in a tree of small datasets
 /// lasts tens of milliseconds, so a wait that wakes every so often to look would add a
 /// good part of that to every dataset.
-fn exits_within(child: &mut Child, limit: Duration) -> bool {
+pub(crate) fn exits_within(child: &mut Child, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Some(fd) = pidfd_open(child.id()) {
