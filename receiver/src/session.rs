@@ -107,6 +107,16 @@ impl<'a> Session<'a> {
         let greeted = self.greet();
         drop(watchdog);
         greeted?;
+        // List this sender's side now, while it lists its own: its offers then cost no zfs
+        // command. After the greeting's deadline: a big destination may take longer to
+        // list than a greeting may (a zfs command's own bound is 5 x --timeout). A failure
+        // shows again, with context, at the first offer.
+        let tree = &self.shared.tree;
+        if let Ok(base) = tree.target.join(&self.base) {
+            if let Err(e) = tree.catalog.warm(self.shared.zfs, &base, &tree.buffer) {
+                debug!("catalog warm-up failed base={base} error={e}");
+            }
+        }
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 let _ = self.writer.send(&Message::Error {
@@ -228,14 +238,6 @@ impl<'a> Session<'a> {
             features: 0,
             proof,
         })?;
-        // List this sender's side now, while it lists its own: its offers then cost no
-        // zfs command. A failure shows again, with context, at the first offer.
-        let tree = &self.shared.tree;
-        if let Ok(base) = tree.target.join(&self.base) {
-            if let Err(e) = tree.catalog.warm(self.shared.zfs, &base, &tree.buffer) {
-                debug!("catalog warm-up failed base={base} error={e}");
-            }
-        }
         Ok(())
     }
 

@@ -1340,3 +1340,45 @@ fn tcp_keepalive_is_on_at_both_ends() {
     );
     println!("figures: keepalive ends_checked=2");
 }
+
+// issue 5: a zfs command that hangs (here every recursive listing on the receiver: a pool
+// that stopped answering) is killed after 5 x --timeout. The offer waiting on it gets an
+// answer that says so, instead of a receiver stuck for good; nothing is received.
+#[test]
+fn a_hung_zfs_listing_is_killed_and_the_offer_answered() {
+    let src = Pool::new("hungs");
+    let dst = Pool::unmounted("hungd");
+    let root = src.ds("data");
+    create(&root);
+    snapshot(&format!("{root}@s1"));
+    let dir = temp_dir("hung");
+    let zfs = fake_zfs(
+        &dir,
+        "zfs",
+        "# fault injector (tests/tests/faults.rs): a recursive listing never ends\n\
+         case \" $* \" in *' -r '*) exec sleep 600;; esac\n",
+    );
+    let target = dst.ds("bk");
+    let recv = Receiver::start(&target, &["--zfs", zfs.to_str().unwrap(), "--timeout", "1"]);
+    let started = Instant::now();
+    let out = send_to(&root, &recv.addr(), &["--retries", "0", "--timeout", "20"]);
+    let took = started.elapsed();
+    out.assert_status(1);
+    let row = &out.rows()[&root];
+    assert_ne!(row.outcome, "sent", "{}", out.stdout);
+    assert!(
+        row.note.contains("did not finish within 5s"),
+        "{}\n--- receiver ---\n{}",
+        out.stdout,
+        recv.log()
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(!exists(&target), "something was received");
+    // The hung listing was killed, not left behind.
+    let sleeping = Command::new("pgrep")
+        .args(["-f", "^sleep 600$"])
+        .output()
+        .expect("pgrep");
+    assert!(sleeping.stdout.is_empty(), "a hung zfs is still running");
+    let _ = fs::remove_dir_all(dir);
+}
