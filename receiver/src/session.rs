@@ -113,7 +113,9 @@ impl<'a> Session<'a> {
         // shows again, with context, at the first offer.
         let tree = &self.shared.tree;
         if let Ok(base) = tree.target.join(&self.base) {
-            if let Err(e) = tree.catalog.warm(self.shared.zfs, &base, &tree.buffer) {
+            let warmed =
+                self.keeping_alive(|| tree.catalog.warm(self.shared.zfs, &base, &tree.buffer))?;
+            if let Err(e) = warmed {
                 debug!("catalog warm-up failed base={base} error={e}");
             }
         }
@@ -174,6 +176,31 @@ impl<'a> Session<'a> {
             text: what.to_string(),
         });
         Err(Error::Violation(what.to_string()))
+    }
+
+    /// Runs `work` while a thread sends KeepAlive every `--timeout`/3, so that a sender
+    /// waiting for an answer does not give up while the receiver works on it (a listing of
+    /// a big destination, a wait for a lock or a parent). Only between messages, never
+    /// inside a stream: the thread has stopped, and with it its writing, when this returns,
+    /// so no frame of the caller's can interleave with one of its.
+    fn keeping_alive<T>(&self, work: impl FnOnce() -> T) -> Result<T> {
+        let stream = self.writer.get_ref().get_ref().try_clone()?;
+        let every = (self.shared.config.timeout / 3).max(Duration::from_millis(100));
+        let (done, stop) = crossbeam_channel::bounded::<()>(0);
+        Ok(std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut w = FrameWriter::new(BufWriter::new(stream));
+                while stop.recv_timeout(every) == Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                {
+                    if w.send(&Message::KeepAlive).is_err() {
+                        break;
+                    }
+                }
+            });
+            let out = work();
+            drop(done);
+            out
+        }))
     }
 
     /// Shuts the connection down unless the returned sender is dropped within the timeout.
@@ -284,7 +311,7 @@ impl<'a> Session<'a> {
         let started = Instant::now();
         let rel = join_rel(&self.base, path);
         let is_root = path.is_empty();
-        let located = self.locate(path, &rel, is_root, dry_run);
+        let located = self.keeping_alive(|| self.locate(path, &rel, is_root, dry_run))?;
         // Read every announced snapshot even when the offer is already refused: the
         // conversation must stay in step.
         let mut bad_name: Option<String> = None;

@@ -1343,7 +1343,8 @@ fn tcp_keepalive_is_on_at_both_ends() {
 
 // issue 5: a zfs command that hangs (here every recursive listing on the receiver: a pool
 // that stopped answering) is killed after 5 x --timeout. The offer waiting on it gets an
-// answer that says so, instead of a receiver stuck for good; nothing is received.
+// answer that says so, instead of a receiver stuck for good, and a sender with a shorter
+// timeout waits for it; nothing is received.
 #[test]
 fn a_hung_zfs_listing_is_killed_and_the_offer_answered() {
     let src = Pool::new("hungs");
@@ -1361,7 +1362,9 @@ fn a_hung_zfs_listing_is_killed_and_the_offer_answered() {
     let target = dst.ds("bk");
     let recv = Receiver::start(&target, &["--zfs", zfs.to_str().unwrap(), "--timeout", "1"]);
     let started = Instant::now();
-    let out = send_to(&root, &recv.addr(), &["--retries", "0", "--timeout", "20"]);
+    // The sender's timeout is shorter than the 5 s the receiver works on its offer: the
+    // receiver's KeepAlives keep it waiting for the answer.
+    let out = send_to(&root, &recv.addr(), &["--retries", "0", "--timeout", "3"]);
     let took = started.elapsed();
     out.assert_status(1);
     let row = &out.rows()[&root];
