@@ -43,8 +43,10 @@ struct Accepted<'a> {
     location: Location,
     plan: Plan,
     force: bool,
-    /// The destination's newest snapshot before this receive (its hold moves on).
-    prev_newest: Option<String>,
+    /// The snapshot that carries the receiver's hold before this receive, whence the hold
+    /// moves to the new newest: the base of an incremental (after a rollback, the
+    /// destination's newest is gone), the destination's newest for a resume.
+    held_before: Option<String>,
     _lock: Option<DatasetLock<'a>>,
 }
 
@@ -424,7 +426,7 @@ impl<'a> Session<'a> {
         let outcome = outcome?;
         if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
         {
-            self.protect_base(&ds, newest, accepted.prev_newest.as_deref());
+            self.protect_base(&ds, newest, accepted.held_before.as_deref());
         }
         match &outcome {
             Outcome::Done { bytes, newest, .. } => info!(
@@ -592,13 +594,13 @@ impl<'a> Session<'a> {
             },
             location: location.clone(),
             force,
-            prev_newest: None,
+            held_before: None,
             _lock: None,
         };
         if count == 0 {
             return Err((Reason::Protocol, "offer without snapshots".into()));
         }
-        let prev_newest = existing
+        let held_before = existing
             .as_ref()
             .and_then(|i| i.snapshots.last())
             .map(|s| s.name.clone());
@@ -610,7 +612,7 @@ impl<'a> Session<'a> {
                 plan: Plan::Resume { token },
                 location,
                 force: false,
-                prev_newest,
+                held_before,
                 _lock: None,
             },
             Some(info) if info.snapshots.is_empty() => {
@@ -628,7 +630,7 @@ impl<'a> Session<'a> {
                     plan: Plan::UpToDate { name },
                     location,
                     force: false,
-                    prev_newest,
+                    held_before,
                     _lock: None,
                 },
                 Decision::Incremental { from, rollback, newer } => {
@@ -650,10 +652,7 @@ impl<'a> Session<'a> {
                         rolled.map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
                     }
                     Accepted {
-                        // The hold to move after the receive is on the base: the newest
-                        // snapshot received before (after a rollback, the destination's
-                        // newest is gone).
-                        prev_newest: Some(from.name.clone()),
+                        held_before: Some(from.name.clone()),
                         plan: Plan::Incremental { from_guid: from.guid, from_name: from.name },
                         location,
                         force: false,

@@ -8,6 +8,9 @@
 //! why, and go on with the others on a connection still in step: the test's receiver
 //! checks that what follows each bad answer is what the protocol says must follow.
 
+mod common;
+
+use common::assert_final;
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter};
 use std::net::{TcpListener, TcpStream};
@@ -241,14 +244,4 @@ fn lies_of_a_receiver_fail_only_their_dataset_and_the_connection_stays_in_step()
     // What the sender did right after each bad answer: Abort, not its next offer.
     let log = log.lock().unwrap().clone();
     assert_eq!(log, vec!["a: abort".to_string(), "c: abort".to_string()]);
-}
-
-fn assert_final(out: &SendOutput, datasets: usize, sent: usize, failed: usize) {
-    let want = format!("zfsync-send: {datasets} datasets, {sent} sent, {failed} failed, ");
-    assert!(
-        out.final_line().starts_with(&want),
-        "{}\n--- stderr ---\n{}",
-        out.final_line(),
-        out.stderr
-    );
 }

@@ -32,7 +32,7 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Properties a received stream may not set (`zfs recv -x`, where `-u` is there too):
 /// they would decide where the backup host mounts the data or whom it shares it with.
@@ -382,82 +382,37 @@ impl Zfs {
     /// Runs a zfs command to completion: stdout and stderr, or the failure. `shown` is the
     /// command line for logs and errors (a resume token is long and says nothing there).
     fn capture(&self, args: &[&str], shown: &str) -> Result<(Vec<u8>, String)> {
-        debug!("zfs start cmd={shown:?}");
-        let started = Instant::now();
-        let mut child = Command::new(&self.bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Spawn {
-                cmd: shown.to_string(),
-                source: e,
-            })?;
-        // Both pipes drained while we wait: a long listing must not block on a full pipe.
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let mut proc = self.spawn_shown(args, shown, false, true)?;
+        // stdout drained while we wait (ZfsProcess drains stderr): a long listing must not
+        // block on a full pipe.
+        let out = proc.take_stdout().map(|mut p| {
             std::thread::spawn(move || {
                 let mut all = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut all);
-                }
+                let _ = p.read_to_end(&mut all);
                 all
             })
+        });
+        let finished = match self.limit {
+            Some(limit) => proc.wait_or_kill(limit),
+            None => proc.wait(),
         };
-        let out = drain(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let err = drain(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let in_time = match self.limit {
-            Some(limit) => process::exits_within(&mut child, limit),
-            None => true,
-        };
-        if !in_time {
-            let _ = child.kill();
-        }
-        let status = child.wait().map_err(|e| Error::Io {
-            what: format!("waiting for {shown}"),
-            source: e,
-        })?;
-        let stdout = out.join().unwrap_or_default();
-        let stderr = err.join().unwrap_or_default();
-        debug!(
-            "zfs end cmd={shown:?} status={status} secs={:.3}",
-            started.elapsed().as_secs_f64()
-        );
-        let stderr = String::from_utf8_lossy(&stderr).trim_end().to_string();
-        if !in_time {
-            return Err(Error::Failed {
-                cmd: shown.to_string(),
-                status: format!(
-                    "killed: did not finish within {:?}",
-                    self.limit.unwrap_or_default()
-                ),
-                kind: FailureKind::Other,
-                stderr,
-            });
-        }
-        if !status.success() {
-            return Err(Error::Failed {
-                cmd: shown.to_string(),
-                status: status.to_string(),
-                kind: classify(&stderr),
-                stderr,
-            });
-        }
-        Ok((stdout, stderr))
+        let stdout = out.and_then(|h| h.join().ok()).unwrap_or_default();
+        finished.map(|stderr| (stdout, stderr))
     }
 
     fn spawn(&self, args: &[&str], stdin: bool, stdout: bool) -> Result<ZfsProcess> {
-        let cmd = self.command_line(args);
+        self.spawn_shown(args, &self.command_line(args), stdin, stdout)
+    }
+
+    /// [`Zfs::spawn`], with `shown` as the command line in logs and errors.
+    fn spawn_shown(
+        &self,
+        args: &[&str],
+        shown: &str,
+        stdin: bool,
+        stdout: bool,
+    ) -> Result<ZfsProcess> {
+        let cmd = shown.to_string();
         debug!("zfs start cmd={cmd:?}");
         let child = Command::new(&self.bin)
             .args(args)

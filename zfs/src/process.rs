@@ -21,6 +21,8 @@ pub struct ZfsProcess {
     child: Option<Child>,
     stderr: Option<JoinHandle<String>>,
     started: Instant,
+    /// Set when [`ZfsProcess::wait_or_kill`] killed it: the limit it did not finish within.
+    killed_after: Option<Duration>,
 }
 
 impl ZfsProcess {
@@ -46,6 +48,7 @@ impl ZfsProcess {
             child: Some(child),
             stderr,
             started: Instant::now(),
+            killed_after: None,
         }
     }
 
@@ -92,6 +95,7 @@ impl ZfsProcess {
             if !exits_within(c, limit) {
                 debug!("zfs kill cmd={:?} (did not end within {limit:?})", self.cmd);
                 let _ = c.kill();
+                self.killed_after = Some(limit);
             }
         }
         self.wait()
@@ -117,6 +121,14 @@ impl ZfsProcess {
             status,
             self.started.elapsed().as_secs_f64()
         );
+        if let Some(limit) = self.killed_after {
+            return Err(Error::Failed {
+                cmd: std::mem::take(&mut self.cmd),
+                status: format!("killed: did not finish within {limit:?}"),
+                stderr,
+                kind: crate::FailureKind::Other,
+            });
+        }
         if status.success() {
             Ok(stderr)
         } else {
@@ -234,7 +246,9 @@ mod tests {
         // Ignores the end of its input; only the kill ends it.
         let killed = spawn("exec sleep 600").wait_or_kill(Duration::from_millis(200));
         match killed {
-            Err(Error::Failed { status, .. }) => assert!(status.contains("signal"), "{status}"),
+            Err(Error::Failed { status, .. }) => {
+                assert_eq!(status, "killed: did not finish within 200ms")
+            }
             other => panic!("expected a killed child, got {other:?}"),
         }
     }
