@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd};
 use std::time::{Duration, Instant};
 use zfsync_protocol::{Error, Frame, FrameReader, FrameWriter, Message, MoveError};
 
@@ -190,8 +190,10 @@ fn a_frame_cut_short_is_a_network_error() {
     }
 }
 
-#[test]
-fn a_pipe_whose_reader_is_gone_is_a_local_error_and_the_connection_stays_in_step() {
+/// A 200,000-byte Data frame, then Bye, moved into `sink`, which fails with `errno`: a
+/// local error, and the rest of the payload is skipped, no less and no more, so the next
+/// message reads as it should.
+fn local_error_keeps_the_connection_in_step(sink: BorrowedFd<'_>, errno: i32) {
     let (a, b) = connected();
     let mut w = FrameWriter::new(BufWriter::new(a));
     w.write_data(&pattern(200_000, 2)).unwrap();
@@ -201,39 +203,29 @@ fn a_pipe_whose_reader_is_gone_is_a_local_error_and_the_connection_stays_in_step
         reader.read_stream_frame().unwrap(),
         Some(Frame::Data(200_000))
     ));
-    let (r, wr) = pipe();
-    drop(r);
-    match reader.move_data_to(wr.as_fd(), Duration::from_secs(5)) {
-        Err(MoveError::Local(e)) => assert_eq!(e.raw_os_error(), Some(libc::EPIPE)),
+    match reader.move_data_to(sink, Duration::from_secs(5)) {
+        Err(MoveError::Local(e)) => assert_eq!(e.raw_os_error(), Some(errno)),
         other => panic!("expected a local error, got {other:?}"),
     }
-    // The rest of the payload is skipped: the next message reads as it should.
     assert!(matches!(reader.read_message().unwrap(), Some(Message::Bye)));
+}
+
+#[test]
+fn a_pipe_whose_reader_is_gone_is_a_local_error_and_the_connection_stays_in_step() {
+    let (r, wr) = pipe();
+    drop(r);
+    local_error_keeps_the_connection_in_step(wr.as_fd(), libc::EPIPE);
 }
 
 #[test]
 fn a_failed_write_in_the_copying_fallback_keeps_the_connection_in_step() {
     // splice cannot move from a socket into a file that is not a pipe, so the payload is
     // copied; /dev/full refuses the first write, after its bytes left the socket.
-    let (a, b) = connected();
-    let mut w = FrameWriter::new(BufWriter::new(a));
-    w.write_data(&pattern(200_000, 5)).unwrap();
-    w.send(&Message::Bye).unwrap();
-    let mut reader = FrameReader::new(BufReader::new(b));
-    assert!(matches!(
-        reader.read_stream_frame().unwrap(),
-        Some(Frame::Data(200_000))
-    ));
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
         .unwrap();
-    match reader.move_data_to(full.as_fd(), Duration::from_secs(5)) {
-        Err(MoveError::Local(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOSPC)),
-        other => panic!("expected a local error, got {other:?}"),
-    }
-    // The rest of the payload is skipped, not more: the next message reads as it should.
-    assert!(matches!(reader.read_message().unwrap(), Some(Message::Bye)));
+    local_error_keeps_the_connection_in_step(full.as_fd(), libc::ENOSPC);
 }
 
 #[test]
