@@ -18,11 +18,8 @@ use zfsync_protocol::{
     Frame, FrameReader, FrameWriter, Message, MoveError, Outcome, Plan, Reason, VERSION,
 };
 use zfsync_zfs::{
-    check_relative_path, check_snapshot_name, Dataset, DatasetInfo, RecvOptions, Snapshot,
+    check_relative_path, check_snapshot_name, protect, Dataset, DatasetInfo, RecvOptions, Snapshot,
 };
-
-/// The hold tag the receiver keeps on each dataset's newest received snapshot.
-pub(crate) const HOLD_TAG: &str = "zfsync-recv";
 
 pub(crate) struct Session<'a> {
     shared: &'a Shared<'a>,
@@ -79,16 +76,7 @@ impl<'a> Session<'a> {
         peer: SocketAddr,
         busy: &'a AtomicBool,
     ) -> Result<Self> {
-        let timeout = Some(shared.config.timeout);
-        stream.set_read_timeout(timeout)?;
-        stream.set_write_timeout(timeout)?;
-        stream.set_nodelay(true)?;
-        // Keepalive as on the sender's end: a peer that vanished without a word is noticed
-        // by the kernel even while the connection is idle.
-        let ka = socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(30))
-            .with_interval(Duration::from_secs(10));
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
+        zfsync_link::configure(&stream, shared.config.timeout)?;
         let reader = FrameReader::new(BufReader::with_capacity(256 << 10, stream.try_clone()?));
         let writer = FrameWriter::new(BufWriter::with_capacity(64 << 10, stream));
         Ok(Session {
@@ -426,7 +414,12 @@ impl<'a> Session<'a> {
         let outcome = outcome?;
         if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
         {
-            self.protect_base(&ds, newest, accepted.held_before.as_deref());
+            protect::move_receiver_hold(
+                self.shared.zfs,
+                &ds,
+                newest,
+                accepted.held_before.as_deref(),
+            );
         }
         match &outcome {
             Outcome::Done { bytes, newest, .. } => info!(
@@ -638,14 +631,8 @@ impl<'a> Session<'a> {
                         warn!("rolling back dataset={ds} to={} destroying={newer:?} (--allow-rollback)", from.name);
                         // Our own hold on what is to go (the newest one received) would
                         // make the rollback fail; the operator asked for them to go.
-                        if self.shared.zfs.capabilities().holds {
-                            for name in &newer {
-                                self.shared
-                                    .zfs
-                                    .release(&ds.snapshot(name), HOLD_TAG)
-                                    .map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
-                            }
-                        }
+                        protect::release_for_rollback(self.shared.zfs, &ds, &newer)
+                            .map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
                         let rolled = self.shared.zfs.rollback(&ds, &from.name, true);
                         // After the change: a listing taken meanwhile must not speak for it.
                         self.shared.tree.catalog.touch(ds.as_str());
@@ -835,24 +822,6 @@ impl<'a> Session<'a> {
             },
             Ok(_) => {}
             Err(e) => warn!("cannot check for partial receive dataset={ds} error={e}"),
-        }
-    }
-
-    /// Moves the receiver's hold to the snapshot now newest, so nobody's expiry on the
-    /// backup host destroys the next incremental's base. Best effort: logged, not fatal.
-    fn protect_base(&self, ds: &Dataset, newest: &str, prev: Option<&str>) {
-        let zfs = self.shared.zfs;
-        if !zfs.capabilities().holds {
-            return;
-        }
-        if let Err(e) = zfs.hold(&ds.snapshot(newest), HOLD_TAG) {
-            warn!("cannot hold base dataset={ds} snap={newest} error={e}");
-            return;
-        }
-        if let Some(prev) = prev.filter(|p| *p != newest) {
-            if let Err(e) = zfs.release(&ds.snapshot(prev), HOLD_TAG) {
-                warn!("cannot release old base dataset={ds} snap={prev} error={e}");
-            }
         }
     }
 

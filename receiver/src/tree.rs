@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use zfsync_zfs::{Dataset, DatasetInfo, Zfs, MAX_NAME_LEN};
+use zfsync_zfs::{protect, Dataset, DatasetInfo, Zfs, MAX_NAME_LEN};
 
 /// Where an offered dataset is, or will be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -336,7 +336,7 @@ impl Tree {
                         self.catalog.mark_present(to.as_str());
                         info!("cleanup placed from={from} to={to}");
                         report.placed += 1;
-                        hold_newest(zfs, &to);
+                        protect::hold_receiver_newest(zfs, &to);
                     }
                     Err(e) => {
                         warn!("cleanup rename failed from={from} to={to} error={e}");
@@ -381,23 +381,6 @@ impl Tree {
 /// The path of `rel`'s parent relative to TARGET ("" for TARGET itself).
 pub fn parent_rel(rel: &str) -> &str {
     rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
-}
-
-/// Holds the newest snapshot of a dataset just put in place, as a receive into place
-/// would have (only buffered copies go without: they are zfsync's own scratch space).
-fn hold_newest(zfs: &Zfs, ds: &Dataset) {
-    if !zfs.capabilities().holds {
-        return;
-    }
-    let newest = match zfs.list_snapshots(ds) {
-        Ok(Some(snaps)) => snaps.last().map(|s| s.name.clone()),
-        _ => None,
-    };
-    if let Some(n) = newest {
-        if let Err(e) = zfs.hold(&ds.snapshot(&n), crate::session::HOLD_TAG) {
-            warn!("cannot hold base dataset={ds} snap={n} error={e}");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ mod conn;
 use conn::Connection;
 use crossbeam_channel::{unbounded, RecvTimeoutError};
 use log::{info, warn};
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -22,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use zfsync_protocol::{Outcome, Plan, Reason};
+use zfsync_zfs::protect::SourceMarks;
 use zfsync_zfs::{Dataset, DatasetInfo, SendOptions, Zfs};
 
 /// A checked configuration.
@@ -225,8 +225,8 @@ pub fn run(config: &Config) -> Result<RunReport> {
         }
     });
     let marks = match (&config.mark, config.dry_run) {
-        (Some(id), false) => Marks::load(&zfs, &config.dataset, id)?,
-        _ => Marks::default(),
+        (Some(id), false) => SourceMarks::load(&zfs, &config.dataset, id)?,
+        _ => SourceMarks::default(),
     };
     let (done, spare) = run_jobs(config, &zfs, &marks, jobs, first);
     reports.extend(done);
@@ -280,7 +280,7 @@ fn request_cleanup(config: &Config, spare: Option<Connection>) -> Result<Option<
 fn run_jobs(
     config: &Config,
     zfs: &Zfs,
-    marks: &Marks,
+    marks: &SourceMarks,
     jobs: Vec<Job>,
     first: Option<Connection>,
 ) -> (Vec<Report>, Option<Connection>) {
@@ -387,7 +387,7 @@ fn run_jobs(
 struct Crew<'a> {
     config: &'a Config,
     zfs: &'a Zfs,
-    marks: &'a Marks,
+    marks: &'a SourceMarks,
     /// Set by a worker that panicked: no more retries.
     quit: &'a AtomicBool,
     /// Workers alive that have had a connection.
@@ -497,7 +497,7 @@ fn worker_loop(
             let (status, bytes, note) =
                 replicate(conn.as_mut().expect("connected"), config, zfs, &job)?;
             if matches!(status, Status::Sent | Status::UpToDate) {
-                if let Err(e) = marks.mark_delivered(zfs, &job.info) {
+                if let Err(e) = marks.mark_delivered(zfs, &job.info.name, newest_name(&job.info)) {
                     return Ok::<_, Error>((
                         Status::Failed,
                         bytes,
@@ -557,78 +557,6 @@ fn worker_loop(
         }
     }
     conn
-}
-
-/// The `zfsync:base:ID` marks of the tree, read once at the start.
-#[derive(Default)]
-struct Marks {
-    prop: String,
-    /// Hold tag (where the ZFS has working holds): `zfs destroy` itself then refuses to
-    /// remove a receiver's base, whoever runs it.
-    hold: String,
-    /// Dataset name -> names of its snapshots that carry the mark.
-    marked: HashMap<String, Vec<String>>,
-}
-
-impl Marks {
-    fn load(zfs: &Zfs, root: &Dataset, id: &str) -> Result<Marks> {
-        let prop = format!("zfsync:base:{id}");
-        let mut marked: HashMap<String, Vec<String>> = HashMap::new();
-        for (name, value) in zfs.get_local_recursive(root, &prop)? {
-            if let (Some((ds, snap)), false) = (name.split_once('@'), value == "-") {
-                marked
-                    .entry(ds.to_string())
-                    .or_default()
-                    .push(snap.to_string());
-            }
-        }
-        Ok(Marks {
-            hold: format!("zfsync-base-{id}"),
-            prop,
-            marked,
-        })
-    }
-
-    /// Moves the mark to the dataset's newest snapshot (which the receiver now has). The
-    /// new mark is set before old ones are cleared, so a crash between the two leaves one
-    /// mark too many, never none.
-    fn mark_delivered(&self, zfs: &Zfs, info: &DatasetInfo) -> zfsync_zfs::Result<()> {
-        if self.prop.is_empty() {
-            return Ok(());
-        }
-        let newest = &info.snapshots.last().expect("jobs have snapshots").name;
-        let old: &[String] = self
-            .marked
-            .get(&info.name)
-            .map(|v| v.as_slice())
-            .unwrap_or(&[]);
-        if old.len() == 1 && &old[0] == newest {
-            return Ok(());
-        }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let holds = zfs.capabilities().holds;
-        let base = format!("{}@{newest}", info.name);
-        zfs.set(&base, &self.prop, &now.to_string())?;
-        if holds {
-            zfs.hold(&base, &self.hold)?;
-        }
-        for snap in old.iter().filter(|s| *s != newest) {
-            let old = format!("{}@{snap}", info.name);
-            if holds {
-                zfs.release(&old, &self.hold)?;
-            }
-            match zfs.inherit(&old, &self.prop) {
-                Ok(()) => {}
-                // Destroyed meanwhile: its mark went with it.
-                Err(e) if e.kind() == zfsync_zfs::FailureKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Whether a resume token from the receiver may be used for `job`: it must end with one of
@@ -853,6 +781,11 @@ fn replicate(
 
 /// The send flags for one dataset: the fast ones the ZFS has (the zfs module drops what
 /// it lacks), and raw for an encrypted dataset so it stays encrypted on the receiver.
+/// The newest snapshot of a job: what the receiver has once the job is delivered.
+fn newest_name(info: &DatasetInfo) -> &str {
+    &info.snapshots.last().expect("jobs have snapshots").name
+}
+
 fn send_options(config: &Config, info: &DatasetInfo, from: Option<String>) -> SendOptions {
     SendOptions {
         from,

@@ -18,6 +18,7 @@
 
 mod name;
 mod process;
+pub mod protect;
 
 pub use name::{
     check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
