@@ -4,7 +4,7 @@
 use crate::{Config, Error, Result};
 use log::{debug, warn};
 use std::io::{BufReader, BufWriter};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 use zfsync_protocol::{
@@ -26,38 +26,16 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects, sets timeouts and keepalive, and greets.
+    /// Dials the receiver and greets it.
     pub fn open(config: &Config) -> Result<Connection> {
-        let addrs: Vec<_> = config
-            .address
-            .to_socket_addrs()
-            .map_err(|e| Error::Connect(format!("cannot resolve {}: {e}", config.address)))?
-            .collect();
-        let mut last = None;
-        let mut stream = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, config.timeout) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let stream = stream.ok_or_else(|| {
-            Error::Connect(format!(
-                "cannot connect to {}: {}",
-                config.address,
-                last.map(|e| e.to_string()).unwrap_or("no address".into())
-            ))
-        })?;
-        stream.set_read_timeout(Some(config.timeout))?;
-        stream.set_write_timeout(Some(config.timeout))?;
-        stream.set_nodelay(true)?;
-        let ka = socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(30))
-            .with_interval(Duration::from_secs(10));
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
+        let stream = zfsync_link::dial(&config.address, config.timeout)
+            .map_err(|e| Error::Connect(e.to_string()))?;
+        Connection::greet(stream, config)
+    }
+
+    /// Greets (and authenticates to) the receiver on a connected, configured stream:
+    /// whoever opened it, the sender speaks first.
+    pub fn greet(stream: TcpStream, config: &Config) -> Result<Connection> {
         let fd = stream.as_raw_fd();
         let mut conn = Connection {
             reader: FrameReader::new(BufReader::with_capacity(64 << 10, stream.try_clone()?)),
