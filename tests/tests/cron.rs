@@ -535,7 +535,7 @@ fn lock_contention_and_stale_locks() {
     let first = cron.spawn(T0, &["-S", &slow, &data, "127.0.0.1:9"]);
     let pid = first.id().to_string();
     wait_for("the first run's lock", Duration::from_secs(20), || {
-        fs::read_to_string(&cron.lock).is_ok_and(|s| s.trim() == pid)
+        fs::read_to_string(&cron.lock).is_ok_and(|s| s.lines().next() == Some(&pid))
     });
     let out = cron.run_timeout(
         T0 + 60,
@@ -582,6 +582,78 @@ fn lock_contention_and_stale_locks() {
     }
     let _ = other.kill();
     let _ = other.wait();
+}
+
+// issue 14: kill -9 of the script leaves its senders running; the lock stays live while
+// they do, and is taken over once they are gone.
+#[test]
+fn a_killed_runs_senders_keep_the_lock() {
+    let (_src, data, _kid) = source("lockkill");
+    let cron = Cron::new();
+    let slow = cron.script("slow-send", "while [ ! -e \"$0.go\" ]; do sleep 0.05; done");
+    let fast = cron.script("fast-send", "exit 0");
+
+    let mut first = cron.spawn(T0, &["-S", &slow, &data, "127.0.0.1:9"]);
+    let run_pid = first.id().to_string();
+    let mut sender_pid = String::new();
+    wait_for(
+        "the sender's pid in the lock",
+        Duration::from_secs(20),
+        || {
+            let text = fs::read_to_string(&cron.lock).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            if lines.len() == 2 && lines[0] == run_pid {
+                sender_pid = lines[1].split(' ').next().unwrap().to_string();
+                true
+            } else {
+                false
+            }
+        },
+    );
+    first.kill().unwrap(); // SIGKILL: no trap runs
+    first.wait().unwrap();
+    assert!(
+        Path::new(&format!("/proc/{sender_pid}")).exists(),
+        "the sender died with the script; this test needs it alive"
+    );
+
+    let out = cron.run_timeout(
+        T0 + 60,
+        &["-S", &fast, &data, "127.0.0.1:9"],
+        Duration::from_secs(20),
+    );
+    out.assert_status(3);
+    assert!(
+        out.stderr.contains(&format!(
+            "a zfsync-send (pid {sender_pid}) of a run that ended without it still runs and holds the lock"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0, "D")]);
+
+    // The orphaned sender ends: the lock is stale and the next run takes it over.
+    fs::write(format!("{slow}.go"), b"").unwrap();
+    wait_for(
+        "the orphaned sender to end",
+        Duration::from_secs(20),
+        || {
+            !Path::new(&format!("/proc/{sender_pid}")).exists()
+                || fs::read_to_string(format!("/proc/{sender_pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        },
+    );
+    let out = cron.run(T0 + 120, &["-S", &fast, &data, "127.0.0.1:9"]);
+    out.assert_ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "took over the stale lock {} of pid '{run_pid}'",
+            cron.lock.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!cron.lock.exists(), "the lock was not released");
 }
 
 #[test]
