@@ -7,6 +7,7 @@
 
 mod catalog;
 pub mod cli;
+pub mod owner;
 mod plan;
 mod session;
 mod tree;
