@@ -179,3 +179,71 @@ pub fn run_with_timeout<S: AsRef<OsStr>>(
         stderr,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(stdout: &str) -> SendOutput {
+        SendOutput {
+            status: 0,
+            stdout: stdout.to_string(),
+            stderr: String::new(),
+        }
+    }
+
+    /// Shaped as `zfsync-send` prints it: a header, one row a dataset (the note may hold
+    /// spaces), a cleanup note, the closing line.
+    const SUMMARY: &str = "\
+DATASET        OUTCOME                          BYTES      SECS  NOTE
+tank/data      sent                           1048576      0.52  3 snapshots
+tank/data/a    up-to-date                           0      0.01
+tank/data/b    refused:diverged                     0      0.02  destination has newer snapshots
+tank/data/c    failed                               0      0.10  zfs recv: exit 1
+removed 2 stale buffered copies
+zfsync-send: 4 datasets, 1 sent, 2 failed, 1048576 bytes
+";
+
+    #[test]
+    fn rows_reads_each_dataset_of_the_table() {
+        let rows = output(SUMMARY).rows();
+        let got: Vec<(&str, &str, u64, &str)> = rows
+            .iter()
+            .map(|(ds, r)| (ds.as_str(), r.outcome.as_str(), r.bytes, r.note.as_str()))
+            .collect();
+        let want = vec![
+            ("tank/data", "sent", 1048576, "3 snapshots"),
+            ("tank/data/a", "up-to-date", 0, ""),
+            (
+                "tank/data/b",
+                "refused:diverged",
+                0,
+                "destination has newer snapshots",
+            ),
+            ("tank/data/c", "failed", 0, "zfs recv: exit 1"),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn outcome_and_final_line() {
+        let out = output(SUMMARY);
+        assert_eq!(out.outcome("tank/data/b"), "refused:diverged");
+        assert_eq!(
+            out.final_line(),
+            "zfsync-send: 4 datasets, 1 sent, 2 failed, 1048576 bytes"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "no summary table")]
+    fn rows_panics_without_a_table() {
+        output("zfsync-send: 0 datasets, 0 sent, 0 failed, 0 bytes\n").rows();
+    }
+
+    #[test]
+    #[should_panic(expected = "is not in the summary")]
+    fn outcome_panics_for_a_dataset_not_listed() {
+        output(SUMMARY).outcome("tank/other");
+    }
+}

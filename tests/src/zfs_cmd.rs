@@ -138,3 +138,30 @@ pub(crate) fn zfs_retry_busy(args: &[&str]) -> Result<String, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::may_mount;
+
+    #[test]
+    fn only_known_reading_commands_skip_the_mount_lock() {
+        let cases: &[(&[&str], bool)] = &[
+            (&["list", "-H", "tank"], false),
+            (&["get", "-Hp", "guid", "tank"], false),
+            (&["status"], false),
+            (&["snapshot", "tank@s1"], false),
+            (&["send", "tank@s1"], false),
+            (&["version"], false),
+            (&["create", "-p", "tank/a"], true),
+            (&["destroy", "-f", "tank"], true),
+            (&["set", "mountpoint=none", "tank/a"], true),
+            (&["clone", "tank@s1", "tank/c"], true),
+            (&["recv", "tank/a"], true),
+            // Unknown or missing: take the lock, a wasted wait costs less than a hang.
+            (&[], true),
+        ];
+        for (args, want) in cases {
+            assert_eq!(may_mount(args), *want, "may_mount({args:?})");
+        }
+    }
+}
