@@ -6,7 +6,7 @@
 //! abandoned `zfs recv` never lingers (ZFS discards a killed non-resumable receive, leaving
 //! the destination as it was).
 
-use crate::{classify, Error, Result};
+use crate::error::{classify, Error, FailureKind, Result};
 use log::debug;
 use std::io::Read;
 use std::process::{Child, ChildStdin, ChildStdout};
@@ -126,7 +126,7 @@ impl ZfsProcess {
                 cmd: std::mem::take(&mut self.cmd),
                 status: format!("killed: did not finish within {limit:?}"),
                 stderr,
-                kind: crate::FailureKind::Other,
+                kind: FailureKind::Other,
             });
         }
         if status.success() {
