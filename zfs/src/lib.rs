@@ -107,15 +107,6 @@ impl Zfs {
         Ok(zfs)
     }
 
-    /// A `Zfs` with given capabilities (tests, or to force the legacy code paths).
-    pub fn with_capabilities(bin: impl Into<PathBuf>, caps: Capabilities) -> Zfs {
-        Zfs {
-            bin: bin.into(),
-            caps,
-            limit: None,
-        }
-    }
-
     /// Kills a zfs command run to completion (not `send` or `recv`, whose callers watch
     /// them) that takes longer than `limit`.
     pub fn with_limit(mut self, limit: Duration) -> Zfs {
@@ -443,16 +434,6 @@ impl Zfs {
     /// `zfs inherit PROP NAME`: clears a local (user) property.
     pub fn inherit(&self, name: &str, prop: &str) -> Result<()> {
         self.output(&["inherit", prop, name]).map(drop)
-    }
-
-    /// The value of one property, exactly (`zfs get -Hp`); `None` if the dataset does not
-    /// exist.
-    pub fn get(&self, ds: &str, prop: &str) -> Result<Option<String>> {
-        match self.output(&["get", "-Hp", "-o", "value", prop, ds]) {
-            Ok(out) => Ok(Some(out.trim_end_matches('\n').to_string())),
-            Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 }
 

@@ -67,11 +67,6 @@ impl ZfsProcess {
         self.child.as_mut().and_then(|c| c.stdin.take())
     }
 
-    /// The child's process id.
-    pub fn id(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
     /// Kills the child (if still running) and reaps it; returns what it wrote on stderr.
     pub fn kill(mut self) -> String {
         if let Some(mut c) = self.child.take() {
