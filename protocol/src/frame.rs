@@ -3,26 +3,25 @@
 //! A frame's header is checked (kind known, length within the kind's limit) before its
 //! payload is read, so a hostile length never becomes an allocation. A clean end of input
 //! between frames is `Ok(None)`; an end inside a frame is [`Error::Truncated`].
+//!
+//! This is the codec only, over any `Read` or `Write`: moving a `Data` payload between a
+//! pipe and the socket without copying it (`splice(2)`) is the [`crate::splice`] module's.
 
 use crate::message::{kind_name, KIND_DATA};
-use crate::splice::{
-    poll, read_fd, readable_bytes, splice_once, write_all_fd, LowWater, MoveError,
-};
+use crate::splice::MoveError;
 use crate::{Error, Message, Result, MAX_CONTROL, MAX_DATA};
 use byteorder::{BigEndian, ByteOrder};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::TcpStream;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::time::Duration;
+use std::io::{self, BufReader, Read, Write};
 
-const HEADER: usize = 5;
+/// Bytes of a frame header: kind, then the payload's length.
+pub(crate) const HEADER: usize = 5;
 
 /// Reads frames from `R` (normally a `BufReader<TcpStream>` with a read timeout set).
 pub struct FrameReader<R> {
-    inner: R,
+    pub(crate) inner: R,
     /// Payload bytes of the last `Data` frame that [`FrameReader::read_frame`] announced and
     /// nobody has moved yet; skipped before the next frame is read.
-    pending: usize,
+    pub(crate) pending: usize,
 }
 
 /// A frame as [`FrameReader::read_frame`] returns it: a whole message, or the header of a
@@ -41,10 +40,6 @@ impl<R: Read> FrameReader<R> {
 
     pub fn get_ref(&self) -> &R {
         &self.inner
-    }
-
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
     }
 
     /// Reads the next whole message. `Ok(None)` means the peer closed the connection
@@ -73,7 +68,8 @@ impl<R: Read> FrameReader<R> {
         self.frame_from(header, got)
     }
 
-    fn frame_from(&mut self, header: [u8; HEADER], got: usize) -> Result<Option<Frame>> {
+    /// The frame behind `header`, of which `got` bytes were read (0: a clean end of input).
+    pub(crate) fn frame_from(&mut self, header: [u8; HEADER], got: usize) -> Result<Option<Frame>> {
         if got == 0 {
             return Ok(None);
         }
@@ -148,7 +144,7 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// Reads and drops the rest of a `Data` payload nobody moved.
-    fn skip_pending(&mut self) -> Result<()> {
+    pub(crate) fn skip_pending(&mut self) -> Result<()> {
         if self.pending > 0 {
             self.copy_data_to(&mut io::sink()).map_err(|e| match e {
                 MoveError::Network(e) => e,
@@ -167,183 +163,9 @@ impl<T: Read> FrameReader<BufReader<T>> {
     }
 }
 
-impl FrameReader<BufReader<TcpStream>> {
-    /// [`FrameReader::read_frame`] for the stream phase: when nothing is buffered, the
-    /// header is read straight from the socket, 5 bytes, so that the payload behind it stays
-    /// in the kernel for [`FrameReader::move_data_to`] instead of being read into the buffer.
-    pub fn read_stream_frame(&mut self) -> Result<Option<Frame>> {
-        self.skip_pending()?;
-        if self.has_buffered() {
-            return self.read_frame();
-        }
-        let mut header = [0u8; HEADER];
-        let got = read_full(self.inner.get_mut(), &mut header)?;
-        self.frame_from(header, got)
-    }
-
-    /// Moves the pending `Data` payload into `pipe` (the input of `zfs recv`): what is
-    /// already buffered is written, the rest goes from the socket to the pipe with
-    /// `splice(2)`. Returns the payload's length. A pipe that takes nothing for `stall` is a
-    /// local error (its reader stopped reading), like one whose reader is gone.
-    pub fn move_data_to(
-        &mut self,
-        pipe: BorrowedFd<'_>,
-        stall: Duration,
-    ) -> std::result::Result<usize, MoveError> {
-        let len = self.pending;
-        let pfd = pipe.as_raw_fd();
-        let sock = self.inner.get_ref().as_raw_fd();
-        let timeout = self
-            .inner
-            .get_ref()
-            .read_timeout()
-            .map_err(|e| MoveError::Network(Error::Io(e)))?;
-        let mut lowat = LowWater::new(sock);
-        let room = pipe_capacity(pfd);
-        while self.pending > 0 {
-            wait_writable(pfd, stall)?;
-            if let Some(cap) = room {
-                // zfs recv reads a record at a time, and each read out of a full pipe wakes
-                // the writer: when less than a batch fits, let it read more first. What is
-                // left in the pipe keeps it busy meanwhile.
-                let queued = readable_bytes(pipe).unwrap_or(0);
-                if cap.saturating_sub(queued) < self.pending.min(RECV_BATCH) {
-                    std::thread::sleep(PIPE_DRAIN_WAIT);
-                }
-            }
-            let buffered = self.inner.buffer().len();
-            if buffered > 0 {
-                // At most a page after each wait: a pipe with room takes it without blocking.
-                let n = buffered.min(self.pending).min(PIPE_PAGE);
-                write_all_fd(pfd, &self.inner.buffer()[..n]).map_err(MoveError::Local)?;
-                self.inner.consume(n);
-                self.pending -= n;
-                continue;
-            }
-            // Wait for a batch, never for more than this frame still owes us: the sender
-            // has those bytes in hand, but may send nothing after them until we answer.
-            lowat.set(self.pending.min(RECV_BATCH));
-            wait_readable(sock, lowat.mark(), timeout)?;
-            match splice_once(sock, pfd, self.pending) {
-                Ok(Some(0)) => {
-                    return Err(MoveError::Network(Error::Truncated {
-                        wanted: len,
-                        got: len - self.pending,
-                    }))
-                }
-                Ok(Some(n)) => self.pending -= n,
-                Ok(None) => {
-                    // No splice here: copy, one page at a time for the same reason.
-                    let mut buf = [0u8; PIPE_PAGE];
-                    let want = self.pending.min(PIPE_PAGE);
-                    let n = read_full(self.inner.get_mut(), &mut buf[..want])
-                        .map_err(MoveError::Network)?;
-                    if n == 0 {
-                        return Err(MoveError::Network(Error::Truncated {
-                            wanted: len,
-                            got: len - self.pending,
-                        }));
-                    }
-                    // Off the socket now, whatever the write does: what the frame still
-                    // owes must not count them again, or skipping the rest would eat
-                    // into the next frame.
-                    self.pending -= n;
-                    write_all_fd(pfd, &buf[..n]).map_err(MoveError::Local)?;
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => return Err(MoveError::Local(e)),
-                Err(e) => return Err(MoveError::Network(Error::Io(e))),
-            }
-        }
-        Ok(len)
-    }
-}
-
-/// Bytes the receiver lets arrive before it splices them on (see [`LowWater`]). With
-/// [`PIPE_DRAIN_WAIT`], the receiving side of a 1 GiB stream on zfs-fuse went from ~11 600
-/// splices (~90 KiB each, many of 4 KiB) to ~2 200, and its spinning on the pipe's lock,
-/// which `zfs recv` holds while it reads, from 1.8 % of all CPU cycles to 0.1 %.
-const RECV_BATCH: usize = 256 << 10;
-
-/// How long the receiver lets `zfs recv` drain a pipe that has less than a batch of room.
-const PIPE_DRAIN_WAIT: Duration = Duration::from_micros(250);
-
-/// A pipe's capacity in bytes (`F_GETPIPE_SZ`), if the descriptor is a pipe.
-fn pipe_capacity(fd: RawFd) -> Option<usize> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // SAFETY: F_GETPIPE_SZ takes no argument and only reads the descriptor's state.
-        let rc = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
-        (rc > 0).then_some(rc as usize)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = fd;
-        None
-    }
-}
-
-/// Longest wait for a batch before looking at what has arrived anyway: a kernel whose
-/// receive memory fills before the low-water mark is reached may not wake the reader.
-const BATCH_WAIT: Duration = Duration::from_millis(50);
-
-/// Waits until the socket has `mark` bytes to read (or is closed or failed), or at least
-/// one byte once a [`BATCH_WAIT`] has passed without the batch. No byte within `timeout`
-/// (the socket's read timeout; `None`, no limit) is the same timeout error a read gives.
-fn wait_readable(
-    sock: RawFd,
-    mark: usize,
-    timeout: Option<Duration>,
-) -> std::result::Result<(), MoveError> {
-    let start = std::time::Instant::now();
-    loop {
-        let slice = if mark > 1 {
-            BATCH_WAIT
-        } else {
-            Duration::from_secs(3600)
-        };
-        let slice = match timeout {
-            Some(t) => slice.min(t.saturating_sub(start.elapsed())),
-            None => slice,
-        };
-        let revents =
-            poll([(sock, libc::POLLIN)], slice).map_err(|e| MoveError::Network(Error::Io(e)))?;
-        if revents[0] != 0 {
-            return Ok(());
-        }
-        // SAFETY: the descriptor is the reader's socket, open while it is borrowed here.
-        let fd = unsafe { BorrowedFd::borrow_raw(sock) };
-        if readable_bytes(fd).map_err(|e| MoveError::Network(Error::Io(e)))? > 0 {
-            return Ok(());
-        }
-        if let Some(t) = timeout {
-            if start.elapsed() >= t {
-                return Err(MoveError::Network(Error::Io(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no data from the peer for {t:?}"),
-                ))));
-            }
-        }
-    }
-}
-
-/// What one write to a pipe with room is sure to take without blocking (`PIPE_BUF`).
-const PIPE_PAGE: usize = 4096;
-
-/// Waits until `pipe` has room, for at most `limit`.
-fn wait_writable(pipe: RawFd, limit: Duration) -> std::result::Result<(), MoveError> {
-    let revents = poll([(pipe, libc::POLLOUT)], limit).map_err(MoveError::Local)?;
-    if revents[0] == 0 {
-        return Err(MoveError::Local(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("zfs took no data for {limit:?}"),
-        )));
-    }
-    Ok(())
-}
-
 /// Like `read_exact`, but returns how many bytes were read before a clean end of input, so
 /// the caller can tell "closed between frames" (0) from "closed inside one".
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
+pub(crate) fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
@@ -359,7 +181,7 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
 /// Writes frames to `W` (normally a `BufWriter<TcpStream>` with a write timeout set).
 /// Nothing reaches the peer before [`FrameWriter::flush`].
 pub struct FrameWriter<W: Write> {
-    inner: W,
+    pub(crate) inner: W,
     scratch: Vec<u8>,
 }
 
@@ -373,10 +195,6 @@ impl<W: Write> FrameWriter<W> {
 
     pub fn get_ref(&self) -> &W {
         &self.inner
-    }
-
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
     }
 
     /// Queues one message. Data is better written with [`FrameWriter::write_data`], which
@@ -422,87 +240,6 @@ impl<W: Write> FrameWriter<W> {
     pub fn flush(&mut self) -> Result<()> {
         self.inner.flush().map_err(Error::Io)
     }
-}
-
-impl FrameWriter<BufWriter<TcpStream>> {
-    /// Sends one `Data` frame of `len` bytes (1 to [`MAX_DATA`]) taken from `pipe` (the
-    /// output of `zfs send`), which must hold at least that many bytes ready to read. What
-    /// is queued is flushed first; the payload goes from the pipe to the socket with
-    /// `splice(2)`.
-    pub fn move_data_from(
-        &mut self,
-        pipe: BorrowedFd<'_>,
-        len: usize,
-    ) -> std::result::Result<(), MoveError> {
-        if len == 0 || len > MAX_DATA {
-            return Err(MoveError::Network(Error::TooLarge {
-                kind: KIND_DATA,
-                len,
-                max: MAX_DATA,
-            }));
-        }
-        let net = |e: io::Error| MoveError::Network(Error::Io(e));
-        let mut header = [0u8; HEADER];
-        header[0] = KIND_DATA;
-        BigEndian::write_u32(&mut header[1..], len as u32);
-        let sock = self.inner.get_ref().as_raw_fd();
-        if self.inner.buffer().is_empty() {
-            // MSG_MORE: the payload follows the header into the same segments rather than
-            // leaving it in a 5-byte packet of its own.
-            send_more(sock, &header).map_err(net)?;
-        } else {
-            self.inner.write_all(&header).map_err(net)?;
-            self.inner.flush().map_err(net)?;
-        }
-        let mut left = len;
-        while left > 0 {
-            match splice_once(pipe.as_raw_fd(), sock, left) {
-                Ok(Some(0)) => {
-                    return Err(MoveError::Local(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "zfs send's output ended inside a frame",
-                    )))
-                }
-                Ok(Some(n)) => left -= n,
-                Ok(None) => {
-                    let mut buf = [0u8; 16 << 10];
-                    let want = left.min(buf.len());
-                    let n =
-                        read_fd(pipe.as_raw_fd(), &mut buf[..want]).map_err(MoveError::Local)?;
-                    if n == 0 {
-                        return Err(MoveError::Local(io::ErrorKind::UnexpectedEof.into()));
-                    }
-                    self.inner.get_mut().write_all(&buf[..n]).map_err(net)?;
-                    left -= n;
-                }
-                // The pipe holds the bytes already: what fails is the connection.
-                Err(e) => return Err(net(e)),
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const MSG_MORE: libc::c_int = libc::MSG_MORE;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const MSG_MORE: libc::c_int = 0;
-
-/// `send(2)` of all of `buf` with `MSG_MORE` (more data follows at once).
-fn send_more(sock: RawFd, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        // SAFETY: `buf` is valid for `buf.len()` bytes.
-        let rc = unsafe { libc::send(sock, buf.as_ptr().cast(), buf.len(), MSG_MORE) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        buf = &buf[rc as usize..];
-    }
-    Ok(())
 }
 
 fn write_header<W: Write>(w: &mut W, kind: u8, len: usize) -> Result<()> {

@@ -13,23 +13,34 @@
 //!   `zfs get -Hp`; `recv` has no `-u`; `zfs send` of a missing snapshot exits 0 with only a
 //!   warning (callers must treat an empty stream as a failure).
 //!
+//! This file holds [`Zfs`] and its commands. The modules beside it run nothing of their
+//! own: they say what a version can do, which columns a listing asks for, and read what
+//! zfs prints (listings, resume tokens, error texts); [`protect`] moves zfsync's marks and
+//! holds on base snapshots through `Zfs`'s commands.
+//!
 //! This crate does not decide anything about replication (which snapshot to send, where to
 //! receive): that is the sender's and receiver's business.
 
+mod capabilities;
+mod error;
+mod listing;
 mod name;
 mod process;
 pub mod protect;
+mod token;
 
+pub use capabilities::Capabilities;
+pub use error::{Error, FailureKind, Result};
+pub use listing::{DatasetInfo, Kind, Snapshot};
 pub use name::{
     check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
     NameError, MAX_NAME_LEN,
 };
 pub use process::ZfsProcess;
+pub use token::TokenInfo;
 
 use log::debug;
-use std::collections::HashMap;
-use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -38,244 +49,6 @@ use std::time::Duration;
 /// Properties a received stream may not set (`zfs recv -x`, where `-u` is there too):
 /// they would decide where the backup host mounts the data or whom it shares it with.
 pub const RECV_EXCLUDED: [&str; 4] = ["mountpoint", "canmount", "sharenfs", "sharesmb"];
-
-/// What the installed ZFS can do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Capabilities {
-    /// Human-readable description, e.g. "OpenZFS 2.3.2" or "legacy ZFS (zfs-fuse)".
-    pub flavor: String,
-    /// `zfs list -p` (exact numbers from `zfs list`).
-    pub list_parsable: bool,
-    /// `zfs recv -u` (do not mount what was received).
-    pub recv_unmounted: bool,
-    /// `zfs recv -s` and `zfs send -t` (resumable streams).
-    pub resumable: bool,
-    /// Bookmarks (`zfs bookmark`, `send -i #bm`).
-    pub bookmarks: bool,
-    /// `zfs hold` / `zfs release` that work.
-    pub holds: bool,
-    /// `zfs send -c`, `-L`, `-e`.
-    pub send_compressed: bool,
-    /// `zfs send -w` (raw, for encrypted datasets).
-    pub send_raw: bool,
-}
-
-impl Capabilities {
-    /// The oldest CLI we support: zfs-fuse's (pool version 23).
-    pub fn legacy() -> Capabilities {
-        Capabilities {
-            flavor: "legacy ZFS without 'zfs version' (zfs-fuse or similar)".into(),
-            list_parsable: false,
-            recv_unmounted: false,
-            resumable: false,
-            bookmarks: false,
-            holds: false,
-            send_compressed: false,
-            send_raw: false,
-        }
-    }
-
-    /// OpenZFS of the given version (0.8 introduced `zfs version`, raw sends, and is the
-    /// oldest we tell apart from the legacy CLI).
-    pub fn openzfs(version: &str) -> Capabilities {
-        Capabilities {
-            flavor: format!("OpenZFS {version}"),
-            list_parsable: true,
-            recv_unmounted: true,
-            resumable: true,
-            bookmarks: true,
-            holds: true,
-            send_compressed: true,
-            send_raw: true,
-        }
-    }
-}
-
-/// What kind of failure a zfs command reported, recognised from its stderr. The raw text is
-/// always kept beside it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureKind {
-    NotFound,
-    /// "destination ... has been modified since most recent snapshot"
-    DestinationModified,
-    /// "most recent snapshot of ... does not match incremental source", "destination has
-    /// snapshots", "destination ... exists"
-    DestinationMismatch,
-    NoSpace,
-    Other,
-}
-
-/// Errors of this crate.
-#[derive(Debug)]
-pub enum Error {
-    /// The zfs binary could not be started.
-    Spawn { cmd: String, source: io::Error },
-    /// A zfs command exited non-zero.
-    Failed {
-        cmd: String,
-        status: String,
-        stderr: String,
-        kind: FailureKind,
-    },
-    /// A zfs command's output was not what we expect.
-    Parse {
-        cmd: String,
-        line: String,
-        why: String,
-    },
-    /// A name was refused before any command ran.
-    Name(NameError),
-    /// Reading or writing a zfs pipe failed.
-    Io { what: String, source: io::Error },
-}
-
-impl Error {
-    pub fn kind(&self) -> FailureKind {
-        match self {
-            Error::Failed { kind, .. } => *kind,
-            _ => FailureKind::Other,
-        }
-    }
-
-    /// The stderr text of a failed command, or the error's own text.
-    pub fn detail(&self) -> String {
-        match self {
-            Error::Failed { stderr, .. } => stderr.clone(),
-            e => e.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Spawn { cmd, source } => write!(f, "{cmd}: cannot run: {source}"),
-            Error::Failed {
-                cmd,
-                status,
-                stderr,
-                ..
-            } => write!(f, "{cmd}: {status}: {stderr}"),
-            Error::Parse { cmd, line, why } => {
-                write!(f, "{cmd}: unexpected output {line:?}: {why}")
-            }
-            Error::Name(e) => e.fmt(f),
-            Error::Io { what, source } => write!(f, "{what}: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<NameError> for Error {
-    fn from(e: NameError) -> Self {
-        Error::Name(e)
-    }
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// Recognises the zfs error texts that callers act on.
-pub(crate) fn classify(stderr: &str) -> FailureKind {
-    // zfs wraps long messages over lines: compare with the white space folded.
-    let s = stderr
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_ascii_lowercase();
-    if s.contains("does not exist") {
-        FailureKind::NotFound
-    } else if s.contains("has been modified") {
-        FailureKind::DestinationModified
-    } else if s.contains("does not match incremental source")
-        || s.contains("destination has snapshots")
-        || (s.contains("destination") && s.contains("exists"))
-    {
-        FailureKind::DestinationMismatch
-    } else if s.contains("out of space") || s.contains("no space") {
-        FailureKind::NoSpace
-    } else {
-        FailureKind::Other
-    }
-}
-
-/// Dataset types we replicate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Filesystem,
-    Volume,
-}
-
-/// A snapshot: the part of its name after `@`, its GUID (what identifies it across pools)
-/// and its creation transaction group (what orders it; 0 if unknown).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    pub name: String,
-    pub guid: u64,
-    pub createtxg: u64,
-}
-
-/// A filesystem or volume with its snapshots, oldest first.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DatasetInfo {
-    pub name: String,
-    pub kind: Kind,
-    pub snapshots: Vec<Snapshot>,
-    /// Encrypted (OpenZFS native encryption): sent raw, so it stays encrypted.
-    pub encrypted: bool,
-    /// The token of an interrupted resumable receive into this dataset (OpenZFS).
-    pub resume_token: Option<String>,
-}
-
-/// The contents of a resume token, as `zfs send -nv -t` prints them (an nvlist: one
-/// `key = value` per line, numbers in hex; a flag such as `rawok` may print without a
-/// value).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TokenInfo {
-    /// The snapshot the stream ends with, by full name.
-    pub toname: Option<String>,
-    pub toguid: Option<u64>,
-    /// The base of an incremental stream.
-    pub fromguid: Option<u64>,
-    /// Bytes already received.
-    pub bytes: Option<u64>,
-    /// The stream would be sent raw (`-w`): encrypted datasets stay encrypted.
-    pub rawok: bool,
-}
-
-impl TokenInfo {
-    /// Reads the printed contents. A key that appears twice is refused: a string value in
-    /// a crafted token could print as lines of its own, and only the real key must count.
-    pub fn parse(text: &str) -> std::result::Result<TokenInfo, String> {
-        let num = |v: &str| match v.strip_prefix("0x") {
-            Some(h) => u64::from_str_radix(h, 16).ok(),
-            None => v.parse().ok(),
-        };
-        let mut t = TokenInfo::default();
-        let mut seen = std::collections::HashSet::new();
-        for line in text.lines() {
-            let line = line.trim();
-            let (key, value) = match line.split_once(" = ") {
-                Some((k, v)) => (k.trim(), Some(v.trim())),
-                None => (line, None),
-            };
-            let known = ["toname", "toguid", "fromguid", "bytes", "rawok"];
-            if known.contains(&key) && !seen.insert(key) {
-                return Err(format!("its contents name {key} twice"));
-            }
-            match (key, value) {
-                ("toname", Some(v)) => t.toname = Some(v.to_string()),
-                ("toguid", Some(v)) => t.toguid = num(v),
-                ("fromguid", Some(v)) => t.fromguid = num(v),
-                ("bytes", Some(v)) => t.bytes = num(v),
-                ("rawok", None) => t.rawok = true,
-                ("rawok", Some(v)) => t.rawok = v != "0",
-                _ => {}
-            }
-        }
-        Ok(t)
-    }
-}
 
 /// Options of `zfs send`, each used only where the capabilities allow.
 #[derive(Clone, Debug, Default)]
@@ -324,12 +97,7 @@ impl Zfs {
             limit: None,
         };
         let caps = match zfs.output(&["version"]) {
-            Ok(out) => {
-                // "zfs-2.3.2-2~bpo12+2\nzfs-kmod-2.3.2-2~bpo12+2"
-                let first = out.lines().next().unwrap_or("").trim();
-                let version = first.strip_prefix("zfs-").unwrap_or(first);
-                Capabilities::openzfs(version.split('-').next().unwrap_or(version))
-            }
+            Ok(out) => Capabilities::from_version_output(&out),
             Err(Error::Spawn { cmd, source }) => return Err(Error::Spawn { cmd, source }),
             // No 'zfs version': an old CLI. No further probe: one that lists the pools
             // fails whenever any pool on the machine is being destroyed at that moment,
@@ -339,15 +107,6 @@ impl Zfs {
         debug!("zfs capabilities bin={} {:?}", zfs.bin.display(), caps);
         zfs.caps = caps;
         Ok(zfs)
-    }
-
-    /// A `Zfs` with given capabilities (tests, or to force the legacy code paths).
-    pub fn with_capabilities(bin: impl Into<PathBuf>, caps: Capabilities) -> Zfs {
-        Zfs {
-            bin: bin.into(),
-            caps,
-            limit: None,
-        }
     }
 
     /// Kills a zfs command run to completion (not `send` or `recv`, whose callers watch
@@ -491,36 +250,11 @@ impl Zfs {
     }
 
     fn list(&self, root: &Dataset, depth: Option<u32>) -> Result<Vec<DatasetInfo>> {
-        let depth_s = depth.map(|d| d.to_string());
-        let mut args: Vec<&str> = Vec::new();
-        if self.caps.list_parsable {
-            args.extend([
-                "list",
-                "-Hp",
-                "-t",
-                "filesystem,volume,snapshot",
-                "-o",
-                "name,type,guid,createtxg,encryption,receive_resume_token",
-            ]);
-        } else {
-            args.extend(["get", "-Hp", "-o", "name,property,value"]);
-        }
-        match &depth_s {
-            Some(d) => args.extend(["-d", d.as_str()]),
-            None => args.push("-r"),
-        }
-        if !self.caps.list_parsable {
-            args.push("type,guid,createtxg");
-        }
-        args.push(root.as_str());
+        let parsable = self.caps.list_parsable;
+        let args = listing::args(parsable, depth, root.as_str());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.output(&args)?;
-        let cmd = self.command_line(&args);
-        let rows = if self.caps.list_parsable {
-            parse_list_rows(&cmd, &out)?
-        } else {
-            parse_get_rows(&cmd, &out)?
-        };
-        build_tree(&cmd, rows)
+        listing::parse(parsable, &self.command_line(&args), &out)
     }
 
     /// Starts `zfs send` of `snapshot` (full name), writing the stream to the process's
@@ -703,16 +437,6 @@ impl Zfs {
     pub fn inherit(&self, name: &str, prop: &str) -> Result<()> {
         self.output(&["inherit", prop, name]).map(drop)
     }
-
-    /// The value of one property, exactly (`zfs get -Hp`); `None` if the dataset does not
-    /// exist.
-    pub fn get(&self, ds: &str, prop: &str) -> Result<Option<String>> {
-        match self.output(&["get", "-Hp", "-o", "value", prop, ds]) {
-            Ok(out) => Ok(Some(out.trim_end_matches('\n').to_string())),
-            Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
 }
 
 /// Asks for a 1 MiB pipe buffer; failing that (an old kernel, a lower limit), keeps the
@@ -721,236 +445,5 @@ fn grow_pipe(fd: std::os::fd::RawFd) {
     // SAFETY: fcntl on a pipe fd we own; no memory is passed.
     unsafe {
         libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
-    }
-}
-
-/// One row of a listing: name, type, guid, createtxg.
-#[derive(Debug, Default)]
-struct Row {
-    name: String,
-    kind: String,
-    guid: Option<u64>,
-    createtxg: Option<u64>,
-    encryption: Option<String>,
-    resume_token: Option<String>,
-}
-
-fn parse_num(cmd: &str, line: &str, v: &str) -> Result<Option<u64>> {
-    if v == "-" {
-        return Ok(None);
-    }
-    v.parse().map(Some).map_err(|_| Error::Parse {
-        cmd: cmd.into(),
-        line: line.into(),
-        why: format!("{v:?} is not a number"),
-    })
-}
-
-/// `zfs list -Hp -o name,type,guid,createtxg`: one row per line, tab-separated.
-fn parse_list_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    for line in out.lines().filter(|l| !l.is_empty()) {
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 6 {
-            return Err(Error::Parse {
-                cmd: cmd.into(),
-                line: line.into(),
-                why: "expected 6 fields".into(),
-            });
-        }
-        let text = |v: &str| (v != "-" && !v.is_empty()).then(|| v.to_string());
-        rows.push(Row {
-            name: f[0].into(),
-            kind: f[1].into(),
-            guid: parse_num(cmd, line, f[2])?,
-            createtxg: parse_num(cmd, line, f[3])?,
-            encryption: text(f[4]),
-            resume_token: text(f[5]),
-        });
-    }
-    Ok(rows)
-}
-
-/// `zfs get -Hp -o name,property,value type,guid,createtxg`: one line per property, the
-/// lines of one dataset together.
-fn parse_get_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
-    let mut rows: Vec<Row> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for line in out.lines().filter(|l| !l.is_empty()) {
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 3 {
-            return Err(Error::Parse {
-                cmd: cmd.into(),
-                line: line.into(),
-                why: "expected 3 fields".into(),
-            });
-        }
-        let i = *index.entry(f[0].to_string()).or_insert_with(|| {
-            rows.push(Row {
-                name: f[0].into(),
-                ..Row::default()
-            });
-            rows.len() - 1
-        });
-        match f[1] {
-            "type" => rows[i].kind = f[2].into(),
-            "guid" => rows[i].guid = parse_num(cmd, line, f[2])?,
-            "createtxg" => rows[i].createtxg = parse_num(cmd, line, f[2])?,
-            _ => {}
-        }
-    }
-    Ok(rows)
-}
-
-/// Groups rows into datasets with their snapshots, parents first, snapshots by createtxg.
-fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
-    let mut datasets: Vec<DatasetInfo> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut snaps: Vec<(String, Snapshot)> = Vec::new();
-    for row in rows {
-        let bad = |why: &str| Error::Parse {
-            cmd: cmd.into(),
-            line: row.name.clone(),
-            why: why.into(),
-        };
-        match row.kind.as_str() {
-            "filesystem" | "volume" => {
-                let kind = if row.kind == "volume" {
-                    Kind::Volume
-                } else {
-                    Kind::Filesystem
-                };
-                index.insert(row.name.clone(), datasets.len());
-                datasets.push(DatasetInfo {
-                    name: row.name,
-                    kind,
-                    snapshots: Vec::new(),
-                    encrypted: row.encryption.is_some_and(|e| e != "off"),
-                    resume_token: row.resume_token,
-                });
-            }
-            "snapshot" => {
-                let (ds, snap) = row
-                    .name
-                    .split_once('@')
-                    .ok_or_else(|| bad("snapshot without '@'"))?;
-                let guid = row.guid.ok_or_else(|| bad("snapshot without guid"))?;
-                snaps.push((
-                    ds.to_string(),
-                    Snapshot {
-                        name: snap.to_string(),
-                        guid,
-                        createtxg: row.createtxg.unwrap_or(0),
-                    },
-                ));
-            }
-            _ => {} // bookmarks and anything newer: not ours to replicate
-        }
-    }
-    for (ds, snap) in snaps {
-        if let Some(&i) = index.get(&ds) {
-            datasets[i].snapshots.push(snap);
-        }
-    }
-    for d in &mut datasets {
-        d.snapshots.sort_by_key(|s| s.createtxg);
-    }
-    // Component-wise order puts every parent before its children.
-    datasets.sort_by(|a, b| a.name.split('/').cmp(b.name.split('/')));
-    Ok(datasets)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn get_rows_from_zfs_fuse() {
-        // Verbatim shape of zfs-fuse's `zfs get -Hp -r -o name,property,value type,guid,createtxg`.
-        let out = "p/a\ttype\tfilesystem\np/a\tguid\t16371779888081111003\np/a\tcreatetxg\t7\n\
-                   p/a@s2\ttype\tsnapshot\np/a@s2\tguid\t2\np/a@s2\tcreatetxg\t20\n\
-                   p/a@s1\ttype\tsnapshot\np/a@s1\tguid\t1\np/a@s1\tcreatetxg\t16\n\
-                   p/a/b\ttype\tvolume\np/a/b\tguid\t8\np/a/b\tcreatetxg\t8\n";
-        let tree = build_tree("t", parse_get_rows("t", out).unwrap()).unwrap();
-        assert_eq!(tree.len(), 2);
-        assert_eq!(tree[0].name, "p/a");
-        let names: Vec<_> = tree[0]
-            .snapshots
-            .iter()
-            .map(|s| (s.name.as_str(), s.guid))
-            .collect();
-        assert_eq!(names, [("s1", 1), ("s2", 2)]);
-        assert_eq!(tree[1].kind, Kind::Volume);
-    }
-
-    #[test]
-    fn list_rows_from_openzfs() {
-        let out = "p/a/b\tfilesystem\t9\t30\taes-256-gcm\t-\np/a\tfilesystem\t3\t5\toff\t1-abc\n\
-                   p/a@x\tsnapshot\t11\t6\t-\t-\np/a#bm\tbookmark\t11\t6\t-\t-\n";
-        let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
-        let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["p/a", "p/a/b"]);
-        assert_eq!(tree[0].snapshots.len(), 1);
-        assert_eq!(tree[0].resume_token.as_deref(), Some("1-abc"));
-        assert!(!tree[0].encrypted);
-        assert!(tree[1].encrypted);
-    }
-
-    #[test]
-    fn abbreviated_numbers_are_refused() {
-        // zfs-fuse's `zfs list` prints "9.75E" for a GUID: never parse that as data.
-        assert!(parse_list_rows("t", "p/a@x\tsnapshot\t9.75E\t6\t-\t-\n").is_err());
-    }
-
-    #[test]
-    fn parents_sort_before_children() {
-        let out = "p/a-b\tfilesystem\t1\t1\toff\t-\np/a/c\tfilesystem\t2\t2\toff\t-\np/a\tfilesystem\t3\t3\toff\t-\n";
-        let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
-        let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["p/a", "p/a/c", "p/a-b"]);
-    }
-
-    #[test]
-    fn resume_token_contents_are_read() {
-        let text = "resume token contents:\nnvlist version: 0\n\tfromguid = 0x10\n\tobject = 0x2\n\toffset = 0x0\n\tbytes = 0x1f40\n\ttoguid = 0xc29ab1e6d5bcf52f\n\ttoname = tank/data@s2\n\tcompressok = 1\n\trawok = 1\nsend from tank/data@s1 estimated size is 1M\n";
-        let t = TokenInfo::parse(text).unwrap();
-        assert_eq!(t.toname.as_deref(), Some("tank/data@s2"));
-        assert_eq!(t.toguid, Some(0xc29ab1e6d5bcf52f));
-        assert_eq!(t.fromguid, Some(0x10));
-        assert_eq!(t.bytes, Some(8000));
-        assert!(t.rawok);
-        // A flag printed without a value; no base; no rawok at all.
-        assert!(TokenInfo::parse("\trawok\n").unwrap().rawok);
-        let t = TokenInfo::parse("\ttoname = tank/data@s1\n\tembedok = 1\n").unwrap();
-        assert!(!t.rawok);
-        assert_eq!(t.fromguid, None);
-        assert_eq!(t.toguid, None);
-        // A second toname (a crafted string value printed as a line) is refused.
-        let crafted = "\ttoname = other/ds@x\n\tnote = a\n\ttoname = tank/data@s2\n";
-        assert!(TokenInfo::parse(crafted)
-            .unwrap_err()
-            .contains("toname twice"));
-    }
-
-    #[test]
-    fn stderr_is_classified() {
-        assert_eq!(
-            classify("cannot open 'p/x': dataset does not exist"),
-            FailureKind::NotFound
-        );
-        assert_eq!(
-            classify("cannot receive incremental stream: destination p/x has been modified\nsince most recent snapshot"),
-            FailureKind::DestinationModified
-        );
-        assert_eq!(classify("cannot receive incremental stream: most recent snapshot of p/x does not\nmatch incremental source"), FailureKind::DestinationMismatch);
-        assert_eq!(
-            classify("cannot receive new filesystem stream: destination 'p/x' exists"),
-            FailureKind::DestinationMismatch
-        );
-        assert_eq!(
-            classify("cannot receive: out of space"),
-            FailureKind::NoSpace
-        );
-        assert_eq!(classify("something else"), FailureKind::Other);
     }
 }

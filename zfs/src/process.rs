@@ -6,7 +6,7 @@
 //! abandoned `zfs recv` never lingers (ZFS discards a killed non-resumable receive, leaving
 //! the destination as it was).
 
-use crate::{classify, Error, Result};
+use crate::error::{classify, Error, FailureKind, Result};
 use log::debug;
 use std::io::Read;
 use std::process::{Child, ChildStdin, ChildStdout};
@@ -67,11 +67,6 @@ impl ZfsProcess {
         self.child.as_mut().and_then(|c| c.stdin.take())
     }
 
-    /// The child's process id.
-    pub fn id(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
     /// Kills the child (if still running) and reaps it; returns what it wrote on stderr.
     pub fn kill(mut self) -> String {
         if let Some(mut c) = self.child.take() {
@@ -126,7 +121,7 @@ impl ZfsProcess {
                 cmd: std::mem::take(&mut self.cmd),
                 status: format!("killed: did not finish within {limit:?}"),
                 stderr,
-                kind: crate::FailureKind::Other,
+                kind: FailureKind::Other,
             });
         }
         if status.success() {

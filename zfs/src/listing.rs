@@ -1,0 +1,393 @@
+//! Listings: which properties a listing of a dataset tree asks zfs for, and how its output
+//! becomes [`DatasetInfo`]s, parents before children, snapshots oldest first.
+//!
+//! Both CLI families are read here: OpenZFS's `zfs list -Hp` (one line per dataset) and,
+//! for the legacy CLI whose `zfs list` abbreviates numbers, `zfs get -Hp` (one line per
+//! property). One table, [`COLUMNS`], says what is asked for and how each value is read in
+//! both. This module runs nothing: `Zfs` runs the command line built here.
+
+use crate::{Error, Result};
+use std::collections::HashMap;
+
+/// Dataset types we replicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Filesystem,
+    Volume,
+}
+
+/// A snapshot: the part of its name after `@`, its GUID (what identifies it across pools)
+/// and its creation transaction group (what orders it; 0 if unknown).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub name: String,
+    pub guid: u64,
+    pub createtxg: u64,
+}
+
+/// A filesystem or volume with its snapshots, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub kind: Kind,
+    pub snapshots: Vec<Snapshot>,
+    /// Encrypted (OpenZFS native encryption): sent raw, so it stays encrypted.
+    pub encrypted: bool,
+    /// The token of an interrupted resumable receive into this dataset (OpenZFS).
+    pub resume_token: Option<String>,
+}
+
+/// One property a listing asks for.
+struct Column {
+    /// Its zfs name.
+    prop: &'static str,
+    /// Whether the legacy listing (`zfs get`, which prints the name in a field of its own)
+    /// asks for it: zfs-fuse has neither `encryption` nor `receive_resume_token`.
+    legacy: bool,
+    /// Stores its value in a row; `Err` says why the value is refused.
+    store: fn(&mut Row, &str) -> std::result::Result<(), String>,
+}
+
+/// What a listing asks for, in the order of `zfs list -o`: a line of its output has exactly
+/// one field per entry. A new property is one entry here (and its field in [`Row`]).
+const COLUMNS: &[Column] = &[
+    Column {
+        prop: "name",
+        legacy: false,
+        store: |r, v| {
+            r.name = v.into();
+            Ok(())
+        },
+    },
+    Column {
+        prop: "type",
+        legacy: true,
+        store: |r, v| {
+            r.kind = v.into();
+            Ok(())
+        },
+    },
+    Column {
+        prop: "guid",
+        legacy: true,
+        store: |r, v| {
+            r.guid = number(v)?;
+            Ok(())
+        },
+    },
+    Column {
+        prop: "createtxg",
+        legacy: true,
+        store: |r, v| {
+            r.createtxg = number(v)?;
+            Ok(())
+        },
+    },
+    Column {
+        prop: "encryption",
+        legacy: false,
+        store: |r, v| {
+            r.encryption = text(v);
+            Ok(())
+        },
+    },
+    Column {
+        prop: "receive_resume_token",
+        legacy: false,
+        store: |r, v| {
+            r.resume_token = text(v);
+            Ok(())
+        },
+    },
+];
+
+/// The zfs arguments that list `root` and what lies below it, `depth` levels deep (`None`:
+/// all of it), datasets and snapshots: `zfs list -Hp` where the CLI has it (`parsable`),
+/// `zfs get -Hp` otherwise.
+pub(crate) fn args(parsable: bool, depth: Option<u32>, root: &str) -> Vec<String> {
+    let props = |legacy: bool| {
+        COLUMNS
+            .iter()
+            .filter(|c| !legacy || c.legacy)
+            .map(|c| c.prop)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut args: Vec<String> = if parsable {
+        ["list", "-Hp", "-t", "filesystem,volume,snapshot", "-o"]
+            .map(String::from)
+            .into()
+    } else {
+        ["get", "-Hp", "-o", "name,property,value"]
+            .map(String::from)
+            .into()
+    };
+    if parsable {
+        args.push(props(false));
+    }
+    match depth {
+        Some(d) => args.extend(["-d".to_string(), d.to_string()]),
+        None => args.push("-r".into()),
+    }
+    if !parsable {
+        args.push(props(true));
+    }
+    args.push(root.into());
+    args
+}
+
+/// The datasets in the output of the command [`args`] built; `cmd` is its command line,
+/// for errors.
+pub(crate) fn parse(parsable: bool, cmd: &str, out: &str) -> Result<Vec<DatasetInfo>> {
+    let rows = if parsable {
+        parse_list_rows(cmd, out)?
+    } else {
+        parse_get_rows(cmd, out)?
+    };
+    build_tree(cmd, rows)
+}
+
+/// One line of a listing (a dataset, snapshot or bookmark), as [`COLUMNS`] fill it in.
+#[derive(Debug, Default)]
+struct Row {
+    name: String,
+    kind: String,
+    guid: Option<u64>,
+    createtxg: Option<u64>,
+    encryption: Option<String>,
+    resume_token: Option<String>,
+}
+
+/// A number, or `None` for zfs's "-" (no value).
+fn number(v: &str) -> std::result::Result<Option<u64>, String> {
+    if v == "-" {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|_| format!("{v:?} is not a number"))
+}
+
+/// A text, or `None` for zfs's "-" or nothing.
+fn text(v: &str) -> Option<String> {
+    (v != "-" && !v.is_empty()).then(|| v.to_string())
+}
+
+/// Stores `value` of `column` in `row`; `line` is the output line it comes from.
+fn store(cmd: &str, line: &str, column: &Column, row: &mut Row, value: &str) -> Result<()> {
+    (column.store)(row, value).map_err(|why| Error::Parse {
+        cmd: cmd.into(),
+        line: line.into(),
+        why,
+    })
+}
+
+/// `zfs list -Hp -o` [`COLUMNS`]: one row per line, one tab-separated field per column.
+fn parse_list_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != COLUMNS.len() {
+            return Err(Error::Parse {
+                cmd: cmd.into(),
+                line: line.into(),
+                why: format!("expected {} fields", COLUMNS.len()),
+            });
+        }
+        let mut row = Row::default();
+        for (column, value) in COLUMNS.iter().zip(f) {
+            store(cmd, line, column, &mut row, value)?;
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// `zfs get -Hp -o name,property,value` with the legacy [`COLUMNS`]: one line per property,
+/// the lines of one dataset together.
+fn parse_get_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 3 {
+            return Err(Error::Parse {
+                cmd: cmd.into(),
+                line: line.into(),
+                why: "expected 3 fields".into(),
+            });
+        }
+        let i = *index.entry(f[0].to_string()).or_insert_with(|| {
+            rows.push(Row {
+                name: f[0].into(),
+                ..Row::default()
+            });
+            rows.len() - 1
+        });
+        if let Some(column) = COLUMNS.iter().find(|c| c.legacy && c.prop == f[1]) {
+            store(cmd, line, column, &mut rows[i], f[2])?;
+        }
+    }
+    Ok(rows)
+}
+
+/// Groups rows into datasets with their snapshots, parents first, snapshots by createtxg.
+fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
+    let mut datasets: Vec<DatasetInfo> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut snaps: Vec<(String, Snapshot)> = Vec::new();
+    for row in rows {
+        let bad = |why: &str| Error::Parse {
+            cmd: cmd.into(),
+            line: row.name.clone(),
+            why: why.into(),
+        };
+        match row.kind.as_str() {
+            "filesystem" | "volume" => {
+                let kind = if row.kind == "volume" {
+                    Kind::Volume
+                } else {
+                    Kind::Filesystem
+                };
+                index.insert(row.name.clone(), datasets.len());
+                datasets.push(DatasetInfo {
+                    name: row.name,
+                    kind,
+                    snapshots: Vec::new(),
+                    encrypted: row.encryption.is_some_and(|e| e != "off"),
+                    resume_token: row.resume_token,
+                });
+            }
+            "snapshot" => {
+                let (ds, snap) = row
+                    .name
+                    .split_once('@')
+                    .ok_or_else(|| bad("snapshot without '@'"))?;
+                let guid = row.guid.ok_or_else(|| bad("snapshot without guid"))?;
+                snaps.push((
+                    ds.to_string(),
+                    Snapshot {
+                        name: snap.to_string(),
+                        guid,
+                        createtxg: row.createtxg.unwrap_or(0),
+                    },
+                ));
+            }
+            _ => {} // bookmarks and anything newer: not ours to replicate
+        }
+    }
+    for (ds, snap) in snaps {
+        if let Some(&i) = index.get(&ds) {
+            datasets[i].snapshots.push(snap);
+        }
+    }
+    for d in &mut datasets {
+        d.snapshots.sort_by_key(|s| s.createtxg);
+    }
+    // Component-wise order puts every parent before its children.
+    datasets.sort_by(|a, b| a.name.split('/').cmp(b.name.split('/')));
+    Ok(datasets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_rows_from_zfs_fuse() {
+        // Verbatim shape of zfs-fuse's `zfs get -Hp -r -o name,property,value type,guid,createtxg`.
+        let out = "p/a\ttype\tfilesystem\np/a\tguid\t16371779888081111003\np/a\tcreatetxg\t7\n\
+                   p/a@s2\ttype\tsnapshot\np/a@s2\tguid\t2\np/a@s2\tcreatetxg\t20\n\
+                   p/a@s1\ttype\tsnapshot\np/a@s1\tguid\t1\np/a@s1\tcreatetxg\t16\n\
+                   p/a/b\ttype\tvolume\np/a/b\tguid\t8\np/a/b\tcreatetxg\t8\n";
+        let tree = build_tree("t", parse_get_rows("t", out).unwrap()).unwrap();
+        assert_eq!(tree.len(), 2);
+        assert_eq!(tree[0].name, "p/a");
+        let names: Vec<_> = tree[0]
+            .snapshots
+            .iter()
+            .map(|s| (s.name.as_str(), s.guid))
+            .collect();
+        assert_eq!(names, [("s1", 1), ("s2", 2)]);
+        assert_eq!(tree[1].kind, Kind::Volume);
+    }
+
+    #[test]
+    fn list_rows_from_openzfs() {
+        let out = "p/a/b\tfilesystem\t9\t30\taes-256-gcm\t-\np/a\tfilesystem\t3\t5\toff\t1-abc\n\
+                   p/a@x\tsnapshot\t11\t6\t-\t-\np/a#bm\tbookmark\t11\t6\t-\t-\n";
+        let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
+        let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["p/a", "p/a/b"]);
+        assert_eq!(tree[0].snapshots.len(), 1);
+        assert_eq!(tree[0].resume_token.as_deref(), Some("1-abc"));
+        assert!(!tree[0].encrypted);
+        assert!(tree[1].encrypted);
+    }
+
+    #[test]
+    fn abbreviated_numbers_are_refused() {
+        // zfs-fuse's `zfs list` prints "9.75E" for a GUID: never parse that as data.
+        assert!(parse_list_rows("t", "p/a@x\tsnapshot\t9.75E\t6\t-\t-\n").is_err());
+    }
+
+    #[test]
+    fn parents_sort_before_children() {
+        let out = "p/a-b\tfilesystem\t1\t1\toff\t-\np/a/c\tfilesystem\t2\t2\toff\t-\np/a\tfilesystem\t3\t3\toff\t-\n";
+        let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
+        let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["p/a", "p/a/c", "p/a-b"]);
+    }
+
+    #[test]
+    fn openzfs_listing_asks_for_every_column() {
+        assert_eq!(
+            args(true, None, "p/a"),
+            [
+                "list",
+                "-Hp",
+                "-t",
+                "filesystem,volume,snapshot",
+                "-o",
+                "name,type,guid,createtxg,encryption,receive_resume_token",
+                "-r",
+                "p/a"
+            ]
+        );
+        assert_eq!(args(true, Some(2), "p/a")[6..], ["-d", "2", "p/a"]);
+    }
+
+    #[test]
+    fn legacy_listing_asks_for_the_columns_zfs_fuse_has() {
+        assert_eq!(
+            args(false, Some(1), "p/a"),
+            [
+                "get",
+                "-Hp",
+                "-o",
+                "name,property,value",
+                "-d",
+                "1",
+                "type,guid,createtxg",
+                "p/a"
+            ]
+        );
+        assert_eq!(
+            args(false, None, "p/a")[4..],
+            ["-r", "type,guid,createtxg", "p/a"]
+        );
+    }
+
+    #[test]
+    fn a_line_with_a_field_too_few_or_too_many_is_refused() {
+        for line in [
+            "p/a\tfilesystem\t3\t5\toff\n",
+            "p/a\tfilesystem\t3\t5\toff\t-\tx\n",
+        ] {
+            match parse_list_rows("t", line) {
+                Err(Error::Parse { why, .. }) => assert_eq!(why, "expected 6 fields"),
+                other => panic!("{line:?}: {other:?}"),
+            }
+        }
+    }
+}
