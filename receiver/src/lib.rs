@@ -7,7 +7,11 @@
 
 mod catalog;
 pub mod cli;
+mod greet;
+mod offer;
+mod place;
 mod plan;
+mod pump;
 mod session;
 mod tree;
 

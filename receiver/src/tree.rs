@@ -378,6 +378,15 @@ impl Tree {
     }
 }
 
+/// Joins two relative paths ("" is the empty path).
+pub fn join_rel(a: &str, b: &str) -> String {
+    match (a, b) {
+        (a, "") => a.to_string(),
+        ("", b) => b.to_string(),
+        (a, b) => format!("{a}/{b}"),
+    }
+}
+
 /// The path of `rel`'s parent relative to TARGET ("" for TARGET itself).
 pub fn parent_rel(rel: &str) -> &str {
     rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("")

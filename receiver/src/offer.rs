@@ -1,0 +1,167 @@
+//! One offer, from its announcement to its result: reads the announced snapshots, asks
+//! where the dataset lands and what to answer (`place.rs`), answers, hands a stream to
+//! `pump.rs`, and records what the receive did (the catalog, the receiver's hold, the
+//! log). It must not decide placement or plans itself, nor read a stream's data.
+
+use crate::plan::Matcher;
+use crate::session::Session;
+use crate::tree::{join_rel, Location};
+use crate::{Error, Result};
+use log::{debug, info, warn};
+use std::time::Instant;
+use zfsync_protocol::{DatasetKind, Message, Outcome, Plan, Reason};
+use zfsync_zfs::{check_snapshot_name, protect, RecvOptions, Snapshot};
+
+impl Session<'_> {
+    /// One offered dataset: decide, answer, and receive the stream if one follows.
+    pub(crate) fn offer(
+        &mut self,
+        path: &str,
+        kind: DatasetKind,
+        count: u32,
+        dry_run: bool,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let rel = join_rel(&self.base, path);
+        let is_root = path.is_empty();
+        let located = self.keeping_alive(|| self.locate(path, &rel, is_root, dry_run))?;
+        // Read every announced snapshot even when the offer is already refused: the
+        // conversation must stay in step.
+        let mut bad_name: Option<String> = None;
+        // The oldest and newest offered: where a full or an incremental stream ends.
+        let mut first: Option<Snapshot> = None;
+        let mut last: Option<Snapshot> = None;
+        let (decision, located) = {
+            let dest_snaps: Vec<Snapshot> = match &located {
+                Ok((_, Some(info), _)) => info.snapshots.clone(),
+                _ => Vec::new(),
+            };
+            let mut matcher = Matcher::new(&dest_snaps);
+            for _ in 0..count {
+                match self.reader.read_message()? {
+                    Some(Message::Snap(s)) => {
+                        if bad_name.is_none() {
+                            if let Err(e) = check_snapshot_name(&s.name) {
+                                bad_name = Some(e.to_string());
+                            }
+                        }
+                        let snap = Snapshot {
+                            name: s.name,
+                            guid: s.guid,
+                            createtxg: s.createtxg,
+                        };
+                        if first.is_none() {
+                            first = Some(snap.clone());
+                        }
+                        last = Some(snap.clone());
+                        matcher.feed(snap);
+                    }
+                    Some(other) => {
+                        return self.violation(&format!("expected snap, got {}", other.name()))
+                    }
+                    None => return Err(Error::Violation("closed inside an offer".into())),
+                }
+            }
+            (matcher.decide(self.shared.config.allow_rollback), located)
+        };
+        let accepted = match (located, bad_name) {
+            (Err(refusal), _) => Err(refusal),
+            (Ok(_), Some(bad)) => {
+                Err((Reason::InvalidPath, format!("snapshot name refused: {bad}")))
+            }
+            (Ok((location, existing, lock)), None) => {
+                self.decide(location, existing, decision, count, dry_run, lock)
+            }
+        };
+        let accepted = match accepted {
+            Ok(a) => a,
+            Err((reason, text)) => {
+                info!(
+                    "offer refused peer={} dataset={rel:?} reason={} text={text:?}",
+                    self.peer,
+                    reason.as_str()
+                );
+                self.writer
+                    .send(&Message::Reply(Plan::Refused { reason, text }))?;
+                return Ok(());
+            }
+        };
+        // Issue 5: the buffer is created only for an accepted offer, so a refused one (bad
+        // snapshot name, no snapshots) leaves the receiving pool untouched.
+        if !dry_run && matches!(accepted.location, Location::Buffered(_)) {
+            if let Err(e) = self.shared.tree.ensure_buffer(self.shared.zfs) {
+                let (reason, text) = (Reason::ZfsFailed, e.to_string());
+                self.writer
+                    .send(&Message::Reply(Plan::Refused { reason, text }))?;
+                return Ok(());
+            }
+        }
+        self.writer.send(&Message::Reply(accepted.plan.clone()))?;
+        let streams = matches!(
+            accepted.plan,
+            Plan::Full { .. } | Plan::Incremental { .. } | Plan::Resume { .. }
+        );
+        if dry_run || !streams {
+            debug!(
+                "offer answered peer={} dataset={rel:?} plan={:?} dry_run={dry_run}",
+                self.peer, accepted.plan
+            );
+            return Ok(());
+        }
+        let ds = accepted.location.dataset().clone();
+        let opts = RecvOptions {
+            force: accepted.force,
+            resumable: true,
+            // Only a new filesystem can take the property; a volume cannot mount anyway.
+            no_automount: matches!(accepted.plan, Plan::Full { .. })
+                && kind == DatasetKind::Filesystem,
+        };
+        // What the stream ends with, by the plan's definition (PROTOCOL.md): a full stream
+        // is of the oldest snapshot offered, an incremental runs to the newest. A resumed
+        // stream ends wherever the interrupted one was going: that is read back.
+        let ends_with = match accepted.plan {
+            Plan::Full { .. } => first,
+            Plan::Incremental { .. } => last,
+            _ => None,
+        };
+        let outcome = self.receive(&ds, &opts, ends_with);
+        // Whatever came of it (even a cut connection), the dataset is no longer what a
+        // listing taken before now shows; this runs before the dataset's lock is released.
+        self.shared.tree.catalog.touch(ds.as_str());
+        if let Ok(Outcome::Done { .. }) = &outcome {
+            self.shared.tree.catalog.mark_present(ds.as_str());
+        }
+        if matches!(accepted.location, Location::Buffered(_)) {
+            self.shared.tree.mark_buffer_used();
+        }
+        let outcome = outcome?;
+        if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
+        {
+            protect::move_receiver_hold(
+                self.shared.zfs,
+                &ds,
+                newest,
+                accepted.held_before.as_deref(),
+            );
+        }
+        match &outcome {
+            Outcome::Done { bytes, newest, .. } => info!(
+                "recv done peer={} dataset={} snap={} bytes={} secs={:.2}",
+                self.peer,
+                ds,
+                newest,
+                bytes,
+                started.elapsed().as_secs_f64()
+            ),
+            Outcome::Failed { reason, text } => {
+                warn!(
+                    "recv failed peer={} dataset={} reason={} error={text:?}",
+                    self.peer,
+                    ds,
+                    reason.as_str()
+                )
+            }
+        }
+        Ok(())
+    }
+}

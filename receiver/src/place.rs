@@ -1,0 +1,254 @@
+//! Where an offered dataset lands and what the receiver answers: in place or in the
+//! buffer, what is there now, the dataset's lock, and the plan (or refusal) from the
+//! snapshot comparison.
+
+use crate::plan::Decision;
+use crate::session::Session;
+use crate::tree::{DatasetLock, Location};
+use log::warn;
+use std::time::Duration;
+use zfsync_protocol::{Plan, Reason};
+use zfsync_zfs::{check_relative_path, protect, DatasetInfo};
+
+/// What the receiver will do for an offer it accepted.
+pub(crate) struct Accepted<'a> {
+    pub(crate) location: Location,
+    pub(crate) plan: Plan,
+    pub(crate) force: bool,
+    /// The snapshot that carries the receiver's hold before this receive, whence the hold
+    /// moves to the new newest: the base of an incremental (after a rollback, the
+    /// destination's newest is gone), the destination's newest for a resume.
+    pub(crate) held_before: Option<String>,
+    pub(crate) _lock: Option<DatasetLock<'a>>,
+}
+
+/// A refusal: reason and text for the sender.
+pub(crate) type Refusal = (Reason, String);
+
+impl<'a> Session<'a> {
+    /// Where the offered dataset is, its snapshots there (if it exists), and its lock.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn locate(
+        &self,
+        path: &str,
+        rel: &str,
+        is_root: bool,
+        dry_run: bool,
+    ) -> std::result::Result<(Location, Option<DatasetInfo>, Option<DatasetLock<'a>>), Refusal>
+    {
+        let tree = &self.shared.tree;
+        let zfs = self.shared.zfs;
+        check_relative_path(path).map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+        let real = tree
+            .target
+            .join(rel)
+            .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+        let lock = if dry_run {
+            None
+        } else {
+            let wait = (self.shared.config.timeout / 2).min(Duration::from_secs(10));
+            Some(tree.lock(rel, wait).ok_or_else(|| {
+                (
+                    Reason::Busy,
+                    format!("{real} is being received by another session"),
+                )
+            }))
+            .transpose()?
+        };
+        let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
+        if !is_root && !self.shared.config.allow_overwrite {
+            if let Some(why) = self.root_not_replica()? {
+                return Err((Reason::NotReplica, why));
+            }
+        }
+        let base = tree
+            .target
+            .join(&self.base)
+            .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+        let cat = &tree.catalog;
+        if let Some(info) = cat.dataset(zfs, &base, &tree.buffer, &real).map_err(zerr)? {
+            return Ok((Location::InPlace(real), Some(info), lock));
+        }
+        let buffered = tree.buffer_name(rel);
+        if let Some(b) = &buffered {
+            if let Some(info) = cat.dataset(zfs, &base, &tree.buffer, b).map_err(zerr)? {
+                return Ok((Location::Buffered(b.clone()), Some(info), lock));
+            }
+        }
+        // A parent that another session is receiving may be a half-received new dataset:
+        // the child must not land under it. A small receive ends soon: waiting a little for
+        // it costs less than a trip through the buffer and a rename. After that the child
+        // waits in the buffer instead.
+        let parent_busy = !is_root
+            && !tree.wait_unlocked(crate::tree::parent_rel(rel), self.shared.config.parent_wait);
+        let parent_exists = match real.parent() {
+            Some(p) => cat.exists(zfs, &base, &tree.buffer, &p).map_err(zerr)?,
+            None => true,
+        };
+        if parent_exists && !parent_busy {
+            return Ok((Location::InPlace(real), None, lock));
+        }
+        let parent = real.parent().map(|p| p.to_string()).unwrap_or_default();
+        if is_root {
+            return Err((
+                Reason::ParentMissing,
+                format!(
+                    "{parent}, the parent of the sent root {real}, does not exist on the receiver"
+                ),
+            ));
+        }
+        let Some(b) = buffered else {
+            return Err((
+                Reason::ParentMissing,
+                format!("parent {parent} does not exist yet, and the buffered name for {real} would exceed ZFS's 255-byte limit: send again once the parent has arrived"),
+            ));
+        };
+        // The buffer itself is created only once the offer is accepted (see `offer`).
+        Ok((Location::Buffered(b), None, lock))
+    }
+
+    /// `Some(reason)` when the sent root's replica exists but has no snapshots.
+    fn root_not_replica(&self) -> std::result::Result<Option<String>, Refusal> {
+        if let Some(v) = self.root_not_replica.get() {
+            return Ok(v.clone());
+        }
+        let base = self
+            .shared
+            .tree
+            .target
+            .join(&self.base)
+            .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+        let tree = &self.shared.tree;
+        let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
+        let (zfs, cat) = (self.shared.zfs, &tree.catalog);
+        match cat.listed(zfs, &base, &tree.buffer, &base).map_err(zerr)? {
+            // A replica: zfsync's own changes never leave it without snapshots.
+            Some(info) if !info.snapshots.is_empty() => {
+                let _ = self.root_not_replica.set(None);
+                return Ok(None);
+            }
+            // Not there when listed: a new root, perhaps arriving now. No verdict, and none
+            // cached; children may wait in the buffer.
+            None => return Ok(None),
+            // There without snapshots: not a replica, unless it is a new root arriving.
+            Some(_) => {}
+        }
+        // A root that another session is receiving right now shows no snapshot until the
+        // receive ends (zfs-fuse shows the half-received dataset). A root offer being
+        // answered holds the lock only briefly, and so does a small receive: wait for it as
+        // for any parent (`--parent-wait`). A root still locked after that is being
+        // received: no verdict yet, and none cached; its children go to the buffer
+        // meanwhile.
+        if !tree.wait_unlocked(&self.base, self.shared.config.parent_wait) {
+            return Ok(None);
+        }
+        let v = match cat.dataset(zfs, &base, &tree.buffer, &base).map_err(zerr)? {
+            Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && base.parent().is_some() => Some(format!(
+                "{base}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
+            )),
+            _ => None,
+        };
+        let _ = self.root_not_replica.set(v.clone());
+        Ok(v)
+    }
+
+    /// Turns the snapshot comparison into a plan, doing the one destructive step (an
+    /// allowed rollback) before answering.
+    pub(crate) fn decide(
+        &self,
+        location: Location,
+        existing: Option<DatasetInfo>,
+        decision: Decision,
+        count: u32,
+        dry_run: bool,
+        lock: Option<DatasetLock<'a>>,
+    ) -> std::result::Result<Accepted<'a>, Refusal> {
+        let ds = location.dataset().clone();
+        let cfg = self.shared.config;
+        let plan_full = |force| Accepted {
+            plan: Plan::Full {
+                buffered: matches!(location, Location::Buffered(_)),
+            },
+            location: location.clone(),
+            force,
+            held_before: None,
+            _lock: None,
+        };
+        if count == 0 {
+            return Err((Reason::Protocol, "offer without snapshots".into()));
+        }
+        let held_before = existing
+            .as_ref()
+            .and_then(|i| i.snapshots.last())
+            .map(|s| s.name.clone());
+        let mut accepted = match existing {
+            None => plan_full(false),
+            // An interrupted resumable receive: finish it before anything else (the
+            // destination accepts nothing else while it holds partial state).
+            Some(DatasetInfo { resume_token: Some(token), .. }) => Accepted {
+                plan: Plan::Resume { token },
+                location,
+                force: false,
+                held_before,
+                _lock: None,
+            },
+            Some(info) if info.snapshots.is_empty() => {
+                if !cfg.allow_overwrite {
+                    return Err((
+                        Reason::NotReplica,
+                        format!("{ds} exists but has no snapshots, so it was not made by a receive; nothing was changed (start zfsync-recv with --allow-overwrite to replace it)"),
+                    ));
+                }
+                warn!("overwriting dataset={ds} (no snapshots, --allow-overwrite)");
+                plan_full(true)
+            }
+            Some(_) => match decision {
+                Decision::UpToDate { name } => Accepted {
+                    plan: Plan::UpToDate { name },
+                    location,
+                    force: false,
+                    held_before,
+                    _lock: None,
+                },
+                Decision::Incremental { from, rollback, newer } => {
+                    if rollback && !dry_run {
+                        warn!("rolling back dataset={ds} to={} destroying={newer:?} (--allow-rollback)", from.name);
+                        // Our own hold on what is to go (the newest one received) would
+                        // make the rollback fail; the operator asked for them to go.
+                        protect::release_for_rollback(self.shared.zfs, &ds, &newer)
+                            .map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
+                        let rolled = self.shared.zfs.rollback(&ds, &from.name, true);
+                        // After the change: a listing taken meanwhile must not speak for it.
+                        self.shared.tree.catalog.touch(ds.as_str());
+                        rolled.map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
+                    }
+                    Accepted {
+                        held_before: Some(from.name.clone()),
+                        plan: Plan::Incremental { from_guid: from.guid, from_name: from.name },
+                        location,
+                        force: false,
+                        _lock: None,
+                    }
+                }
+                Decision::Diverged { common, newer } => {
+                    return Err((
+                        Reason::Diverged,
+                        format!(
+                            "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
+                            newer.join(", ")
+                        ),
+                    ))
+                }
+                Decision::NoCommonSnapshot { dest_newest } => {
+                    return Err((
+                        Reason::NoCommonSnapshot,
+                        format!("{ds} exists (newest snapshot {dest_newest}) but shares no snapshot GUID with the source; nothing was changed"),
+                    ))
+                }
+                Decision::NothingOffered => return Err((Reason::Protocol, "offer without snapshots".into())),
+            },
+        };
+        accepted._lock = lock;
+        Ok(accepted)
+    }
+}
