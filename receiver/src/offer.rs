@@ -3,6 +3,7 @@
 //! `pump.rs`, and records what the receive did (the catalog, the receiver's hold, the
 //! log). It must not decide placement or plans itself, nor read a stream's data.
 
+use crate::place::{Placement, Refusal};
 use crate::plan::Matcher;
 use crate::session::Session;
 use crate::tree::{join_rel, Location};
@@ -33,7 +34,10 @@ impl Session<'_> {
         let mut last: Option<Snapshot> = None;
         let (decision, located) = {
             let dest_snaps: Vec<Snapshot> = match &located {
-                Ok((_, Some(info), _)) => info.snapshots.clone(),
+                Ok(Placement {
+                    existing: Some(info),
+                    ..
+                }) => info.snapshots.clone(),
                 _ => Vec::new(),
             };
             let mut matcher = Matcher::new(&dest_snaps);
@@ -66,23 +70,22 @@ impl Session<'_> {
         };
         let accepted = match (located, bad_name) {
             (Err(refusal), _) => Err(refusal),
-            (Ok(_), Some(bad)) => {
-                Err((Reason::InvalidPath, format!("snapshot name refused: {bad}")))
-            }
-            (Ok((location, existing, lock)), None) => {
-                self.decide(location, existing, decision, count, dry_run, lock)
-            }
+            (Ok(_), Some(bad)) => Err(Refusal::new(
+                Reason::InvalidPath,
+                format!("snapshot name refused: {bad}"),
+            )),
+            (Ok(placement), None) => self.decide(placement, decision, count, dry_run),
         };
         let accepted = match accepted {
             Ok(a) => a,
-            Err((reason, text)) => {
+            Err(refusal) => {
                 info!(
-                    "offer refused peer={} dataset={rel:?} reason={} text={text:?}",
+                    "offer refused peer={} dataset={rel:?} reason={} text={:?}",
                     self.peer,
-                    reason.as_str()
+                    refusal.reason.as_str(),
+                    refusal.text
                 );
-                self.writer
-                    .send(&Message::Reply(Plan::Refused { reason, text }))?;
+                self.writer.send(&Message::Reply(refusal.into_plan()))?;
                 return Ok(());
             }
         };
@@ -90,9 +93,8 @@ impl Session<'_> {
         // snapshot name, no snapshots) leaves the receiving pool untouched.
         if !dry_run && matches!(accepted.location, Location::Buffered(_)) {
             if let Err(e) = self.shared.tree.ensure_buffer(self.shared.zfs) {
-                let (reason, text) = (Reason::ZfsFailed, e.to_string());
                 self.writer
-                    .send(&Message::Reply(Plan::Refused { reason, text }))?;
+                    .send(&Message::Reply(Refusal::zfs(e).into_plan()))?;
                 return Ok(());
             }
         }

@@ -22,57 +22,106 @@ pub(crate) struct Accepted<'a> {
     pub(crate) _lock: Option<DatasetLock<'a>>,
 }
 
-/// A refusal: reason and text for the sender.
-pub(crate) type Refusal = (Reason, String);
+/// Where an offered dataset is, or will be, and what is there now.
+pub(crate) struct Placement<'a> {
+    pub(crate) location: Location,
+    /// The dataset at `location` with its snapshots, if it exists.
+    pub(crate) existing: Option<DatasetInfo>,
+    /// The dataset's lock, held until the offer is done; none on a dry run, which changes
+    /// nothing.
+    pub(crate) lock: Option<DatasetLock<'a>>,
+}
+
+/// An offer turned down: why, for the sender's program, and what, for its operator.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) reason: Reason,
+    pub(crate) text: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(reason: Reason, text: impl Into<String>) -> Refusal {
+        Refusal {
+            reason,
+            text: text.into(),
+        }
+    }
+
+    /// A name that breaks ZFS's rules, or would land outside TARGET.
+    pub(crate) fn invalid_path(e: impl std::fmt::Display) -> Refusal {
+        Refusal::new(Reason::InvalidPath, e.to_string())
+    }
+
+    /// A zfs command that failed.
+    pub(crate) fn zfs(e: zfsync_zfs::Error) -> Refusal {
+        Refusal::new(Reason::ZfsFailed, e.to_string())
+    }
+
+    /// The answer that tells the sender.
+    pub(crate) fn into_plan(self) -> Plan {
+        Plan::Refused {
+            reason: self.reason,
+            text: self.text,
+        }
+    }
+}
 
 impl<'a> Session<'a> {
     /// Where the offered dataset is, its snapshots there (if it exists), and its lock.
-    #[allow(clippy::type_complexity)]
     pub(crate) fn locate(
         &self,
         path: &str,
         rel: &str,
         is_root: bool,
         dry_run: bool,
-    ) -> std::result::Result<(Location, Option<DatasetInfo>, Option<DatasetLock<'a>>), Refusal>
-    {
+    ) -> Result<Placement<'a>, Refusal> {
         let tree = &self.shared.tree;
         let zfs = self.shared.zfs;
-        check_relative_path(path).map_err(|e| (Reason::InvalidPath, e.to_string()))?;
-        let real = tree
-            .target
-            .join(rel)
-            .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+        check_relative_path(path).map_err(Refusal::invalid_path)?;
+        let real = tree.target.join(rel).map_err(Refusal::invalid_path)?;
         let lock = if dry_run {
             None
         } else {
             let wait = (self.shared.config.timeout / 2).min(Duration::from_secs(10));
             Some(tree.lock(rel, wait).ok_or_else(|| {
-                (
+                Refusal::new(
                     Reason::Busy,
                     format!("{real} is being received by another session"),
                 )
             }))
             .transpose()?
         };
-        let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
         if !is_root && !self.shared.config.allow_overwrite {
             if let Some(why) = self.root_not_replica()? {
-                return Err((Reason::NotReplica, why));
+                return Err(Refusal::new(Reason::NotReplica, why));
             }
         }
         let base = tree
             .target
             .join(&self.base)
-            .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+            .map_err(Refusal::invalid_path)?;
         let cat = &tree.catalog;
-        if let Some(info) = cat.dataset(zfs, &base, &tree.buffer, &real).map_err(zerr)? {
-            return Ok((Location::InPlace(real), Some(info), lock));
+        if let Some(info) = cat
+            .dataset(zfs, &base, &tree.buffer, &real)
+            .map_err(Refusal::zfs)?
+        {
+            return Ok(Placement {
+                location: Location::InPlace(real),
+                existing: Some(info),
+                lock,
+            });
         }
         let buffered = tree.buffer_name(rel);
         if let Some(b) = &buffered {
-            if let Some(info) = cat.dataset(zfs, &base, &tree.buffer, b).map_err(zerr)? {
-                return Ok((Location::Buffered(b.clone()), Some(info), lock));
+            if let Some(info) = cat
+                .dataset(zfs, &base, &tree.buffer, b)
+                .map_err(Refusal::zfs)?
+            {
+                return Ok(Placement {
+                    location: Location::Buffered(b.clone()),
+                    existing: Some(info),
+                    lock,
+                });
             }
         }
         // A parent that another session is receiving may be a half-received new dataset:
@@ -82,15 +131,21 @@ impl<'a> Session<'a> {
         let parent_busy = !is_root
             && !tree.wait_unlocked(crate::tree::parent_rel(rel), self.shared.config.parent_wait);
         let parent_exists = match real.parent() {
-            Some(p) => cat.exists(zfs, &base, &tree.buffer, &p).map_err(zerr)?,
+            Some(p) => cat
+                .exists(zfs, &base, &tree.buffer, &p)
+                .map_err(Refusal::zfs)?,
             None => true,
         };
         if parent_exists && !parent_busy {
-            return Ok((Location::InPlace(real), None, lock));
+            return Ok(Placement {
+                location: Location::InPlace(real),
+                existing: None,
+                lock,
+            });
         }
         let parent = real.parent().map(|p| p.to_string()).unwrap_or_default();
         if is_root {
-            return Err((
+            return Err(Refusal::new(
                 Reason::ParentMissing,
                 format!(
                     "{parent}, the parent of the sent root {real}, does not exist on the receiver"
@@ -98,17 +153,21 @@ impl<'a> Session<'a> {
             ));
         }
         let Some(b) = buffered else {
-            return Err((
+            return Err(Refusal::new(
                 Reason::ParentMissing,
                 format!("parent {parent} does not exist yet, and the buffered name for {real} would exceed ZFS's 255-byte limit: send again once the parent has arrived"),
             ));
         };
         // The buffer itself is created only once the offer is accepted (see `offer`).
-        Ok((Location::Buffered(b), None, lock))
+        Ok(Placement {
+            location: Location::Buffered(b),
+            existing: None,
+            lock,
+        })
     }
 
     /// `Some(reason)` when the sent root's replica exists but has no snapshots.
-    fn root_not_replica(&self) -> std::result::Result<Option<String>, Refusal> {
+    fn root_not_replica(&self) -> Result<Option<String>, Refusal> {
         if let Some(v) = self.root_not_replica.get() {
             return Ok(v.clone());
         }
@@ -117,11 +176,13 @@ impl<'a> Session<'a> {
             .tree
             .target
             .join(&self.base)
-            .map_err(|e| (Reason::InvalidPath, e.to_string()))?;
+            .map_err(Refusal::invalid_path)?;
         let tree = &self.shared.tree;
-        let zerr = |e: zfsync_zfs::Error| (Reason::ZfsFailed, e.to_string());
         let (zfs, cat) = (self.shared.zfs, &tree.catalog);
-        match cat.listed(zfs, &base, &tree.buffer, &base).map_err(zerr)? {
+        match cat
+            .listed(zfs, &base, &tree.buffer, &base)
+            .map_err(Refusal::zfs)?
+        {
             // A replica: zfsync's own changes never leave it without snapshots.
             Some(info) if !info.snapshots.is_empty() => {
                 let _ = self.root_not_replica.set(None);
@@ -142,7 +203,7 @@ impl<'a> Session<'a> {
         if !tree.wait_unlocked(&self.base, self.shared.config.parent_wait) {
             return Ok(None);
         }
-        let v = match cat.dataset(zfs, &base, &tree.buffer, &base).map_err(zerr)? {
+        let v = match cat.dataset(zfs, &base, &tree.buffer, &base).map_err(Refusal::zfs)? {
             Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && base.parent().is_some() => Some(format!(
                 "{base}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
             )),
@@ -156,13 +217,16 @@ impl<'a> Session<'a> {
     /// allowed rollback) before answering.
     pub(crate) fn decide(
         &self,
-        location: Location,
-        existing: Option<DatasetInfo>,
+        placement: Placement<'a>,
         decision: Decision,
         count: u32,
         dry_run: bool,
-        lock: Option<DatasetLock<'a>>,
-    ) -> std::result::Result<Accepted<'a>, Refusal> {
+    ) -> Result<Accepted<'a>, Refusal> {
+        let Placement {
+            location,
+            existing,
+            lock,
+        } = placement;
         let ds = location.dataset().clone();
         let cfg = self.shared.config;
         let plan_full = |force| Accepted {
@@ -175,7 +239,7 @@ impl<'a> Session<'a> {
             _lock: None,
         };
         if count == 0 {
-            return Err((Reason::Protocol, "offer without snapshots".into()));
+            return Err(Refusal::new(Reason::Protocol, "offer without snapshots"));
         }
         let held_before = existing
             .as_ref()
@@ -194,7 +258,7 @@ impl<'a> Session<'a> {
             },
             Some(info) if info.snapshots.is_empty() => {
                 if !cfg.allow_overwrite {
-                    return Err((
+                    return Err(Refusal::new(
                         Reason::NotReplica,
                         format!("{ds} exists but has no snapshots, so it was not made by a receive; nothing was changed (start zfsync-recv with --allow-overwrite to replace it)"),
                     ));
@@ -216,11 +280,11 @@ impl<'a> Session<'a> {
                         // Our own hold on what is to go (the newest one received) would
                         // make the rollback fail; the operator asked for them to go.
                         protect::release_for_rollback(self.shared.zfs, &ds, &newer)
-                            .map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
+                            .map_err(Refusal::zfs)?;
                         let rolled = self.shared.zfs.rollback(&ds, &from.name, true);
                         // After the change: a listing taken meanwhile must not speak for it.
                         self.shared.tree.catalog.touch(ds.as_str());
-                        rolled.map_err(|e| (Reason::ZfsFailed, e.to_string()))?;
+                        rolled.map_err(Refusal::zfs)?;
                     }
                     Accepted {
                         held_before: Some(from.name.clone()),
@@ -231,7 +295,7 @@ impl<'a> Session<'a> {
                     }
                 }
                 Decision::Diverged { common, newer } => {
-                    return Err((
+                    return Err(Refusal::new(
                         Reason::Diverged,
                         format!(
                             "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
@@ -240,12 +304,12 @@ impl<'a> Session<'a> {
                     ))
                 }
                 Decision::NoCommonSnapshot { dest_newest } => {
-                    return Err((
+                    return Err(Refusal::new(
                         Reason::NoCommonSnapshot,
                         format!("{ds} exists (newest snapshot {dest_newest}) but shares no snapshot GUID with the source; nothing was changed"),
                     ))
                 }
-                Decision::NothingOffered => return Err((Reason::Protocol, "offer without snapshots".into())),
+                Decision::NothingOffered => return Err(Refusal::new(Reason::Protocol, "offer without snapshots")),
             },
         };
         accepted._lock = lock;
