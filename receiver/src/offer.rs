@@ -3,7 +3,7 @@
 //! `pump.rs`, and records what the receive did (the catalog, the receiver's hold, the
 //! log). It must not decide placement or plans itself, nor read a stream's data.
 
-use crate::place::{Placement, Refusal};
+use crate::place::{answer, Accepted, Placement, Refusal};
 use crate::plan::Matcher;
 use crate::session::Session;
 use crate::tree::{join_rel, Location};
@@ -74,9 +74,14 @@ impl Session<'_> {
                 Reason::InvalidPath,
                 format!("snapshot name refused: {bad}"),
             )),
-            (Ok(placement), None) => self.decide(placement, decision, count, dry_run),
+            (Ok(placement), None) => answer(
+                placement,
+                decision,
+                count,
+                self.shared.config.allow_overwrite,
+            ),
         };
-        let accepted = match accepted {
+        let accepted = match accepted.and_then(|a| self.apply(a, dry_run)) {
             Ok(a) => a,
             Err(refusal) => {
                 info!(
@@ -89,6 +94,12 @@ impl Session<'_> {
                 return Ok(());
             }
         };
+        if accepted.force {
+            warn!(
+                "overwriting dataset={} (no snapshots, --allow-overwrite)",
+                accepted.location.dataset()
+            );
+        }
         // Issue 5: the buffer is created only for an accepted offer, so a refused one (bad
         // snapshot name, no snapshots) leaves the receiving pool untouched.
         if !dry_run && matches!(accepted.location, Location::Buffered(_)) {
@@ -165,5 +176,23 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Applies the change an accepted answer needs before its stream, an allowed rollback,
+    /// under the tree's lock and the dataset's. A dry run changes nothing.
+    fn apply<'a>(
+        &self,
+        accepted: Accepted<'a>,
+        dry_run: bool,
+    ) -> std::result::Result<Accepted<'a>, Refusal> {
+        if dry_run {
+            return Ok(accepted);
+        }
+        if let (Some(rollback), Some(lock)) = (&accepted.rollback, &accepted.lock) {
+            let tree = &self.shared.tree;
+            tree.roll_back(self.shared.zfs, lock, rollback)
+                .map_err(Refusal::zfs)?;
+        }
+        Ok(accepted)
     }
 }

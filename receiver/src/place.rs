@@ -1,25 +1,29 @@
 //! Where an offered dataset lands and what the receiver answers: in place or in the
 //! buffer, what is there now, the dataset's lock, and the plan (or refusal) from the
-//! snapshot comparison.
+//! snapshot comparison. Nothing here changes a dataset: an answer that needs a change (an
+//! allowed rollback) says so, and the offer applies it under the tree's lock.
 
 use crate::plan::Decision;
 use crate::session::Session;
-use crate::tree::{DatasetLock, Location};
-use log::warn;
+use crate::tree::{DatasetLock, Location, Rollback};
 use std::time::Duration;
 use zfsync_protocol::{Plan, Reason};
-use zfsync_zfs::{check_relative_path, protect, DatasetInfo};
+use zfsync_zfs::{check_relative_path, DatasetInfo};
 
-/// What the receiver will do for an offer it accepted.
+/// What the receiver will do for an offer it accepted, decided before anything changes.
 pub(crate) struct Accepted<'a> {
     pub(crate) location: Location,
     pub(crate) plan: Plan,
+    /// `zfs recv -F`: only to replace a dataset that no receive made (`--allow-overwrite`).
     pub(crate) force: bool,
     /// The snapshot that carries the receiver's hold before this receive, whence the hold
     /// moves to the new newest: the base of an incremental (after a rollback, the
     /// destination's newest is gone), the destination's newest for a resume.
     pub(crate) held_before: Option<String>,
-    pub(crate) _lock: Option<DatasetLock<'a>>,
+    /// What an allowed divergence needs undone before the stream (`--allow-rollback`).
+    pub(crate) rollback: Option<Rollback>,
+    /// The dataset's lock (see [`Placement::lock`]), held until the offer is done.
+    pub(crate) lock: Option<DatasetLock<'a>>,
 }
 
 /// Where an offered dataset is, or will be, and what is there now.
@@ -212,107 +216,256 @@ impl<'a> Session<'a> {
         let _ = self.root_not_replica.set(v.clone());
         Ok(v)
     }
+}
 
-    /// Turns the snapshot comparison into a plan, doing the one destructive step (an
-    /// allowed rollback) before answering.
-    pub(crate) fn decide(
-        &self,
-        placement: Placement<'a>,
-        decision: Decision,
-        count: u32,
-        dry_run: bool,
-    ) -> Result<Accepted<'a>, Refusal> {
-        let Placement {
-            location,
-            existing,
-            lock,
-        } = placement;
-        let ds = location.dataset().clone();
-        let cfg = self.shared.config;
-        let plan_full = |force| Accepted {
-            plan: Plan::Full {
-                buffered: matches!(location, Location::Buffered(_)),
-            },
-            location: location.clone(),
-            force,
-            held_before: None,
-            _lock: None,
-        };
-        if count == 0 {
-            return Err(Refusal::new(Reason::Protocol, "offer without snapshots"));
-        }
-        let held_before = existing
-            .as_ref()
-            .and_then(|i| i.snapshots.last())
-            .map(|s| s.name.clone());
-        let mut accepted = match existing {
-            None => plan_full(false),
-            // An interrupted resumable receive: finish it before anything else (the
-            // destination accepts nothing else while it holds partial state).
-            Some(DatasetInfo { resume_token: Some(token), .. }) => Accepted {
-                plan: Plan::Resume { token },
-                location,
-                force: false,
-                held_before,
-                _lock: None,
-            },
-            Some(info) if info.snapshots.is_empty() => {
-                if !cfg.allow_overwrite {
-                    return Err(Refusal::new(
-                        Reason::NotReplica,
-                        format!("{ds} exists but has no snapshots, so it was not made by a receive; nothing was changed (start zfsync-recv with --allow-overwrite to replace it)"),
-                    ));
-                }
-                warn!("overwriting dataset={ds} (no snapshots, --allow-overwrite)");
-                plan_full(true)
+/// Turns the snapshot comparison into the answer to an offer: a plan, or a refusal.
+/// Changes nothing: an allowed rollback is part of the answer, for the offer to apply
+/// before the stream (never on a dry run).
+pub(crate) fn answer(
+    placement: Placement<'_>,
+    decision: Decision,
+    count: u32,
+    allow_overwrite: bool,
+) -> Result<Accepted<'_>, Refusal> {
+    let Placement {
+        location,
+        existing,
+        lock,
+    } = placement;
+    if count == 0 {
+        return Err(Refusal::new(Reason::Protocol, "offer without snapshots"));
+    }
+    let ds = location.dataset().clone();
+    let newest = existing
+        .as_ref()
+        .and_then(|i| i.snapshots.last())
+        .map(|s| s.name.clone());
+    let full = Accepted {
+        plan: Plan::Full {
+            buffered: matches!(location, Location::Buffered(_)),
+        },
+        location,
+        force: false,
+        held_before: None,
+        rollback: None,
+        lock,
+    };
+    Ok(match existing {
+        None => full,
+        // An interrupted resumable receive: finish it before anything else (the
+        // destination accepts nothing else while it holds partial state).
+        Some(DatasetInfo {
+            resume_token: Some(token),
+            ..
+        }) => Accepted {
+            plan: Plan::Resume { token },
+            held_before: newest,
+            ..full
+        },
+        Some(info) if info.snapshots.is_empty() => {
+            if !allow_overwrite {
+                return Err(Refusal::new(
+                    Reason::NotReplica,
+                    format!("{ds} exists but has no snapshots, so it was not made by a receive; nothing was changed (start zfsync-recv with --allow-overwrite to replace it)"),
+                ));
             }
-            Some(_) => match decision {
-                Decision::UpToDate { name } => Accepted {
-                    plan: Plan::UpToDate { name },
-                    location,
-                    force: false,
-                    held_before,
-                    _lock: None,
-                },
-                Decision::Incremental { from, rollback, newer } => {
-                    if rollback && !dry_run {
-                        warn!("rolling back dataset={ds} to={} destroying={newer:?} (--allow-rollback)", from.name);
-                        // Our own hold on what is to go (the newest one received) would
-                        // make the rollback fail; the operator asked for them to go.
-                        protect::release_for_rollback(self.shared.zfs, &ds, &newer)
-                            .map_err(Refusal::zfs)?;
-                        let rolled = self.shared.zfs.rollback(&ds, &from.name, true);
-                        // After the change: a listing taken meanwhile must not speak for it.
-                        self.shared.tree.catalog.touch(ds.as_str());
-                        rolled.map_err(Refusal::zfs)?;
-                    }
-                    Accepted {
-                        held_before: Some(from.name.clone()),
-                        plan: Plan::Incremental { from_guid: from.guid, from_name: from.name },
-                        location,
-                        force: false,
-                        _lock: None,
-                    }
-                }
-                Decision::Diverged { common, newer } => {
-                    return Err(Refusal::new(
-                        Reason::Diverged,
-                        format!(
-                            "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
-                            newer.join(", ")
-                        ),
-                    ))
-                }
-                Decision::NoCommonSnapshot { dest_newest } => {
-                    return Err(Refusal::new(
-                        Reason::NoCommonSnapshot,
-                        format!("{ds} exists (newest snapshot {dest_newest}) but shares no snapshot GUID with the source; nothing was changed"),
-                    ))
-                }
-                Decision::NothingOffered => return Err(Refusal::new(Reason::Protocol, "offer without snapshots")),
+            Accepted { force: true, ..full }
+        }
+        Some(_) => match decision {
+            Decision::UpToDate { name } => Accepted {
+                plan: Plan::UpToDate { name },
+                held_before: newest,
+                ..full
             },
-        };
-        accepted._lock = lock;
-        Ok(accepted)
+            Decision::Incremental {
+                from,
+                rollback,
+                newer,
+            } => Accepted {
+                rollback: rollback.then(|| Rollback {
+                    dataset: ds,
+                    to: from.name.clone(),
+                    destroying: newer,
+                }),
+                held_before: Some(from.name.clone()),
+                plan: Plan::Incremental {
+                    from_guid: from.guid,
+                    from_name: from.name,
+                },
+                ..full
+            },
+            Decision::Diverged { common, newer } => {
+                return Err(Refusal::new(
+                    Reason::Diverged,
+                    format!(
+                        "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
+                        newer.join(", ")
+                    ),
+                ))
+            }
+            Decision::NoCommonSnapshot { dest_newest } => {
+                return Err(Refusal::new(
+                    Reason::NoCommonSnapshot,
+                    format!("{ds} exists (newest snapshot {dest_newest}) but shares no snapshot GUID with the source; nothing was changed"),
+                ))
+            }
+            Decision::NothingOffered => {
+                return Err(Refusal::new(Reason::Protocol, "offer without snapshots"))
+            }
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zfsync_zfs::{Dataset, Kind, Snapshot};
+
+    /// "a:1 b:2" -> snapshots a (guid 1) and b (guid 2), oldest first.
+    fn snaps(s: &str) -> Vec<Snapshot> {
+        s.split_whitespace()
+            .enumerate()
+            .map(|(i, t)| {
+                let (name, guid) = t.split_once(':').unwrap();
+                Snapshot {
+                    name: name.into(),
+                    guid: guid.parse().unwrap(),
+                    createtxg: i as u64 + 1,
+                }
+            })
+            .collect()
+    }
+
+    /// pool/t/a in place, with the snapshots `existing` ("a:1 b:2"; `None`: not there).
+    fn placed(existing: Option<&str>, token: Option<&str>) -> Placement<'static> {
+        let ds = Dataset::new("pool/t/a").unwrap();
+        Placement {
+            existing: existing.map(|s| DatasetInfo {
+                name: ds.to_string(),
+                kind: Kind::Filesystem,
+                snapshots: snaps(s),
+                encrypted: false,
+                resume_token: token.map(String::from),
+            }),
+            location: Location::InPlace(ds),
+            lock: None,
+        }
+    }
+
+    fn incremental(from: &str, rollback: bool, newer: &[&str]) -> Decision {
+        Decision::Incremental {
+            from: snaps(from).remove(0),
+            rollback,
+            newer: newer.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn refused(r: Result<Accepted<'_>, Refusal>) -> Reason {
+        match r {
+            Err(refusal) => refusal.reason,
+            Ok(a) => panic!("accepted: {:?}", a.plan),
+        }
+    }
+
+    #[test]
+    fn new_dataset_is_received_full() {
+        let a = answer(placed(None, None), Decision::NothingOffered, 1, false).unwrap();
+        assert_eq!(a.plan, Plan::Full { buffered: false });
+        assert!(!a.force && a.rollback.is_none() && a.held_before.is_none());
+    }
+
+    #[test]
+    fn buffered_new_dataset_says_so() {
+        let mut p = placed(None, None);
+        p.location = Location::Buffered(Dataset::new("pool/buf/61").unwrap());
+        let a = answer(p, Decision::NothingOffered, 1, false).unwrap();
+        assert_eq!(a.plan, Plan::Full { buffered: true });
+    }
+
+    #[test]
+    fn partial_state_is_resumed_first() {
+        let d = incremental("b:2", false, &[]);
+        let a = answer(placed(Some("a:1 b:2"), Some("tok")), d, 3, false).unwrap();
+        assert_eq!(
+            a.plan,
+            Plan::Resume {
+                token: "tok".into()
+            }
+        );
+        assert_eq!(a.held_before.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn dataset_without_snapshots_is_refused() {
+        let r = answer(placed(Some(""), None), Decision::NothingOffered, 1, false);
+        assert_eq!(refused(r), Reason::NotReplica);
+    }
+
+    #[test]
+    fn dataset_without_snapshots_is_overwritten_when_allowed() {
+        let a = answer(placed(Some(""), None), Decision::NothingOffered, 1, true).unwrap();
+        assert_eq!(a.plan, Plan::Full { buffered: false });
+        assert!(a.force);
+    }
+
+    #[test]
+    fn incremental_moves_the_hold_from_its_base() {
+        let d = incremental("a:1", false, &[]);
+        let a = answer(placed(Some("a:1"), None), d, 2, false).unwrap();
+        assert_eq!(
+            a.plan,
+            Plan::Incremental {
+                from_guid: 1,
+                from_name: "a".into()
+            }
+        );
+        assert_eq!(a.held_before.as_deref(), Some("a"));
+        assert!(a.rollback.is_none());
+    }
+
+    // The answer only plans the rollback: the offer applies it (never on a dry run).
+    #[test]
+    fn allowed_rollback_is_planned_not_done() {
+        let d = incremental("a:1", true, &["local"]);
+        let a = answer(placed(Some("a:1 local:7"), None), d, 2, false).unwrap();
+        assert_eq!(
+            a.rollback,
+            Some(Rollback {
+                dataset: Dataset::new("pool/t/a").unwrap(),
+                to: "a".into(),
+                destroying: vec!["local".into()],
+            })
+        );
+        assert_eq!(a.held_before.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn refusals_from_the_comparison() {
+        let cases = [
+            (
+                Decision::Diverged {
+                    common: "a".into(),
+                    newer: vec!["local".into()],
+                },
+                Reason::Diverged,
+            ),
+            (
+                Decision::NoCommonSnapshot {
+                    dest_newest: "x".into(),
+                },
+                Reason::NoCommonSnapshot,
+            ),
+            (Decision::NothingOffered, Reason::Protocol),
+        ];
+        for (decision, reason) in cases {
+            let r = answer(placed(Some("a:1"), None), decision, 1, false);
+            assert_eq!(refused(r), reason);
+        }
+    }
+
+    #[test]
+    fn offer_without_snapshots_is_refused() {
+        let r = answer(placed(None, None), Decision::NothingOffered, 0, false);
+        assert_eq!(refused(r), Reason::Protocol);
     }
 }
