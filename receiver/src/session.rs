@@ -8,12 +8,29 @@
 //! configured timeout, so a silent or broken peer costs this one connection.
 
 use crate::{Error, Result, Shared};
-use log::{debug, info};
+use log::{debug, info, warn};
 use std::io::{BufReader, BufWriter};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zfsync_protocol::{FrameReader, FrameWriter, Message, Reason};
+
+/// Runs a session on a connection until it ends, then cleans up the buffer (what the
+/// session left there may be placeable now). The connection may come from anywhere: its
+/// socket options are set here. `busy` is set while the session works on an offer.
+pub(crate) fn run_session<'a>(
+    shared: &'a Shared<'a>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    busy: &'a AtomicBool,
+) {
+    let result = Session::new(shared, stream, peer, busy).and_then(|s| s.run());
+    match result {
+        Ok(()) => info!("session end peer={peer}"),
+        Err(e) => warn!("session end peer={peer} error={e}"),
+    }
+    shared.clean_up("connection end");
+}
 
 pub(crate) struct Session<'a> {
     pub(crate) shared: &'a Shared<'a>,
@@ -30,7 +47,7 @@ pub(crate) struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    pub(crate) fn new(
+    fn new(
         shared: &'a Shared<'a>,
         stream: TcpStream,
         peer: SocketAddr,
@@ -50,7 +67,7 @@ impl<'a> Session<'a> {
         })
     }
 
-    pub(crate) fn run(mut self) -> Result<()> {
+    fn run(mut self) -> Result<()> {
         self.greet()?;
         // List this sender's side now, while it lists its own: its offers then cost no zfs
         // command. After the greeting's deadline: a big destination may take longer to
