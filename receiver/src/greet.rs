@@ -65,19 +65,24 @@ impl Session<'_> {
                 }
             }
         };
-        let base = join_rel(&subtree, &dest);
-        if let Err(e) = check_relative_path(&dest).and_then(|_| self.shared.tree.target.join(&base))
+        let root_rel = join_rel(&subtree, &dest);
+        let root = match check_relative_path(&dest)
+            .and_then(|_| self.shared.tree.target.join(&root_rel))
         {
-            return self.refuse_session(
-                Reason::InvalidPath,
-                format!("destination path refused: {e}"),
-            );
-        }
+            Ok(root) => root,
+            Err(e) => {
+                return self.refuse_session(
+                    Reason::InvalidPath,
+                    format!("destination path refused: {e}"),
+                )
+            }
+        };
         info!(
             "session start peer={} agent={:?} client={:?} base={:?}",
-            self.peer, agent, client, base
+            self.peer, agent, client, root_rel
         );
-        self.base = base;
+        self.root_rel = root_rel;
+        self.root = root;
         self.writer.send(&Message::Welcome {
             version: VERSION,
             agent: format!("zfsync-recv {}", env!("CARGO_PKG_VERSION")),

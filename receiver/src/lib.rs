@@ -10,15 +10,13 @@
 mod accept;
 mod catalog;
 pub mod cli;
+mod compare;
 mod greet;
 mod offer;
 mod place;
-mod plan;
 mod pump;
 mod session;
 mod tree;
-
-pub use plan::{Decision, Matcher};
 
 use log::{error, info};
 use std::fmt;

@@ -3,8 +3,8 @@
 //! `pump.rs`, and records what the receive did (the catalog, the receiver's hold, the
 //! log). It must not decide placement or plans itself, nor read a stream's data.
 
+use crate::compare::{Decision, Matcher};
 use crate::place::{answer, Accepted, Placement, Refusal};
-use crate::plan::Matcher;
 use crate::session::Session;
 use crate::tree::{join_rel, Location};
 use crate::{Error, Result};
@@ -13,8 +13,19 @@ use std::time::Instant;
 use zfsync_protocol::{DatasetKind, Message, Outcome, Plan, Reason};
 use zfsync_zfs::{check_snapshot_name, protect, RecvOptions, Snapshot};
 
+/// The snapshots an offer announced, as far as the answer needs them.
+struct Announced {
+    /// How they compare with the destination's.
+    decision: Decision,
+    /// The oldest and newest: where a full or an incremental stream ends.
+    first: Option<Snapshot>,
+    last: Option<Snapshot>,
+    /// Why one of their names is refused, if one is.
+    bad_name: Option<String>,
+}
+
 impl Session<'_> {
-    /// One offered dataset: decide, answer, and receive the stream if one follows.
+    /// One offered dataset: place it, answer, and receive the stream if one follows.
     pub(crate) fn offer(
         &mut self,
         path: &str,
@@ -23,52 +34,25 @@ impl Session<'_> {
         dry_run: bool,
     ) -> Result<()> {
         let started = Instant::now();
-        let rel = join_rel(&self.base, path);
+        let rel = join_rel(&self.root_rel, path);
         let is_root = path.is_empty();
-        let located = self.keeping_alive(|| self.locate(path, &rel, is_root, dry_run))?;
+        let placed = self.keeping_alive(|| self.locate(path, &rel, is_root, dry_run))?;
+        let dest: &[Snapshot] = match &placed {
+            Ok(Placement {
+                existing: Some(info),
+                ..
+            }) => &info.snapshots,
+            _ => &[],
+        };
         // Read every announced snapshot even when the offer is already refused: the
         // conversation must stay in step.
-        let mut bad_name: Option<String> = None;
-        // The oldest and newest offered: where a full or an incremental stream ends.
-        let mut first: Option<Snapshot> = None;
-        let mut last: Option<Snapshot> = None;
-        let (decision, located) = {
-            let dest_snaps: Vec<Snapshot> = match &located {
-                Ok(Placement {
-                    existing: Some(info),
-                    ..
-                }) => info.snapshots.clone(),
-                _ => Vec::new(),
-            };
-            let mut matcher = Matcher::new(&dest_snaps);
-            for _ in 0..count {
-                match self.reader.read_message()? {
-                    Some(Message::Snap(s)) => {
-                        if bad_name.is_none() {
-                            if let Err(e) = check_snapshot_name(&s.name) {
-                                bad_name = Some(e.to_string());
-                            }
-                        }
-                        let snap = Snapshot {
-                            name: s.name,
-                            guid: s.guid,
-                            createtxg: s.createtxg,
-                        };
-                        if first.is_none() {
-                            first = Some(snap.clone());
-                        }
-                        last = Some(snap.clone());
-                        matcher.feed(snap);
-                    }
-                    Some(other) => {
-                        return self.violation(&format!("expected snap, got {}", other.name()))
-                    }
-                    None => return Err(Error::Violation("closed inside an offer".into())),
-                }
-            }
-            (matcher.decide(self.shared.config.allow_rollback), located)
-        };
-        let accepted = match (located, bad_name) {
+        let Announced {
+            decision,
+            first,
+            last,
+            bad_name,
+        } = self.read_announced(count, dest)?;
+        let accepted = match (placed, bad_name) {
             (Err(refusal), _) => Err(refusal),
             (Ok(_), Some(bad)) => Err(Refusal::new(
                 Reason::InvalidPath,
@@ -176,6 +160,46 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Reads the `count` snapshots announced after an offer and compares them with `dest`,
+    /// the destination's, one at a time as they arrive.
+    fn read_announced(&mut self, count: u32, dest: &[Snapshot]) -> Result<Announced> {
+        let mut bad_name: Option<String> = None;
+        let mut first: Option<Snapshot> = None;
+        let mut last: Option<Snapshot> = None;
+        let mut matcher = Matcher::new(dest);
+        for _ in 0..count {
+            match self.reader.read_message()? {
+                Some(Message::Snap(s)) => {
+                    if bad_name.is_none() {
+                        if let Err(e) = check_snapshot_name(&s.name) {
+                            bad_name = Some(e.to_string());
+                        }
+                    }
+                    let snap = Snapshot {
+                        name: s.name,
+                        guid: s.guid,
+                        createtxg: s.createtxg,
+                    };
+                    if first.is_none() {
+                        first = Some(snap.clone());
+                    }
+                    last = Some(snap.clone());
+                    matcher.feed(snap);
+                }
+                Some(other) => {
+                    return self.violation(&format!("expected snap, got {}", other.name()))
+                }
+                None => return Err(Error::Violation("closed inside an offer".into())),
+            }
+        }
+        Ok(Announced {
+            decision: matcher.decide(self.shared.config.allow_rollback),
+            first,
+            last,
+            bad_name,
+        })
     }
 
     /// Applies the change an accepted answer needs before its stream, an allowed rollback,

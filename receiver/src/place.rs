@@ -3,7 +3,7 @@
 //! snapshot comparison. Nothing here changes a dataset: an answer that needs a change (an
 //! allowed rollback) says so, and the offer applies it under the tree's lock.
 
-use crate::plan::Decision;
+use crate::compare::Decision;
 use crate::session::Session;
 use crate::tree::{DatasetLock, Location, Rollback};
 use std::time::Duration;
@@ -96,17 +96,13 @@ impl<'a> Session<'a> {
             .transpose()?
         };
         if !is_root && !self.shared.config.allow_overwrite {
-            if let Some(why) = self.root_not_replica()? {
+            if let Some(why) = self.root_refusal()? {
                 return Err(Refusal::new(Reason::NotReplica, why));
             }
         }
-        let base = tree
-            .target
-            .join(&self.base)
-            .map_err(Refusal::invalid_path)?;
         let cat = &tree.catalog;
         if let Some(info) = cat
-            .dataset(zfs, &base, &tree.buffer, &real)
+            .dataset(zfs, &self.root, &tree.buffer, &real)
             .map_err(Refusal::zfs)?
         {
             return Ok(Placement {
@@ -118,7 +114,7 @@ impl<'a> Session<'a> {
         let buffered = tree.buffer_name(rel);
         if let Some(b) = &buffered {
             if let Some(info) = cat
-                .dataset(zfs, &base, &tree.buffer, b)
+                .dataset(zfs, &self.root, &tree.buffer, b)
                 .map_err(Refusal::zfs)?
             {
                 return Ok(Placement {
@@ -136,7 +132,7 @@ impl<'a> Session<'a> {
             && !tree.wait_unlocked(crate::tree::parent_rel(rel), self.shared.config.parent_wait);
         let parent_exists = match real.parent() {
             Some(p) => cat
-                .exists(zfs, &base, &tree.buffer, &p)
+                .exists(zfs, &self.root, &tree.buffer, &p)
                 .map_err(Refusal::zfs)?,
             None => true,
         };
@@ -171,25 +167,20 @@ impl<'a> Session<'a> {
     }
 
     /// `Some(reason)` when the sent root's replica exists but has no snapshots.
-    fn root_not_replica(&self) -> Result<Option<String>, Refusal> {
-        if let Some(v) = self.root_not_replica.get() {
+    fn root_refusal(&self) -> Result<Option<String>, Refusal> {
+        if let Some(v) = self.root_refusal.get() {
             return Ok(v.clone());
         }
-        let base = self
-            .shared
-            .tree
-            .target
-            .join(&self.base)
-            .map_err(Refusal::invalid_path)?;
+        let root = &self.root;
         let tree = &self.shared.tree;
         let (zfs, cat) = (self.shared.zfs, &tree.catalog);
         match cat
-            .listed(zfs, &base, &tree.buffer, &base)
+            .listed(zfs, root, &tree.buffer, root)
             .map_err(Refusal::zfs)?
         {
             // A replica: zfsync's own changes never leave it without snapshots.
             Some(info) if !info.snapshots.is_empty() => {
-                let _ = self.root_not_replica.set(None);
+                let _ = self.root_refusal.set(None);
                 return Ok(None);
             }
             // Not there when listed: a new root, perhaps arriving now. No verdict, and none
@@ -204,16 +195,16 @@ impl<'a> Session<'a> {
         // for any parent (`--parent-wait`). A root still locked after that is being
         // received: no verdict yet, and none cached; its children go to the buffer
         // meanwhile.
-        if !tree.wait_unlocked(&self.base, self.shared.config.parent_wait) {
+        if !tree.wait_unlocked(&self.root_rel, self.shared.config.parent_wait) {
             return Ok(None);
         }
-        let v = match cat.dataset(zfs, &base, &tree.buffer, &base).map_err(Refusal::zfs)? {
-            Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && base.parent().is_some() => Some(format!(
-                "{base}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
+        let v = match cat.dataset(zfs, root, &tree.buffer, root).map_err(Refusal::zfs)? {
+            Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && root.parent().is_some() => Some(format!(
+                "{root}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
             )),
             _ => None,
         };
-        let _ = self.root_not_replica.set(v.clone());
+        let _ = self.root_refusal.set(v.clone());
         Ok(v)
     }
 }

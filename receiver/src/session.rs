@@ -14,6 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zfsync_protocol::{FrameReader, FrameWriter, Message, Reason};
+use zfsync_zfs::Dataset;
 
 /// Runs a session on a connection until it ends, then cleans up the buffer (what the
 /// session left there may be placeable now). The connection may come from anywhere: its
@@ -38,12 +39,16 @@ pub(crate) struct Session<'a> {
     pub(crate) busy: &'a AtomicBool,
     pub(crate) reader: FrameReader<BufReader<TcpStream>>,
     pub(crate) writer: FrameWriter<BufWriter<TcpStream>>,
-    /// Where the sender's root lands, relative to TARGET ("" = TARGET).
-    pub(crate) base: String,
-    /// Whether the sent root's replica exists without being one (no snapshots): then its
-    /// children are refused too, rather than grown inside a dataset that was refused.
-    /// Looked up once per session, at the first child offered.
-    pub(crate) root_not_replica: std::cell::OnceCell<Option<String>>,
+    /// Where the sender's root dataset lands, relative to TARGET ("" = TARGET itself):
+    /// the destination it asked for, below its client's subtree when keys are used. Set by
+    /// the greeting; every offered path is below it.
+    pub(crate) root_rel: String,
+    /// `root_rel` under TARGET: the sent root's replica.
+    pub(crate) root: Dataset,
+    /// Why the sent root's children are refused, once known: its replica exists without
+    /// being one (no snapshots), and children are not grown inside a dataset that was
+    /// refused. Looked up once per session, at the first child offered.
+    pub(crate) root_refusal: std::cell::OnceCell<Option<String>>,
 }
 
 impl<'a> Session<'a> {
@@ -62,8 +67,9 @@ impl<'a> Session<'a> {
             busy,
             reader,
             writer,
-            base: String::new(),
-            root_not_replica: std::cell::OnceCell::new(),
+            root_rel: String::new(),
+            root: shared.tree.target.clone(),
+            root_refusal: std::cell::OnceCell::new(),
         })
     }
 
@@ -74,12 +80,11 @@ impl<'a> Session<'a> {
         // list than a greeting may (a zfs command's own bound is 5 x --timeout). A failure
         // shows again, with context, at the first offer.
         let tree = &self.shared.tree;
-        if let Ok(base) = tree.target.join(&self.base) {
-            let warmed =
-                self.keeping_alive(|| tree.catalog.warm(self.shared.zfs, &base, &tree.buffer))?;
-            if let Err(e) = warmed {
-                debug!("catalog warm-up failed base={base} error={e}");
-            }
+        let root = &self.root;
+        let warmed =
+            self.keeping_alive(|| tree.catalog.warm(self.shared.zfs, root, &tree.buffer))?;
+        if let Err(e) = warmed {
+            debug!("catalog warm-up failed base={root} error={e}");
         }
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
