@@ -94,11 +94,11 @@ impl<'a> Matcher<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// "a:1 b:2" -> snapshots a (guid 1) and b (guid 2), oldest first.
-    fn snaps(s: &str) -> Vec<Snapshot> {
+    pub(crate) fn snaps(s: &str) -> Vec<Snapshot> {
         s.split_whitespace()
             .enumerate()
             .map(|(i, t)| {

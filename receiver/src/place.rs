@@ -310,22 +310,8 @@ pub(crate) fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zfsync_zfs::{Dataset, Kind, Snapshot};
-
-    /// "a:1 b:2" -> snapshots a (guid 1) and b (guid 2), oldest first.
-    fn snaps(s: &str) -> Vec<Snapshot> {
-        s.split_whitespace()
-            .enumerate()
-            .map(|(i, t)| {
-                let (name, guid) = t.split_once(':').unwrap();
-                Snapshot {
-                    name: name.into(),
-                    guid: guid.parse().unwrap(),
-                    createtxg: i as u64 + 1,
-                }
-            })
-            .collect()
-    }
+    use crate::compare::tests::snaps;
+    use zfsync_zfs::{Dataset, Kind};
 
     /// pool/t/a in place, with the snapshots `existing` ("a:1 b:2"; `None`: not there).
     fn placed(existing: Option<&str>, token: Option<&str>) -> Placement<'static> {
