@@ -1,9 +1,9 @@
 //! A short-lived picture of the receiver's datasets, so that an offer costs no zfs command.
 //!
-//! A sender offers its datasets one after another, all below one base (where its root
-//! lands). Listing each one costs a zfs command (~10 ms on zfs-fuse); listing the whole base
-//! once, recursively, costs about as much as a few of them. The catalog keeps such a
-//! listing of the base and of the buffer for [`TTL`], shared by every session.
+//! A sender offers its datasets one after another, all below one root (where its root
+//! dataset lands). Listing each one costs a zfs command (~10 ms on zfs-fuse); listing the
+//! whole root once, recursively, costs about as much as a few of them. The catalog keeps
+//! such a listing of the root and of the buffer for [`TTL`], shared by every session.
 //!
 //! It stays correct about zfsync's own changes. Every change the receiver makes to a
 //! dataset (receive, rollback, rename, destroy) is recorded with a generation number
@@ -30,15 +30,15 @@ pub const TTL: Duration = Duration::from_secs(10);
 struct Listing {
     taken: Instant,
     generation: u64,
-    /// Every dataset below the base and the buffer, by full name.
+    /// Every dataset below the root and the buffer, by full name.
     datasets: HashMap<String, DatasetInfo>,
-    base: Dataset,
+    root: Dataset,
     buffer: Dataset,
 }
 
 impl Listing {
     fn covers(&self, ds: &Dataset) -> bool {
-        ds.is_within(&self.base) || ds.is_within(&self.buffer)
+        ds.is_within(&self.root) || ds.is_within(&self.buffer)
     }
 }
 
@@ -47,7 +47,7 @@ pub struct Catalog {
     generation: AtomicU64,
     /// Dataset name -> generation of zfsync's last change to it.
     changed: Mutex<HashMap<String, u64>>,
-    /// Base dataset name -> its listing.
+    /// Root dataset name -> its listing.
     listings: Mutex<HashMap<String, Arc<Listing>>>,
     /// Datasets that exist because zfsync's own last change to them made them (a receive
     /// that succeeded, a rename into place), and since when: for [`TTL`], like a listing,
@@ -78,16 +78,16 @@ impl Catalog {
         present.insert(name.to_string(), Instant::now());
     }
 
-    /// `ds` with its snapshots, or `None` if it does not exist, from the listing of `base`
+    /// `ds` with its snapshots, or `None` if it does not exist, from the listing of `root`
     /// where it can, else from zfs.
     pub fn dataset(
         &self,
         zfs: &Zfs,
-        base: &Dataset,
+        root: &Dataset,
         buffer: &Dataset,
         ds: &Dataset,
     ) -> zfsync_zfs::Result<Option<DatasetInfo>> {
-        let listing = self.listing(zfs, base, buffer)?;
+        let listing = self.listing(zfs, root, buffer)?;
         let changed_since = {
             let changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
             changed
@@ -104,11 +104,11 @@ impl Catalog {
     pub fn listed(
         &self,
         zfs: &Zfs,
-        base: &Dataset,
+        root: &Dataset,
         buffer: &Dataset,
         ds: &Dataset,
     ) -> zfsync_zfs::Result<Option<DatasetInfo>> {
-        let listing = self.listing(zfs, base, buffer)?;
+        let listing = self.listing(zfs, root, buffer)?;
         Ok(listing.datasets.get(ds.as_str()).cloned())
     }
 
@@ -116,7 +116,7 @@ impl Catalog {
     pub fn exists(
         &self,
         zfs: &Zfs,
-        base: &Dataset,
+        root: &Dataset,
         buffer: &Dataset,
         ds: &Dataset,
     ) -> zfsync_zfs::Result<bool> {
@@ -126,25 +126,25 @@ impl Catalog {
             .unwrap_or_else(|p| p.into_inner())
             .get(ds.as_str())
             .is_some_and(|since| since.elapsed() < TTL);
-        Ok(known || self.dataset(zfs, base, buffer, ds)?.is_some())
+        Ok(known || self.dataset(zfs, root, buffer, ds)?.is_some())
     }
 
-    /// Takes the listing of `base` now if there is no fresh one: called when a sender
+    /// Takes the listing of `root` now if there is no fresh one: called when a sender
     /// greets, so the listing overlaps with the sender's own.
-    pub fn warm(&self, zfs: &Zfs, base: &Dataset, buffer: &Dataset) -> zfsync_zfs::Result<()> {
-        self.listing(zfs, base, buffer).map(drop)
+    pub fn warm(&self, zfs: &Zfs, root: &Dataset, buffer: &Dataset) -> zfsync_zfs::Result<()> {
+        self.listing(zfs, root, buffer).map(drop)
     }
 
-    /// The listing of `base` (and the buffer), fresh enough, taking one if needed. One
+    /// The listing of `root` (and the buffer), fresh enough, taking one if needed. One
     /// session lists while the others of the same run wait for it.
     fn listing(
         &self,
         zfs: &Zfs,
-        base: &Dataset,
+        root: &Dataset,
         buffer: &Dataset,
     ) -> zfsync_zfs::Result<Arc<Listing>> {
         let mut listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = listings.get(base.as_str()) {
+        if let Some(l) = listings.get(root.as_str()) {
             if l.taken.elapsed() < TTL {
                 return Ok(l.clone());
             }
@@ -155,8 +155,8 @@ impl Catalog {
         let generation = self.generation.load(Ordering::SeqCst);
         let taken = Instant::now();
         let mut datasets = HashMap::new();
-        for root in [base, buffer] {
-            match zfs.list_tree(root) {
+        for top in [root, buffer] {
+            match zfs.list_tree(top) {
                 Ok(list) => datasets.extend(list.into_iter().map(|d| (d.name.clone(), d))),
                 Err(e) if e.kind() == FailureKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -166,10 +166,10 @@ impl Catalog {
             taken,
             generation,
             datasets,
-            base: base.clone(),
+            root: root.clone(),
             buffer: buffer.clone(),
         });
-        listings.insert(base.as_str().to_string(), l.clone());
+        listings.insert(root.as_str().to_string(), l.clone());
         Ok(l)
     }
 }

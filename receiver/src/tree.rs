@@ -3,9 +3,10 @@
 //! datasets into place.
 //!
 //! Datasets are keyed by their path relative to TARGET, so a dataset and its buffered copy
-//! share one lock. Changes to the tree's shape (creating the buffer, renames into place,
-//! dropping stale buffered copies) happen under one tree lock, planned first and then
-//! applied.
+//! share one lock. Changes to the tree (creating the buffer, renames into place, dropping
+//! stale buffered copies, an allowed rollback) happen under one tree lock, planned first
+//! and then applied: a cleanup plans its steps here, an offer's rollback is planned by its
+//! answer (`place.rs`).
 
 use crate::catalog::Catalog;
 use log::{info, warn};
@@ -37,7 +38,8 @@ pub struct Tree {
     pub catalog: Catalog,
     locked: Mutex<HashSet<String>>,
     released: Condvar,
-    shape: Mutex<()>,
+    /// Held for every change of the tree (see the module's doc).
+    changing: Mutex<()>,
     /// Whether the buffer may hold something: set when a receive into it ends, cleared by
     /// a cleanup that left it empty.
     buffer_dirty: AtomicBool,
@@ -57,6 +59,15 @@ impl Drop for DatasetLock<'_> {
         set.remove(&self.key);
         self.tree.released.notify_all();
     }
+}
+
+/// An allowed rollback (`--allow-rollback`), decided before anything changes: `dataset`
+/// goes back to its snapshot `to`, and its snapshots `destroying` (newer than `to`) go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rollback {
+    pub dataset: Dataset,
+    pub to: String,
+    pub destroying: Vec<String>,
 }
 
 /// What one cleanup pass did.
@@ -104,7 +115,7 @@ impl Tree {
             catalog: Catalog::default(),
             locked: Mutex::new(HashSet::new()),
             released: Condvar::new(),
-            shape: Mutex::new(()),
+            changing: Mutex::new(()),
             // Unknown at start: the first cleanup looks.
             buffer_dirty: AtomicBool::new(true),
             buffer_exists: AtomicBool::new(false),
@@ -151,8 +162,8 @@ impl Tree {
             .contains(rel)
     }
 
-    fn shape_lock(&self) -> MutexGuard<'_, ()> {
-        self.shape.lock().unwrap_or_else(|p| p.into_inner())
+    fn change_lock(&self) -> MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The buffered copy's name for dataset `rel`: the hex of its path, so any path maps to
@@ -169,7 +180,7 @@ impl Tree {
 
     /// Makes sure the buffer dataset exists, unmounted and unmountable.
     pub fn ensure_buffer(&self, zfs: &Zfs) -> zfsync_zfs::Result<()> {
-        let _shape = self.shape_lock();
+        let _changing = self.change_lock();
         // Known to be there: made or seen by an earlier call (a cleanup that finds it
         // gone forgets it).
         if self.buffer_exists.load(Ordering::SeqCst) {
@@ -192,11 +203,37 @@ impl Tree {
         created
     }
 
+    /// Applies an allowed rollback (`zfs rollback -r`) under the tree's lock. The caller
+    /// holds the dataset's lock (`_held`): no receive or cleanup touches it meanwhile.
+    pub fn roll_back(
+        &self,
+        zfs: &Zfs,
+        _held: &DatasetLock<'_>,
+        rollback: &Rollback,
+    ) -> zfsync_zfs::Result<()> {
+        let _changing = self.change_lock();
+        let Rollback {
+            dataset,
+            to,
+            destroying,
+        } = rollback;
+        warn!(
+            "rolling back dataset={dataset} to={to} destroying={destroying:?} (--allow-rollback)"
+        );
+        // Our own hold on what is to go (the newest one received) would make the rollback
+        // fail; the operator asked for them to go.
+        protect::release_for_rollback(zfs, dataset, destroying)?;
+        let rolled = zfs.rollback(dataset, to, true);
+        // After the change: a listing taken meanwhile must not speak for it.
+        self.catalog.touch(dataset.as_str());
+        rolled
+    }
+
     /// Renames buffered datasets into place, parents first. Safe to run at any time and any
     /// number of times: every step is one atomic zfs rename, decided afresh each pass, and
     /// datasets locked by a running session are left for the next pass.
     pub fn cleanup(&self, zfs: &Zfs) -> CleanupReport {
-        let _shape = self.shape_lock();
+        let _changing = self.change_lock();
         let report = self.cleanup_pass(zfs);
         if report.waiting + report.failed > 0 {
             self.buffer_dirty.store(true, Ordering::SeqCst);
@@ -375,6 +412,15 @@ impl Tree {
                 report.notes.push(format!("{copy}: left alone: {why}"));
             }
         }
+    }
+}
+
+/// Joins two relative paths ("" is the empty path).
+pub fn join_rel(a: &str, b: &str) -> String {
+    match (a, b) {
+        (a, "") => a.to_string(),
+        ("", b) => b.to_string(),
+        (a, b) => format!("{a}/{b}"),
     }
 }
 

@@ -1,4 +1,6 @@
-//! Deciding what to do with an offered dataset, from its snapshots on both sides.
+//! Comparing an offered dataset's snapshots on both sides: the newest common one, and
+//! whether the destination went its own way since ([`Decision`]). Turning that into the
+//! answer to the offer is `place.rs`'s job.
 //!
 //! Pure logic, no ZFS: the session feeds it the destination's snapshots (listed locally)
 //! and then the source's, one at a time as they arrive, so an offer with any number of
@@ -92,11 +94,11 @@ impl<'a> Matcher<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// "a:1 b:2" -> snapshots a (guid 1) and b (guid 2), oldest first.
-    fn snaps(s: &str) -> Vec<Snapshot> {
+    pub(crate) fn snaps(s: &str) -> Vec<Snapshot> {
         s.split_whitespace()
             .enumerate()
             .map(|(i, t)| {

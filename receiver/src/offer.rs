@@ -1,0 +1,222 @@
+//! One offer, from its announcement to its result: reads the announced snapshots, asks
+//! where the dataset lands and what to answer (`place.rs`), answers, hands a stream to
+//! `pump.rs`, and records what the receive did (the catalog, the receiver's hold, the
+//! log). It must not decide placement or plans itself, nor read a stream's data.
+
+use crate::compare::{Decision, Matcher};
+use crate::place::{answer, Accepted, Placement, Refusal};
+use crate::session::Session;
+use crate::tree::{join_rel, Location};
+use crate::{Error, Result};
+use log::{debug, info, warn};
+use std::time::Instant;
+use zfsync_protocol::{DatasetKind, Message, Outcome, Plan, Reason};
+use zfsync_zfs::{check_snapshot_name, protect, RecvOptions, Snapshot};
+
+/// The snapshots an offer announced, as far as the answer needs them.
+struct Announced {
+    /// How they compare with the destination's.
+    decision: Decision,
+    /// The oldest and newest: where a full or an incremental stream ends.
+    first: Option<Snapshot>,
+    last: Option<Snapshot>,
+    /// Why one of their names is refused, if one is.
+    bad_name: Option<String>,
+}
+
+impl Session<'_> {
+    /// One offered dataset: place it, answer, and receive the stream if one follows.
+    pub(crate) fn offer(
+        &mut self,
+        path: &str,
+        kind: DatasetKind,
+        count: u32,
+        dry_run: bool,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let rel = join_rel(&self.root_rel, path);
+        let is_root = path.is_empty();
+        let placed = self.keeping_alive(|| self.locate(path, &rel, is_root, dry_run))?;
+        let dest: &[Snapshot] = match &placed {
+            Ok(Placement {
+                existing: Some(info),
+                ..
+            }) => &info.snapshots,
+            _ => &[],
+        };
+        // Read every announced snapshot even when the offer is already refused: the
+        // conversation must stay in step.
+        let Announced {
+            decision,
+            first,
+            last,
+            bad_name,
+        } = self.read_announced(count, dest)?;
+        let accepted = match (placed, bad_name) {
+            (Err(refusal), _) => Err(refusal),
+            (Ok(_), Some(bad)) => Err(Refusal::new(
+                Reason::InvalidPath,
+                format!("snapshot name refused: {bad}"),
+            )),
+            (Ok(placement), None) => answer(
+                placement,
+                decision,
+                count,
+                self.shared.config.allow_overwrite,
+            ),
+        };
+        let accepted = match accepted.and_then(|a| self.apply(a, dry_run)) {
+            Ok(a) => a,
+            Err(refusal) => {
+                info!(
+                    "offer refused peer={} dataset={rel:?} reason={} text={:?}",
+                    self.peer,
+                    refusal.reason.as_str(),
+                    refusal.text
+                );
+                self.writer.send(&Message::Reply(refusal.into_plan()))?;
+                return Ok(());
+            }
+        };
+        if accepted.force {
+            warn!(
+                "overwriting dataset={} (no snapshots, --allow-overwrite)",
+                accepted.location.dataset()
+            );
+        }
+        // Issue 5: the buffer is created only for an accepted offer, so a refused one (bad
+        // snapshot name, no snapshots) leaves the receiving pool untouched.
+        if !dry_run && matches!(accepted.location, Location::Buffered(_)) {
+            if let Err(e) = self.shared.tree.ensure_buffer(self.shared.zfs) {
+                self.writer
+                    .send(&Message::Reply(Refusal::zfs(e).into_plan()))?;
+                return Ok(());
+            }
+        }
+        self.writer.send(&Message::Reply(accepted.plan.clone()))?;
+        let streams = matches!(
+            accepted.plan,
+            Plan::Full { .. } | Plan::Incremental { .. } | Plan::Resume { .. }
+        );
+        if dry_run || !streams {
+            debug!(
+                "offer answered peer={} dataset={rel:?} plan={:?} dry_run={dry_run}",
+                self.peer, accepted.plan
+            );
+            return Ok(());
+        }
+        let ds = accepted.location.dataset().clone();
+        let opts = RecvOptions {
+            force: accepted.force,
+            resumable: true,
+            // Only a new filesystem can take the property; a volume cannot mount anyway.
+            no_automount: matches!(accepted.plan, Plan::Full { .. })
+                && kind == DatasetKind::Filesystem,
+        };
+        // What the stream ends with, by the plan's definition (PROTOCOL.md): a full stream
+        // is of the oldest snapshot offered, an incremental runs to the newest. A resumed
+        // stream ends wherever the interrupted one was going: that is read back.
+        let ends_with = match accepted.plan {
+            Plan::Full { .. } => first,
+            Plan::Incremental { .. } => last,
+            _ => None,
+        };
+        let outcome = self.receive(&ds, &opts, ends_with);
+        // Whatever came of it (even a cut connection), the dataset is no longer what a
+        // listing taken before now shows; this runs before the dataset's lock is released.
+        self.shared.tree.catalog.touch(ds.as_str());
+        if let Ok(Outcome::Done { .. }) = &outcome {
+            self.shared.tree.catalog.mark_present(ds.as_str());
+        }
+        if matches!(accepted.location, Location::Buffered(_)) {
+            self.shared.tree.mark_buffer_used();
+        }
+        let outcome = outcome?;
+        if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
+        {
+            protect::move_receiver_hold(
+                self.shared.zfs,
+                &ds,
+                newest,
+                accepted.held_before.as_deref(),
+            );
+        }
+        match &outcome {
+            Outcome::Done { bytes, newest, .. } => info!(
+                "recv done peer={} dataset={} snap={} bytes={} secs={:.2}",
+                self.peer,
+                ds,
+                newest,
+                bytes,
+                started.elapsed().as_secs_f64()
+            ),
+            Outcome::Failed { reason, text } => {
+                warn!(
+                    "recv failed peer={} dataset={} reason={} error={text:?}",
+                    self.peer,
+                    ds,
+                    reason.as_str()
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the `count` snapshots announced after an offer and compares them with `dest`,
+    /// the destination's, one at a time as they arrive.
+    fn read_announced(&mut self, count: u32, dest: &[Snapshot]) -> Result<Announced> {
+        let mut bad_name: Option<String> = None;
+        let mut first: Option<Snapshot> = None;
+        let mut last: Option<Snapshot> = None;
+        let mut matcher = Matcher::new(dest);
+        for _ in 0..count {
+            match self.reader.read_message()? {
+                Some(Message::Snap(s)) => {
+                    if bad_name.is_none() {
+                        if let Err(e) = check_snapshot_name(&s.name) {
+                            bad_name = Some(e.to_string());
+                        }
+                    }
+                    let snap = Snapshot {
+                        name: s.name,
+                        guid: s.guid,
+                        createtxg: s.createtxg,
+                    };
+                    if first.is_none() {
+                        first = Some(snap.clone());
+                    }
+                    last = Some(snap.clone());
+                    matcher.feed(snap);
+                }
+                Some(other) => {
+                    return self.violation(&format!("expected snap, got {}", other.name()))
+                }
+                None => return Err(Error::Violation("closed inside an offer".into())),
+            }
+        }
+        Ok(Announced {
+            decision: matcher.decide(self.shared.config.allow_rollback),
+            first,
+            last,
+            bad_name,
+        })
+    }
+
+    /// Applies the change an accepted answer needs before its stream, an allowed rollback,
+    /// under the tree's lock and the dataset's. A dry run changes nothing.
+    fn apply<'a>(
+        &self,
+        accepted: Accepted<'a>,
+        dry_run: bool,
+    ) -> std::result::Result<Accepted<'a>, Refusal> {
+        if dry_run {
+            return Ok(accepted);
+        }
+        if let (Some(rollback), Some(lock)) = (&accepted.rollback, &accepted.lock) {
+            let tree = &self.shared.tree;
+            tree.roll_back(self.shared.zfs, lock, rollback)
+                .map_err(Refusal::zfs)?;
+        }
+        Ok(accepted)
+    }
+}

@@ -1,0 +1,448 @@
+//! Where an offered dataset lands and what the receiver answers: in place or in the
+//! buffer, what is there now, the dataset's lock, and the plan (or refusal) from the
+//! snapshot comparison. Nothing here changes a dataset: an answer that needs a change (an
+//! allowed rollback) says so, and the offer applies it under the tree's lock.
+
+use crate::compare::Decision;
+use crate::session::Session;
+use crate::tree::{DatasetLock, Location, Rollback};
+use std::time::Duration;
+use zfsync_protocol::{Plan, Reason};
+use zfsync_zfs::{check_relative_path, DatasetInfo};
+
+/// What the receiver will do for an offer it accepted, decided before anything changes.
+pub(crate) struct Accepted<'a> {
+    pub(crate) location: Location,
+    pub(crate) plan: Plan,
+    /// `zfs recv -F`: only to replace a dataset that no receive made (`--allow-overwrite`).
+    pub(crate) force: bool,
+    /// The snapshot that carries the receiver's hold before this receive, whence the hold
+    /// moves to the new newest: the base of an incremental (after a rollback, the
+    /// destination's newest is gone), the destination's newest for a resume.
+    pub(crate) held_before: Option<String>,
+    /// What an allowed divergence needs undone before the stream (`--allow-rollback`).
+    pub(crate) rollback: Option<Rollback>,
+    /// The dataset's lock (see [`Placement::lock`]), held until the offer is done.
+    pub(crate) lock: Option<DatasetLock<'a>>,
+}
+
+/// Where an offered dataset is, or will be, and what is there now.
+pub(crate) struct Placement<'a> {
+    pub(crate) location: Location,
+    /// The dataset at `location` with its snapshots, if it exists.
+    pub(crate) existing: Option<DatasetInfo>,
+    /// The dataset's lock, held until the offer is done; none on a dry run, which changes
+    /// nothing.
+    pub(crate) lock: Option<DatasetLock<'a>>,
+}
+
+/// An offer turned down: why, for the sender's program, and what, for its operator.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) reason: Reason,
+    pub(crate) text: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(reason: Reason, text: impl Into<String>) -> Refusal {
+        Refusal {
+            reason,
+            text: text.into(),
+        }
+    }
+
+    /// A name that breaks ZFS's rules, or would land outside TARGET.
+    pub(crate) fn invalid_path(e: impl std::fmt::Display) -> Refusal {
+        Refusal::new(Reason::InvalidPath, e.to_string())
+    }
+
+    /// A zfs command that failed.
+    pub(crate) fn zfs(e: zfsync_zfs::Error) -> Refusal {
+        Refusal::new(Reason::ZfsFailed, e.to_string())
+    }
+
+    /// The answer that tells the sender.
+    pub(crate) fn into_plan(self) -> Plan {
+        Plan::Refused {
+            reason: self.reason,
+            text: self.text,
+        }
+    }
+}
+
+impl<'a> Session<'a> {
+    /// Where the offered dataset is, its snapshots there (if it exists), and its lock.
+    pub(crate) fn locate(
+        &self,
+        path: &str,
+        rel: &str,
+        is_root: bool,
+        dry_run: bool,
+    ) -> Result<Placement<'a>, Refusal> {
+        let tree = &self.shared.tree;
+        let zfs = self.shared.zfs;
+        check_relative_path(path).map_err(Refusal::invalid_path)?;
+        let real = tree.target.join(rel).map_err(Refusal::invalid_path)?;
+        let lock = if dry_run {
+            None
+        } else {
+            let wait = (self.shared.config.timeout / 2).min(Duration::from_secs(10));
+            Some(tree.lock(rel, wait).ok_or_else(|| {
+                Refusal::new(
+                    Reason::Busy,
+                    format!("{real} is being received by another session"),
+                )
+            }))
+            .transpose()?
+        };
+        if !is_root && !self.shared.config.allow_overwrite {
+            if let Some(why) = self.root_refusal()? {
+                return Err(Refusal::new(Reason::NotReplica, why));
+            }
+        }
+        let cat = &tree.catalog;
+        if let Some(info) = cat
+            .dataset(zfs, &self.root, &tree.buffer, &real)
+            .map_err(Refusal::zfs)?
+        {
+            return Ok(Placement {
+                location: Location::InPlace(real),
+                existing: Some(info),
+                lock,
+            });
+        }
+        let buffered = tree.buffer_name(rel);
+        if let Some(b) = &buffered {
+            if let Some(info) = cat
+                .dataset(zfs, &self.root, &tree.buffer, b)
+                .map_err(Refusal::zfs)?
+            {
+                return Ok(Placement {
+                    location: Location::Buffered(b.clone()),
+                    existing: Some(info),
+                    lock,
+                });
+            }
+        }
+        // A parent that another session is receiving may be a half-received new dataset:
+        // the child must not land under it. A small receive ends soon: waiting a little for
+        // it costs less than a trip through the buffer and a rename. After that the child
+        // waits in the buffer instead.
+        let parent_busy = !is_root
+            && !tree.wait_unlocked(crate::tree::parent_rel(rel), self.shared.config.parent_wait);
+        let parent_exists = match real.parent() {
+            Some(p) => cat
+                .exists(zfs, &self.root, &tree.buffer, &p)
+                .map_err(Refusal::zfs)?,
+            None => true,
+        };
+        if parent_exists && !parent_busy {
+            return Ok(Placement {
+                location: Location::InPlace(real),
+                existing: None,
+                lock,
+            });
+        }
+        let parent = real.parent().map(|p| p.to_string()).unwrap_or_default();
+        if is_root {
+            return Err(Refusal::new(
+                Reason::ParentMissing,
+                format!(
+                    "{parent}, the parent of the sent root {real}, does not exist on the receiver"
+                ),
+            ));
+        }
+        let Some(b) = buffered else {
+            return Err(Refusal::new(
+                Reason::ParentMissing,
+                format!("parent {parent} does not exist yet, and the buffered name for {real} would exceed ZFS's 255-byte limit: send again once the parent has arrived"),
+            ));
+        };
+        // The buffer itself is created only once the offer is accepted (see `offer`).
+        Ok(Placement {
+            location: Location::Buffered(b),
+            existing: None,
+            lock,
+        })
+    }
+
+    /// `Some(reason)` when the sent root's replica exists but has no snapshots.
+    fn root_refusal(&self) -> Result<Option<String>, Refusal> {
+        if let Some(v) = self.root_refusal.get() {
+            return Ok(v.clone());
+        }
+        let root = &self.root;
+        let tree = &self.shared.tree;
+        let (zfs, cat) = (self.shared.zfs, &tree.catalog);
+        match cat
+            .listed(zfs, root, &tree.buffer, root)
+            .map_err(Refusal::zfs)?
+        {
+            // A replica: zfsync's own changes never leave it without snapshots.
+            Some(info) if !info.snapshots.is_empty() => {
+                let _ = self.root_refusal.set(None);
+                return Ok(None);
+            }
+            // Not there when listed: a new root, perhaps arriving now. No verdict, and none
+            // cached; children may wait in the buffer.
+            None => return Ok(None),
+            // There without snapshots: not a replica, unless it is a new root arriving.
+            Some(_) => {}
+        }
+        // A root that another session is receiving right now shows no snapshot until the
+        // receive ends (zfs-fuse shows the half-received dataset). A root offer being
+        // answered holds the lock only briefly, and so does a small receive: wait for it as
+        // for any parent (`--parent-wait`). A root still locked after that is being
+        // received: no verdict yet, and none cached; its children go to the buffer
+        // meanwhile.
+        if !tree.wait_unlocked(&self.root_rel, self.shared.config.parent_wait) {
+            return Ok(None);
+        }
+        let v = match cat.dataset(zfs, root, &tree.buffer, root).map_err(Refusal::zfs)? {
+            Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && root.parent().is_some() => Some(format!(
+                "{root}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
+            )),
+            _ => None,
+        };
+        let _ = self.root_refusal.set(v.clone());
+        Ok(v)
+    }
+}
+
+/// Turns the snapshot comparison into the answer to an offer: a plan, or a refusal.
+/// Changes nothing: an allowed rollback is part of the answer, for the offer to apply
+/// before the stream (never on a dry run).
+pub(crate) fn answer(
+    placement: Placement<'_>,
+    decision: Decision,
+    count: u32,
+    allow_overwrite: bool,
+) -> Result<Accepted<'_>, Refusal> {
+    let Placement {
+        location,
+        existing,
+        lock,
+    } = placement;
+    if count == 0 {
+        return Err(Refusal::new(Reason::Protocol, "offer without snapshots"));
+    }
+    let ds = location.dataset().clone();
+    let newest = existing
+        .as_ref()
+        .and_then(|i| i.snapshots.last())
+        .map(|s| s.name.clone());
+    let full = Accepted {
+        plan: Plan::Full {
+            buffered: matches!(location, Location::Buffered(_)),
+        },
+        location,
+        force: false,
+        held_before: None,
+        rollback: None,
+        lock,
+    };
+    Ok(match existing {
+        None => full,
+        // An interrupted resumable receive: finish it before anything else (the
+        // destination accepts nothing else while it holds partial state).
+        Some(DatasetInfo {
+            resume_token: Some(token),
+            ..
+        }) => Accepted {
+            plan: Plan::Resume { token },
+            held_before: newest,
+            ..full
+        },
+        Some(info) if info.snapshots.is_empty() => {
+            if !allow_overwrite {
+                return Err(Refusal::new(
+                    Reason::NotReplica,
+                    format!("{ds} exists but has no snapshots, so it was not made by a receive; nothing was changed (start zfsync-recv with --allow-overwrite to replace it)"),
+                ));
+            }
+            Accepted { force: true, ..full }
+        }
+        Some(_) => match decision {
+            Decision::UpToDate { name } => Accepted {
+                plan: Plan::UpToDate { name },
+                held_before: newest,
+                ..full
+            },
+            Decision::Incremental {
+                from,
+                rollback,
+                newer,
+            } => Accepted {
+                rollback: rollback.then(|| Rollback {
+                    dataset: ds,
+                    to: from.name.clone(),
+                    destroying: newer,
+                }),
+                held_before: Some(from.name.clone()),
+                plan: Plan::Incremental {
+                    from_guid: from.guid,
+                    from_name: from.name,
+                },
+                ..full
+            },
+            Decision::Diverged { common, newer } => {
+                return Err(Refusal::new(
+                    Reason::Diverged,
+                    format!(
+                        "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
+                        newer.join(", ")
+                    ),
+                ))
+            }
+            Decision::NoCommonSnapshot { dest_newest } => {
+                return Err(Refusal::new(
+                    Reason::NoCommonSnapshot,
+                    format!("{ds} exists (newest snapshot {dest_newest}) but shares no snapshot GUID with the source; nothing was changed"),
+                ))
+            }
+            Decision::NothingOffered => {
+                return Err(Refusal::new(Reason::Protocol, "offer without snapshots"))
+            }
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::tests::snaps;
+    use zfsync_zfs::{Dataset, Kind};
+
+    /// pool/t/a in place, with the snapshots `existing` ("a:1 b:2"; `None`: not there).
+    fn placed(existing: Option<&str>, token: Option<&str>) -> Placement<'static> {
+        let ds = Dataset::new("pool/t/a").unwrap();
+        Placement {
+            existing: existing.map(|s| DatasetInfo {
+                name: ds.to_string(),
+                kind: Kind::Filesystem,
+                snapshots: snaps(s),
+                encrypted: false,
+                resume_token: token.map(String::from),
+            }),
+            location: Location::InPlace(ds),
+            lock: None,
+        }
+    }
+
+    fn incremental(from: &str, rollback: bool, newer: &[&str]) -> Decision {
+        Decision::Incremental {
+            from: snaps(from).remove(0),
+            rollback,
+            newer: newer.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn refused(r: Result<Accepted<'_>, Refusal>) -> Reason {
+        match r {
+            Err(refusal) => refusal.reason,
+            Ok(a) => panic!("accepted: {:?}", a.plan),
+        }
+    }
+
+    #[test]
+    fn new_dataset_is_received_full() {
+        let a = answer(placed(None, None), Decision::NothingOffered, 1, false).unwrap();
+        assert_eq!(a.plan, Plan::Full { buffered: false });
+        assert!(!a.force && a.rollback.is_none() && a.held_before.is_none());
+    }
+
+    #[test]
+    fn buffered_new_dataset_says_so() {
+        let mut p = placed(None, None);
+        p.location = Location::Buffered(Dataset::new("pool/buf/61").unwrap());
+        let a = answer(p, Decision::NothingOffered, 1, false).unwrap();
+        assert_eq!(a.plan, Plan::Full { buffered: true });
+    }
+
+    #[test]
+    fn partial_state_is_resumed_first() {
+        let d = incremental("b:2", false, &[]);
+        let a = answer(placed(Some("a:1 b:2"), Some("tok")), d, 3, false).unwrap();
+        assert_eq!(
+            a.plan,
+            Plan::Resume {
+                token: "tok".into()
+            }
+        );
+        assert_eq!(a.held_before.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn dataset_without_snapshots_is_refused() {
+        let r = answer(placed(Some(""), None), Decision::NothingOffered, 1, false);
+        assert_eq!(refused(r), Reason::NotReplica);
+    }
+
+    #[test]
+    fn dataset_without_snapshots_is_overwritten_when_allowed() {
+        let a = answer(placed(Some(""), None), Decision::NothingOffered, 1, true).unwrap();
+        assert_eq!(a.plan, Plan::Full { buffered: false });
+        assert!(a.force);
+    }
+
+    #[test]
+    fn incremental_moves_the_hold_from_its_base() {
+        let d = incremental("a:1", false, &[]);
+        let a = answer(placed(Some("a:1"), None), d, 2, false).unwrap();
+        assert_eq!(
+            a.plan,
+            Plan::Incremental {
+                from_guid: 1,
+                from_name: "a".into()
+            }
+        );
+        assert_eq!(a.held_before.as_deref(), Some("a"));
+        assert!(a.rollback.is_none());
+    }
+
+    // The answer only plans the rollback: the offer applies it (never on a dry run).
+    #[test]
+    fn allowed_rollback_is_planned_not_done() {
+        let d = incremental("a:1", true, &["local"]);
+        let a = answer(placed(Some("a:1 local:7"), None), d, 2, false).unwrap();
+        assert_eq!(
+            a.rollback,
+            Some(Rollback {
+                dataset: Dataset::new("pool/t/a").unwrap(),
+                to: "a".into(),
+                destroying: vec!["local".into()],
+            })
+        );
+        assert_eq!(a.held_before.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn refusals_from_the_comparison() {
+        let cases = [
+            (
+                Decision::Diverged {
+                    common: "a".into(),
+                    newer: vec!["local".into()],
+                },
+                Reason::Diverged,
+            ),
+            (
+                Decision::NoCommonSnapshot {
+                    dest_newest: "x".into(),
+                },
+                Reason::NoCommonSnapshot,
+            ),
+            (Decision::NothingOffered, Reason::Protocol),
+        ];
+        for (decision, reason) in cases {
+            let r = answer(placed(Some("a:1"), None), decision, 1, false);
+            assert_eq!(refused(r), reason);
+        }
+    }
+
+    #[test]
+    fn offer_without_snapshots_is_refused() {
+        let r = answer(placed(None, None), Decision::NothingOffered, 0, false);
+        assert_eq!(refused(r), Reason::Protocol);
+    }
+}
