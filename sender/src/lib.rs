@@ -13,7 +13,9 @@ mod pool;
 mod replicate;
 mod report;
 
-pub use report::{print_summary, Report, RunReport, Status};
+pub use report::{
+    print_summary, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream, StreamKind,
+};
 
 use conn::Connection;
 use log::{info, warn};
@@ -140,10 +142,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
             info!("skip dataset={} reason=no-snapshots", info.name);
             reports.push(Report {
                 dataset: info.name,
-                status: Status::NoSnapshots,
-                bytes: 0,
-                secs: 0.0,
-                note: String::new(),
+                delivery: Delivery::new(Status::NoSnapshots),
             });
         } else {
             jobs.push(Job {
@@ -173,7 +172,11 @@ pub fn run(config: &Config) -> Result<RunReport> {
     // The receiver places buffered datasets after every connection anyway; asking here
     // places them before this run ends, and the summary says how it went. (A receiver whose
     // buffer has held nothing since its last cleanup answers without a zfs command.)
-    let cleanup = if config.dry_run || reports.iter().all(|r| r.status == Status::NoSnapshots) {
+    let cleanup = if config.dry_run
+        || reports
+            .iter()
+            .all(|r| r.delivery.status == Status::NoSnapshots)
+    {
         if let Some(c) = spare {
             c.bye();
         }

@@ -6,8 +6,8 @@
 //! It owns no replication logic (that is [`crate::replicate`]) and prints nothing.
 
 use crate::conn::Connection;
-use crate::replicate::{newest_name, replicate};
-use crate::report::{Report, Status};
+use crate::replicate::replicate;
+use crate::report::{Delivery, Report, Status};
 use crate::{Config, Error};
 use crossbeam_channel::{unbounded, RecvTimeoutError};
 use log::{info, warn};
@@ -89,7 +89,10 @@ pub(crate) fn run_jobs(
                         let backoff = Duration::from_millis(500 << job.attempt.min(5));
                         info!(
                             "retry dataset={} attempt={} in={:?} after={:?}",
-                            job.info.name, job.attempt, backoff, report.note
+                            job.info.name,
+                            job.attempt,
+                            backoff,
+                            report.delivery.note()
                         );
                         delayed.push((Instant::now() + backoff, job));
                     } else {
@@ -107,12 +110,13 @@ pub(crate) fn run_jobs(
                         .collect();
                     for job in left {
                         warn!("no worker left dataset={}", job.info.name);
+                        let text = "not sent: no connection left (the receiver turned every worker away as busy)";
                         reports.push(Report {
                             dataset: job.info.name,
-                            status: Status::Failed,
-                            bytes: 0,
-                            secs: 0.0,
-                            note: "not sent: no connection left (the receiver turned every worker away as busy)".into(),
+                            delivery: Delivery {
+                                attempts: job.attempt,
+                                ..Delivery::failed(text)
+                            },
                         });
                     }
                     break;
@@ -245,29 +249,23 @@ fn worker_loop(
             if let Some(e) = open_error.take() {
                 return Err(e);
             }
-            let (status, bytes, note) =
-                replicate(conn.as_mut().expect("connected"), config, zfs, &job)?;
-            if matches!(status, Status::Sent | Status::UpToDate) {
-                if let Err(e) = marks.mark_delivered(zfs, &job.info.name, newest_name(&job.info)) {
-                    return Ok::<_, Error>((
-                        Status::Failed,
-                        bytes,
-                        format!("delivered, but marking the base failed: {e}"),
-                    ));
+            let mut delivery = replicate(conn.as_mut().expect("connected"), config, zfs, &job)?;
+            if let Some(newest) = &delivery.newest {
+                if let Err(e) = marks.mark_delivered(zfs, &job.info.name, &newest.name) {
+                    delivery.status = Status::Failed;
+                    delivery.error = Some(format!("delivered, but marking the base failed: {e}"));
                 }
             }
-            Ok((status, bytes, note))
+            Ok::<_, Error>(delivery)
         }));
-        let (report, retry) = match outcome {
-            Ok(Ok((status, bytes, note))) => {
-                let retry = matches!(status, Status::Refused(r) if r.is_retryable());
+        let seconds = started.elapsed().as_secs_f64();
+        let (delivery, retry) = match outcome {
+            Ok(Ok(delivery)) => {
+                let retry = matches!(delivery.status, Status::Refused(r) if r.is_retryable());
                 (
-                    Report {
-                        dataset: job.info.name.clone(),
-                        status,
-                        bytes,
-                        secs: started.elapsed().as_secs_f64(),
-                        note,
+                    Delivery {
+                        seconds,
+                        ..delivery
                     },
                     retry,
                 )
@@ -276,32 +274,27 @@ fn worker_loop(
                 // The connection's state is unknown after an error: start afresh.
                 conn = None;
                 warn!("dataset failed dataset={} error={e}", job.info.name);
-                let retry = e.is_retryable();
+                let delivery = Delivery::failed(e.to_string());
                 (
-                    Report {
-                        dataset: job.info.name.clone(),
-                        status: Status::Failed,
-                        bytes: 0,
-                        secs: started.elapsed().as_secs_f64(),
-                        note: e.to_string(),
+                    Delivery {
+                        seconds,
+                        ..delivery
                     },
-                    retry,
+                    e.is_retryable(),
                 )
             }
             Err(_) => {
                 conn = None;
                 quit.store(true, Ordering::SeqCst);
-                (
-                    Report {
-                        dataset: job.info.name.clone(),
-                        status: Status::Failed,
-                        bytes: 0,
-                        secs: 0.0,
-                        note: "internal error: worker panicked".into(),
-                    },
-                    false,
-                )
+                (Delivery::failed("internal error: worker panicked"), false)
             }
+        };
+        let report = Report {
+            dataset: job.info.name.clone(),
+            delivery: Delivery {
+                attempts: job.attempt + 1,
+                ..delivery
+            },
         };
         if results.send((job, Some(report), retry)).is_err() {
             break;

@@ -6,21 +6,22 @@
 
 use crate::conn::Connection;
 use crate::pool::Job;
-use crate::report::Status;
+use crate::report::{Delivery, SnapshotRef, Status, Step, Stream, StreamKind};
 use crate::{Config, Result};
 use log::{info, warn};
 use zfsync_protocol::{Outcome, Plan, Reason};
-use zfsync_zfs::{DatasetInfo, SendOptions, Zfs};
+use zfsync_zfs::{DatasetInfo, SendOptions, Snapshot, Zfs};
 
-/// Whether a resume token from the receiver may be used for `job`: it must end with one of
-/// the snapshots offered (name and GUID, in this dataset), start (if incremental) from one
-/// of them, and be raw when this run sends the dataset raw, so that a receiver cannot get
-/// another dataset's data, or an encrypted dataset's plaintext, by naming it in a token.
+/// Whether a resume token from the receiver may be used for `job`, and if so the snapshots
+/// it starts from and ends with. It must end with one of the snapshots offered (name and
+/// GUID, in this dataset), start (if incremental) from one of them, and be raw when this
+/// run sends the dataset raw, so that a receiver cannot get another dataset's data, or an
+/// encrypted dataset's plaintext, by naming it in a token.
 fn check_token(
     t: &zfsync_zfs::TokenInfo,
     job: &Job,
     config: &Config,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(Option<SnapshotRef>, SnapshotRef), String> {
     let ds = &job.info.name;
     let snaps = &job.info.snapshots;
     let toname = t.toname.as_deref().ok_or("it names no snapshot")?;
@@ -34,19 +35,23 @@ fn check_token(
     if t.toguid != Some(to.guid) {
         return Err(format!("its @{snap} is not this source's (another GUID)"));
     }
-    if let Some(from) = t.fromguid {
-        if !snaps.iter().any(|s| s.guid == from) {
-            return Err(format!(
-                "it starts from a snapshot this source does not have (guid {from})"
-            ));
-        }
-    }
+    let from = match t.fromguid {
+        None => None,
+        Some(guid) => match snaps.iter().find(|s| s.guid == guid) {
+            Some(from) => Some(snapshot_ref(from)),
+            None => {
+                return Err(format!(
+                    "it starts from a snapshot this source does not have (guid {guid})"
+                ))
+            }
+        },
+    };
     if job.info.encrypted && !config.no_raw && !t.rawok {
         return Err(format!(
             "it would send @{snap} decrypted, and this run sends encrypted datasets raw"
         ));
     }
-    Ok(())
+    Ok((from, snapshot_ref(to)))
 }
 
 /// What to stream for one plan.
@@ -63,89 +68,101 @@ pub(crate) fn replicate(
     config: &Config,
     zfs: &Zfs,
     job: &Job,
-) -> Result<(Status, u64, String)> {
+) -> Result<Delivery> {
     let snaps = &job.info.snapshots;
     let newest = snaps.last().expect("jobs have snapshots");
     let ds = &job.info.name;
-    let mut bytes = 0;
-    let mut notes: Vec<String> = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+    let ended = |status, steps, error: String| Delivery {
+        steps,
+        error: Some(error),
+        ..Delivery::new(status)
+    };
+    let reached = |status, steps| Delivery {
+        steps,
+        newest: Some(snapshot_ref(newest)),
+        ..Delivery::new(status)
+    };
     let mut resume_failed = false;
     // Rounds: resume, full, incremental, and one spare for a resume that failed. More
     // would mean the receiver does not keep what it acknowledged.
     for _round in 0..4 {
         let plan = conn.offer(&job.rel, job.info.kind, snaps, config.dry_run)?;
-        let (source, what) = match plan {
+        let mut then = None;
+        let (source, mut stream) = match plan {
             // Up to date means the receiver has our newest snapshot; it names it.
             Plan::UpToDate { name } if name != newest.name => {
-                return Ok((
-                    Status::Failed,
-                    bytes,
-                    format!(
-                        "receiver says up to date with @{name}, but the newest snapshot is @{}",
-                        newest.name
-                    ),
-                ))
+                let text = format!(
+                    "receiver says up to date with @{name}, but the newest snapshot is @{}",
+                    newest.name
+                );
+                return Ok(ended(Status::Failed, steps, text));
             }
-            Plan::UpToDate { .. } if notes.is_empty() => {
-                return Ok((Status::UpToDate, 0, format!("@{}", newest.name)))
+            Plan::UpToDate { .. } if steps.is_empty() => {
+                return Ok(reached(Status::UpToDate, steps))
             }
-            Plan::UpToDate { .. } => return Ok((Status::Sent, bytes, notes.join(", "))),
-            Plan::Refused { reason, text } => return Ok((Status::Refused(reason), bytes, text)),
+            Plan::UpToDate { .. } => return Ok(reached(Status::Sent, steps)),
+            Plan::Refused { reason, text } => {
+                return Ok(ended(Status::Refused(reason), steps, text))
+            }
             Plan::Resume { token } => {
                 if resume_failed {
                     let text = "receiver offered a resume token again after it failed";
                     conn.abandon(text)?;
-                    return Ok((Status::Failed, bytes, text.into()));
+                    return Ok(ended(Status::Failed, steps, text.into()));
                 }
                 // The token is the receiver's word for what to send, and `zfs send -t`
                 // sends whatever it names, as it names it: it is checked first
                 // (`check_token`). An unusable token (a stale one: its snapshot is gone)
                 // or a refused one ends like a failed resume: the receiver drops its
                 // partial state on Abort, and the next offer gets a plan from scratch.
-                let refusal = match zfs.resume_token_info(&token) {
+                let checked = match zfs.resume_token_info(&token) {
                     Err(e) => Err(format!("resume failed ({e})")),
                     Ok(t) => match check_token(&t, job, config) {
-                        Ok(()) => Ok(t.bytes.unwrap_or(0)),
+                        Ok((from, to)) => Ok((t, from, to)),
                         Err(why) => Err(format!("resume refused ({why})")),
                     },
                 };
-                let saved = match refusal {
-                    Ok(saved) => saved,
+                let (t, from, to) = match checked {
+                    Ok(checked) => checked,
                     Err(what) => {
                         warn!("resume token not used dataset={ds}: {what}");
                         conn.abandon(&format!("resume token not used: {what}"))?;
-                        notes.push(format!("{what}, token discarded"));
+                        steps.push(Step::TokenDiscarded(what));
                         resume_failed = true;
                         continue;
                     }
                 };
-                (
-                    Source::Resume { token },
-                    format!("resumed ({saved} bytes saved)"),
-                )
+                let stream = Stream {
+                    kind: StreamKind::Resume,
+                    from,
+                    to,
+                    // A resumable receive is of one snapshot, even within an `-I` stream.
+                    snapshots: 1,
+                    raw: t.rawok,
+                    compressed: None,
+                    buffered: false,
+                    saved: t.bytes.unwrap_or(0),
+                    bytes: 0,
+                    failed: None,
+                };
+                (Source::Resume { token }, stream)
             }
             Plan::Full { buffered } => {
                 let first = &snaps[0];
-                let mut what = format!("full @{}", first.name);
-                if buffered {
-                    what.push_str(" (buffered: parent not there yet)");
-                }
+                let opts = send_options(config, &job.info, None);
+                let stream = Stream {
+                    buffered,
+                    ..planned(StreamKind::Full, None, first, 1, &opts, zfs)
+                };
                 if config.dry_run && snaps.len() > 1 {
-                    what.push_str(&format!(
-                        ", then @{}..@{} ({})",
-                        first.name,
-                        newest.name,
-                        snapshots(snaps.len() - 1)
-                    ));
+                    // What would follow the full stream: the rest, as one incremental.
+                    let rest = snaps.len() - 1;
+                    let incremental = StreamKind::Incremental;
+                    then = Some(planned(incremental, Some(first), newest, rest, &opts, zfs));
                 }
                 let name = format!("{ds}@{}", first.name);
-                (
-                    Source::Snapshot {
-                        name,
-                        opts: send_options(config, &job.info, None),
-                    },
-                    what,
-                )
+                (Source::Snapshot { name, opts }, stream)
             }
             Plan::Incremental {
                 from_guid,
@@ -154,65 +171,65 @@ pub(crate) fn replicate(
                 let Some(from) = snaps.iter().find(|s| s.guid == from_guid) else {
                     let text = format!("receiver named base @{from_name} (guid {from_guid}), which this source does not have");
                     conn.abandon(&text)?;
-                    return Ok((Status::Failed, bytes, text));
+                    return Ok(ended(Status::Failed, steps, text));
                 };
                 let count = snaps
                     .iter()
                     .rev()
                     .take_while(|s| s.guid != from_guid)
                     .count();
-                let what = format!(
-                    "incremental @{}..@{} ({})",
-                    from.name,
-                    newest.name,
-                    snapshots(count)
-                );
                 let mut opts = send_options(config, &job.info, Some(format!("{ds}@{}", from.name)));
                 opts.intermediates = count > 1;
-                (
-                    Source::Snapshot {
-                        name: format!("{ds}@{}", newest.name),
-                        opts,
-                    },
-                    what,
-                )
+                let stream = planned(
+                    StreamKind::Incremental,
+                    Some(from),
+                    newest,
+                    count,
+                    &opts,
+                    zfs,
+                );
+                let name = format!("{ds}@{}", newest.name);
+                (Source::Snapshot { name, opts }, stream)
             }
         };
         if config.dry_run {
-            return Ok((Status::WouldSend, 0, what));
+            steps.push(Step::Stream(stream));
+            steps.extend(then.map(Step::Stream));
+            return Ok(Delivery {
+                steps,
+                ..Delivery::new(Status::WouldSend)
+            });
         }
-        info!("send start dataset={ds} {what}");
+        info!("send start dataset={ds} {}", stream.describe());
         let spawned = match &source {
             Source::Snapshot { name, opts } => zfs.send(name, opts),
             Source::Resume { token } => zfs.send_resume(token),
         };
         let (outcome, sent) = conn.stream(spawned, ds)?;
-        bytes += sent;
+        stream.bytes = sent;
         match outcome {
             Outcome::Done {
                 newest: got,
                 newest_guid,
                 ..
             } => {
-                notes.push(what);
+                steps.push(Step::Stream(stream));
                 if newest_guid == newest.guid {
-                    return Ok((Status::Sent, bytes, notes.join(", ")));
+                    return Ok(reached(Status::Sent, steps));
                 }
                 if !snaps.iter().any(|s| s.guid == newest_guid) {
-                    return Ok((
-                        Status::Failed,
-                        bytes,
-                        format!(
-                            "receiver's newest snapshot is now @{got}, which is not one of ours"
-                        ),
-                    ));
+                    let text = format!(
+                        "receiver's newest snapshot is now @{got}, which is not one of ours"
+                    );
+                    return Ok(ended(Status::Failed, steps, text));
                 }
             }
             // A resume that fails (stale token, source snapshot gone) is dropped by the
             // receiver: offer again for a normal incremental.
             Outcome::Failed { text, .. } if matches!(source, Source::Resume { .. }) => {
                 warn!("resume failed dataset={ds} error={text}");
-                notes.push(format!("resume failed ({text}), token discarded"));
+                stream.failed = Some(text);
+                steps.push(Step::Stream(stream));
                 resume_failed = true;
             }
             Outcome::Failed { reason, text } => {
@@ -221,24 +238,50 @@ pub(crate) fn replicate(
                 } else {
                     Status::Refused(reason)
                 };
-                return Ok((status, bytes, text));
+                stream.failed = Some(text.clone());
+                steps.push(Step::Stream(stream));
+                return Ok(ended(status, steps, text));
             }
         }
     }
-    Ok((
-        Status::Failed,
-        bytes,
-        "receiver did not advance after the streams it accepted".into(),
-    ))
+    let text = "receiver did not advance after the streams it accepted";
+    Ok(ended(Status::Failed, steps, text.into()))
+}
+
+/// The record of a full or incremental stream about to be sent with `opts`.
+fn planned(
+    kind: StreamKind,
+    from: Option<&Snapshot>,
+    to: &Snapshot,
+    snapshots: usize,
+    opts: &SendOptions,
+    zfs: &Zfs,
+) -> Stream {
+    // What `zfs send` is given: the zfs module drops the flags this ZFS lacks.
+    let caps = zfs.capabilities();
+    Stream {
+        kind,
+        from: from.map(snapshot_ref),
+        to: snapshot_ref(to),
+        snapshots,
+        raw: opts.raw && caps.send_raw,
+        compressed: Some(opts.compressed && caps.send_compressed),
+        buffered: false,
+        saved: 0,
+        bytes: 0,
+        failed: None,
+    }
+}
+
+fn snapshot_ref(s: &Snapshot) -> SnapshotRef {
+    SnapshotRef {
+        name: s.name.clone(),
+        guid: s.guid,
+    }
 }
 
 /// The send flags for one dataset: the fast ones the ZFS has (the zfs module drops what
 /// it lacks), and raw for an encrypted dataset so it stays encrypted on the receiver.
-/// The newest snapshot of a job: what the receiver has once the job is delivered.
-pub(crate) fn newest_name(info: &DatasetInfo) -> &str {
-    &info.snapshots.last().expect("jobs have snapshots").name
-}
-
 fn send_options(config: &Config, info: &DatasetInfo, from: Option<String>) -> SendOptions {
     SendOptions {
         from,
@@ -248,11 +291,6 @@ fn send_options(config: &Config, info: &DatasetInfo, from: Option<String>) -> Se
         embedded: !config.plain,
         raw: info.encrypted && !config.no_raw,
     }
-}
-
-/// "1 snapshot", "3 snapshots".
-fn snapshots(n: usize) -> String {
-    format!("{n} snapshot{}", if n == 1 { "" } else { "s" })
 }
 
 #[cfg(test)]
@@ -306,13 +344,17 @@ mod tests {
     #[test]
     fn resume_tokens_are_checked_against_the_offer() {
         let (j, c) = (job(false), config(false));
+        let s = |name: &str, guid| SnapshotRef {
+            name: name.into(),
+            guid,
+        };
         assert_eq!(
             check_token(&token("tank/data@s2", 22, Some(11), false), &j, &c),
-            Ok(())
+            Ok((Some(s("s1", 11)), s("s2", 22)))
         );
         assert_eq!(
             check_token(&token("tank/data@s1", 11, None, false), &j, &c),
-            Ok(())
+            Ok((None, s("s1", 11)))
         );
         let refused = |t: TokenInfo, why: &str| {
             let e = check_token(&t, &j, &c).unwrap_err();
@@ -337,8 +379,8 @@ mod tests {
         let t = |rawok| token("tank/data@s2", 22, Some(11), rawok);
         let e = check_token(&t(false), &job(true), &config(false)).unwrap_err();
         assert!(e.contains("decrypted"), "{e}");
-        assert_eq!(check_token(&t(true), &job(true), &config(false)), Ok(()));
+        assert!(check_token(&t(true), &job(true), &config(false)).is_ok());
         // --no-raw: the user sends it decrypted anyway.
-        assert_eq!(check_token(&t(false), &job(true), &config(true)), Ok(()));
+        assert!(check_token(&t(false), &job(true), &config(true)).is_ok());
     }
 }
