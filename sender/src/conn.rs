@@ -7,6 +7,7 @@
 mod greet;
 mod pump;
 
+use crate::report::CleanupDone;
 use crate::{Config, Error, Result};
 use std::io::{BufReader, BufWriter};
 use std::net::TcpStream;
@@ -84,7 +85,7 @@ impl Connection {
     }
 
     /// Asks the receiver to place buffered datasets now.
-    pub fn cleanup(&mut self) -> Result<(u32, u32, u32, u32, String)> {
+    pub fn cleanup(&mut self) -> Result<CleanupDone> {
         self.writer.send(&Message::Cleanup)?;
         match self.read()? {
             Message::CleanupDone {
@@ -93,7 +94,13 @@ impl Connection {
                 waiting,
                 failed,
                 text,
-            } => Ok((placed, removed, waiting, failed, text)),
+            } => Ok(CleanupDone {
+                placed,
+                removed,
+                waiting,
+                failed,
+                text,
+            }),
             other => Err(Error::Violation(format!(
                 "expected cleanup-done, got {}",
                 other.name()

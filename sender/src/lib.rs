@@ -20,6 +20,7 @@ pub use report::{
 use conn::Connection;
 use log::{info, warn};
 use pool::{run_jobs, Job};
+use replicate::Replicator;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -127,7 +128,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
     // Greet the receiver while the tree is listed: the receiver lists its side when
     // greeted, so the two listings (the bulk of a no-change run) overlap. The connection
     // becomes the first worker's. A failure here is retried by the workers as usual.
-    let (tree, first) = std::thread::scope(|s| {
+    let (tree, early_conn) = std::thread::scope(|s| {
         let early = s.spawn(|| Connection::open(config).ok());
         let tree = zfs.list_tree(&config.dataset);
         (tree, early.join().ok().flatten())
@@ -165,7 +166,12 @@ pub fn run(config: &Config) -> Result<RunReport> {
         (Some(id), false) => SourceMarks::load(&zfs, &config.dataset, id)?,
         _ => SourceMarks::default(),
     };
-    let (done, spare) = run_jobs(config, &zfs, &marks, jobs, first);
+    let replicator = Replicator {
+        config,
+        zfs: &zfs,
+        marks: &marks,
+    };
+    let (done, cleanup_conn) = run_jobs(replicator, jobs, early_conn);
     reports.extend(done);
     // Parents sort before children in the summary.
     reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
@@ -177,12 +183,12 @@ pub fn run(config: &Config) -> Result<RunReport> {
             .iter()
             .all(|r| r.delivery.status == Status::NoSnapshots)
     {
-        if let Some(c) = spare {
+        if let Some(c) = cleanup_conn {
             c.bye();
         }
         None
     } else {
-        match request_cleanup(config, spare) {
+        match request_cleanup(config, cleanup_conn) {
             Ok(s) => s,
             Err(e) => {
                 warn!("cleanup request failed error={e}");
@@ -196,22 +202,15 @@ pub fn run(config: &Config) -> Result<RunReport> {
     })
 }
 
-/// Asks for the receiver's cleanup on `spare`, a worker's connection still open (a new one
+/// Asks for the receiver's cleanup on `conn`, a worker's connection still open (a new one
 /// could find the receiver's connection slots still taken by the workers' just closed).
-fn request_cleanup(config: &Config, spare: Option<Connection>) -> Result<Option<String>> {
-    let mut conn = match spare {
+/// Returns the summary's line for it.
+fn request_cleanup(config: &Config, conn: Option<Connection>) -> Result<Option<String>> {
+    let mut conn = match conn {
         Some(c) => c,
         None => Connection::open(config)?,
     };
-    let (placed, removed, waiting, failed, text) = conn.cleanup()?;
+    let done = conn.cleanup()?;
     conn.bye();
-    if placed + removed + waiting + failed == 0 {
-        return Ok(None);
-    }
-    let mut s = format!("receiver cleanup: {placed} placed, {removed} stale copies removed, {waiting} waiting, {failed} failed");
-    if !text.is_empty() {
-        s.push_str(":\n  ");
-        s.push_str(&text.replace('\n', "\n  "));
-    }
-    Ok(Some(s))
+    Ok(done.line())
 }

@@ -6,9 +6,9 @@
 //! It owns no replication logic (that is [`crate::replicate`]) and prints nothing.
 
 use crate::conn::Connection;
-use crate::replicate::replicate;
+use crate::replicate::Replicator;
 use crate::report::{Delivery, Report, Status};
-use crate::{Config, Error};
+use crate::Error;
 use crossbeam_channel::{unbounded, RecvTimeoutError};
 use log::{info, warn};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,38 +16,48 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use zfsync_protocol::Reason;
-use zfsync_zfs::protect::SourceMarks;
-use zfsync_zfs::{DatasetInfo, Zfs};
+use zfsync_zfs::DatasetInfo;
 
 /// One dataset to replicate, and how many times it has been retried.
 pub(crate) struct Job {
     pub(crate) info: DatasetInfo,
+    /// The dataset's path relative to the sent root: what the offer names.
     pub(crate) rel: String,
     pub(crate) attempt: u32,
 }
 
-/// Runs the jobs on `config.threads` workers, retrying transient failures. Returns the
-/// reports and one of the workers' connections, still open.
+/// What a worker sends back for a job.
+enum JobResult {
+    /// The job was tried: its report, and whether a later try may succeed.
+    Tried {
+        job: Job,
+        report: Report,
+        retry: bool,
+    },
+    /// The job was not tried: the receiver turned the worker away as busy, and the worker
+    /// stopped. Another worker takes it.
+    HandedBack(Job),
+}
+
+/// Runs the jobs on `threads` workers, retrying transient failures. `early_conn`, a
+/// connection already greeted, becomes the first worker's. Returns the reports and one of
+/// the workers' connections, still open, for the cleanup request.
 pub(crate) fn run_jobs(
-    config: &Config,
-    zfs: &Zfs,
-    marks: &SourceMarks,
+    replicator: Replicator<'_>,
     jobs: Vec<Job>,
-    first: Option<Connection>,
+    early_conn: Option<Connection>,
 ) -> (Vec<Report>, Option<Connection>) {
+    let config = replicator.config;
     let mut reports = Vec::new();
     if jobs.is_empty() {
-        return (reports, first);
+        return (reports, early_conn);
     }
-    let mut first = first;
+    let mut early_conn = early_conn;
     let (job_tx, job_rx) = unbounded::<Job>();
-    // (job, its report, whether to retry); no report: put back untouched (see `worker`).
-    let (res_tx, res_rx) = unbounded::<(Job, Option<Report>, bool)>();
+    let (result_tx, result_rx) = unbounded::<JobResult>();
     let quit = AtomicBool::new(false);
-    // Workers that hold (or held) a connection: while there is one, a worker the receiver
-    // turns away as busy hands its job back and stops (see `worker`).
-    let established = AtomicUsize::new(0);
-    let spare = Mutex::new(None);
+    let connected = AtomicUsize::new(0);
+    let cleanup_conn = Mutex::new(None);
     let workers = config.threads.min(jobs.len());
     let mut outstanding = jobs.len();
     for j in jobs {
@@ -55,23 +65,19 @@ pub(crate) fn run_jobs(
     }
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
-            let shared = Crew {
-                config,
-                zfs,
-                marks,
+            let (job_rx, result_tx) = (job_rx.clone(), result_tx.clone());
+            let pool = Pool {
+                replicator,
                 quit: &quit,
-                established: &established,
-                spare: &spare,
+                cleanup_conn: &cleanup_conn,
             };
-            let conn = first.take();
+            let conn = early_conn.take();
             // Counted before any worker runs: a worker turned away must see it.
-            if conn.is_some() {
-                established.fetch_add(1, Ordering::SeqCst);
-            }
-            scope.spawn(move || worker(conn, job_rx, res_tx, shared));
+            let seat = Seat::new(&connected, conn.is_some());
+            scope.spawn(move || worker(conn, seat, job_rx, result_tx, pool));
         }
-        drop(res_tx);
+        drop(result_tx);
+        // Retries waiting out their backoff.
         let mut delayed: Vec<(Instant, Job)> = Vec::new();
         while outstanding > 0 {
             let wait = delayed
@@ -79,11 +85,15 @@ pub(crate) fn run_jobs(
                 .map(|(t, _)| t.saturating_duration_since(Instant::now()))
                 .min()
                 .unwrap_or(Duration::from_secs(3600));
-            match res_rx.recv_timeout(wait) {
-                Ok((job, None, _)) => {
+            match result_rx.recv_timeout(wait) {
+                Ok(JobResult::HandedBack(job)) => {
                     let _ = job_tx.send(job);
                 }
-                Ok((mut job, Some(report), retry)) => {
+                Ok(JobResult::Tried {
+                    mut job,
+                    report,
+                    retry,
+                }) => {
                     if retry && job.attempt < config.retries && !quit.load(Ordering::SeqCst) {
                         job.attempt += 1;
                         let backoff = Duration::from_millis(500 << job.attempt.min(5));
@@ -131,81 +141,101 @@ pub(crate) fn run_jobs(
         }
         drop(job_tx);
     });
-    (
-        reports,
-        spare.into_inner().unwrap_or_else(|p| p.into_inner()),
-    )
+    let cleanup_conn = cleanup_conn.into_inner();
+    (reports, cleanup_conn.unwrap_or_else(|p| p.into_inner()))
 }
 
-/// What the workers of a run share.
+/// What the workers of a pool share.
 #[derive(Clone, Copy)]
-struct Crew<'a> {
-    config: &'a Config,
-    zfs: &'a Zfs,
-    marks: &'a SourceMarks,
+struct Pool<'a> {
+    replicator: Replicator<'a>,
     /// Set by a worker that panicked: no more retries.
     quit: &'a AtomicBool,
-    /// Workers alive that have had a connection.
-    established: &'a AtomicUsize,
     /// The connection of the first worker to finish, kept open for the cleanup request.
-    spare: &'a Mutex<Option<Connection>>,
+    cleanup_conn: &'a Mutex<Option<Connection>>,
 }
 
-/// A worker's queues: jobs in, (job, report, retry?) out.
-type Jobs = crossbeam_channel::Receiver<Job>;
-type Results = crossbeam_channel::Sender<(Job, Option<Report>, bool)>;
+/// A worker's place in the count of connected workers (those alive that hold, or held, a
+/// connection): while another worker is connected, one the receiver turns away as busy
+/// can stop and leave its jobs to the others.
+struct Seat<'a> {
+    connected: &'a AtomicUsize,
+    /// Whether this worker is in the count.
+    counted: bool,
+}
 
-fn worker(conn: Option<Connection>, jobs: Jobs, results: Results, crew: Crew<'_>) {
-    // Whether this worker counts in `crew.established` (one given a connection was
-    // counted by `run_jobs`).
-    let mut counted = conn.is_some();
-    let last = worker_loop(conn, jobs, results, crew, &mut counted);
-    if counted {
-        crew.established.fetch_sub(1, Ordering::SeqCst);
+impl<'a> Seat<'a> {
+    fn new(connected: &'a AtomicUsize, has_conn: bool) -> Seat<'a> {
+        let mut seat = Seat {
+            connected,
+            counted: false,
+        };
+        if has_conn {
+            seat.count();
+        }
+        seat
     }
+
+    /// Counts this worker, once: it has a connection.
+    fn count(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            self.connected.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether this worker, turned away as busy, may stop: only while another worker is
+    /// connected. A counted worker leaves the count in the same atomic step, so two such
+    /// workers cannot each see the other and both stop.
+    fn stop_if_others_connected(&mut self) -> bool {
+        if !self.counted {
+            return self.connected.load(Ordering::SeqCst) > 0;
+        }
+        let left = self
+            .connected
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > 1).then(|| n - 1)
+            })
+            .is_ok();
+        if left {
+            self.counted = false;
+        }
+        left
+    }
+}
+
+impl Drop for Seat<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.connected.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+type Jobs = crossbeam_channel::Receiver<Job>;
+type Results = crossbeam_channel::Sender<JobResult>;
+
+fn worker(conn: Option<Connection>, mut seat: Seat<'_>, jobs: Jobs, results: Results, pool: Pool) {
+    let last = worker_loop(conn, &mut seat, jobs, results, pool);
+    drop(seat);
     if let Some(c) = last {
-        let mut spare = crew.spare.lock().unwrap_or_else(|p| p.into_inner());
-        match spare.as_ref() {
-            None => *spare = Some(c),
+        let mut kept = pool.cleanup_conn.lock().unwrap_or_else(|p| p.into_inner());
+        match kept.as_ref() {
+            None => *kept = Some(c),
             Some(_) => c.bye(),
         }
     }
 }
 
-/// Whether a worker turned away as busy may stop, leaving its jobs to the others: only
-/// while another worker has a connection. A worker counted in `established` leaves the
-/// count in the same atomic step, so two such workers cannot each see the other and
-/// both stop.
-fn leave_if_others(established: &AtomicUsize, counted: &mut bool) -> bool {
-    if !*counted {
-        return established.load(Ordering::SeqCst) > 0;
-    }
-    let left = established
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n > 1).then(|| n - 1)
-        })
-        .is_ok();
-    if left {
-        *counted = false;
-    }
-    left
-}
-
 /// Takes jobs until the queue ends; returns the connection still open, if any.
 fn worker_loop(
     mut conn: Option<Connection>,
+    seat: &mut Seat<'_>,
     jobs: Jobs,
     results: Results,
-    crew: Crew<'_>,
-    counted: &mut bool,
+    pool: Pool<'_>,
 ) -> Option<Connection> {
-    let Crew {
-        config,
-        zfs,
-        marks,
-        quit,
-        ..
-    } = crew;
+    let config = pool.replicator.config;
     // Keep an idle connection alive while other workers finish or retries wait.
     let idle = (config.timeout / 3).max(Duration::from_secs(1));
     loop {
@@ -227,36 +257,26 @@ fn worker_loop(
             match Connection::open(config) {
                 Ok(c) => {
                     conn = Some(c);
-                    if !*counted {
-                        *counted = true;
-                        crew.established.fetch_add(1, Ordering::SeqCst);
-                    }
+                    seat.count();
                 }
                 // More workers than the receiver takes connections (its -j): while others
                 // have connections, this one hands its job back and stops.
                 Err(Error::Peer {
                     reason: Reason::Busy,
                     text,
-                }) if leave_if_others(crew.established, counted) => {
+                }) if seat.stop_if_others_connected() => {
                     info!("worker stops: the receiver takes no more connections text={text:?}");
-                    let _ = results.send((job, None, false));
+                    let _ = results.send(JobResult::HandedBack(job));
                     return None;
                 }
                 Err(e) => open_error = Some(e),
             }
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            if let Some(e) = open_error.take() {
-                return Err(e);
-            }
-            let mut delivery = replicate(conn.as_mut().expect("connected"), config, zfs, &job)?;
-            if let Some(newest) = &delivery.newest {
-                if let Err(e) = marks.mark_delivered(zfs, &job.info.name, &newest.name) {
-                    delivery.status = Status::Failed;
-                    delivery.error = Some(format!("delivered, but marking the base failed: {e}"));
-                }
-            }
-            Ok::<_, Error>(delivery)
+        let outcome = catch_unwind(AssertUnwindSafe(|| match open_error.take() {
+            Some(e) => Err(e),
+            None => pool
+                .replicator
+                .deliver(conn.as_mut().expect("connected"), &job),
         }));
         let seconds = started.elapsed().as_secs_f64();
         let (delivery, retry) = match outcome {
@@ -285,7 +305,7 @@ fn worker_loop(
             }
             Err(_) => {
                 conn = None;
-                quit.store(true, Ordering::SeqCst);
+                pool.quit.store(true, Ordering::SeqCst);
                 (Delivery::failed("internal error: worker panicked"), false)
             }
         };
@@ -296,7 +316,10 @@ fn worker_loop(
                 ..delivery
             },
         };
-        if results.send((job, Some(report), retry)).is_err() {
+        if results
+            .send(JobResult::Tried { job, report, retry })
+            .is_err()
+        {
             break;
         }
     }

@@ -2,6 +2,8 @@
 //! incremental, resume), stream, and read the result; resume tokens are checked before
 //! they are used.
 //!
+//! Once a dataset is delivered, it moves the base marks (`--mark`) to its newest snapshot.
+//!
 //! It owns no retries or threads (that is [`crate::pool`]) and prints nothing.
 
 use crate::conn::Connection;
@@ -10,7 +12,35 @@ use crate::report::{Delivery, SnapshotRef, Status, Step, Stream, StreamKind};
 use crate::{Config, Result};
 use log::{info, warn};
 use zfsync_protocol::{Outcome, Plan, Reason};
+use zfsync_zfs::protect::SourceMarks;
 use zfsync_zfs::{DatasetInfo, SendOptions, Snapshot, Zfs};
+
+/// What replicating any dataset of a run needs.
+#[derive(Clone, Copy)]
+pub(crate) struct Replicator<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) zfs: &'a Zfs,
+    /// The base marks to move once a dataset is delivered.
+    pub(crate) marks: &'a SourceMarks,
+}
+
+impl Replicator<'_> {
+    /// Replicates one dataset on `conn`, then marks the snapshot now newest on the receiver
+    /// as this receiver's base.
+    pub(crate) fn deliver(&self, conn: &mut Connection, job: &Job) -> Result<Delivery> {
+        let mut delivery = replicate(conn, self.config, self.zfs, job)?;
+        if let Some(newest) = &delivery.newest {
+            let marked = self
+                .marks
+                .mark_delivered(self.zfs, &job.info.name, &newest.name);
+            if let Err(e) = marked {
+                delivery.status = Status::Failed;
+                delivery.error = Some(format!("delivered, but marking the base failed: {e}"));
+            }
+        }
+        Ok(delivery)
+    }
+}
 
 /// Whether a resume token from the receiver may be used for `job`, and if so the snapshots
 /// it starts from and ends with. It must end with one of the snapshots offered (name and
@@ -54,8 +84,8 @@ fn check_token(
     Ok((from, snapshot_ref(to)))
 }
 
-/// What to stream for one plan.
-enum Source {
+/// What `zfs send` is run with for one plan.
+enum SendCommand {
     Snapshot { name: String, opts: SendOptions },
     Resume { token: String },
 }
@@ -63,53 +93,48 @@ enum Source {
 /// One dataset's session: offer, and stream what the receiver asks for. A new dataset
 /// gets its oldest snapshot in full, then the rest incrementally, on the same connection;
 /// an interrupted stream is first resumed. Each round ends with the receiver's verdict.
-pub(crate) fn replicate(
-    conn: &mut Connection,
-    config: &Config,
-    zfs: &Zfs,
-    job: &Job,
-) -> Result<Delivery> {
+fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Result<Delivery> {
     let snaps = &job.info.snapshots;
     let newest = snaps.last().expect("jobs have snapshots");
     let ds = &job.info.name;
     let mut steps: Vec<Step> = Vec::new();
-    let ended = |status, steps, error: String| Delivery {
+    let ended_with_error = |status, steps, error: String| Delivery {
         steps,
         error: Some(error),
         ..Delivery::new(status)
     };
-    let reached = |status, steps| Delivery {
+    let ended_at_newest = |status, steps| Delivery {
         steps,
         newest: Some(snapshot_ref(newest)),
         ..Delivery::new(status)
     };
     let mut resume_failed = false;
-    // Rounds: resume, full, incremental, and one spare for a resume that failed. More
+    // Rounds: resume, full, incremental, and one more for a resume that failed. More
     // would mean the receiver does not keep what it acknowledged.
     for _round in 0..4 {
         let plan = conn.offer(&job.rel, job.info.kind, snaps, config.dry_run)?;
         let mut then = None;
-        let (source, mut stream) = match plan {
+        let (command, mut stream) = match plan {
             // Up to date means the receiver has our newest snapshot; it names it.
             Plan::UpToDate { name } if name != newest.name => {
                 let text = format!(
                     "receiver says up to date with @{name}, but the newest snapshot is @{}",
                     newest.name
                 );
-                return Ok(ended(Status::Failed, steps, text));
+                return Ok(ended_with_error(Status::Failed, steps, text));
             }
             Plan::UpToDate { .. } if steps.is_empty() => {
-                return Ok(reached(Status::UpToDate, steps))
+                return Ok(ended_at_newest(Status::UpToDate, steps))
             }
-            Plan::UpToDate { .. } => return Ok(reached(Status::Sent, steps)),
+            Plan::UpToDate { .. } => return Ok(ended_at_newest(Status::Sent, steps)),
             Plan::Refused { reason, text } => {
-                return Ok(ended(Status::Refused(reason), steps, text))
+                return Ok(ended_with_error(Status::Refused(reason), steps, text))
             }
             Plan::Resume { token } => {
                 if resume_failed {
                     let text = "receiver offered a resume token again after it failed";
                     conn.abandon(text)?;
-                    return Ok(ended(Status::Failed, steps, text.into()));
+                    return Ok(ended_with_error(Status::Failed, steps, text.into()));
                 }
                 // The token is the receiver's word for what to send, and `zfs send -t`
                 // sends whatever it names, as it names it: it is checked first
@@ -146,23 +171,22 @@ pub(crate) fn replicate(
                     bytes: 0,
                     failed: None,
                 };
-                (Source::Resume { token }, stream)
+                (SendCommand::Resume { token }, stream)
             }
             Plan::Full { buffered } => {
-                let first = &snaps[0];
+                let oldest = &snaps[0];
                 let opts = send_options(config, &job.info, None);
                 let stream = Stream {
                     buffered,
-                    ..planned(StreamKind::Full, None, first, 1, &opts, zfs)
+                    ..stream_record(StreamKind::Full, None, oldest, 1, &opts, zfs)
                 };
                 if config.dry_run && snaps.len() > 1 {
                     // What would follow the full stream: the rest, as one incremental.
-                    let rest = snaps.len() - 1;
-                    let incremental = StreamKind::Incremental;
-                    then = Some(planned(incremental, Some(first), newest, rest, &opts, zfs));
+                    let (kind, rest) = (StreamKind::Incremental, snaps.len() - 1);
+                    then = Some(stream_record(kind, Some(oldest), newest, rest, &opts, zfs));
                 }
-                let name = format!("{ds}@{}", first.name);
-                (Source::Snapshot { name, opts }, stream)
+                let name = format!("{ds}@{}", oldest.name);
+                (SendCommand::Snapshot { name, opts }, stream)
             }
             Plan::Incremental {
                 from_guid,
@@ -171,7 +195,7 @@ pub(crate) fn replicate(
                 let Some(from) = snaps.iter().find(|s| s.guid == from_guid) else {
                     let text = format!("receiver named base @{from_name} (guid {from_guid}), which this source does not have");
                     conn.abandon(&text)?;
-                    return Ok(ended(Status::Failed, steps, text));
+                    return Ok(ended_with_error(Status::Failed, steps, text));
                 };
                 let count = snaps
                     .iter()
@@ -180,7 +204,7 @@ pub(crate) fn replicate(
                     .count();
                 let mut opts = send_options(config, &job.info, Some(format!("{ds}@{}", from.name)));
                 opts.intermediates = count > 1;
-                let stream = planned(
+                let stream = stream_record(
                     StreamKind::Incremental,
                     Some(from),
                     newest,
@@ -189,7 +213,7 @@ pub(crate) fn replicate(
                     zfs,
                 );
                 let name = format!("{ds}@{}", newest.name);
-                (Source::Snapshot { name, opts }, stream)
+                (SendCommand::Snapshot { name, opts }, stream)
             }
         };
         if config.dry_run {
@@ -201,9 +225,9 @@ pub(crate) fn replicate(
             });
         }
         info!("send start dataset={ds} {}", stream.describe());
-        let spawned = match &source {
-            Source::Snapshot { name, opts } => zfs.send(name, opts),
-            Source::Resume { token } => zfs.send_resume(token),
+        let spawned = match &command {
+            SendCommand::Snapshot { name, opts } => zfs.send(name, opts),
+            SendCommand::Resume { token } => zfs.send_resume(token),
         };
         let (outcome, sent) = conn.stream(spawned, ds)?;
         stream.bytes = sent;
@@ -215,18 +239,18 @@ pub(crate) fn replicate(
             } => {
                 steps.push(Step::Stream(stream));
                 if newest_guid == newest.guid {
-                    return Ok(reached(Status::Sent, steps));
+                    return Ok(ended_at_newest(Status::Sent, steps));
                 }
                 if !snaps.iter().any(|s| s.guid == newest_guid) {
                     let text = format!(
                         "receiver's newest snapshot is now @{got}, which is not one of ours"
                     );
-                    return Ok(ended(Status::Failed, steps, text));
+                    return Ok(ended_with_error(Status::Failed, steps, text));
                 }
             }
             // A resume that fails (stale token, source snapshot gone) is dropped by the
             // receiver: offer again for a normal incremental.
-            Outcome::Failed { text, .. } if matches!(source, Source::Resume { .. }) => {
+            Outcome::Failed { text, .. } if matches!(command, SendCommand::Resume { .. }) => {
                 warn!("resume failed dataset={ds} error={text}");
                 stream.failed = Some(text);
                 steps.push(Step::Stream(stream));
@@ -240,16 +264,16 @@ pub(crate) fn replicate(
                 };
                 stream.failed = Some(text.clone());
                 steps.push(Step::Stream(stream));
-                return Ok(ended(status, steps, text));
+                return Ok(ended_with_error(status, steps, text));
             }
         }
     }
     let text = "receiver did not advance after the streams it accepted";
-    Ok(ended(Status::Failed, steps, text.into()))
+    Ok(ended_with_error(Status::Failed, steps, text.into()))
 }
 
-/// The record of a full or incremental stream about to be sent with `opts`.
-fn planned(
+/// The record of a full or incremental stream to be sent with `opts`.
+fn stream_record(
     kind: StreamKind,
     from: Option<&Snapshot>,
     to: &Snapshot,

@@ -52,18 +52,19 @@ pub struct SnapshotRef {
 pub enum StreamKind {
     /// A whole snapshot (`zfs send SNAP`): the dataset was new on the receiver.
     Full,
-    /// The changes after a base both sides have (`-i`, or `-I` with the snapshots between).
+    /// The changes after a snapshot both sides have (`-i`, or `-I` with the snapshots
+    /// between).
     Incremental,
     /// The rest of an interrupted stream (`zfs send -t TOKEN`).
     Resume,
 }
 
-/// One stream of a dataset's session: sent, or in a dry run planned.
+/// One stream of a dataset's session: sent, or in a dry run one that would be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stream {
     pub kind: StreamKind,
-    /// The base of an incremental (or of the incremental a resume continues); none for a
-    /// full stream.
+    /// The snapshot an incremental starts from (or the one the incremental a resume
+    /// continues started from); none for a full stream.
     pub from: Option<SnapshotRef>,
     /// The snapshot the stream ends with.
     pub to: SnapshotRef,
@@ -143,7 +144,7 @@ impl Delivery {
         self.streams().next().map(|s| s.kind)
     }
 
-    /// The base the delivery started from: none for a full stream or no stream.
+    /// The snapshot the delivery started from: none for a full stream or no stream.
     pub fn from(&self) -> Option<&SnapshotRef> {
         self.streams().next().and_then(|s| s.from.as_ref())
     }
@@ -165,7 +166,7 @@ impl Delivery {
                 .unwrap_or_default();
         }
         if self.status == Status::WouldSend {
-            // A dry run plans one stream, or a full one and the incremental after it.
+            // A dry run would send one stream, or a full one and the incremental after it.
             let mut streams = self.streams();
             let mut note = streams.next().map(Stream::describe).unwrap_or_default();
             for s in streams {
@@ -223,6 +224,39 @@ pub struct RunReport {
 impl RunReport {
     pub fn all_ok(&self) -> bool {
         self.datasets.iter().all(|r| r.delivery.status.is_ok())
+    }
+}
+
+/// The receiver's answer to a cleanup request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CleanupDone {
+    pub placed: u32,
+    pub removed: u32,
+    pub waiting: u32,
+    pub failed: u32,
+    /// What the receiver has to say about the datasets waiting or failed.
+    pub text: String,
+}
+
+impl CleanupDone {
+    /// The summary's line for it; none when the cleanup had nothing to do.
+    pub(crate) fn line(&self) -> Option<String> {
+        let CleanupDone {
+            placed,
+            removed,
+            waiting,
+            failed,
+            text,
+        } = self;
+        if placed + removed + waiting + failed == 0 {
+            return None;
+        }
+        let mut s = format!("receiver cleanup: {placed} placed, {removed} stale copies removed, {waiting} waiting, {failed} failed");
+        if !text.is_empty() {
+            s.push_str(":\n  ");
+            s.push_str(&text.replace('\n', "\n  "));
+        }
+        Some(s)
     }
 }
 
@@ -353,7 +387,7 @@ mod tests {
                 delivery(Sent, vec![refused.clone()], None),
                 "resume refused (it names no snapshot), token discarded",
             ),
-            // A dry run: the plan, and for a full stream the incremental that would follow.
+            // A dry run: what would be sent, and after a full stream the incremental.
             (
                 delivery(WouldSend, vec![full("s1", 0), incremental("s1", "s3", 2, 0)], None),
                 "full @s1, then @s1..@s3 (2 snapshots)",
@@ -400,6 +434,26 @@ mod tests {
         );
         let d = delivery(Status::UpToDate, vec![], None);
         assert_eq!((d.kind(), d.from(), d.bytes()), (None, None, 0));
+    }
+
+    #[test]
+    fn the_cleanup_line_is_there_only_when_the_cleanup_did_something() {
+        let done = |placed, failed, text: &str| CleanupDone {
+            placed,
+            removed: 0,
+            waiting: 0,
+            failed,
+            text: text.into(),
+        };
+        assert_eq!(done(0, 0, "").line(), None);
+        assert_eq!(
+            done(2, 0, "").line().as_deref(),
+            Some("receiver cleanup: 2 placed, 0 stale copies removed, 0 waiting, 0 failed")
+        );
+        assert_eq!(
+            done(0, 1, "a: gone\nb: busy").line().as_deref(),
+            Some("receiver cleanup: 0 placed, 0 stale copies removed, 0 waiting, 1 failed:\n  a: gone\n  b: busy")
+        );
     }
 
     #[test]
