@@ -1,0 +1,410 @@
+//! One dataset on one connection: offer its snapshots, follow the receiver's plan (full,
+//! incremental, resume), stream, and read the result; resume tokens are checked before
+//! they are used.
+//!
+//! Once a dataset is delivered, it moves the base marks (`--mark`) to its newest snapshot.
+//!
+//! It owns no retries or threads (that is [`crate::pool`]) and prints nothing.
+
+use crate::conn::Connection;
+use crate::pool::Job;
+use crate::report::{Delivery, SnapshotRef, Status, Step, Stream, StreamKind};
+use crate::{Config, Result};
+use log::{info, warn};
+use zfsync_protocol::{Outcome, Plan, Reason};
+use zfsync_zfs::protect::SourceMarks;
+use zfsync_zfs::{DatasetInfo, SendOptions, Snapshot, Zfs};
+
+/// What replicating any dataset of a run needs.
+#[derive(Clone, Copy)]
+pub(crate) struct Replicator<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) zfs: &'a Zfs,
+    /// The base marks to move once a dataset is delivered.
+    pub(crate) marks: &'a SourceMarks,
+}
+
+impl Replicator<'_> {
+    /// Replicates one dataset on `conn`, then marks the snapshot now newest on the receiver
+    /// as this receiver's base.
+    pub(crate) fn deliver(&self, conn: &mut Connection, job: &Job) -> Result<Delivery> {
+        let mut delivery = replicate(conn, self.config, self.zfs, job)?;
+        if let Some(newest) = &delivery.newest {
+            let marked = self
+                .marks
+                .mark_delivered(self.zfs, &job.info.name, &newest.name);
+            if let Err(e) = marked {
+                delivery.status = Status::Failed;
+                delivery.error = Some(format!("delivered, but marking the base failed: {e}"));
+            }
+        }
+        Ok(delivery)
+    }
+}
+
+/// Whether a resume token from the receiver may be used for `job`, and if so the snapshots
+/// it starts from and ends with. It must end with one of the snapshots offered (name and
+/// GUID, in this dataset), start (if incremental) from one of them, and be raw when this
+/// run sends the dataset raw, so that a receiver cannot get another dataset's data, or an
+/// encrypted dataset's plaintext, by naming it in a token.
+fn check_token(
+    t: &zfsync_zfs::TokenInfo,
+    job: &Job,
+    config: &Config,
+) -> std::result::Result<(Option<SnapshotRef>, SnapshotRef), String> {
+    let ds = &job.info.name;
+    let snaps = &job.info.snapshots;
+    let toname = t.toname.as_deref().ok_or("it names no snapshot")?;
+    let snap = match toname.split_once('@') {
+        Some((d, s)) if d == ds.as_str() => s,
+        _ => return Err(format!("it is for {toname}, not a snapshot of {ds}")),
+    };
+    let Some(to) = snaps.iter().find(|s| s.name == snap) else {
+        return Err(format!("it is for @{snap}, which this run did not offer"));
+    };
+    if t.toguid != Some(to.guid) {
+        return Err(format!("its @{snap} is not this source's (another GUID)"));
+    }
+    let from = match t.fromguid {
+        None => None,
+        Some(guid) => match snaps.iter().find(|s| s.guid == guid) {
+            Some(from) => Some(snapshot_ref(from)),
+            None => {
+                return Err(format!(
+                    "it starts from a snapshot this source does not have (guid {guid})"
+                ))
+            }
+        },
+    };
+    if job.info.encrypted && !config.no_raw && !t.rawok {
+        return Err(format!(
+            "it would send @{snap} decrypted, and this run sends encrypted datasets raw"
+        ));
+    }
+    Ok((from, snapshot_ref(to)))
+}
+
+/// What `zfs send` is run with for one plan.
+enum SendCommand {
+    Snapshot { name: String, opts: SendOptions },
+    Resume { token: String },
+}
+
+/// One dataset's session: offer, and stream what the receiver asks for. A new dataset
+/// gets its oldest snapshot in full, then the rest incrementally, on the same connection;
+/// an interrupted stream is first resumed. Each round ends with the receiver's verdict.
+fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Result<Delivery> {
+    let snaps = &job.info.snapshots;
+    let newest = snaps.last().expect("jobs have snapshots");
+    let ds = &job.info.name;
+    let mut steps: Vec<Step> = Vec::new();
+    let ended_with_error = |status, steps, error: String| Delivery {
+        steps,
+        error: Some(error),
+        ..Delivery::new(status)
+    };
+    let ended_at_newest = |status, steps| Delivery {
+        steps,
+        newest: Some(snapshot_ref(newest)),
+        ..Delivery::new(status)
+    };
+    let mut resume_failed = false;
+    // Rounds: resume, full, incremental, and one more for a resume that failed. More
+    // would mean the receiver does not keep what it acknowledged.
+    for _round in 0..4 {
+        let plan = conn.offer(&job.rel, job.info.kind, snaps, config.dry_run)?;
+        let mut then = None;
+        let (command, mut stream) = match plan {
+            // Up to date means the receiver has our newest snapshot; it names it.
+            Plan::UpToDate { name } if name != newest.name => {
+                let text = format!(
+                    "receiver says up to date with @{name}, but the newest snapshot is @{}",
+                    newest.name
+                );
+                return Ok(ended_with_error(Status::Failed, steps, text));
+            }
+            Plan::UpToDate { .. } if steps.is_empty() => {
+                return Ok(ended_at_newest(Status::UpToDate, steps))
+            }
+            Plan::UpToDate { .. } => return Ok(ended_at_newest(Status::Sent, steps)),
+            Plan::Refused { reason, text } => {
+                return Ok(ended_with_error(Status::Refused(reason), steps, text))
+            }
+            Plan::Resume { token } => {
+                if resume_failed {
+                    let text = "receiver offered a resume token again after it failed";
+                    conn.abandon(text)?;
+                    return Ok(ended_with_error(Status::Failed, steps, text.into()));
+                }
+                // The token is the receiver's word for what to send, and `zfs send -t`
+                // sends whatever it names, as it names it: it is checked first
+                // (`check_token`). An unusable token (a stale one: its snapshot is gone)
+                // or a refused one ends like a failed resume: the receiver drops its
+                // partial state on Abort, and the next offer gets a plan from scratch.
+                let checked = match zfs.resume_token_info(&token) {
+                    Err(e) => Err(format!("resume failed ({e})")),
+                    Ok(t) => match check_token(&t, job, config) {
+                        Ok((from, to)) => Ok((t, from, to)),
+                        Err(why) => Err(format!("resume refused ({why})")),
+                    },
+                };
+                let (t, from, to) = match checked {
+                    Ok(checked) => checked,
+                    Err(what) => {
+                        warn!("resume token not used dataset={ds}: {what}");
+                        conn.abandon(&format!("resume token not used: {what}"))?;
+                        steps.push(Step::TokenDiscarded(what));
+                        resume_failed = true;
+                        continue;
+                    }
+                };
+                let stream = Stream {
+                    kind: StreamKind::Resume,
+                    from,
+                    to,
+                    // A resumable receive is of one snapshot, even within an `-I` stream.
+                    snapshots: 1,
+                    raw: t.rawok,
+                    compressed: None,
+                    buffered: false,
+                    saved: t.bytes.unwrap_or(0),
+                    bytes: 0,
+                    failed: None,
+                };
+                (SendCommand::Resume { token }, stream)
+            }
+            Plan::Full { buffered } => {
+                let oldest = &snaps[0];
+                let opts = send_options(config, &job.info, None);
+                let stream = Stream {
+                    buffered,
+                    ..stream_record(StreamKind::Full, None, oldest, 1, &opts, zfs)
+                };
+                if config.dry_run && snaps.len() > 1 {
+                    // What would follow the full stream: the rest, as one incremental.
+                    let (kind, rest) = (StreamKind::Incremental, snaps.len() - 1);
+                    then = Some(stream_record(kind, Some(oldest), newest, rest, &opts, zfs));
+                }
+                let name = format!("{ds}@{}", oldest.name);
+                (SendCommand::Snapshot { name, opts }, stream)
+            }
+            Plan::Incremental {
+                from_guid,
+                from_name,
+            } => {
+                let Some(from) = snaps.iter().find(|s| s.guid == from_guid) else {
+                    let text = format!("receiver named base @{from_name} (guid {from_guid}), which this source does not have");
+                    conn.abandon(&text)?;
+                    return Ok(ended_with_error(Status::Failed, steps, text));
+                };
+                let count = snaps
+                    .iter()
+                    .rev()
+                    .take_while(|s| s.guid != from_guid)
+                    .count();
+                let mut opts = send_options(config, &job.info, Some(format!("{ds}@{}", from.name)));
+                opts.intermediates = count > 1;
+                let stream = stream_record(
+                    StreamKind::Incremental,
+                    Some(from),
+                    newest,
+                    count,
+                    &opts,
+                    zfs,
+                );
+                let name = format!("{ds}@{}", newest.name);
+                (SendCommand::Snapshot { name, opts }, stream)
+            }
+        };
+        if config.dry_run {
+            steps.push(Step::Stream(stream));
+            steps.extend(then.map(Step::Stream));
+            return Ok(Delivery {
+                steps,
+                ..Delivery::new(Status::WouldSend)
+            });
+        }
+        info!("send start dataset={ds} {}", stream.describe());
+        let spawned = match &command {
+            SendCommand::Snapshot { name, opts } => zfs.send(name, opts),
+            SendCommand::Resume { token } => zfs.send_resume(token),
+        };
+        let (outcome, sent) = conn.stream(spawned, ds)?;
+        stream.bytes = sent;
+        match outcome {
+            Outcome::Done {
+                newest: got,
+                newest_guid,
+                ..
+            } => {
+                steps.push(Step::Stream(stream));
+                if newest_guid == newest.guid {
+                    return Ok(ended_at_newest(Status::Sent, steps));
+                }
+                if !snaps.iter().any(|s| s.guid == newest_guid) {
+                    let text = format!(
+                        "receiver's newest snapshot is now @{got}, which is not one of ours"
+                    );
+                    return Ok(ended_with_error(Status::Failed, steps, text));
+                }
+            }
+            // A resume that fails (stale token, source snapshot gone) is dropped by the
+            // receiver: offer again for a normal incremental.
+            Outcome::Failed { text, .. } if matches!(command, SendCommand::Resume { .. }) => {
+                warn!("resume failed dataset={ds} error={text}");
+                stream.failed = Some(text);
+                steps.push(Step::Stream(stream));
+                resume_failed = true;
+            }
+            Outcome::Failed { reason, text } => {
+                let status = if reason == Reason::StreamFailed {
+                    Status::Failed
+                } else {
+                    Status::Refused(reason)
+                };
+                stream.failed = Some(text.clone());
+                steps.push(Step::Stream(stream));
+                return Ok(ended_with_error(status, steps, text));
+            }
+        }
+    }
+    let text = "receiver did not advance after the streams it accepted";
+    Ok(ended_with_error(Status::Failed, steps, text.into()))
+}
+
+/// The record of a full or incremental stream to be sent with `opts`.
+fn stream_record(
+    kind: StreamKind,
+    from: Option<&Snapshot>,
+    to: &Snapshot,
+    snapshots: usize,
+    opts: &SendOptions,
+    zfs: &Zfs,
+) -> Stream {
+    // What `zfs send` is given: the zfs module drops the flags this ZFS lacks.
+    let caps = zfs.capabilities();
+    Stream {
+        kind,
+        from: from.map(snapshot_ref),
+        to: snapshot_ref(to),
+        snapshots,
+        raw: opts.raw && caps.send_raw,
+        compressed: Some(opts.compressed && caps.send_compressed),
+        buffered: false,
+        saved: 0,
+        bytes: 0,
+        failed: None,
+    }
+}
+
+fn snapshot_ref(s: &Snapshot) -> SnapshotRef {
+    SnapshotRef {
+        name: s.name.clone(),
+        guid: s.guid,
+    }
+}
+
+/// The send flags for one dataset: the fast ones the ZFS has (the zfs module drops what
+/// it lacks), and raw for an encrypted dataset so it stays encrypted on the receiver.
+fn send_options(config: &Config, info: &DatasetInfo, from: Option<String>) -> SendOptions {
+    SendOptions {
+        from,
+        intermediates: false,
+        compressed: !config.plain,
+        large_blocks: !config.plain,
+        embedded: !config.plain,
+        raw: info.encrypted && !config.no_raw,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli;
+    use zfsync_zfs::{Kind, Snapshot, TokenInfo};
+
+    fn job(encrypted: bool) -> Job {
+        let snap = |name: &str, guid| Snapshot {
+            name: name.into(),
+            guid,
+            createtxg: guid,
+        };
+        Job {
+            info: DatasetInfo {
+                name: "tank/data".into(),
+                kind: Kind::Filesystem,
+                snapshots: vec![snap("s1", 11), snap("s2", 22)],
+                encrypted,
+                resume_token: None,
+            },
+            rel: String::new(),
+            attempt: 0,
+        }
+    }
+
+    fn config(no_raw: bool) -> Config {
+        let argv: Vec<String> = ["tank/data", "backup"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut c = match cli::parse(&argv).unwrap() {
+            cli::Parsed::Run(a) => a.into_config().unwrap(),
+            _ => unreachable!(),
+        };
+        c.no_raw = no_raw;
+        c
+    }
+
+    fn token(toname: &str, toguid: u64, fromguid: Option<u64>, rawok: bool) -> TokenInfo {
+        TokenInfo {
+            toname: Some(toname.into()),
+            toguid: Some(toguid),
+            fromguid,
+            bytes: Some(1),
+            rawok,
+        }
+    }
+
+    #[test]
+    fn resume_tokens_are_checked_against_the_offer() {
+        let (j, c) = (job(false), config(false));
+        let s = |name: &str, guid| SnapshotRef {
+            name: name.into(),
+            guid,
+        };
+        assert_eq!(
+            check_token(&token("tank/data@s2", 22, Some(11), false), &j, &c),
+            Ok((Some(s("s1", 11)), s("s2", 22)))
+        );
+        assert_eq!(
+            check_token(&token("tank/data@s1", 11, None, false), &j, &c),
+            Ok((None, s("s1", 11)))
+        );
+        let refused = |t: TokenInfo, why: &str| {
+            let e = check_token(&t, &j, &c).unwrap_err();
+            assert!(e.contains(why), "{e:?} lacks {why:?}");
+        };
+        refused(
+            token("tank/other@s2", 22, None, false),
+            "not a snapshot of tank/data",
+        );
+        refused(
+            token("tank/data/kid@s2", 22, None, false),
+            "not a snapshot of tank/data",
+        );
+        refused(token("tank/data@s3", 33, None, false), "did not offer");
+        refused(token("tank/data@s2", 99, None, false), "another GUID");
+        refused(token("tank/data@s2", 22, Some(7), false), "does not have");
+        refused(TokenInfo::default(), "names no snapshot");
+    }
+
+    #[test]
+    fn an_encrypted_dataset_resumes_only_raw_unless_sent_decrypted() {
+        let t = |rawok| token("tank/data@s2", 22, Some(11), rawok);
+        let e = check_token(&t(false), &job(true), &config(false)).unwrap_err();
+        assert!(e.contains("decrypted"), "{e}");
+        assert!(check_token(&t(true), &job(true), &config(false)).is_ok());
+        // --no-raw: the user sends it decrypted anyway.
+        assert!(check_token(&t(false), &job(true), &config(true)).is_ok());
+    }
+}

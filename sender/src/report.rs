@@ -1,0 +1,506 @@
+//! What a run reports: how each dataset ended, and the summary table printed from it.
+//!
+//! It owns the summary's exact text (tests and scripts read it) and does no replication.
+
+use std::io;
+use zfsync_protocol::Reason;
+
+/// How one dataset ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Snapshots were sent.
+    Sent,
+    UpToDate,
+    /// The dataset has no snapshot: nothing to send, not an error.
+    NoSnapshots,
+    /// Dry run: what would be sent.
+    WouldSend,
+    Refused(Reason),
+    Failed,
+}
+
+impl Status {
+    pub fn is_ok(&self) -> bool {
+        matches!(
+            self,
+            Status::Sent | Status::UpToDate | Status::NoSnapshots | Status::WouldSend
+        )
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Status::Sent => "sent".into(),
+            Status::UpToDate => "up-to-date".into(),
+            Status::NoSnapshots => "no-snapshots".into(),
+            Status::WouldSend => "would-send".into(),
+            Status::Refused(r) => format!("refused:{}", r.as_str()),
+            Status::Failed => "failed".into(),
+        }
+    }
+}
+
+/// A snapshot by name and GUID: the name says which to a person, the GUID which it is
+/// (a name can be reused for another snapshot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRef {
+    pub name: String,
+    pub guid: u64,
+}
+
+/// What a stream holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// A whole snapshot (`zfs send SNAP`): the dataset was new on the receiver.
+    Full,
+    /// The changes after a snapshot both sides have (`-i`, or `-I` with the snapshots
+    /// between).
+    Incremental,
+    /// The rest of an interrupted stream (`zfs send -t TOKEN`).
+    Resume,
+}
+
+/// One stream of a dataset's session: sent, or in a dry run one that would be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stream {
+    pub kind: StreamKind,
+    /// The snapshot an incremental starts from (or the one the incremental a resume
+    /// continues started from); none for a full stream.
+    pub from: Option<SnapshotRef>,
+    /// The snapshot the stream ends with.
+    pub to: SnapshotRef,
+    /// Snapshots the stream carries: more than one for `-I`.
+    pub snapshots: usize,
+    /// Encrypted blocks sent as they are on disk (`-w`): the receiver gets no plaintext.
+    pub raw: bool,
+    /// Compressed blocks sent compressed (`-c`). Unknown for a resume: it keeps the flags
+    /// of the interrupted stream, which its token holds.
+    pub compressed: Option<bool>,
+    /// A full stream received into the receiver's buffer: its parent was not there yet.
+    pub buffered: bool,
+    /// A resume: bytes the receiver already had.
+    pub saved: u64,
+    /// Bytes of the stream sent (0 in a dry run).
+    pub bytes: u64,
+    /// Why it failed: zfs's or the receiver's text.
+    pub failed: Option<String>,
+}
+
+/// A step of a dataset's session, in the order they happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    Stream(Stream),
+    /// A resume token the receiver offered that was not used: why (the receiver drops
+    /// its partial state, and the next offer starts afresh).
+    TokenDiscarded(String),
+}
+
+/// What one dataset's replication delivered, and how it ended: the record a run keeps of
+/// each dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub status: Status,
+    /// What was streamed (or would be, in a dry run).
+    pub steps: Vec<Step>,
+    /// The snapshot newest on the receiver once the delivery reached it (sent or up to
+    /// date); none otherwise.
+    pub newest: Option<SnapshotRef>,
+    /// Why it failed or was refused: the receiver's, zfs's or this side's text.
+    pub error: Option<String>,
+    pub seconds: f64,
+    /// How many times the dataset was tried: 1 without retries, 0 if never.
+    pub attempts: u32,
+}
+
+impl Delivery {
+    /// A delivery that ended with `status` and has nothing else to say yet.
+    pub fn new(status: Status) -> Delivery {
+        Delivery {
+            status,
+            steps: Vec::new(),
+            newest: None,
+            error: None,
+            seconds: 0.0,
+            attempts: 0,
+        }
+    }
+
+    /// A failure before anything could be recorded.
+    pub fn failed(error: impl Into<String>) -> Delivery {
+        Delivery {
+            error: Some(error.into()),
+            ..Delivery::new(Status::Failed)
+        }
+    }
+
+    pub fn streams(&self) -> impl Iterator<Item = &Stream> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Stream(s) => Some(s),
+            Step::TokenDiscarded(_) => None,
+        })
+    }
+
+    /// How the delivery began: the kind of its first stream; none if nothing was streamed.
+    pub fn kind(&self) -> Option<StreamKind> {
+        self.streams().next().map(|s| s.kind)
+    }
+
+    /// The snapshot the delivery started from: none for a full stream or no stream.
+    pub fn from(&self) -> Option<&SnapshotRef> {
+        self.streams().next().and_then(|s| s.from.as_ref())
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.streams().map(|s| s.bytes).sum()
+    }
+
+    /// The summary's note: the error if there is one, else what was streamed, in order.
+    pub fn note(&self) -> String {
+        if let Some(e) = &self.error {
+            return e.clone();
+        }
+        if self.status == Status::UpToDate {
+            return self
+                .newest
+                .as_ref()
+                .map(|s| format!("@{}", s.name))
+                .unwrap_or_default();
+        }
+        if self.status == Status::WouldSend {
+            // A dry run would send one stream, or a full one and the incremental after it.
+            let mut streams = self.streams();
+            let mut note = streams.next().map(Stream::describe).unwrap_or_default();
+            for s in streams {
+                note.push_str(&format!(", then {}", s.range()));
+            }
+            return note;
+        }
+        let steps = self.steps.iter().map(|step| match step {
+            Step::Stream(s) => s.describe(),
+            Step::TokenDiscarded(why) => format!("{why}, token discarded"),
+        });
+        steps.collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl Stream {
+    /// "full @s1", "incremental @s1..@s3 (2 snapshots)", "resumed (N bytes saved)",
+    /// "resume failed (WHY), token discarded".
+    pub(crate) fn describe(&self) -> String {
+        match (self.kind, &self.failed) {
+            (StreamKind::Resume, Some(why)) => format!("resume failed ({why}), token discarded"),
+            (StreamKind::Resume, None) => format!("resumed ({} bytes saved)", self.saved),
+            (StreamKind::Full, _) if self.buffered => {
+                format!("full @{} (buffered: parent not there yet)", self.to.name)
+            }
+            (StreamKind::Full, _) => format!("full @{}", self.to.name),
+            (StreamKind::Incremental, _) => format!("incremental {}", self.range()),
+        }
+    }
+
+    /// "@s1..@s3 (2 snapshots)".
+    fn range(&self) -> String {
+        let from = self.from.as_ref().map_or("", |f| f.name.as_str());
+        let n = self.snapshots;
+        let s = if n == 1 { "" } else { "s" };
+        format!("@{from}..@{} ({n} snapshot{s})", self.to.name)
+    }
+}
+
+/// The report of one dataset.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub dataset: String,
+    pub delivery: Delivery,
+}
+
+/// The outcome of a whole run.
+#[derive(Debug)]
+pub struct RunReport {
+    pub datasets: Vec<Report>,
+    /// The receiver's cleanup, if it was asked for and answered.
+    pub cleanup: Option<String>,
+}
+
+impl RunReport {
+    pub fn all_ok(&self) -> bool {
+        self.datasets.iter().all(|r| r.delivery.status.is_ok())
+    }
+}
+
+/// The receiver's answer to a cleanup request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CleanupDone {
+    pub placed: u32,
+    pub removed: u32,
+    pub waiting: u32,
+    pub failed: u32,
+    /// What the receiver has to say about the datasets waiting or failed.
+    pub text: String,
+}
+
+impl CleanupDone {
+    /// The summary's line for it; none when the cleanup had nothing to do.
+    pub(crate) fn line(&self) -> Option<String> {
+        let CleanupDone {
+            placed,
+            removed,
+            waiting,
+            failed,
+            text,
+        } = self;
+        if placed + removed + waiting + failed == 0 {
+            return None;
+        }
+        let mut s = format!("receiver cleanup: {placed} placed, {removed} stale copies removed, {waiting} waiting, {failed} failed");
+        if !text.is_empty() {
+            s.push_str(":\n  ");
+            s.push_str(&text.replace('\n', "\n  "));
+        }
+        Some(s)
+    }
+}
+
+/// Prints the summary table and the closing line.
+pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -> io::Result<()> {
+    let width = report
+        .datasets
+        .iter()
+        .map(|r| r.dataset.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    if !quiet {
+        writeln!(
+            out,
+            "{:<width$}  {:<22}  {:>14}  {:>8}  NOTE",
+            "DATASET", "OUTCOME", "BYTES", "SECS"
+        )?;
+        for r in &report.datasets {
+            writeln!(
+                out,
+                "{:<width$}  {:<22}  {:>14}  {:>8.2}  {}",
+                r.dataset,
+                r.delivery.status.label(),
+                r.delivery.bytes(),
+                r.delivery.seconds,
+                r.delivery.note().replace('\n', " ")
+            )?;
+        }
+    }
+    if let Some(c) = &report.cleanup {
+        writeln!(out, "{c}")?;
+    }
+    let status = || report.datasets.iter().map(|r| &r.delivery.status);
+    let failed = status().filter(|s| !s.is_ok()).count();
+    let sent = status().filter(|s| **s == Status::Sent).count();
+    let bytes: u64 = report.datasets.iter().map(|r| r.delivery.bytes()).sum();
+    writeln!(
+        out,
+        "zfsync-send: {} datasets, {sent} sent, {failed} failed, {bytes} bytes",
+        report.datasets.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(name: &str, guid: u64) -> SnapshotRef {
+        SnapshotRef {
+            name: name.into(),
+            guid,
+        }
+    }
+
+    /// A stream from `@from` (or full when empty) to `@to`, of `bytes`.
+    fn stream(kind: StreamKind, from: &str, to: &str, snapshots: usize, bytes: u64) -> Stream {
+        Stream {
+            kind,
+            from: (!from.is_empty()).then(|| snap(from, 1)),
+            to: snap(to, 3),
+            snapshots,
+            raw: false,
+            compressed: Some(true),
+            buffered: false,
+            saved: 0,
+            bytes,
+            failed: None,
+        }
+    }
+
+    fn full(to: &str, bytes: u64) -> Step {
+        Step::Stream(stream(StreamKind::Full, "", to, 1, bytes))
+    }
+
+    fn incremental(from: &str, to: &str, n: usize, bytes: u64) -> Step {
+        Step::Stream(stream(StreamKind::Incremental, from, to, n, bytes))
+    }
+
+    fn delivery(status: Status, steps: Vec<Step>, error: Option<&str>) -> Delivery {
+        Delivery {
+            steps,
+            newest: Some(snap("s3", 3)),
+            error: error.map(String::from),
+            ..Delivery::new(status)
+        }
+    }
+
+    #[test]
+    fn the_note_says_what_was_streamed_in_order() {
+        let buffered = Step::Stream(Stream {
+            buffered: true,
+            ..stream(StreamKind::Full, "", "s1", 1, 10)
+        });
+        let resumed = Step::Stream(Stream {
+            saved: 4096,
+            ..stream(StreamKind::Resume, "s1", "s2", 1, 10)
+        });
+        let resume_failed = Step::Stream(Stream {
+            failed: Some("stale".into()),
+            ..stream(StreamKind::Resume, "s1", "s2", 1, 10)
+        });
+        let refused = Step::TokenDiscarded("resume refused (it names no snapshot)".into());
+        use Status::*;
+        let cases: Vec<(Delivery, &str)> = vec![
+            (delivery(UpToDate, vec![], None), "@s3"),
+            (
+                delivery(Sent, vec![full("s1", 5), incremental("s1", "s3", 2, 7)], None),
+                "full @s1, incremental @s1..@s3 (2 snapshots)",
+            ),
+            (
+                delivery(Sent, vec![buffered.clone()], None),
+                "full @s1 (buffered: parent not there yet)",
+            ),
+            (
+                delivery(Sent, vec![resumed, incremental("s2", "s3", 1, 1)], None),
+                "resumed (4096 bytes saved), incremental @s2..@s3 (1 snapshot)",
+            ),
+            (
+                delivery(Sent, vec![resume_failed, incremental("s1", "s3", 2, 1)], None),
+                "resume failed (stale), token discarded, incremental @s1..@s3 (2 snapshots)",
+            ),
+            (
+                delivery(Sent, vec![refused.clone(), incremental("s2", "s3", 1, 1)], None),
+                "resume refused (it names no snapshot), token discarded, incremental @s2..@s3 (1 snapshot)",
+            ),
+            (
+                delivery(Sent, vec![refused.clone()], None),
+                "resume refused (it names no snapshot), token discarded",
+            ),
+            // A dry run: what would be sent, and after a full stream the incremental.
+            (
+                delivery(WouldSend, vec![full("s1", 0), incremental("s1", "s3", 2, 0)], None),
+                "full @s1, then @s1..@s3 (2 snapshots)",
+            ),
+            (
+                delivery(WouldSend, vec![buffered, incremental("s1", "s3", 2, 0)], None),
+                "full @s1 (buffered: parent not there yet), then @s1..@s3 (2 snapshots)",
+            ),
+            (
+                delivery(WouldSend, vec![refused, incremental("s2", "s3", 1, 0)], None),
+                "incremental @s2..@s3 (1 snapshot)",
+            ),
+            (
+                delivery(Failed, vec![full("s1", 5)], Some("receiver's newest is foreign")),
+                "receiver's newest is foreign",
+            ),
+            (
+                delivery(Refused(Reason::Diverged), vec![], Some("diverged at @s2")),
+                "diverged at @s2",
+            ),
+            (Delivery::new(NoSnapshots), ""),
+        ];
+        for (d, want) in cases {
+            assert_eq!(d.note(), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn a_delivery_says_how_it_began_and_what_it_cost() {
+        let d = delivery(
+            Status::Sent,
+            vec![full("s1", 5), incremental("s1", "s3", 2, 7)],
+            None,
+        );
+        assert_eq!(
+            (d.kind(), d.from(), d.bytes()),
+            (Some(StreamKind::Full), None, 12)
+        );
+        let d = delivery(Status::Sent, vec![incremental("s1", "s3", 2, 7)], None);
+        let from = snap("s1", 1);
+        assert_eq!(
+            (d.kind(), d.from(), d.bytes()),
+            (Some(StreamKind::Incremental), Some(&from), 7)
+        );
+        let d = delivery(Status::UpToDate, vec![], None);
+        assert_eq!((d.kind(), d.from(), d.bytes()), (None, None, 0));
+    }
+
+    #[test]
+    fn the_cleanup_line_is_there_only_when_the_cleanup_did_something() {
+        let done = |placed, failed, text: &str| CleanupDone {
+            placed,
+            removed: 0,
+            waiting: 0,
+            failed,
+            text: text.into(),
+        };
+        assert_eq!(done(0, 0, "").line(), None);
+        assert_eq!(
+            done(2, 0, "").line().as_deref(),
+            Some("receiver cleanup: 2 placed, 0 stale copies removed, 0 waiting, 0 failed")
+        );
+        assert_eq!(
+            done(0, 1, "a: gone\nb: busy").line().as_deref(),
+            Some("receiver cleanup: 0 placed, 0 stale copies removed, 0 waiting, 1 failed:\n  a: gone\n  b: busy")
+        );
+    }
+
+    #[test]
+    fn the_summary_is_a_table_and_a_closing_line() {
+        let report = |dataset: &str, delivery: Delivery| Report {
+            dataset: dataset.into(),
+            delivery: Delivery {
+                seconds: 1.234,
+                ..delivery
+            },
+        };
+        let run = RunReport {
+            datasets: vec![
+                report(
+                    "tank/data",
+                    delivery(
+                        Status::Sent,
+                        vec![full("s1", 5), incremental("s1", "s3", 2, 7)],
+                        None,
+                    ),
+                ),
+                report("tank/data/a", delivery(Status::UpToDate, vec![], None)),
+                report(
+                    "tank/data/b",
+                    delivery(Status::Failed, vec![full("s1", 3)], Some("two\nlines")),
+                ),
+                report("tank/data/c", Delivery::new(Status::NoSnapshots)),
+            ],
+            cleanup: Some("receiver cleanup: 1 placed".into()),
+        };
+        let printed = |quiet| {
+            let mut out = Vec::new();
+            print_summary(&run, quiet, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let closing = "receiver cleanup: 1 placed\n\
+                       zfsync-send: 4 datasets, 1 sent, 1 failed, 15 bytes\n";
+        assert_eq!(
+            printed(false),
+            "DATASET      OUTCOME                          BYTES      SECS  NOTE\n\
+             tank/data    sent                                12      1.23  full @s1, incremental @s1..@s3 (2 snapshots)\n\
+             tank/data/a  up-to-date                           0      1.23  @s3\n\
+             tank/data/b  failed                               3      1.23  two lines\n\
+             tank/data/c  no-snapshots                         0      1.23  \n"
+                .to_string()
+                + closing
+        );
+        assert_eq!(printed(true), closing);
+    }
+}
