@@ -2,7 +2,10 @@
 
 use crate::Config;
 use std::path::PathBuf;
-use std::time::Duration;
+use zfsync_cli::parse_options;
+use zfsync_cli::values::{number, seconds};
+// The types this module's functions return.
+pub use zfsync_cli::{Output, Parsed, UsageError};
 use zfsync_zfs::{check_relative_path, Dataset};
 
 pub const USAGE: &str = "\
@@ -44,6 +47,7 @@ Exit status: 0 when every dataset is done (sent, up to date, or without snapshot
 1 when at least one dataset failed (the others were still tried), 2 on a usage error.
 ";
 
+/// Options as given, before any check; the process's options are already an [`Output`].
 #[derive(Debug, Default)]
 pub struct Args {
     pub dataset: String,
@@ -55,21 +59,18 @@ pub struct Args {
     pub retries: Option<String>,
     pub mark: Option<String>,
     pub zfs: Option<String>,
-    pub log_file: Option<String>,
-    pub verbose: usize,
-    pub quiet: bool,
     pub plain: bool,
     pub no_raw: bool,
     pub key_file: Option<String>,
+    pub output: Output,
 }
 
-pub enum Parsed {
-    Run(Box<Args>),
-    Help,
-    Version,
+/// The command line as the job's [`Config`] and the process's [`Output`].
+pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
+    parse(argv)?.try_map(Args::into_config)
 }
 
-pub fn parse(argv: &[String]) -> Result<Parsed, String> {
+pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     let mut o = getopts::Options::new();
     o.optopt("t", "threads", "", "N");
     o.optflag("n", "dry-run", "");
@@ -78,31 +79,26 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     o.optopt("", "retries", "", "N");
     o.optopt("", "mark", "", "ID");
     o.optopt("", "zfs", "", "PATH");
-    o.optopt("o", "log-file", "", "FILE");
-    o.optflagmulti("v", "verbose", "");
     o.optflag("q", "quiet", "");
     o.optflag("", "plain", "");
     o.optflag("", "no-raw", "");
     o.optopt("", "key-file", "", "FILE");
-    o.optflag("h", "help", "");
-    o.optflag("V", "version", "");
-    let m = o.parse(argv).map_err(|e| e.to_string())?;
-    if m.opt_present("h") {
-        return Ok(Parsed::Help);
-    }
-    if m.opt_present("V") {
-        return Ok(Parsed::Version);
-    }
+    let (m, mut output) = match parse_options(o, argv)? {
+        Parsed::Run(r) => r,
+        Parsed::Special(s) => return Ok(Parsed::Special(s)),
+    };
+    output.quiet = m.opt_present("q");
     let (dataset, address) = match m.free.as_slice() {
         [d, a] => (d.clone(), a.clone()),
         _ => {
             return Err(format!(
                 "expected DATASET and HOST[:PORT], got {} argument(s)",
                 m.free.len()
-            ))
+            )
+            .into())
         }
     };
-    Ok(Parsed::Run(Box::new(Args {
+    Ok(Parsed::Run(Args {
         dataset,
         address,
         threads: m.opt_str("t"),
@@ -112,29 +108,15 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         retries: m.opt_str("retries"),
         mark: m.opt_str("mark"),
         zfs: m.opt_str("zfs"),
-        log_file: m.opt_str("o"),
-        verbose: m.opt_count("v"),
-        quiet: m.opt_present("q"),
         plain: m.opt_present("plain"),
         no_raw: m.opt_present("no-raw"),
         key_file: m.opt_str("key-file"),
-    })))
-}
-
-fn number(name: &str, v: Option<&str>, default: u64, min: u64) -> Result<u64, String> {
-    match v {
-        None => Ok(default),
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if n >= min => Ok(n),
-            _ => Err(format!(
-                "{name} wants a whole number of at least {min}, got {s:?}"
-            )),
-        },
-    }
+        output,
+    }))
 }
 
 impl Args {
-    pub fn into_config(self) -> Result<Config, String> {
+    pub fn into_config(self) -> Result<(Config, Output), UsageError> {
         let dataset = Dataset::new(&self.dataset).map_err(|e| format!("DATASET: {e}"))?;
         let dest = self.dest.unwrap_or_default();
         let dest = dest.trim_matches('/').to_string();
@@ -144,19 +126,17 @@ impl Args {
         } else {
             format!("{}:{}", self.address, zfsync_protocol::DEFAULT_PORT)
         };
-        Ok(Config {
+        let config = Config {
             dataset,
             address,
-            threads: number("--threads", self.threads.as_deref(), 8, 1)?.min(256) as usize,
+            threads: number("--threads", self.threads.as_deref(), 8, 1..=u64::MAX)?.min(256)
+                as usize,
             dry_run: self.dry_run,
             dest,
-            timeout: Duration::from_secs(number("--timeout", self.timeout.as_deref(), 60, 1)?),
-            retries: number("--retries", self.retries.as_deref(), 3, 0)? as u32,
+            timeout: seconds("--timeout", self.timeout.as_deref(), 60, 1..=u64::MAX)?,
+            retries: number("--retries", self.retries.as_deref(), 3, 0..=u64::MAX)? as u32,
             mark: self.mark.map(check_mark).transpose()?,
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
-            log_file: self.log_file.map(PathBuf::from),
-            verbose: self.verbose,
-            quiet: self.quiet,
             plain: self.plain,
             no_raw: self.no_raw,
             key: match &self.key_file {
@@ -165,12 +145,13 @@ impl Args {
                     .into_iter()
                     .next(),
             },
-        })
+        };
+        Ok((config, self.output))
     }
 }
 
 /// A mark id becomes part of a user property name: keep it to what ZFS allows there.
-fn check_mark(id: String) -> Result<String, String> {
+fn check_mark(id: String) -> Result<String, UsageError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -179,7 +160,7 @@ fn check_mark(id: String) -> Result<String, String> {
     if ok {
         Ok(id)
     } else {
-        Err(format!("--mark wants 1-64 of a-z 0-9 . _ -, got {id:?}"))
+        Err(format!("--mark wants 1-64 of a-z 0-9 . _ -, got {id:?}").into())
     }
 }
 
@@ -187,10 +168,10 @@ fn check_mark(id: String) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn config(args: &[&str]) -> Result<Config, String> {
+    fn config(args: &[&str]) -> Result<Config, UsageError> {
         let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        match parse(&argv)? {
-            Parsed::Run(a) => a.into_config(),
+        match super::config(&argv)? {
+            Parsed::Run((c, _)) => Ok(c),
             _ => Err("not a run".into()),
         }
     }
@@ -226,5 +207,22 @@ mod tests {
                 .as_deref(),
             Some("backup-7611")
         );
+    }
+
+    #[test]
+    fn process_options_go_to_output() {
+        let argv: Vec<String> = ["-q", "-vv", "-o", "/var/log/z.log", "tank/data", "h"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let Parsed::Run((_, output)) = super::config(&argv).unwrap() else {
+            panic!("not a run");
+        };
+        let want = Output {
+            log_file: Some("/var/log/z.log".into()),
+            verbose: 2,
+            quiet: true,
+        };
+        assert_eq!(output, want);
     }
 }

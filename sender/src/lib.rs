@@ -37,9 +37,6 @@ pub struct Config {
     /// Receiver id for `zfsync:base:ID` marks on delivered snapshots.
     pub mark: Option<String>,
     pub zfs: PathBuf,
-    pub log_file: Option<PathBuf>,
-    pub verbose: usize,
-    pub quiet: bool,
     /// No `-c -L -e`: a plain stream (for receivers that cannot take them).
     pub plain: bool,
     /// Send encrypted datasets decrypted instead of raw (needs their keys loaded).
@@ -943,7 +940,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let mut c = match cli::parse(&argv).unwrap() {
-            cli::Parsed::Run(a) => a.into_config().unwrap(),
+            cli::Parsed::Run(a) => a.into_config().unwrap().0,
             _ => unreachable!(),
         };
         c.no_raw = no_raw;
