@@ -3,7 +3,7 @@
 use crate::Config;
 use std::path::PathBuf;
 use zfsync_cli::parse_options;
-use zfsync_cli::values::{number, seconds};
+use zfsync_cli::values::{number, seconds, HostPort};
 // The types this module's functions return.
 pub use zfsync_cli::{Output, Parsed, UsageError};
 use zfsync_zfs::Dataset;
@@ -16,7 +16,8 @@ of the sender's root (TARGET itself need not exist yet; its parent must). Runs u
 SIGTERM or SIGINT.
 
 Options:
-  -l, --listen ADDR:PORT   address to listen on (default 0.0.0.0:7611)
+  -l, --listen ADDR[:PORT] address to listen on (default 0.0.0.0:7611; PORT
+                           defaults to 7611); an IPv6 address in brackets: [::]
   -b, --buffer DATASET     where children whose parent has not arrived yet wait
                            (default: TARGET_zfsync_buffer beside TARGET); must lie
                            outside TARGET
@@ -122,13 +123,13 @@ impl Args {
                 pool(&target)
             ).into());
         }
-        let listen = self
-            .listen
-            .unwrap_or_else(|| format!("0.0.0.0:{}", zfsync_protocol::DEFAULT_PORT));
+        let listen = self.listen.as_deref().unwrap_or("0.0.0.0");
+        let listen = HostPort::parse(listen, zfsync_protocol::DEFAULT_PORT, 0)
+            .map_err(|e| e.context("--listen"))?;
         let config = Config {
             target,
             buffer,
-            listen,
+            listen: listen.to_string(),
             max_connections: number(
                 "--max-connections",
                 self.max_connections.as_deref(),
@@ -199,6 +200,24 @@ mod tests {
         assert_eq!(c.parent_wait, Duration::from_secs(2));
         let c = config(&["--parent-wait", "0", "tank/backup"]).unwrap();
         assert_eq!(c.parent_wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn listen_address_takes_the_default_port() {
+        for (given, want) in [
+            ("127.0.0.1", "127.0.0.1:7611"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("[::1]", "[::1]:7611"),
+            ("[::]:7612", "[::]:7612"),
+        ] {
+            assert_eq!(config(&["-l", given, "tank/b"]).unwrap().listen, want);
+        }
+        assert_eq!(
+            config(&["-l", "0.0.0.0:99999", "tank/b"])
+                .unwrap_err()
+                .to_string(),
+            "--listen: port 99999 is out of range 0-65535"
+        );
     }
 
     #[test]

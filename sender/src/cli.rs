@@ -3,7 +3,7 @@
 use crate::Config;
 use std::path::PathBuf;
 use zfsync_cli::parse_options;
-use zfsync_cli::values::{number, seconds};
+use zfsync_cli::values::{number, seconds, HostPort};
 // The types this module's functions return.
 pub use zfsync_cli::{Output, Parsed, UsageError};
 use zfsync_zfs::{check_relative_path, Dataset};
@@ -15,6 +15,8 @@ Replicate DATASET and every filesystem and volume below it to a zfsync-recv serv
 Each dataset gets the snapshots the receiver lacks: a full stream for a new dataset, then
 an incremental one (with all intermediate snapshots) from the newest snapshot both sides
 share, matched by GUID. Nothing on the receiver is rolled back or destroyed by a send.
+HOST is a name or an address, an IPv6 address in brackets ([fd00::2]:7611); PORT
+defaults to 7611.
 
 Options:
   -t, --threads N       parallel sessions, one TCP connection each (default 8)
@@ -121,14 +123,11 @@ impl Args {
         let dest = self.dest.unwrap_or_default();
         let dest = dest.trim_matches('/').to_string();
         check_relative_path(&dest).map_err(|e| format!("--dest: {e}"))?;
-        let address = if self.address.contains(':') && !self.address.ends_with(']') {
-            self.address
-        } else {
-            format!("{}:{}", self.address, zfsync_protocol::DEFAULT_PORT)
-        };
+        let address = HostPort::parse(&self.address, zfsync_protocol::DEFAULT_PORT, 1)
+            .map_err(|e| e.context("HOST[:PORT]"))?;
         let config = Config {
             dataset,
-            address,
+            address: address.to_string(),
             threads: number("--threads", self.threads.as_deref(), 8, 1..=u64::MAX)?.min(256)
                 as usize,
             dry_run: self.dry_run,
@@ -190,6 +189,22 @@ mod tests {
             config(&["tank/data", "[::1]"]).unwrap().address,
             "[::1]:7611"
         );
+        assert_eq!(
+            config(&["tank/data", "[::1]:9000"]).unwrap().address,
+            "[::1]:9000"
+        );
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_a_usage_error() {
+        assert_eq!(
+            config(&["tank/data", "backup:99999"])
+                .unwrap_err()
+                .to_string(),
+            "HOST[:PORT]: port 99999 is out of range 1-65535"
+        );
+        assert!(config(&["tank/data", "backup:0"]).is_err());
+        assert!(config(&["tank/data", "::1"]).is_err());
     }
 
     #[test]
