@@ -62,6 +62,29 @@ impl Program {
     }
 }
 
+/// The command lines of the `Examples:` section that ends `usage`, split into arguments
+/// (without the command's `name`). The section is `  NAME ARGS` lines, each followed by
+/// lines indented further that say what it does; anything else there is an error, so
+/// tests can check that every help ends with examples that parse.
+pub fn examples(usage: &str, name: &str) -> Result<Vec<Vec<String>>, String> {
+    let (_, section) = usage
+        .split_once("\n\nExamples:\n")
+        .ok_or("no 'Examples:' section after an empty line")?;
+    let prefix = format!("  {name} ");
+    let mut examples: Vec<Vec<String>> = Vec::new();
+    for line in section.lines() {
+        if let Some(args) = line.strip_prefix(&prefix) {
+            examples.push(args.split_whitespace().map(str::to_string).collect());
+        } else if examples.is_empty() || !line.starts_with("      ") {
+            return Err(format!("not an example or its description: {line:?}"));
+        }
+    }
+    if examples.is_empty() {
+        return Err("no example".into());
+    }
+    Ok(examples)
+}
+
 /// Parses the command line with `parse`, prints help or version or a usage error, sets up
 /// logging, then runs the job with `run` and exits with the status it returns (1 if it
 /// fails).
@@ -88,5 +111,32 @@ pub fn main<J, E: fmt::Display>(
     match run(&job, &output) {
         Ok(exit) => exit.into(),
         Err(e) => program.runtime_error(&e).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_are_the_command_lines_of_the_last_section() {
+        let usage = "Usage: z [options] A\n\nExamples:\n  z -v a\n      what it does\n      on two lines\n  z  b\n      other\n";
+        assert_eq!(
+            examples(usage, "z"),
+            Ok(vec![vec!["-v".to_string(), "a".into()], vec!["b".into()]])
+        );
+    }
+
+    #[test]
+    fn a_help_without_examples_at_its_end_is_refused() {
+        for usage in [
+            "Usage: z A\n",
+            "Usage: z A\n\nExamples:\n",
+            "Usage: z A\n\nExamples:\n      a description first\n  z a\n",
+            "Usage: z A\n\nExamples:\n  z a\n\nExit status: 0\n",
+            "Usage: z A\n\nExamples:\n  other a\n",
+        ] {
+            assert!(examples(usage, "z").is_err(), "{usage:?}");
+        }
     }
 }

@@ -45,6 +45,14 @@ Options:
 
 Prints 'listening on ADDR:PORT' on stdout once it accepts connections.
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.
+
+Examples:
+  zfsync-recv -o /var/log/zfsync-recv.log backup/hosts/fileserver
+      receive one source's tree on port 7611 of every address, log to a file
+  zfsync-recv --key-file /etc/zfsync/keys backup/clients
+      several sources, each confined to the subtree its key names
+  zfsync-recv -l [fd00::2] -j 32 --timeout 120 backup/hosts/fileserver
+      listen on one IPv6 address, 32 connections at once, patient with slow peers
 ";
 
 /// Options as given, before any check; the process's options are already an [`Output`].
@@ -255,6 +263,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--buffer"));
+    }
+
+    #[test]
+    fn help_ends_with_examples_that_parse() {
+        let examples = zfsync_cli::examples(USAGE, "zfsync-recv").unwrap();
+        assert_eq!(examples.len(), 3);
+        for argv in examples {
+            let Ok(Parsed::Run(a)) = parse(&argv) else {
+                panic!("{argv:?}");
+            };
+            // A key file is read when checked: only the parse is tried for that one.
+            if a.key_file.is_none() {
+                assert!(a.into_config().is_ok(), "{argv:?}");
+            }
+        }
     }
 
     #[test]

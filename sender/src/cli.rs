@@ -47,6 +47,14 @@ Options:
 
 Exit status: 0 when every dataset is done (sent, up to date, or without snapshots),
 1 when at least one dataset failed (the others were still tried), 2 on a usage error.
+
+Examples:
+  zfsync-send -t 8 tank/data backuphost:7611
+      send tank/data and every dataset below it, 8 at once
+  zfsync-send -n -d hosts/fileserver tank/data backuphost
+      show what would go to TARGET/hosts/fileserver on backuphost; send nothing
+  zfsync-send --key-file /etc/zfsync/key --mark backuphost tank/data backuphost
+      authenticate, and mark what backuphost has so expiry keeps it
 ";
 
 /// Options as given, before any check; the process's options are already an [`Output`].
@@ -222,6 +230,20 @@ mod tests {
                 .as_deref(),
             Some("backup-7611")
         );
+    }
+
+    #[test]
+    fn help_ends_with_examples_that_parse() {
+        let examples = zfsync_cli::examples(USAGE, "zfsync-send").unwrap();
+        assert_eq!(examples.len(), 3);
+        for argv in examples {
+            match parse(&argv) {
+                // A key file is read when checked: only the parse is tried for that one.
+                Ok(Parsed::Run(a)) if a.key_file.is_some() => {}
+                Ok(Parsed::Run(a)) => assert!(a.into_config().is_ok(), "{argv:?}"),
+                _ => panic!("{argv:?}"),
+            }
+        }
     }
 
     #[test]
