@@ -1,7 +1,8 @@
 //! The command-line scaffold every zfsync binary starts from: what a parse can end in
 //! ([`Parsed`], [`UsageError`]), the exit codes ([`Exit`]), how help, version and usage
-//! errors are printed, the process's settings ([`Output`]) and logging, and the value
-//! parsers options share ([`values`]).
+//! errors are printed, the process's settings ([`Output`]) and logging, signals
+//! ([`signals`]: SIGHUP reopens the log file, SIGTERM and SIGINT are logged), and the
+//! value parsers options share ([`values`]).
 //!
 //! A binary's `main.rs` is one call:
 //!
@@ -16,11 +17,15 @@
 //! options; it owns only what every binary must do the same way.
 
 mod exit;
+mod log_file;
 mod output;
+pub mod signals;
 pub mod values;
 
 pub use exit::{Exit, Parsed, Special, UsageError};
+pub use log_file::LogFile;
 pub use output::{parse_options, Output};
+pub use signals::OnStop;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -37,6 +42,8 @@ pub struct Program {
     /// Log level (an `env_logger` filter) with no `-v`, with `-v`, and so on; the last
     /// one also serves for more `-v`. `RUST_LOG` overrides it.
     pub levels: &'static [&'static str],
+    /// What SIGTERM and SIGINT do once logged.
+    pub on_stop: OnStop,
 }
 
 impl Program {
@@ -86,8 +93,8 @@ pub fn examples(usage: &str, name: &str) -> Result<Vec<Vec<String>>, String> {
 }
 
 /// Parses the command line with `parse`, prints help or version or a usage error, sets up
-/// logging, then runs the job with `run` and exits with the status it returns (1 if it
-/// fails).
+/// logging and signals, then runs the job with `run` and exits with the status it returns
+/// (1 if it fails).
 pub fn main<J, E: fmt::Display>(
     program: &Program,
     parse: impl FnOnce(&[String]) -> Result<Parsed<(J, Output)>, UsageError>,
@@ -104,9 +111,16 @@ pub fn main<J, E: fmt::Display>(
     };
     // A log file that cannot be opened is a configuration error, reported as such but
     // without the pointer to --help: the options were right.
-    if let Err(e) = output.init_logging(program.levels) {
-        eprintln!("{}: {e}", program.name);
-        return Exit::Usage.into();
+    let log_file = match output.init_logging(program.levels) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{}: {e}", program.name);
+            return Exit::Usage.into();
+        }
+    };
+    if let Err(e) = signals::handle(program.on_stop, log_file) {
+        let e = format!("cannot handle signals: {e}");
+        return program.runtime_error(&e).into();
     }
     match run(&job, &output) {
         Ok(exit) => exit.into(),

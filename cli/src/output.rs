@@ -2,8 +2,10 @@
 //! it, and how much is printed. Owns the options every binary has (`-o`, `-v`, `-h`, `-V`)
 //! and the logging setup; a binary's own options and its job's settings are its own.
 
+use crate::log_file::{LogFile, LogWriter};
 use crate::{Parsed, Special, UsageError};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// How the process reports, whatever job it runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,21 +56,23 @@ impl Output {
 
     /// Sets up `env_logger` (once per process): `key=value` lines with millisecond
     /// timestamps, to the log file or stderr, at [`Output::log_level`] unless `RUST_LOG`
-    /// says otherwise.
-    pub fn init_logging(&self, levels: &[&str]) -> Result<(), String> {
+    /// says otherwise. Returns the log file, for the signal thread to reopen.
+    pub fn init_logging(&self, levels: &[&str]) -> Result<Option<Arc<LogFile>>, String> {
         let env = env_logger::Env::default().default_filter_or(self.log_level(levels));
         let mut b = env_logger::Builder::from_env(env);
-        if let Some(path) = &self.log_file {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            b.target(env_logger::Target::Pipe(Box::new(f)));
-        }
+        let file = match &self.log_file {
+            None => None,
+            Some(path) => {
+                let f = LogFile::open(path)
+                    .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+                let f = Arc::new(f);
+                b.target(env_logger::Target::Pipe(Box::new(LogWriter(f.clone()))));
+                Some(f)
+            }
+        };
         b.format_timestamp_millis();
         b.init();
-        Ok(())
+        Ok(file)
     }
 }
 

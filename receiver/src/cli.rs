@@ -13,7 +13,7 @@ Usage: zfsync-recv [options] TARGET
 
 Receive ZFS datasets replicated by zfsync-send under TARGET, a dataset that is the replica
 of the sender's root (TARGET itself need not exist yet; its parent must). Runs until
-SIGTERM or SIGINT.
+SIGTERM or SIGINT (or SIGHUP without -o); SIGHUP reopens the -o log file.
 
 Options:
   -l, --listen ADDR[:PORT] address to listen on (default 0.0.0.0:7611; PORT
@@ -38,7 +38,8 @@ Options:
                            Lines: NAME SECRET [SUBTREE]; a client with a SUBTREE is
                            confined to TARGET/SUBTREE. FILE must be mode 600.
       --zfs PATH           zfs binary (default: zfs)
-  -o, --log-file FILE      write the log to FILE instead of stderr
+  -o, --log-file FILE      write the log to FILE instead of stderr; SIGHUP reopens
+                           it (logrotate: rename FILE, then send SIGHUP)
   -v, --verbose            more log output (-vv for debug)
   -h, --help               show this help
   -V, --version            show the version
@@ -49,6 +50,7 @@ Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.
 Examples:
   zfsync-recv -o /var/log/zfsync-recv.log backup/hosts/fileserver
       receive one source's tree on port 7611 of every address, log to a file
+      (SIGHUP reopens it: logrotate's postrotate is 'pkill -HUP -x zfsync-recv')
   zfsync-recv --key-file /etc/zfsync/keys backup/clients
       several sources, each confined to the subtree its key names
   zfsync-recv -l [fd00::2] -j 32 --timeout 120 backup/hosts/fileserver

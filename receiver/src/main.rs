@@ -1,40 +1,31 @@
-//! `zfsync-recv`: the command line becomes a [`Config`]; signals raise the stop flag; the
-//! service listens and serves until then.
+//! `zfsync-recv`: the command line becomes a [`Config`]; the service listens and serves
+//! until SIGTERM or SIGINT raise the stop flag.
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use zfsync_cli::{Exit, Output, Program};
+use std::sync::atomic::AtomicBool;
+use zfsync_cli::{Exit, OnStop, Output, Program};
 use zfsync_recv::cli::{self, USAGE};
 use zfsync_recv::{check_target, serve, Config};
 use zfsync_zfs::Zfs;
 
-const PROGRAM: Program = Program {
+/// Raised on SIGTERM or SIGINT: the service stops accepting and lets streams finish.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+static PROGRAM: Program = Program {
     name: "zfsync-recv",
     version: env!("CARGO_PKG_VERSION"),
     usage: USAGE,
     levels: &["info", "debug", "trace"],
+    on_stop: OnStop::Flag(&STOP),
 };
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
-}
 
 fn main() -> ExitCode {
     zfsync_cli::main(&PROGRAM, cli::config, run)
 }
 
 fn run(config: &Config, _: &Output) -> zfsync_recv::Result<Exit> {
-    // SAFETY: installing a handler that only stores to an atomic.
-    let handler: extern "C" fn(libc::c_int) = on_signal;
-    unsafe {
-        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
-        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
-    }
     // zfs recv has its own bound (5 x --timeout without data, or to exit after the
     // stream); the commands run to completion get the same.
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);

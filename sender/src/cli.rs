@@ -39,7 +39,7 @@ Options:
       --key-file FILE   authenticate with the first key in FILE (NAME SECRET per
                         line, mode 600) and require the receiver to prove it too
       --zfs PATH        zfs binary (default: zfs)
-  -o, --log-file FILE   write the log to FILE instead of stderr
+  -o, --log-file FILE   write the log to FILE instead of stderr; SIGHUP reopens it
   -v, --verbose         more log output (-vv for debug)
   -q, --quiet           no summary table, only the final line and errors
   -h, --help            show this help

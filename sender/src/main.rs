@@ -2,7 +2,7 @@
 //! the exit status tells the truth (0 all done, 1 some dataset failed, 2 usage error).
 
 use std::process::ExitCode;
-use zfsync_cli::{Exit, Output, Program};
+use zfsync_cli::{Exit, OnStop, Output, Program};
 use zfsync_send::cli::{self, USAGE};
 use zfsync_send::{print_summary, run, Config};
 
@@ -11,6 +11,9 @@ const PROGRAM: Program = Program {
     version: env!("CARGO_PKG_VERSION"),
     usage: USAGE,
     levels: &["warn", "info", "debug"],
+    // A run cut short leaves nothing to clean up that the next run does not handle
+    // (zfs recv discards a cut stream): SIGTERM and SIGINT end it at once, as unhandled.
+    on_stop: OnStop::Die,
 };
 
 fn main() -> ExitCode {

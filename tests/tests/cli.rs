@@ -1,12 +1,18 @@
 //! Integration tests of the command line as a user meets it in the first hour: addresses
-//! (a bad port is a usage error said at once, the default port, IPv6 literals).
+//! (a bad port is a usage error said at once, the default port, IPv6 literals) and
+//! signals (SIGHUP reopens the `-o` log file for logrotate; a stop is logged).
 
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use zfsync_tests::*;
+
+const SIGHUP: i32 = 1;
+const SIGTERM: i32 = 15;
 
 /// A usage error is said before anything is done: no zfs, no network.
 const QUICK: Duration = Duration::from_secs(10);
@@ -32,6 +38,16 @@ fn start_listening_on(listen: &str, target: &str, extra: &[&str]) -> Receiver {
     let mut args = vec!["--zfs", zfs.as_str()];
     args.extend_from_slice(extra);
     Receiver::spawn(&wrapper, target, &args)
+}
+
+/// A pool (nothing in it mounted) with `data@s1`: the source, and `backup`, a TARGET
+/// for a receiver, as (pool, source, target).
+fn source_with_a_snapshot(tag: &str) -> (Pool, String, String) {
+    let pool = Pool::unmounted(tag);
+    let (src, target) = (pool.ds("data"), pool.ds("backup"));
+    create(&src);
+    snapshot(&format!("{src}@s1"));
+    (pool, src, target)
 }
 
 fn run_quick(program: &Path, args: &[&str]) -> SendOutput {
@@ -118,10 +134,7 @@ fn listen_without_a_port_takes_the_default_port() {
 // The first hour: IPv6 literals in brackets, on both sides.
 #[test]
 fn ipv6_literals_work_on_both_sides() {
-    let pool = Pool::unmounted("cliv6");
-    let (src, target) = (pool.ds("data"), pool.ds("backup"));
-    create(&src);
-    snapshot(&format!("{src}@s1"));
+    let (_pool, src, target) = source_with_a_snapshot("cliv6");
     let recv = start_listening_on("[::1]:0", &target, &[]);
     let addr = recv.addr();
     assert!(addr.starts_with("[::1]:"), "{addr}");
@@ -133,5 +146,131 @@ fn ipv6_literals_work_on_both_sides() {
         snapshot_guids(&src),
         "{}",
         out.stdout
+    );
+}
+
+/// Waits up to 30 s for `path` to contain `needle`; its contents then.
+fn wait_for_line(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {} within 30s:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether process `pid` runs (exists and is no zombie).
+fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// `-o FILE` of a test: `log` in a fresh temp dir, and `log.1` beside it for the rename.
+fn log_paths(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(tag);
+    (dir.join("log"), dir.join("log.1"))
+}
+
+// The first hour: logrotate renames the receiver's log and sends SIGHUP. The receiver
+// lives on, new lines go to a new file at the old path, none to the renamed one; SIGTERM
+// is logged, and still stops it cleanly.
+#[test]
+fn receiver_reopens_its_log_on_sighup_and_logs_its_stop() {
+    let (_pool, src, target) = source_with_a_snapshot("clihup");
+    let (log, rotated) = log_paths("clihup");
+    let log_s = log.to_str().expect("temp path is UTF-8");
+    let zfs = zfs_bin();
+    let mut recv = Receiver::start(&target, &["--zfs", &zfs, "-v", "-o", log_s]);
+    wait_for_line(&log, "listening addr=");
+
+    fs::rename(&log, &rotated).expect("rename the log");
+    signal(recv.pid(), SIGHUP);
+    let reopened = wait_for_line(&log, "log file reopened signal=SIGHUP");
+    assert!(alive(recv.pid()), "SIGHUP ended the receiver:\n{reopened}");
+
+    let out = run_with_timeout(
+        &sender_bin(),
+        &["--zfs", &zfs, &src, &recv.addr()],
+        SEND_TIMEOUT,
+    );
+    out.assert_ok();
+    let new = wait_for_line(&log, "session end peer=");
+    let old = fs::read_to_string(&rotated).expect("read the rotated log");
+    assert!(old.contains("listening addr="), "{old}");
+    assert!(
+        !old.contains("session"),
+        "a line went to the rotated log:\n{old}"
+    );
+
+    let status = recv.stop();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let new = fs::read_to_string(&log).unwrap_or(new);
+    let stopping = new.find("stopping on signal=SIGTERM");
+    let stopped = new.rfind("] stopped");
+    assert!(
+        stopping.is_some() && stopping < stopped,
+        "want the signal logged, then the stop:\n{new}"
+    );
+}
+
+/// A sender killed on drop (a test that fails half-way leaves no process behind).
+struct Sender(Child);
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// The first hour: the sender's -o log is reopened on SIGHUP too; SIGTERM still ends it
+// at once, as unhandled (killed by the signal), but not without a line in the log.
+#[test]
+fn sender_reopens_its_log_on_sighup_and_logs_sigterm() {
+    let (_pool, src, _) = source_with_a_snapshot("clisend");
+    // A receiver that never answers: the sender waits for its greeting.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("address").to_string();
+    let (log, rotated) = log_paths("clisend");
+    let zfs = zfs_bin();
+    let mut sender = Sender(
+        Command::new(sender_bin())
+            .args(["--zfs", &zfs, "-v", "-o"])
+            .arg(&log)
+            .args([&src, &addr])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run zfsync-send"),
+    );
+    let pid = sender.0.id();
+    wait_for_line(&log, "zfs flavor=");
+
+    fs::rename(&log, &rotated).expect("rename the log");
+    signal(pid, SIGHUP);
+    wait_for_line(&log, "log file reopened signal=SIGHUP");
+    assert!(alive(pid), "SIGHUP ended the sender");
+
+    signal(pid, SIGTERM);
+    let status = sender.0.wait().expect("wait for zfsync-send");
+    assert_eq!(status.signal(), Some(SIGTERM), "{status:?}");
+    let new = wait_for_line(&log, "stopping on signal=SIGTERM");
+    assert!(new.contains("WARN"), "{new}");
+    let old = fs::read_to_string(&rotated).expect("read the rotated log");
+    assert!(
+        !old.contains("signal="),
+        "a line went to the rotated log:\n{old}"
     );
 }
