@@ -2,7 +2,10 @@
 
 use crate::Config;
 use std::path::PathBuf;
-use std::time::Duration;
+use zfsync_cli::parse_options;
+use zfsync_cli::values::{number, seconds, HostPort};
+// The types this module's functions return.
+pub use zfsync_cli::{Output, Parsed, UsageError};
 use zfsync_zfs::Dataset;
 
 pub const USAGE: &str = "\
@@ -10,10 +13,11 @@ Usage: zfsync-recv [options] TARGET
 
 Receive ZFS datasets replicated by zfsync-send under TARGET, a dataset that is the replica
 of the sender's root (TARGET itself need not exist yet; its parent must). Runs until
-SIGTERM or SIGINT.
+SIGTERM or SIGINT (or SIGHUP without -o); SIGHUP reopens the -o log file.
 
 Options:
-  -l, --listen ADDR:PORT   address to listen on (default 0.0.0.0:7611)
+  -l, --listen ADDR[:PORT] address to listen on (default 0.0.0.0:7611; PORT
+                           defaults to 7611); an IPv6 address in brackets: [::]
   -b, --buffer DATASET     where children whose parent has not arrived yet wait
                            (default: TARGET_zfsync_buffer beside TARGET); must lie
                            outside TARGET
@@ -34,16 +38,26 @@ Options:
                            Lines: NAME SECRET [SUBTREE]; a client with a SUBTREE is
                            confined to TARGET/SUBTREE. FILE must be mode 600.
       --zfs PATH           zfs binary (default: zfs)
-  -o, --log-file FILE      write the log to FILE instead of stderr
+  -o, --log-file FILE      write the log to FILE instead of stderr; SIGHUP reopens
+                           it (logrotate: rename FILE, then send SIGHUP)
   -v, --verbose            more log output (-vv for debug)
   -h, --help               show this help
   -V, --version            show the version
 
 Prints 'listening on ADDR:PORT' on stdout once it accepts connections.
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.
+
+Examples:
+  zfsync-recv -o /var/log/zfsync-recv.log backup/hosts/fileserver
+      receive one source's tree on port 7611 of every address, log to a file
+      (SIGHUP reopens it: logrotate's postrotate is 'pkill -HUP -x zfsync-recv')
+  zfsync-recv --key-file /etc/zfsync/keys backup/clients
+      several sources, each confined to the subtree its key names
+  zfsync-recv -l [fd00::2] -j 32 --timeout 120 backup/hosts/fileserver
+      listen on one IPv6 address, 32 connections at once, patient with slow peers
 ";
 
-/// Options as given, before any check.
+/// Options as given, before any check; the process's options are already an [`Output`].
 #[derive(Debug, Default)]
 pub struct Args {
     pub target: String,
@@ -56,18 +70,15 @@ pub struct Args {
     pub allow_overwrite: bool,
     pub zfs: Option<String>,
     pub key_file: Option<String>,
-    pub log_file: Option<String>,
-    pub verbose: usize,
+    pub output: Output,
 }
 
-/// What `parse` found: a config to run with, or something to print.
-pub enum Parsed {
-    Run(Box<Args>),
-    Help,
-    Version,
+/// The command line as the job's [`Config`] and the process's [`Output`].
+pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
+    parse(argv)?.try_map(Args::into_config)
 }
 
-pub fn parse(argv: &[String]) -> Result<Parsed, String> {
+pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     let mut o = getopts::Options::new();
     o.optopt("l", "listen", "", "ADDR:PORT");
     o.optopt("b", "buffer", "", "DATASET");
@@ -78,23 +89,16 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     o.optflag("", "allow-overwrite", "");
     o.optopt("", "zfs", "", "PATH");
     o.optopt("", "key-file", "", "FILE");
-    o.optopt("o", "log-file", "", "FILE");
-    o.optflagmulti("v", "verbose", "");
-    o.optflag("h", "help", "");
-    o.optflag("V", "version", "");
-    let m = o.parse(argv).map_err(|e| e.to_string())?;
-    if m.opt_present("h") {
-        return Ok(Parsed::Help);
-    }
-    if m.opt_present("V") {
-        return Ok(Parsed::Version);
-    }
+    let (m, output) = match parse_options(o, argv)? {
+        Parsed::Run(r) => r,
+        Parsed::Special(s) => return Ok(Parsed::Special(s)),
+    };
     let target = match m.free.as_slice() {
         [t] => t.clone(),
         [] => return Err("missing TARGET".into()),
-        _ => return Err(format!("one TARGET expected, got {}", m.free.len())),
+        _ => return Err(format!("one TARGET expected, got {}", m.free.len()).into()),
     };
-    Ok(Parsed::Run(Box::new(Args {
+    Ok(Parsed::Run(Args {
         target,
         listen: m.opt_str("l"),
         buffer: m.opt_str("b"),
@@ -105,23 +109,12 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         allow_overwrite: m.opt_present("allow-overwrite"),
         zfs: m.opt_str("zfs"),
         key_file: m.opt_str("key-file"),
-        log_file: m.opt_str("o"),
-        verbose: m.opt_count("v"),
-    })))
-}
-
-fn positive(name: &str, v: Option<&str>, default: u64) -> Result<u64, String> {
-    match v {
-        None => Ok(default),
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("{name} wants a positive whole number, got {s:?}")),
-        },
-    }
+        output,
+    }))
 }
 
 impl Args {
-    pub fn into_config(self) -> Result<Config, String> {
+    pub fn into_config(self) -> Result<(Config, Output), UsageError> {
         let target = Dataset::new(&self.target).map_err(|e| format!("TARGET: {e}"))?;
         let buffer = match &self.buffer {
             Some(b) => Dataset::new(b).map_err(|e| format!("--buffer: {e}"))?,
@@ -130,82 +123,80 @@ impl Args {
         if buffer.is_within(&target) || target.is_within(&buffer) {
             return Err(format!(
                 "--buffer {buffer} must lie outside TARGET {target} (and not contain it)"
-            ));
+            )
+            .into());
         }
         let pool = |d: &Dataset| d.as_str().split('/').next().unwrap_or_default().to_string();
         if pool(&buffer) != pool(&target) {
             return Err(format!(
                 "--buffer {buffer} must be in TARGET's pool {}: buffered datasets are renamed into place, and zfs rename cannot cross pools",
                 pool(&target)
-            ));
+            ).into());
         }
-        let listen = self
-            .listen
-            .unwrap_or_else(|| format!("0.0.0.0:{}", zfsync_protocol::DEFAULT_PORT));
-        Ok(Config {
+        let listen = self.listen.as_deref().unwrap_or("0.0.0.0");
+        let listen = HostPort::parse(listen, zfsync_protocol::DEFAULT_PORT, 0)
+            .map_err(|e| e.context("--listen"))?;
+        let config = Config {
             target,
             buffer,
-            listen,
-            max_connections: positive("--max-connections", self.max_connections.as_deref(), 16)?
-                as usize,
-            timeout: Duration::from_secs(positive("--timeout", self.timeout.as_deref(), 60)?),
-            parent_wait: Duration::from_secs(match self.parent_wait.as_deref() {
-                None => 2,
-                Some(s) => s
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n <= 3600)
-                    .ok_or_else(|| {
-                        format!("--parent-wait wants whole seconds from 0 to 3600, got {s:?}")
-                    })?,
-            }),
+            listen: listen.to_string(),
+            max_connections: number(
+                "--max-connections",
+                self.max_connections.as_deref(),
+                16,
+                1..=u64::MAX,
+            )? as usize,
+            timeout: seconds("--timeout", self.timeout.as_deref(), 60, 1..=u64::MAX)?,
+            parent_wait: seconds("--parent-wait", self.parent_wait.as_deref(), 2, 0..=3600)?,
             allow_rollback: self.allow_rollback,
             allow_overwrite: self.allow_overwrite,
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
-            log_file: self.log_file.map(PathBuf::from),
-            verbose: self.verbose,
             keys: match &self.key_file {
                 None => Vec::new(),
                 Some(f) => read_receiver_keys(std::path::Path::new(f))?,
             },
-        })
+        };
+        Ok((config, self.output))
     }
 }
 
 /// Reads the key file and checks each client's subtree.
-fn read_receiver_keys(path: &std::path::Path) -> Result<Vec<zfsync_protocol::auth::Key>, String> {
+fn read_receiver_keys(
+    path: &std::path::Path,
+) -> Result<Vec<zfsync_protocol::auth::Key>, UsageError> {
     let keys = zfsync_protocol::auth::read_key_file(path)?;
     for k in &keys {
         zfsync_zfs::check_relative_path(&k.subtree).map_err(|e| {
-            format!(
+            UsageError::new(format!(
                 "key file {}: client {}: subtree: {e}",
                 path.display(),
                 k.name
-            )
+            ))
         })?;
     }
     Ok(keys)
 }
 
 /// The buffer beside TARGET: `pool/backup/data` -> `pool/backup/data_zfsync_buffer`.
-fn default_buffer(target: &Dataset) -> Result<Dataset, String> {
+fn default_buffer(target: &Dataset) -> Result<Dataset, UsageError> {
     if target.parent().is_none() {
-        return Err(format!(
-            "TARGET {target} is a pool's root dataset: give --buffer explicitly"
-        ));
+        return Err(
+            format!("TARGET {target} is a pool's root dataset: give --buffer explicitly").into(),
+        );
     }
     Dataset::new(&format!("{target}_zfsync_buffer"))
-        .map_err(|e| format!("default buffer: {e}: give --buffer"))
+        .map_err(|e| format!("default buffer: {e}: give --buffer").into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
-    fn config(args: &[&str]) -> Result<Config, String> {
+    fn config(args: &[&str]) -> Result<Config, UsageError> {
         let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        match parse(&argv)? {
-            Parsed::Run(a) => a.into_config(),
+        match super::config(&argv)? {
+            Parsed::Run((c, _)) => Ok(c),
             _ => Err("not a run".into()),
         }
     }
@@ -222,9 +213,28 @@ mod tests {
     }
 
     #[test]
+    fn listen_address_takes_the_default_port() {
+        for (given, want) in [
+            ("127.0.0.1", "127.0.0.1:7611"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("[::1]", "[::1]:7611"),
+            ("[::]:7612", "[::]:7612"),
+        ] {
+            assert_eq!(config(&["-l", given, "tank/b"]).unwrap().listen, want);
+        }
+        assert_eq!(
+            config(&["-l", "0.0.0.0:99999", "tank/b"])
+                .unwrap_err()
+                .to_string(),
+            "--listen: port 99999 is out of range 0-65535"
+        );
+    }
+
+    #[test]
     fn buffer_inside_target_is_refused() {
         assert!(config(&["-b", "tank/backup/buf", "tank/backup"])
             .unwrap_err()
+            .to_string()
             .contains("outside"));
     }
 
@@ -232,6 +242,7 @@ mod tests {
     fn buffer_in_another_pool_is_refused() {
         assert!(config(&["-b", "other/buf", "tank/backup"])
             .unwrap_err()
+            .to_string()
             .contains("TARGET's pool tank"));
         assert_eq!(
             config(&["-b", "tank/buf", "tank/backup"])
@@ -250,6 +261,41 @@ mod tests {
         assert!(config(&["--parent-wait", "3601", "tank/b"]).is_err());
         assert!(config(&["tank/b@s"]).is_err());
         assert!(config(&[]).is_err());
-        assert!(config(&["tank"]).unwrap_err().contains("--buffer"));
+        assert!(config(&["tank"])
+            .unwrap_err()
+            .to_string()
+            .contains("--buffer"));
+    }
+
+    #[test]
+    fn help_ends_with_examples_that_parse() {
+        let examples = zfsync_cli::examples(USAGE, "zfsync-recv").unwrap();
+        assert_eq!(examples.len(), 3);
+        for argv in examples {
+            let Ok(Parsed::Run(a)) = parse(&argv) else {
+                panic!("{argv:?}");
+            };
+            // A key file is read when checked: only the parse is tried for that one.
+            if a.key_file.is_none() {
+                assert!(a.into_config().is_ok(), "{argv:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn log_options_belong_to_the_process() {
+        let argv: Vec<String> = ["-vv", "-o", "/var/log/z.log", "tank/b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        match super::config(&argv) {
+            Ok(Parsed::Run((c, o))) => {
+                assert_eq!(c.target.as_str(), "tank/b");
+                assert_eq!(o.verbose, 2);
+                assert_eq!(o.log_file, Some(PathBuf::from("/var/log/z.log")));
+                assert!(!o.quiet, "the receiver has no -q");
+            }
+            _ => panic!("not a run"),
+        }
     }
 }

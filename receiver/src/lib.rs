@@ -43,8 +43,6 @@ pub struct Config {
     pub allow_rollback: bool,
     pub allow_overwrite: bool,
     pub zfs: PathBuf,
-    pub log_file: Option<PathBuf>,
-    pub verbose: usize,
     /// Keys of the clients allowed in; empty: no authentication.
     pub keys: Vec<zfsync_protocol::auth::Key>,
 }

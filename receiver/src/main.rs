@@ -1,61 +1,31 @@
-//! `zfsync-recv`: parse the command line, set up logging and signals, serve.
+//! `zfsync-recv`: the command line becomes a [`Config`]; the service listens and serves
+//! until SIGTERM or SIGINT raise the stop flag.
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use zfsync_recv::cli::{self, Parsed, USAGE};
+use std::sync::atomic::AtomicBool;
+use zfsync_cli::{Exit, OnStop, Output, Program};
+use zfsync_recv::cli::{self, USAGE};
 use zfsync_recv::{check_target, serve, Config};
 use zfsync_zfs::Zfs;
 
+/// Raised on SIGTERM or SIGINT: the service stops accepting and lets streams finish.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
-}
+static PROGRAM: Program = Program {
+    name: "zfsync-recv",
+    version: env!("CARGO_PKG_VERSION"),
+    usage: USAGE,
+    levels: &["info", "debug", "trace"],
+    on_stop: OnStop::Flag(&STOP),
+};
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let config = match cli::parse(&argv).and_then(|p| match p {
-        Parsed::Help => {
-            print!("{USAGE}");
-            Err(String::new())
-        }
-        Parsed::Version => {
-            println!("zfsync-recv {}", env!("CARGO_PKG_VERSION"));
-            Err(String::new())
-        }
-        Parsed::Run(args) => args.into_config(),
-    }) {
-        Ok(c) => c,
-        Err(e) if e.is_empty() => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("zfsync-recv: {e}\nTry 'zfsync-recv --help'.");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(e) = init_logging(&config) {
-        eprintln!("zfsync-recv: {e}");
-        return ExitCode::from(2);
-    }
-    match run(&config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("zfsync-recv: {e}");
-            ExitCode::from(1)
-        }
-    }
+    zfsync_cli::main(&PROGRAM, cli::config, run)
 }
 
-fn run(config: &Config) -> zfsync_recv::Result<()> {
-    // SAFETY: installing a handler that only stores to an atomic.
-    let handler: extern "C" fn(libc::c_int) = on_signal;
-    unsafe {
-        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
-        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
-    }
+fn run(config: &Config, _: &Output) -> zfsync_recv::Result<Exit> {
     // zfs recv has its own bound (5 x --timeout without data, or to exit after the
     // stream); the commands run to completion get the same.
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
@@ -78,25 +48,6 @@ fn run(config: &Config) -> zfsync_recv::Result<()> {
     let mut out = std::io::stdout();
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
-    serve(listener, config, &zfs, &STOP)
-}
-
-fn init_logging(config: &Config) -> Result<(), String> {
-    let level = match config.verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
-    if let Some(path) = &config.log_file {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-        b.target(env_logger::Target::Pipe(Box::new(f)));
-    }
-    b.format_timestamp_millis();
-    b.init();
-    Ok(())
+    serve(listener, config, &zfs, &STOP)?;
+    Ok(Exit::Done)
 }

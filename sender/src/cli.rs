@@ -2,7 +2,10 @@
 
 use crate::Config;
 use std::path::PathBuf;
-use std::time::Duration;
+use zfsync_cli::parse_options;
+use zfsync_cli::values::{number, seconds, HostPort};
+// The types this module's functions return.
+pub use zfsync_cli::{Output, Parsed, UsageError};
 use zfsync_zfs::{check_relative_path, Dataset};
 
 pub const USAGE: &str = "\
@@ -12,6 +15,8 @@ Replicate DATASET and every filesystem and volume below it to a zfsync-recv serv
 Each dataset gets the snapshots the receiver lacks: a full stream for a new dataset, then
 an incremental one (with all intermediate snapshots) from the newest snapshot both sides
 share, matched by GUID. Nothing on the receiver is rolled back or destroyed by a send.
+HOST is a name or an address, an IPv6 address in brackets ([fd00::2]:7611); PORT
+defaults to 7611.
 
 Options:
   -t, --threads N       parallel sessions, one TCP connection each (default 8)
@@ -34,7 +39,7 @@ Options:
       --key-file FILE   authenticate with the first key in FILE (NAME SECRET per
                         line, mode 600) and require the receiver to prove it too
       --zfs PATH        zfs binary (default: zfs)
-  -o, --log-file FILE   write the log to FILE instead of stderr
+  -o, --log-file FILE   write the log to FILE instead of stderr; SIGHUP reopens it
   -v, --verbose         more log output (-vv for debug)
   -q, --quiet           no summary table, only the final line and errors
   -h, --help            show this help
@@ -42,8 +47,17 @@ Options:
 
 Exit status: 0 when every dataset is done (sent, up to date, or without snapshots),
 1 when at least one dataset failed (the others were still tried), 2 on a usage error.
+
+Examples:
+  zfsync-send -t 8 tank/data backuphost:7611
+      send tank/data and every dataset below it, 8 at once
+  zfsync-send -n -d hosts/fileserver tank/data backuphost
+      show what would go to TARGET/hosts/fileserver on backuphost; send nothing
+  zfsync-send --key-file /etc/zfsync/key --mark backuphost tank/data backuphost
+      authenticate, and mark what backuphost has so expiry keeps it
 ";
 
+/// Options as given, before any check; the process's options are already an [`Output`].
 #[derive(Debug, Default)]
 pub struct Args {
     pub dataset: String,
@@ -55,21 +69,18 @@ pub struct Args {
     pub retries: Option<String>,
     pub mark: Option<String>,
     pub zfs: Option<String>,
-    pub log_file: Option<String>,
-    pub verbose: usize,
-    pub quiet: bool,
     pub plain: bool,
     pub no_raw: bool,
     pub key_file: Option<String>,
+    pub output: Output,
 }
 
-pub enum Parsed {
-    Run(Box<Args>),
-    Help,
-    Version,
+/// The command line as the job's [`Config`] and the process's [`Output`].
+pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
+    parse(argv)?.try_map(Args::into_config)
 }
 
-pub fn parse(argv: &[String]) -> Result<Parsed, String> {
+pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     let mut o = getopts::Options::new();
     o.optopt("t", "threads", "", "N");
     o.optflag("n", "dry-run", "");
@@ -78,31 +89,26 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     o.optopt("", "retries", "", "N");
     o.optopt("", "mark", "", "ID");
     o.optopt("", "zfs", "", "PATH");
-    o.optopt("o", "log-file", "", "FILE");
-    o.optflagmulti("v", "verbose", "");
     o.optflag("q", "quiet", "");
     o.optflag("", "plain", "");
     o.optflag("", "no-raw", "");
     o.optopt("", "key-file", "", "FILE");
-    o.optflag("h", "help", "");
-    o.optflag("V", "version", "");
-    let m = o.parse(argv).map_err(|e| e.to_string())?;
-    if m.opt_present("h") {
-        return Ok(Parsed::Help);
-    }
-    if m.opt_present("V") {
-        return Ok(Parsed::Version);
-    }
+    let (m, mut output) = match parse_options(o, argv)? {
+        Parsed::Run(r) => r,
+        Parsed::Special(s) => return Ok(Parsed::Special(s)),
+    };
+    output.quiet = m.opt_present("q");
     let (dataset, address) = match m.free.as_slice() {
         [d, a] => (d.clone(), a.clone()),
         _ => {
             return Err(format!(
                 "expected DATASET and HOST[:PORT], got {} argument(s)",
                 m.free.len()
-            ))
+            )
+            .into())
         }
     };
-    Ok(Parsed::Run(Box::new(Args {
+    Ok(Parsed::Run(Args {
         dataset,
         address,
         threads: m.opt_str("t"),
@@ -112,51 +118,32 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         retries: m.opt_str("retries"),
         mark: m.opt_str("mark"),
         zfs: m.opt_str("zfs"),
-        log_file: m.opt_str("o"),
-        verbose: m.opt_count("v"),
-        quiet: m.opt_present("q"),
         plain: m.opt_present("plain"),
         no_raw: m.opt_present("no-raw"),
         key_file: m.opt_str("key-file"),
-    })))
-}
-
-fn number(name: &str, v: Option<&str>, default: u64, min: u64) -> Result<u64, String> {
-    match v {
-        None => Ok(default),
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if n >= min => Ok(n),
-            _ => Err(format!(
-                "{name} wants a whole number of at least {min}, got {s:?}"
-            )),
-        },
-    }
+        output,
+    }))
 }
 
 impl Args {
-    pub fn into_config(self) -> Result<Config, String> {
+    pub fn into_config(self) -> Result<(Config, Output), UsageError> {
         let dataset = Dataset::new(&self.dataset).map_err(|e| format!("DATASET: {e}"))?;
         let dest = self.dest.unwrap_or_default();
         let dest = dest.trim_matches('/').to_string();
         check_relative_path(&dest).map_err(|e| format!("--dest: {e}"))?;
-        let address = if self.address.contains(':') && !self.address.ends_with(']') {
-            self.address
-        } else {
-            format!("{}:{}", self.address, zfsync_protocol::DEFAULT_PORT)
-        };
-        Ok(Config {
+        let address = HostPort::parse(&self.address, zfsync_protocol::DEFAULT_PORT, 1)
+            .map_err(|e| e.context("HOST[:PORT]"))?;
+        let config = Config {
             dataset,
-            address,
-            threads: number("--threads", self.threads.as_deref(), 8, 1)?.min(256) as usize,
+            address: address.to_string(),
+            threads: number("--threads", self.threads.as_deref(), 8, 1..=u64::MAX)?.min(256)
+                as usize,
             dry_run: self.dry_run,
             dest,
-            timeout: Duration::from_secs(number("--timeout", self.timeout.as_deref(), 60, 1)?),
-            retries: number("--retries", self.retries.as_deref(), 3, 0)? as u32,
+            timeout: seconds("--timeout", self.timeout.as_deref(), 60, 1..=u64::MAX)?,
+            retries: number("--retries", self.retries.as_deref(), 3, 0..=u64::MAX)? as u32,
             mark: self.mark.map(check_mark).transpose()?,
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
-            log_file: self.log_file.map(PathBuf::from),
-            verbose: self.verbose,
-            quiet: self.quiet,
             plain: self.plain,
             no_raw: self.no_raw,
             key: match &self.key_file {
@@ -165,12 +152,13 @@ impl Args {
                     .into_iter()
                     .next(),
             },
-        })
+        };
+        Ok((config, self.output))
     }
 }
 
 /// A mark id becomes part of a user property name: keep it to what ZFS allows there.
-fn check_mark(id: String) -> Result<String, String> {
+fn check_mark(id: String) -> Result<String, UsageError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -179,7 +167,7 @@ fn check_mark(id: String) -> Result<String, String> {
     if ok {
         Ok(id)
     } else {
-        Err(format!("--mark wants 1-64 of a-z 0-9 . _ -, got {id:?}"))
+        Err(format!("--mark wants 1-64 of a-z 0-9 . _ -, got {id:?}").into())
     }
 }
 
@@ -187,10 +175,10 @@ fn check_mark(id: String) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn config(args: &[&str]) -> Result<Config, String> {
+    fn config(args: &[&str]) -> Result<Config, UsageError> {
         let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        match parse(&argv)? {
-            Parsed::Run(a) => a.into_config(),
+        match super::config(&argv)? {
+            Parsed::Run((c, _)) => Ok(c),
             _ => Err("not a run".into()),
         }
     }
@@ -209,6 +197,22 @@ mod tests {
             config(&["tank/data", "[::1]"]).unwrap().address,
             "[::1]:7611"
         );
+        assert_eq!(
+            config(&["tank/data", "[::1]:9000"]).unwrap().address,
+            "[::1]:9000"
+        );
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_a_usage_error() {
+        assert_eq!(
+            config(&["tank/data", "backup:99999"])
+                .unwrap_err()
+                .to_string(),
+            "HOST[:PORT]: port 99999 is out of range 1-65535"
+        );
+        assert!(config(&["tank/data", "backup:0"]).is_err());
+        assert!(config(&["tank/data", "::1"]).is_err());
     }
 
     #[test]
@@ -226,5 +230,36 @@ mod tests {
                 .as_deref(),
             Some("backup-7611")
         );
+    }
+
+    #[test]
+    fn help_ends_with_examples_that_parse() {
+        let examples = zfsync_cli::examples(USAGE, "zfsync-send").unwrap();
+        assert_eq!(examples.len(), 3);
+        for argv in examples {
+            match parse(&argv) {
+                // A key file is read when checked: only the parse is tried for that one.
+                Ok(Parsed::Run(a)) if a.key_file.is_some() => {}
+                Ok(Parsed::Run(a)) => assert!(a.into_config().is_ok(), "{argv:?}"),
+                _ => panic!("{argv:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn process_options_go_to_output() {
+        let argv: Vec<String> = ["-q", "-vv", "-o", "/var/log/z.log", "tank/data", "h"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let Parsed::Run((_, output)) = super::config(&argv).unwrap() else {
+            panic!("not a run");
+        };
+        let want = Output {
+            log_file: Some("/var/log/z.log".into()),
+            verbose: 2,
+            quiet: true,
+        };
+        assert_eq!(output, want);
     }
 }

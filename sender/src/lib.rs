@@ -42,9 +42,6 @@ pub struct Config {
     /// Receiver id for `zfsync:base:ID` marks on delivered snapshots.
     pub mark: Option<String>,
     pub zfs: PathBuf,
-    pub log_file: Option<PathBuf>,
-    pub verbose: usize,
-    pub quiet: bool,
     /// No `-c -L -e`: a plain stream (for receivers that cannot take them).
     pub plain: bool,
     /// Send encrypted datasets decrypted instead of raw (needs their keys loaded).

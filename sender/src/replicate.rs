@@ -348,7 +348,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let mut c = match cli::parse(&argv).unwrap() {
-            cli::Parsed::Run(a) => a.into_config().unwrap(),
+            cli::Parsed::Run(a) => a.into_config().unwrap().0,
             _ => unreachable!(),
         };
         c.no_raw = no_raw;

@@ -1,0 +1,156 @@
+//! The command-line scaffold every zfsync binary starts from: what a parse can end in
+//! ([`Parsed`], [`UsageError`]), the exit codes ([`Exit`]), how help, version and usage
+//! errors are printed, the process's settings ([`Output`]) and logging, signals
+//! ([`signals`]: SIGHUP reopens the log file, SIGTERM and SIGINT are logged), and the
+//! value parsers options share ([`values`]).
+//!
+//! A binary's `main.rs` is one call:
+//!
+//! ```ignore
+//! fn main() -> ExitCode {
+//!     zfsync_cli::main(&PROGRAM, cli::config, run)
+//! }
+//! ```
+//!
+//! where `cli::config` turns the arguments into the job's settings and an [`Output`], and
+//! `run` does the job. This crate knows nothing of ZFS, the protocol or any one binary's
+//! options; it owns only what every binary must do the same way.
+
+mod exit;
+mod log_file;
+mod output;
+pub mod signals;
+pub mod values;
+
+pub use exit::{Exit, Parsed, Special, UsageError};
+pub use log_file::LogFile;
+pub use output::{parse_options, Output};
+pub use signals::OnStop;
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// What the scaffold needs to know about a binary.
+#[derive(Clone, Copy, Debug)]
+pub struct Program {
+    /// The command's name, as users type it: `zfsync-send`.
+    pub name: &'static str,
+    /// `env!("CARGO_PKG_VERSION")` of the binary.
+    pub version: &'static str,
+    /// The whole `--help` text.
+    pub usage: &'static str,
+    /// Log level (an `env_logger` filter) with no `-v`, with `-v`, and so on; the last
+    /// one also serves for more `-v`. `RUST_LOG` overrides it.
+    pub levels: &'static [&'static str],
+    /// What SIGTERM and SIGINT do once logged.
+    pub on_stop: OnStop,
+}
+
+impl Program {
+    /// Prints `--help` (the usage text) or `--version` on stdout.
+    pub fn print_special(&self, special: Special) {
+        match special {
+            Special::Help => print!("{}", self.usage),
+            Special::Version => println!("{} {}", self.name, self.version),
+        }
+    }
+
+    /// Prints `PROG: MESSAGE` and where to find help on stderr; the exit status to use.
+    pub fn usage_error(&self, e: &UsageError) -> Exit {
+        eprintln!("{}: {e}\nTry '{} --help'.", self.name, self.name);
+        Exit::Usage
+    }
+
+    /// Logs and prints an error that ended the run; the exit status to use.
+    pub fn runtime_error(&self, e: &dyn fmt::Display) -> Exit {
+        log::error!("{e}");
+        eprintln!("{}: {e}", self.name);
+        Exit::Failed
+    }
+}
+
+/// The command lines of the `Examples:` section that ends `usage`, split into arguments
+/// (without the command's `name`). The section is `  NAME ARGS` lines, each followed by
+/// lines indented further that say what it does; anything else there is an error, so
+/// tests can check that every help ends with examples that parse.
+pub fn examples(usage: &str, name: &str) -> Result<Vec<Vec<String>>, String> {
+    let (_, section) = usage
+        .split_once("\n\nExamples:\n")
+        .ok_or("no 'Examples:' section after an empty line")?;
+    let prefix = format!("  {name} ");
+    let mut examples: Vec<Vec<String>> = Vec::new();
+    for line in section.lines() {
+        if let Some(args) = line.strip_prefix(&prefix) {
+            examples.push(args.split_whitespace().map(str::to_string).collect());
+        } else if examples.is_empty() || !line.starts_with("      ") {
+            return Err(format!("not an example or its description: {line:?}"));
+        }
+    }
+    if examples.is_empty() {
+        return Err("no example".into());
+    }
+    Ok(examples)
+}
+
+/// Parses the command line with `parse`, prints help or version or a usage error, sets up
+/// logging and signals, then runs the job with `run` and exits with the status it returns
+/// (1 if it fails).
+pub fn main<J, E: fmt::Display>(
+    program: &Program,
+    parse: impl FnOnce(&[String]) -> Result<Parsed<(J, Output)>, UsageError>,
+    run: impl FnOnce(&J, &Output) -> Result<Exit, E>,
+) -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let (job, output) = match parse(&argv) {
+        Ok(Parsed::Run(r)) => r,
+        Ok(Parsed::Special(s)) => {
+            program.print_special(s);
+            return Exit::Done.into();
+        }
+        Err(e) => return program.usage_error(&e).into(),
+    };
+    // A log file that cannot be opened is a configuration error, reported as such but
+    // without the pointer to --help: the options were right.
+    let log_file = match output.init_logging(program.levels) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{}: {e}", program.name);
+            return Exit::Usage.into();
+        }
+    };
+    if let Err(e) = signals::handle(program.on_stop, log_file) {
+        let e = format!("cannot handle signals: {e}");
+        return program.runtime_error(&e).into();
+    }
+    match run(&job, &output) {
+        Ok(exit) => exit.into(),
+        Err(e) => program.runtime_error(&e).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_are_the_command_lines_of_the_last_section() {
+        let usage = "Usage: z [options] A\n\nExamples:\n  z -v a\n      what it does\n      on two lines\n  z  b\n      other\n";
+        assert_eq!(
+            examples(usage, "z"),
+            Ok(vec![vec!["-v".to_string(), "a".into()], vec!["b".into()]])
+        );
+    }
+
+    #[test]
+    fn a_help_without_examples_at_its_end_is_refused() {
+        for usage in [
+            "Usage: z A\n",
+            "Usage: z A\n\nExamples:\n",
+            "Usage: z A\n\nExamples:\n      a description first\n  z a\n",
+            "Usage: z A\n\nExamples:\n  z a\n\nExit status: 0\n",
+            "Usage: z A\n\nExamples:\n  other a\n",
+        ] {
+            assert!(examples(usage, "z").is_err(), "{usage:?}");
+        }
+    }
+}
