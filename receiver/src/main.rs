@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use zfsync_cli::{Exit, OnStop, Output, Program};
 use zfsync_recv::cli::{self, USAGE};
-use zfsync_recv::{check_target, serve, Config};
+use zfsync_recv::{check_target, owner, serve, Config};
 use zfsync_zfs::Zfs;
 
 /// Raised on SIGTERM or SIGINT: the service stops accepting and lets streams finish.
@@ -31,6 +31,9 @@ fn run(config: &Config, _: &Output) -> zfsync_recv::Result<Exit> {
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
     log::info!("zfs flavor={:?}", zfs.capabilities().flavor);
     check_target(config, &zfs)?;
+    // Held until the process ends: a second service on this TARGET is refused.
+    let _owner = owner::claim(&owner::default_lock_dir(), config.target.as_str())
+        .map_err(|e| zfsync_recv::Error::Setup(e.to_string()))?;
     let listener = TcpListener::bind(&config.listen).map_err(|e| {
         zfsync_recv::Error::Setup(format!("cannot listen on {}: {e}", config.listen))
     })?;

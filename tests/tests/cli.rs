@@ -274,3 +274,34 @@ fn sender_reopens_its_log_on_sighup_and_logs_sigterm() {
         "a line went to the rotated log:\n{old}"
     );
 }
+
+// issue 14 item 5: two services must not own one TARGET. The second is refused with the
+// first's pid; the lock dies with its process, however it dies, so a restart after
+// kill -9 starts at once.
+#[test]
+fn a_second_receiver_on_one_target_is_refused() {
+    let (_pool, _src, target) = source_with_a_snapshot("cliowner");
+    let zfs = zfs_bin();
+    let first = Receiver::start(&target, &["--zfs", &zfs]);
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let second = run_quick(&receiver_bin(), &["--zfs", &zfs, "-l", &listen, &target]);
+    second.assert_status(1);
+    assert!(
+        second.stderr.contains(&format!(
+            "another zfsync-recv (pid {}) already serves this target",
+            first.pid()
+        )),
+        "{}",
+        second.stderr
+    );
+
+    // Another target is not held by it.
+    let other = Receiver::start(&format!("{target}2"), &["--zfs", &zfs]);
+    drop(other);
+
+    signal(first.pid(), SIGKILL);
+    drop(first);
+    let again = Receiver::start(&target, &["--zfs", &zfs]);
+    drop(again);
+}
