@@ -2,7 +2,8 @@
 //!
 //! This crate owns the history database (`history.sqlite` in the `--state-dir`): its schema
 //! and migrations, the queries that `zfsync-send`, `zfsync-recv` and
-//! `zfsync status | history | check | report` make of it ([`Store`]).
+//! `zfsync status | history | check | report` make of it ([`Store`]), and the text forms of
+//! `zfsync history --format table|csv|json` ([`mod@format`]).
 //!
 //! It must not depend on any other zfsync crate (plain types in, plain types out), run zfs,
 //! start a thread, or read the clock: every time is unix seconds passed in by the caller, so
@@ -42,17 +43,21 @@
 //! [`Store::open_read_only`], which never creates or migrates anything.
 
 mod error;
+pub mod format;
 mod record;
 mod schema;
 mod store;
+mod time;
 
 pub use error::{Error, Result};
+pub use format::Format;
 pub use record::{
     Attempt, AttemptEnd, AttemptId, AttemptQuery, AttemptStart, DatasetStatus, Kind, Outcome, Role,
     Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef,
 };
 pub use schema::latest as schema_version;
 pub use store::{Store, ABANDONED, FILE_NAME};
+pub use time::rfc3339;
 
 #[cfg(test)]
 mod test_support;

@@ -1,7 +1,9 @@
 //! Helpers for this crate's unit tests: a temporary directory that removes itself, and
 //! attempts built from a few values.
 
-use crate::record::{AttemptEnd, AttemptStart, Kind, Outcome, Role, RunId, SnapshotRef};
+use crate::record::{
+    Attempt, AttemptEnd, AttemptId, AttemptStart, Kind, Outcome, Role, RunId, SnapshotRef,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -63,5 +65,21 @@ pub fn end(started: i64, outcome: &str) -> AttemptEnd {
         bytes: 4096,
         seconds: 1.5,
         error: None,
+    }
+}
+
+pub fn finished(id: i64, dataset: &str, started: i64, outcome: &str) -> Attempt {
+    Attempt {
+        id: AttemptId(id),
+        start: start(dataset, started),
+        end: Some(end(started, outcome)),
+    }
+}
+
+pub fn in_flight(id: i64, dataset: &str, started: i64) -> Attempt {
+    Attempt {
+        id: AttemptId(id),
+        start: start(dataset, started),
+        end: None,
     }
 }
