@@ -632,10 +632,14 @@ mod tests {
         }
     }
 
-    /// Runs 1 and 2 exist, so attempts of `start()` (run 1) satisfy the foreign key.
-    fn with_runs(store: &Store) {
+    /// A new history with runs 1 and 2, so attempts of `start()` (run 1) satisfy the
+    /// foreign key.
+    fn with_runs(name: &str) -> (TempDir, Store) {
+        let tmp = TempDir::new(name);
+        let store = open(&tmp);
         assert_eq!(store.begin_run(&run_start(1)).unwrap(), RunId(1));
         assert_eq!(store.begin_run(&run_start(2)).unwrap(), RunId(2));
+        (tmp, store)
     }
 
     fn status<'a>(all: &'a [DatasetStatus], dataset: &str) -> &'a DatasetStatus {
@@ -656,12 +660,9 @@ mod tests {
 
     #[test]
     fn reopening_keeps_the_rows() {
-        let tmp = TempDir::new("reopen");
-        {
-            let store = open(&tmp);
-            with_runs(&store);
-            record(&store, "tank/a", 100, "done");
-        }
+        let (tmp, store) = with_runs("reopen");
+        record(&store, "tank/a", 100, "done");
+        drop(store);
         let store = open(&tmp);
         assert_eq!(ids(&all(&store)), [1]);
         assert_eq!(store.runs(&RunQuery::default()).unwrap().len(), 2);
@@ -789,9 +790,7 @@ mod tests {
 
     #[test]
     fn a_reader_reads_while_a_writer_holds_a_transaction() {
-        let tmp = TempDir::new("wal-read");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (tmp, store) = with_runs("wal-read");
         record(&store, "tank/a", 100, "done");
         // EXCLUSIVE shuts readers out of a rollback-journal database; WAL lets them in.
         let writer = raw(&store);
@@ -835,9 +834,7 @@ mod tests {
 
     #[test]
     fn an_attempt_reads_back_as_it_was_recorded() {
-        let tmp = TempDir::new("round-trip");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("round-trip");
         let cases = [
             (start("tank/a", 100), end(100, "done")),
             (
@@ -904,9 +901,7 @@ mod tests {
 
     #[test]
     fn attempts_are_filtered_by_each_field() {
-        let tmp = TempDir::new("filters");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("filters");
         // id: dataset, role, peer, job, started, outcome
         let rows = [
             ("tank/a", Role::Send, "b1", "nightly", 100, "done"),
@@ -1128,9 +1123,7 @@ mod tests {
 
     #[test]
     fn ending_a_run_closes_its_attempts_in_flight() {
-        let tmp = TempDir::new("abandoned");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("abandoned");
         let finished = record(&store, "tank/a", 100, "done");
         let open_in_run = store.start_attempt(&start("tank/b", 110)).unwrap();
         let other_run = store
@@ -1153,9 +1146,7 @@ mod tests {
 
     #[test]
     fn an_attempt_in_flight_shows_until_it_finishes() {
-        let tmp = TempDir::new("in-flight");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("in-flight");
         record(&store, "tank/a", 100, "done");
         let id = store.start_attempt(&start("tank/a", 200)).unwrap();
 
@@ -1184,9 +1175,7 @@ mod tests {
 
     #[test]
     fn an_attempt_left_in_flight_is_superseded_by_the_next() {
-        let tmp = TempDir::new("left-in-flight");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("left-in-flight");
         store.start_attempt(&start("tank/a", 100)).unwrap();
         record(&store, "tank/a", 200, "done");
         let st = store.latest_per_dataset().unwrap();
@@ -1195,9 +1184,7 @@ mod tests {
 
     #[test]
     fn a_failure_after_a_success() {
-        let tmp = TempDir::new("fail-after-success");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("fail-after-success");
         let success = record(&store, "tank/a", 100, "done");
         record(&store, "tank/a", 200, "failed");
         let last = record(&store, "tank/a", 300, "refused");
@@ -1221,9 +1208,7 @@ mod tests {
 
     #[test]
     fn a_success_after_failures() {
-        let tmp = TempDir::new("success-after-fail");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("success-after-fail");
         record(&store, "tank/a", 100, "failed");
         let failure = record(&store, "tank/a", 200, "failed");
         // Up to date counts as a success; skipped is neither.
@@ -1239,9 +1224,7 @@ mod tests {
 
     #[test]
     fn a_dataset_that_never_succeeded_counts_every_failure() {
-        let tmp = TempDir::new("never");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("never");
         record(&store, "tank/a", 100, "failed");
         record(&store, "tank/a", 200, "failed");
         let st = store.latest_per_dataset().unwrap();
@@ -1254,9 +1237,7 @@ mod tests {
 
     #[test]
     fn a_failure_started_in_the_same_second_as_the_success_is_ordered_by_id() {
-        let tmp = TempDir::new("same-second");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("same-second");
         record(&store, "tank/a", 100, "failed");
         record(&store, "tank/a", 100, "done");
         record(&store, "tank/a", 100, "failed");
@@ -1268,9 +1249,7 @@ mod tests {
 
     #[test]
     fn each_dataset_peer_and_role_has_its_own_status() {
-        let tmp = TempDir::new("keys");
-        let store = open(&tmp);
-        with_runs(&store);
+        let (_tmp, store) = with_runs("keys");
         record(&store, "tank/b", 100, "done");
         record(&store, "tank/a", 100, "done");
         let other_peer = AttemptStart {
