@@ -1,0 +1,63 @@
+//! zfsync's history: every run and every dataset attempt, on both sides, kept in SQLite.
+//!
+//! This crate owns the history database (`history.sqlite` in the `--state-dir`): its schema
+//! and migrations, the queries that `zfsync-send`, `zfsync-recv` and
+//! `zfsync status | history | check | report` make of it ([`Store`]), and the text forms of
+//! `zfsync history --format table|csv|json` ([`mod@format`]).
+//!
+//! It must not depend on any other zfsync crate (plain types in, plain types out), run zfs,
+//! start a thread, or read the clock: every time is unix seconds passed in by the caller, so
+//! tests can move time with `ZFSYNC_NOW` as the binaries do.
+//!
+//! # A failing state disk costs a warning
+//!
+//! Every call returns a [`Result`]; a full, read-only or failing state disk, or a lock held
+//! by another process for longer than the busy timeout (5 s), comes back as an [`Error`].
+//! Callers log it as a warning and carry on: history is never a reason for a replication to
+//! fail or to stop. (A caller that could not begin a run records its attempts with no run.)
+//!
+//! # Runs and attempts
+//!
+//! An *attempt* is one try of one dataset: what was sent or received (kind, from and to
+//! snapshots with their GUIDs, raw, compressed), when, how it ended, bytes and seconds. A
+//! sender records one with [`Store::record_attempt`] when it ends, or with
+//! [`Store::start_attempt`] and [`Store::finish_attempt`] so that status can show it in
+//! flight. A *run* groups attempts:
+//! - on the sender, one run is one `zfsync-send` invocation (job id, receiver, counts,
+//!   exit status);
+//! - on the receiver, one run is one connection: the receiver cannot see the sender's run
+//!   (the protocol carries no run id, and a sender run spreads over several connections),
+//!   but it does see each connection open and close. Its job is the receiver's id, its peer
+//!   the sender's address, its counts the datasets of that connection, and its exit status
+//!   0 if none of them failed, 1 otherwise.
+//!
+//! An attempt's run may be `None`: when `begin_run` failed (see above), or for an attempt
+//! made outside any run.
+//!
+//! # Sharing the file
+//!
+//! The database is in WAL mode: a writer never blocks readers, and readers see the last
+//! committed state. `zfsync-send`, `zfsync-recv` and the readers may all have it open at
+//! once; writers take turns, each waiting up to the busy timeout. A [`Store`] is one
+//! connection: one per thread, or behind a `Mutex`. Readers use
+//! [`Store::open_read_only`], which never creates or migrates anything.
+
+mod error;
+pub mod format;
+mod record;
+mod schema;
+mod store;
+mod time;
+
+pub use error::{Error, Result};
+pub use format::Format;
+pub use record::{
+    Attempt, AttemptEnd, AttemptId, AttemptQuery, AttemptStart, DatasetStatus, Kind, Outcome, Role,
+    Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef,
+};
+pub use schema::latest as schema_version;
+pub use store::{Store, ABANDONED, FILE_NAME};
+pub use time::rfc3339;
+
+#[cfg(test)]
+mod test_support;

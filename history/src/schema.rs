@@ -1,0 +1,137 @@
+//! The database schema and its migrations.
+//!
+//! The schema's version is `PRAGMA user_version`: 0 for an empty file, N after the first N
+//! steps of [`MIGRATIONS`]. A writer applies the missing steps on open, all in one
+//! transaction, so a database is never left half-migrated. Steps are only ever appended:
+//! an existing step never changes, or databases already past it would differ from new ones.
+//!
+//! This module owns the tables and indexes; the queries are the store's.
+
+use crate::error::{Error, Result};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::path::Path;
+
+/// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
+///
+/// Notes on version 1:
+/// - STRICT tables, so a value of the wrong type is refused instead of stored.
+/// - GUIDs are TEXT in decimal: they are u64, which SQLite's INTEGER (i64) cannot hold, and
+///   decimal is how zfs shows them to someone reading the file with `sqlite3`.
+/// - `ended` and `outcome` are NULL while a run or an attempt is in flight.
+/// - `attempts.run_id` is NULL for an attempt recorded outside any run.
+/// - Indexes serve the filters of `attempts()` and `runs()` (time, dataset+peer+role, peer,
+///   outcome) and the per-dataset lookups of `latest_per_dataset()`.
+pub const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    role        TEXT    NOT NULL CHECK (role IN ('send', 'recv')),
+    job         TEXT    NOT NULL,
+    peer        TEXT    NOT NULL,
+    started     INTEGER NOT NULL,
+    ended       INTEGER,
+    done        INTEGER,
+    failed      INTEGER,
+    up_to_date  INTEGER,
+    exit_status INTEGER
+) STRICT;
+CREATE INDEX runs_started ON runs (started);
+CREATE INDEX runs_peer ON runs (peer, started);
+
+CREATE TABLE attempts (
+    id          INTEGER PRIMARY KEY,
+    run_id      INTEGER REFERENCES runs (id),
+    role        TEXT    NOT NULL CHECK (role IN ('send', 'recv')),
+    job         TEXT    NOT NULL,
+    peer        TEXT    NOT NULL,
+    dataset     TEXT    NOT NULL,
+    kind        TEXT    CHECK (kind IN ('full', 'incremental', 'resume')),
+    from_snap   TEXT,
+    from_guid   TEXT,
+    to_snap     TEXT,
+    to_guid     TEXT,
+    raw         INTEGER NOT NULL CHECK (raw IN (0, 1)),
+    compressed  INTEGER NOT NULL CHECK (compressed IN (0, 1)),
+    attempt     INTEGER NOT NULL,
+    started     INTEGER NOT NULL,
+    ended       INTEGER,
+    outcome     TEXT,
+    bytes       INTEGER,
+    seconds     REAL,
+    error       TEXT,
+    CHECK ((from_snap IS NULL) = (from_guid IS NULL)),
+    CHECK ((to_snap IS NULL) = (to_guid IS NULL)),
+    CHECK ((ended IS NULL) = (outcome IS NULL))
+) STRICT;
+CREATE INDEX attempts_started ON attempts (started);
+CREATE INDEX attempts_dataset ON attempts (dataset, peer, role, started);
+CREATE INDEX attempts_peer ON attempts (peer, started);
+CREATE INDEX attempts_outcome ON attempts (outcome, started);
+CREATE INDEX attempts_run ON attempts (run_id);
+"];
+
+/// The schema version this code reads and writes.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+pub fn version(conn: &Connection, path: &Path) -> Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn check_not_newer(path: &Path, found: i64) -> Result<()> {
+    if found > latest() {
+        return Err(Error::TooNew {
+            path: path.to_owned(),
+            found,
+            known: latest(),
+        });
+    }
+    Ok(())
+}
+
+/// Brings the schema up to [`latest`], or refuses a database from a newer zfsync.
+pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    // The common case (up to date) takes no write lock.
+    let found = version(conn, path)?;
+    check_not_newer(path, found)?;
+    if found == latest() {
+        return Ok(());
+    }
+    // IMMEDIATE: two processes opening a new database at once must not both migrate it.
+    let migrate_err = |to: i64| {
+        move |source| Error::Migrate {
+            path: path.to_owned(),
+            to,
+            source,
+        }
+    };
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(migrate_err(latest()))?;
+    let found = version(&tx, path)?;
+    check_not_newer(path, found)?;
+    for (from, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let to = from as i64 + 1;
+        tx.execute_batch(step).map_err(migrate_err(to))?;
+        tx.pragma_update(None, "user_version", to)
+            .map_err(migrate_err(to))?;
+    }
+    tx.commit().map_err(migrate_err(latest()))
+}
+
+/// A reader's check: the schema must be exactly the one this code knows.
+pub fn check_current(conn: &Connection, path: &Path) -> Result<()> {
+    let found = version(conn, path)?;
+    check_not_newer(path, found)?;
+    if found < latest() {
+        return Err(Error::TooOld {
+            path: path.to_owned(),
+            found,
+            known: latest(),
+        });
+    }
+    Ok(())
+}
