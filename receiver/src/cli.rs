@@ -40,7 +40,7 @@ Options:
       --zfs PATH           zfs binary (default: zfs)
   -o, --log-file FILE      write the log to FILE instead of stderr; SIGHUP reopens
                            it (logrotate: rename FILE, then send SIGHUP)
-  -v, --verbose            more log output (-vv for debug)
+  -v, --verbose            more log output (-v debug, -vv trace; default info)
   -h, --help               show this help
   -V, --version            show the version
 
