@@ -23,6 +23,8 @@ pub struct Connection {
     writer: FrameWriter<BufWriter<TcpStream>>,
     fd: i32,
     timeout: Duration,
+    /// Whether the root's snapshots were announced on this connection (`announce_root`).
+    root_announced: bool,
 }
 
 impl Connection {
@@ -42,6 +44,7 @@ impl Connection {
             writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
             fd,
             timeout: config.timeout,
+            root_announced: false,
         };
         let client = config
             .key
@@ -125,6 +128,19 @@ impl Connection {
 
     pub fn keepalive(&mut self) -> Result<()> {
         self.writer.send(&Message::KeepAlive).map_err(Error::from)
+    }
+
+    /// Tells the receiver the GUIDs of the sent root's snapshots (`root_sample` of them),
+    /// once per connection, before its first offer: the receiver judges every child by
+    /// them. Goes out with the offer that follows.
+    pub fn announce_root(&mut self, guids: &[u64]) -> Result<()> {
+        if !self.root_announced {
+            self.writer.write_message(&Message::Root {
+                guids: guids.to_vec(),
+            })?;
+            self.root_announced = true;
+        }
+        Ok(())
     }
 
     /// Offers a dataset and returns the receiver's plan.

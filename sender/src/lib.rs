@@ -193,6 +193,14 @@ pub fn run(config: &Config) -> Result<RunReport> {
         (tree, early.join().ok().flatten())
     });
     let tree = tree?;
+    // What the receiver judges the root's replica by, on every connection (see
+    // `Connection::announce_root`).
+    let root_guids: Vec<u64> = tree
+        .iter()
+        .find(|i| i.name == config.dataset.as_str())
+        .map(|i| i.snapshots.iter().map(|s| s.guid).collect())
+        .unwrap_or_default();
+    let root_guids = zfsync_protocol::root_sample(&root_guids);
     let mut reports = Vec::new();
     let mut jobs = Vec::new();
     for info in tree {
@@ -228,7 +236,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
         (Some(id), false) => SourceMarks::load(&zfs, &config.dataset, id)?,
         _ => SourceMarks::default(),
     };
-    let (done, spare) = run_jobs(config, &zfs, &marks, jobs, first);
+    let (done, spare) = run_jobs(config, &zfs, &marks, &root_guids, jobs, first);
     reports.extend(done);
     // Parents sort before children in the summary.
     reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
@@ -281,6 +289,7 @@ fn run_jobs(
     config: &Config,
     zfs: &Zfs,
     marks: &SourceMarks,
+    root_guids: &[u64],
     jobs: Vec<Job>,
     first: Option<Connection>,
 ) -> (Vec<Report>, Option<Connection>) {
@@ -309,6 +318,7 @@ fn run_jobs(
                 config,
                 zfs,
                 marks,
+                root_guids,
                 quit: &quit,
                 established: &established,
                 spare: &spare,
@@ -388,6 +398,8 @@ struct Crew<'a> {
     config: &'a Config,
     zfs: &'a Zfs,
     marks: &'a SourceMarks,
+    /// What each connection announces of the root before its first offer.
+    root_guids: &'a [u64],
     /// Set by a worker that panicked: no more retries.
     quit: &'a AtomicBool,
     /// Workers alive that have had a connection.
@@ -448,6 +460,7 @@ fn worker_loop(
         config,
         zfs,
         marks,
+        root_guids,
         quit,
         ..
     } = crew;
@@ -494,8 +507,9 @@ fn worker_loop(
             if let Some(e) = open_error.take() {
                 return Err(e);
             }
-            let (status, bytes, note) =
-                replicate(conn.as_mut().expect("connected"), config, zfs, &job)?;
+            let conn = conn.as_mut().expect("connected");
+            conn.announce_root(root_guids)?;
+            let (status, bytes, note) = replicate(conn, config, zfs, &job)?;
             if matches!(status, Status::Sent | Status::UpToDate) {
                 if let Err(e) = marks.mark_delivered(zfs, &job.info.name, newest_name(&job.info)) {
                     return Ok::<_, Error>((

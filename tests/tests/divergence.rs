@@ -244,3 +244,71 @@ fn receiver_side_snapshot_without_changes_is_refused_after_a_restart() {
         );
     }
 }
+
+/// Panics unless every dataset of `out` below the sent root `root` was refused with
+/// `reason`, saying that the root was.
+fn assert_children_refused_with_the_root(out: &SendOutput, root: &str, reason: &str) {
+    let rows = out.rows();
+    let children: Vec<_> = rows.iter().filter(|(ds, _)| *ds != root).collect();
+    assert!(!children.is_empty(), "{}", out.stdout);
+    for (ds, row) in children {
+        assert_eq!(
+            row.outcome,
+            format!("refused:{reason}"),
+            "{ds}: {}",
+            out.stdout
+        );
+        assert!(
+            row.note.contains("the sent root is refused: "),
+            "{ds}: {}",
+            out.stdout
+        );
+    }
+}
+
+// issue 14: a TARGET with snapshots that share no GUID with the sent root is not its
+// replica: the root is refused, and no child of it is received into it (nor buffered),
+// however the sender's workers order their offers.
+#[test]
+fn target_sharing_no_snapshot_with_the_root_gets_no_children() {
+    let s = Setup::new("nocomroot");
+    snapshot_tree(&s.root, "s1");
+    create(&s.target);
+    write_file_unmounted(&s.target, "unrelated.txt", b"not from the source\n");
+    snapshot(&format!("{}@s1", s.target));
+    let before = state_of(&s.target);
+
+    let out = s.send(&[]);
+    out.assert_status(1);
+    let row = &out.rows()[&s.root];
+    assert_eq!(row.outcome, "refused:NoCommonSnapshot", "{}", out.stdout);
+    assert_children_refused_with_the_root(&out, &s.root, "NoCommonSnapshot");
+    assert_final(&out, TREE.len(), 0, TREE.len());
+    assert_eq!(
+        list_datasets(&s.target),
+        vec![s.target.clone()],
+        "children landed in the refused target"
+    );
+    assert!(
+        !exists(&s.buffer()),
+        "children were buffered for the refused target"
+    );
+    assert_eq!(state_of(&s.target), before);
+}
+
+// issue 14: a subtree sent by mistake to the receiver of the whole tree lands on TARGET,
+// the whole tree's replica, which shares no snapshot with it: refused, and its children
+// do not appear at TARGET's top.
+#[test]
+fn a_subtree_sent_to_the_whole_trees_receiver_is_refused_with_its_children() {
+    let s = initial_sync("subtree");
+    let before = tree_snapshots(&s.target);
+    let sub = s.src_ds("a");
+    let out = send_tree(&sub, &s.recv, &[]);
+    out.assert_status(1);
+    let row = &out.rows()[&sub];
+    assert_eq!(row.outcome, "refused:NoCommonSnapshot", "{}", out.stdout);
+    assert_children_refused_with_the_root(&out, &sub, "NoCommonSnapshot");
+    assert_eq!(tree_snapshots(&s.target), before, "the replica changed");
+    assert!(buffered_copies(&s.buffer()).is_empty());
+}
