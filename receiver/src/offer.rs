@@ -3,8 +3,8 @@
 //! `pump.rs`, and records what the receive did (the catalog, the receiver's hold, the
 //! log). It must not decide placement or plans itself, nor read a stream's data.
 
-use crate::compare::{Decision, Matcher};
-use crate::place::{answer, Accepted, Placement, Refusal};
+use crate::compare::{Matched, Matcher};
+use crate::place::{Accepted, Placement, Refusal};
 use crate::session::Session;
 use crate::tree::{join_rel, Location};
 use crate::{Error, Result};
@@ -17,7 +17,7 @@ use zfsync_zfs::{check_snapshot_name, protect, RecvOptions, Snapshot};
 /// The snapshots an offer announced, as far as the answer needs them.
 struct Announced {
     /// How they compare with the destination's.
-    decision: Decision,
+    matched: Matched,
     /// The oldest and newest: where a full or an incremental stream ends.
     first: Option<Snapshot>,
     last: Option<Snapshot>,
@@ -50,7 +50,7 @@ impl Session<'_> {
         // Read every announced snapshot even when the offer is already refused: the
         // conversation must stay in step.
         let Announced {
-            decision,
+            matched,
             first,
             last,
             bad_name,
@@ -70,12 +70,7 @@ impl Session<'_> {
                 Reason::InvalidPath,
                 format!("snapshot name refused: {bad}"),
             )),
-            (Ok(placement), None) => answer(
-                placement,
-                decision,
-                count,
-                self.shared.config.allow_overwrite,
-            ),
+            (Ok(placement), None) => self.answer_offer(placement, &matched, count),
         };
         let accepted = match accepted.and_then(|a| self.apply(a, dry_run)) {
             Ok(a) => a,
@@ -221,7 +216,7 @@ impl Session<'_> {
             }
         }
         Ok(Announced {
-            decision: matcher.decide(self.shared.config.allow_rollback),
+            matched: matcher.finish(),
             first,
             last,
             bad_name,

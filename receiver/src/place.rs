@@ -4,9 +4,10 @@
 //! changes a dataset: an answer that needs a change (an allowed rollback) says so, and the
 //! offer applies it under the tree's lock.
 
-use crate::compare::Decision;
+use crate::compare::{Decision, Matched};
 use crate::session::Session;
 use crate::tree::{DatasetLock, Location, Rollback};
+use log::info;
 use std::collections::HashSet;
 use std::time::Duration;
 use zfsync_protocol::{Plan, Reason};
@@ -61,6 +62,15 @@ impl Refusal {
     /// A zfs command that failed.
     pub(crate) fn zfs(e: zfsync_zfs::Error) -> Refusal {
         Refusal::new(Reason::ZfsFailed, e.to_string())
+    }
+
+    /// Whether this refusal is for what the destination holds, and so a look at the
+    /// destination may change it.
+    pub(crate) fn judges_the_destination(&self) -> bool {
+        matches!(
+            self.reason,
+            Reason::Diverged | Reason::NoCommonSnapshot | Reason::NotReplica
+        )
     }
 
     /// The answer that tells the sender.
@@ -171,6 +181,47 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// The answer to an offer whose snapshots (`matched`) were fed against the destination
+    /// in `placement`. That destination comes from a listing up to `catalog::TTL` old,
+    /// which does not show what was changed by hand since: a refusal for what the
+    /// destination holds (divergence, no common snapshot, not a replica) is given only once
+    /// a fresh look at the dataset confirms it, else the fresh look's answer is given. An
+    /// offer that is not refused runs no zfs command here.
+    pub(crate) fn answer_offer(
+        &self,
+        mut placement: Placement<'a>,
+        matched: &Matched,
+        count: u32,
+    ) -> Result<Accepted<'a>, Refusal> {
+        let config = self.shared.config;
+        let decide = |p: &Placement<'_>| {
+            let dest = p.existing.as_ref().map_or(&[][..], |i| &i.snapshots[..]);
+            matched.decide(dest, config.allow_rollback)
+        };
+        let decision = decide(&placement);
+        let refusal = match answer(&mut placement, decision, count, config.allow_overwrite) {
+            Err(r) if r.judges_the_destination() => r,
+            other => return other,
+        };
+        let ds = placement.location.dataset().clone();
+        let zfs = self.shared.zfs;
+        // A listing of one dataset is quick, but one with many snapshots may not be: the
+        // sender waits for the answer meanwhile.
+        let Ok(fresh) = self.keeping_alive(|| zfs.dataset(&ds)) else {
+            return Err(refusal);
+        };
+        placement.existing = fresh.map_err(Refusal::zfs)?;
+        let decision = decide(&placement);
+        let again = answer(&mut placement, decision, count, config.allow_overwrite);
+        if again.as_ref().err() != Some(&refusal) {
+            info!(
+                "fresh look changed the answer dataset={ds} listed={:?}",
+                refusal.text
+            );
+        }
+        again
+    }
+
     /// Why no child of the sent root is received in this session, if none is: the root's
     /// replica exists and is not a replica of this sender's root. The root is judged by
     /// the snapshots the sender announced for it (`Message::Root`), never by the order of
@@ -226,7 +277,10 @@ impl<'a> Session<'a> {
             }
             Root::NoCommon { .. } => {}
         }
-        let v = match judge(look()?.as_ref()) {
+        // A refusal only from a fresh look at the root: the listing may be up to
+        // `catalog::TTL` old, and a change made by hand since does not show in it.
+        let fresh = zfs.dataset(root).map_err(Refusal::zfs)?;
+        let v = match judge(fresh.as_ref()) {
             Root::Unknown => return Ok(None),
             Root::Accepts => None,
             Root::NotReplica => Some(not_replica(root)),
@@ -297,20 +351,18 @@ fn no_common_snapshot(ds: &Dataset, newest: &str) -> Refusal {
 /// Turns the snapshot comparison into the answer to an offer: a plan, or a refusal.
 /// Changes nothing: an allowed rollback is part of the answer, for the offer to apply
 /// before the stream (never on a dry run).
-pub(crate) fn answer(
-    placement: Placement<'_>,
+pub(crate) fn answer<'a>(
+    placement: &mut Placement<'a>,
     decision: Decision,
     count: u32,
     allow_overwrite: bool,
-) -> Result<Accepted<'_>, Refusal> {
-    let Placement {
-        location,
-        existing,
-        lock,
-    } = placement;
+) -> Result<Accepted<'a>, Refusal> {
     if count == 0 {
         return Err(Refusal::new(Reason::Protocol, "offer without snapshots"));
     }
+    // Taken: a refused offer's destination is looked at afresh (see `answer_offer`).
+    let existing = placement.existing.take();
+    let location = placement.location.clone();
     let ds = location.dataset().clone();
     let newest = existing
         .as_ref()
@@ -324,9 +376,10 @@ pub(crate) fn answer(
         force: false,
         held_before: None,
         rollback: None,
-        lock,
+        // Given to the answer once it is an acceptance: a refusal keeps it in `placement`.
+        lock: None,
     };
-    Ok(match existing {
+    let mut accepted = match existing {
         None => full,
         // An interrupted resumable receive: finish it before anything else (the
         // destination accepts nothing else while it holds partial state).
@@ -383,7 +436,9 @@ pub(crate) fn answer(
                 return Err(Refusal::new(Reason::Protocol, "offer without snapshots"))
             }
         },
-    })
+    };
+    accepted.lock = placement.lock.take();
+    Ok(accepted)
 }
 
 #[cfg(test)]
@@ -425,7 +480,7 @@ mod tests {
 
     #[test]
     fn new_dataset_is_received_full() {
-        let a = answer(placed(None, None), Decision::NothingOffered, 1, false).unwrap();
+        let a = answer(&mut placed(None, None), Decision::NothingOffered, 1, false).unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: false });
         assert!(!a.force && a.rollback.is_none() && a.held_before.is_none());
     }
@@ -434,14 +489,14 @@ mod tests {
     fn buffered_new_dataset_says_so() {
         let mut p = placed(None, None);
         p.location = Location::Buffered(Dataset::new("pool/buf/61").unwrap());
-        let a = answer(p, Decision::NothingOffered, 1, false).unwrap();
+        let a = answer(&mut p, Decision::NothingOffered, 1, false).unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: true });
     }
 
     #[test]
     fn partial_state_is_resumed_first() {
         let d = incremental("b:2", false, &[]);
-        let a = answer(placed(Some("a:1 b:2"), Some("tok")), d, 3, false).unwrap();
+        let a = answer(&mut placed(Some("a:1 b:2"), Some("tok")), d, 3, false).unwrap();
         assert_eq!(
             a.plan,
             Plan::Resume {
@@ -453,13 +508,24 @@ mod tests {
 
     #[test]
     fn dataset_without_snapshots_is_refused() {
-        let r = answer(placed(Some(""), None), Decision::NothingOffered, 1, false);
+        let r = answer(
+            &mut placed(Some(""), None),
+            Decision::NothingOffered,
+            1,
+            false,
+        );
         assert_eq!(refused(r), Reason::NotReplica);
     }
 
     #[test]
     fn dataset_without_snapshots_is_overwritten_when_allowed() {
-        let a = answer(placed(Some(""), None), Decision::NothingOffered, 1, true).unwrap();
+        let a = answer(
+            &mut placed(Some(""), None),
+            Decision::NothingOffered,
+            1,
+            true,
+        )
+        .unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: false });
         assert!(a.force);
     }
@@ -467,7 +533,7 @@ mod tests {
     #[test]
     fn incremental_moves_the_hold_from_its_base() {
         let d = incremental("a:1", false, &[]);
-        let a = answer(placed(Some("a:1"), None), d, 2, false).unwrap();
+        let a = answer(&mut placed(Some("a:1"), None), d, 2, false).unwrap();
         assert_eq!(
             a.plan,
             Plan::Incremental {
@@ -483,7 +549,7 @@ mod tests {
     #[test]
     fn allowed_rollback_is_planned_not_done() {
         let d = incremental("a:1", true, &["local"]);
-        let a = answer(placed(Some("a:1 local:7"), None), d, 2, false).unwrap();
+        let a = answer(&mut placed(Some("a:1 local:7"), None), d, 2, false).unwrap();
         assert_eq!(
             a.rollback,
             Some(Rollback {
@@ -514,7 +580,7 @@ mod tests {
             (Decision::NothingOffered, Reason::Protocol),
         ];
         for (decision, reason) in cases {
-            let r = answer(placed(Some("a:1"), None), decision, 1, false);
+            let r = answer(&mut placed(Some("a:1"), None), decision, 1, false);
             assert_eq!(refused(r), reason);
         }
     }
@@ -573,7 +639,7 @@ mod tests {
 
     #[test]
     fn offer_without_snapshots_is_refused() {
-        let r = answer(placed(None, None), Decision::NothingOffered, 0, false);
+        let r = answer(&mut placed(None, None), Decision::NothingOffered, 0, false);
         assert_eq!(refused(r), Reason::Protocol);
     }
 }
