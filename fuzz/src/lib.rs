@@ -19,7 +19,7 @@
 use std::io::Cursor;
 use zfsync_protocol::{
     clip_text, DatasetKind, Error, FrameReader, FrameWriter, Message, Outcome, Plan, Reason,
-    SnapshotInfo, MAX_CONTROL, MAX_DATA, MAX_NAME, MAX_TEXT,
+    SnapshotInfo, MAX_CONTROL, MAX_DATA, MAX_NAME, MAX_ROOT_GUIDS, MAX_TEXT,
 };
 
 /// Frame header: kind u8, length u32.
@@ -205,7 +205,7 @@ impl Recipe<'_> {
         codes[self.u8() as usize % codes.len()]
     }
     fn message(&mut self) -> Message {
-        match self.u8() % 22 {
+        match self.u8() % 23 {
             // Only this version's greetings have an exact layout: another version's
             // Hello/Welcome is read up to its version number alone, by design.
             0 => Message::Hello {
@@ -289,7 +289,12 @@ impl Recipe<'_> {
                 reason: self.reason(),
                 text: self.string(MAX_TEXT),
             },
-            _ => unreachable!("the variant is picked modulo 22"),
+            22 => Message::Root {
+                guids: (0..self.u16() as usize % (MAX_ROOT_GUIDS + 64))
+                    .map_while(|_| (!self.data.is_empty()).then(|| self.u64()))
+                    .collect(),
+            },
+            _ => unreachable!("the variant is picked modulo 23"),
         }
     }
     /// A nonce or MAC: mostly the right length, sometimes empty or off by some.
@@ -338,6 +343,7 @@ fn expected(msg: &Message) -> Option<Message> {
         Message::Reply(Plan::Resume { token }) => token.len() <= MAX_TEXT,
         Message::Offer { path, .. } => name_ok(path),
         Message::Snap(s) => name_ok(&s.name),
+        Message::Root { guids } => guids.len() <= MAX_ROOT_GUIDS,
         Message::Reply(Plan::UpToDate { name }) => name_ok(name),
         Message::Reply(Plan::Incremental { from_name, .. }) => name_ok(from_name),
         Message::Result(Outcome::Done { newest, .. }) => name_ok(newest),
@@ -400,13 +406,13 @@ pub fn seed_messages() -> Vec<Message> {
     };
     vec![
         Message::Hello {
-            version: 1,
+            version: zfsync_protocol::VERSION,
             agent: "zfsync-send 0.1.0".into(),
             dest: "".into(),
             client: "".into(),
         },
         Message::Hello {
-            version: 1,
+            version: zfsync_protocol::VERSION,
             agent: "a".repeat(MAX_AGENT),
             dest: "hosts/alpha".into(),
             client: "alpha".into(),
@@ -419,13 +425,13 @@ pub fn seed_messages() -> Vec<Message> {
             mac: (0..NONCE as u8).rev().collect(),
         },
         Message::Welcome {
-            version: 1,
+            version: zfsync_protocol::VERSION,
             agent: "zfsync-recv 0.1.0".into(),
             features: 0,
             proof: vec![],
         },
         Message::Welcome {
-            version: 1,
+            version: zfsync_protocol::VERSION,
             agent: "zfsync-recv 0.1.0".into(),
             features: 1,
             proof: vec![9; NONCE],
@@ -444,6 +450,12 @@ pub fn seed_messages() -> Vec<Message> {
             kind: DatasetKind::Volume,
             count: 10_000_000,
             dry_run: true,
+        },
+        Message::Root {
+            guids: vec![0x8d5b_2f4a_1c3e_9071, 1],
+        },
+        Message::Root {
+            guids: vec![u64::MAX; MAX_ROOT_GUIDS],
         },
         s("2026-11-22_0347_D", 0x8d5b_2f4a_1c3e_9071, 4711),
         s(&"n".repeat(MAX_NAME), u64::MAX, 0),
@@ -505,7 +517,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     out.push(("frames", all));
     out.push(("frames", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()));
-    for variant in 0..22u8 {
+    for variant in 0..23u8 {
         let mut recipe = vec![variant];
         recipe.extend((0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(variant)));
         out.push(("roundtrip", recipe));

@@ -304,6 +304,10 @@ mod tests {
                 guid: u64::MAX,
                 createtxg: 17,
             }),
+            Message::Root {
+                guids: vec![1, u64::MAX],
+            },
+            Message::Root { guids: vec![] },
             Message::Reply(Plan::UpToDate { name: "s2".into() }),
             Message::Reply(Plan::Incremental {
                 from_guid: 42,

@@ -35,15 +35,15 @@ mod message;
 pub mod splice;
 
 pub use frame::{Frame, FrameReader, FrameWriter};
-pub use message::{DatasetKind, Message, Outcome, Plan, Reason, SnapshotInfo};
+pub use message::{root_sample, DatasetKind, Message, Outcome, Plan, Reason, SnapshotInfo};
 pub use splice::MoveError;
 
 use std::fmt;
 use std::io;
 
 /// The protocol version this build speaks. Peers must speak the same version: a mismatch is
-/// refused at the greeting, with both numbers in the error.
-pub const VERSION: u16 = 1;
+/// refused at the greeting, with both numbers in the error. Version 2 added [`Message::Root`].
+pub const VERSION: u16 = 2;
 
 /// The bytes that open every `Hello` payload, so that a zfsync receiver talking to something
 /// else (or the other way round) fails at once and says so.
@@ -62,6 +62,9 @@ pub const MAX_NAME: usize = 1024;
 /// Largest free-text field (error messages, zfs stderr). Longer texts are cut by
 /// [`clip_text`] before they are sent.
 pub const MAX_TEXT: usize = 16 << 10;
+/// Largest number of snapshot GUIDs in a [`Message::Root`]: enough to judge whether the
+/// receiver's copy of the root is a replica of it (see [`root_sample`]), in one frame.
+pub const MAX_ROOT_GUIDS: usize = 4096;
 /// Largest number of snapshots one `Offer` may announce. The receiver reads them one frame at
 /// a time and keeps none of them, so this is a sanity bound, not a buffer size.
 pub const MAX_SNAPSHOTS: u32 = 10_000_000;

@@ -4,7 +4,9 @@
 //! decoding live side by side here so that a layout change touches one place.
 
 use crate::auth::{MAC_LEN, NONCE_LEN};
-use crate::{clip, Error, Result, MAGIC, MAX_NAME, MAX_SNAPSHOTS, MAX_TEXT, VERSION};
+use crate::{
+    clip, Error, Result, MAGIC, MAX_NAME, MAX_ROOT_GUIDS, MAX_SNAPSHOTS, MAX_TEXT, VERSION,
+};
 use byteorder::{BigEndian, ByteOrder};
 
 /// Largest `agent` field of `Hello`/`Welcome` (a program name and version).
@@ -51,6 +53,15 @@ pub enum Message {
         features: u64,
         proof: Vec<u8>,
     },
+    /// Sender: "my root has these snapshots", once per connection, before its first
+    /// [`Message::Offer`]: what the receiver judges the root's replica by before it takes
+    /// any child of it (a child may be offered before the root, on another connection).
+    /// `guids` are [`root_sample`]'s pick of the root's snapshots, oldest first: all of
+    /// them, or the oldest and the newest 4,095; none when the root has no snapshots.
+    ///
+    /// # Format
+    /// kind `0x13`: `count:u16 guid:u64 × count`, `count` at most 4,096.
+    Root { guids: Vec<u64> },
     /// Sender: "here is a dataset and its snapshots". Followed by exactly `count`
     /// [`Message::Snap`] frames, oldest snapshot first.
     ///
@@ -234,6 +245,7 @@ impl Message {
             Message::Offer { .. } => 0x10,
             Message::Snap(_) => 0x11,
             Message::Reply(_) => 0x12,
+            Message::Root { .. } => 0x13,
             Message::Data(_) => KIND_DATA,
             Message::End { .. } => 0x21,
             Message::Abort { .. } => 0x22,
@@ -305,6 +317,19 @@ impl Message {
                 e.name(&s.name)?;
                 e.u64(s.guid);
                 e.u64(s.createtxg);
+            }
+            Message::Root { guids } => {
+                // Over the limit is an error, not a cut: a cut list is another root.
+                if guids.len() > MAX_ROOT_GUIDS {
+                    return Err(Error::Malformed {
+                        kind: e.kind,
+                        why: format!("{} GUIDs, limit is {MAX_ROOT_GUIDS}", guids.len()),
+                    });
+                }
+                e.u16(guids.len() as u16);
+                for g in guids {
+                    e.u64(*g);
+                }
             }
             Message::Reply(plan) => match plan {
                 Plan::UpToDate { name } => {
@@ -464,6 +489,16 @@ impl Message {
                 guid: d.u64()?,
                 createtxg: d.u64()?,
             }),
+            0x13 => {
+                let count = d.u16()? as usize;
+                if count > MAX_ROOT_GUIDS {
+                    return Err(d.bad(&format!(
+                        "{count} GUIDs announced, limit is {MAX_ROOT_GUIDS}"
+                    )));
+                }
+                let guids = (0..count).map(|_| d.u64()).collect::<Result<_>>()?;
+                Message::Root { guids }
+            }
             0x12 => Message::Reply(match d.u8()? {
                 0 => Plan::UpToDate {
                     name: d.str(MAX_NAME)?,
@@ -525,6 +560,20 @@ impl Message {
 
 pub(crate) const KIND_DATA: u8 = 0x20;
 
+/// The GUIDs a [`Message::Root`] carries for a root with snapshots `guids` (oldest
+/// first): all of them when they fit, else the oldest and the newest that fit. The newest
+/// find the replica's newest snapshot in the usual case; the oldest is what a replica made
+/// in this very run holds after its first (full) stream.
+pub fn root_sample(guids: &[u64]) -> Vec<u64> {
+    if guids.len() <= MAX_ROOT_GUIDS {
+        return guids.to_vec();
+    }
+    let mut out = Vec::with_capacity(MAX_ROOT_GUIDS);
+    out.push(guids[0]);
+    out.extend_from_slice(&guids[guids.len() - (MAX_ROOT_GUIDS - 1)..]);
+    out
+}
+
 /// The name of a frame kind, or `None` if this version does not know it.
 pub(crate) fn kind_name(kind: u8) -> Option<&'static str> {
     Some(match kind {
@@ -535,6 +584,7 @@ pub(crate) fn kind_name(kind: u8) -> Option<&'static str> {
         0x10 => "offer",
         0x11 => "snap",
         0x12 => "reply",
+        0x13 => "root",
         KIND_DATA => "data",
         0x21 => "end",
         0x22 => "abort",
@@ -681,5 +731,64 @@ impl<'a> Decoder<'a> {
     fn reason(&mut self) -> Result<Reason> {
         let code = self.u16()?;
         Reason::from_code(code).ok_or_else(|| self.bad(&format!("unknown reason code {code}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_sample_keeps_every_guid_that_fits() {
+        let all: Vec<u64> = (1..=MAX_ROOT_GUIDS as u64).collect();
+        assert_eq!(root_sample(&all), all);
+        assert_eq!(root_sample(&[]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_root_sample_of_too_many_keeps_the_oldest_and_the_newest() {
+        let all: Vec<u64> = (1..=MAX_ROOT_GUIDS as u64 + 10).collect();
+        let sample = root_sample(&all);
+        assert_eq!(sample.len(), MAX_ROOT_GUIDS);
+        assert_eq!(sample[0], 1);
+        assert_eq!(sample[1], 12, "the newest 4,095 follow the oldest");
+        assert_eq!(sample.last(), all.last());
+    }
+
+    #[test]
+    fn a_root_at_its_limit_round_trips_within_a_control_frame() {
+        let msg = Message::Root {
+            guids: (0..MAX_ROOT_GUIDS as u64).map(|g| g << 40 | g).collect(),
+        };
+        let mut payload = Vec::new();
+        msg.encode_payload(&mut payload).unwrap();
+        assert_eq!(payload.len(), 2 + 8 * MAX_ROOT_GUIDS);
+        assert!(payload.len() <= crate::MAX_CONTROL);
+        assert_eq!(Message::decode(0x13, payload).unwrap(), msg);
+    }
+
+    #[test]
+    fn a_root_with_too_many_guids_is_neither_encoded_nor_decoded() {
+        let msg = Message::Root {
+            guids: vec![7; MAX_ROOT_GUIDS + 1],
+        };
+        assert!(msg.encode_payload(&mut Vec::new()).is_err());
+        let mut payload = ((MAX_ROOT_GUIDS + 1) as u16).to_be_bytes().to_vec();
+        payload.extend(std::iter::repeat(0).take(8 * (MAX_ROOT_GUIDS + 1)));
+        let err = Message::decode(0x13, payload).unwrap_err();
+        assert!(err.to_string().contains("limit is 4096"), "{err}");
+    }
+
+    #[test]
+    fn a_root_whose_count_and_length_disagree_is_malformed() {
+        let mut two = vec![0, 2];
+        two.extend_from_slice(&9u64.to_be_bytes());
+        assert!(
+            Message::decode(0x13, two.clone()).is_err(),
+            "one GUID short"
+        );
+        two.extend_from_slice(&9u64.to_be_bytes());
+        two.push(0);
+        assert!(Message::decode(0x13, two).is_err(), "a trailing byte");
     }
 }

@@ -32,6 +32,12 @@ fn examples() -> Vec<(&'static str, Message)> {
             },
         ),
         (
+            "root",
+            Message::Root {
+                guids: vec![0x5a8e_13c2_07d4_e961],
+            },
+        ),
+        (
             "offer",
             Message::Offer {
                 path: "home/alice".into(),

@@ -16,7 +16,10 @@
 //! over a snapshot made in that window without changes, which then stays on the backup
 //! host between the base and the new snapshots (`zfs recv` allows that; a fresh listing
 //! refuses it as divergence). Nothing is lost either way, and the next run sees the
-//! truth.
+//! truth. The other way round, a refusal is never given from a listing alone: `place.rs`
+//! looks at the refused dataset afresh first (a snapshot destroyed by hand must neither
+//! refuse nor be named in the run made right after), which costs a zfs command only to an
+//! offer that would be refused.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,11 +4,13 @@
 //!
 //! Pure logic, no ZFS: the session feeds it the destination's snapshots (listed locally)
 //! and then the source's, one at a time as they arrive, so an offer with any number of
-//! snapshots costs the receiver no memory beyond its own listing. Snapshots are matched by
+//! snapshots costs the receiver no memory beyond its own listing. What it keeps of the
+//! source (where each of the destination's snapshots stands in it, [`Matched`]) is enough
+//! to decide again against a fresher look at the destination. Snapshots are matched by
 //! GUID, never by name: a snapshot of the same name with another GUID is a different
 //! snapshot.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use zfsync_zfs::Snapshot;
 
 /// What the destination looks like, and what to do about it.
@@ -34,51 +36,77 @@ pub enum Decision {
 }
 
 /// Collects the source's snapshots against the destination's.
-pub struct Matcher<'a> {
-    dest: &'a [Snapshot],
-    by_guid: HashMap<u64, usize>,
-    /// Newest source snapshot seen so far that the destination has: its destination index.
-    common: Option<usize>,
+pub struct Matcher {
+    /// The destination's snapshot GUIDs.
+    dest: HashSet<u64>,
+    matched: Matched,
+}
+
+/// The source's snapshots, as far as the destination's concern them: enough to decide
+/// against the destination as listed, or as it is when looked at again.
+#[derive(Debug, Default)]
+pub struct Matched {
+    /// GUIDs of the destination's snapshots that the source has -> their place in the
+    /// source's order (0: its oldest).
+    found: HashMap<u64, u64>,
+    /// Source snapshots fed so far.
+    fed: u64,
     source_newest: Option<Snapshot>,
 }
 
-impl<'a> Matcher<'a> {
-    /// `dest` must be oldest first.
-    pub fn new(dest: &'a [Snapshot]) -> Self {
-        let by_guid = dest.iter().enumerate().map(|(i, s)| (s.guid, i)).collect();
+impl Matcher {
+    pub fn new(dest: &[Snapshot]) -> Self {
         Matcher {
-            dest,
-            by_guid,
-            common: None,
-            source_newest: None,
+            dest: dest.iter().map(|s| s.guid).collect(),
+            matched: Matched::default(),
         }
     }
 
     /// Feeds the next source snapshot (oldest first).
     pub fn feed(&mut self, snap: Snapshot) {
-        if let Some(&i) = self.by_guid.get(&snap.guid) {
-            self.common = Some(i);
+        let m = &mut self.matched;
+        if self.dest.contains(&snap.guid) {
+            m.found.insert(snap.guid, m.fed);
         }
-        self.source_newest = Some(snap);
+        m.fed += 1;
+        m.source_newest = Some(snap);
     }
 
-    /// The decision, given whether rolling back is allowed.
-    pub fn decide(self, allow_rollback: bool) -> Decision {
-        let Some(newest) = self.source_newest else {
+    pub fn finish(self) -> Matched {
+        self.matched
+    }
+}
+
+impl Matched {
+    /// The decision against `dest` (oldest first), given whether rolling back is allowed.
+    /// `dest` is the destination the source was fed against, or a fresher look at it: a
+    /// snapshot the matcher was not given counts as one the source does not have (one made
+    /// on the receiving side since; zfsync's own receives into a dataset hold its lock).
+    pub fn decide(&self, dest: &[Snapshot], allow_rollback: bool) -> Decision {
+        let Some(newest) = &self.source_newest else {
             return Decision::NothingOffered;
         };
-        let Some(ci) = self.common else {
+        // The destination's copy of the newest source snapshot it has.
+        let common = dest
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.found.get(&s.guid).map(|at| (*at, i)))
+            .max()
+            .map(|(_, i)| i);
+        let Some(ci) = common else {
             return Decision::NoCommonSnapshot {
-                dest_newest: self.dest.last().map(|s| s.name.clone()).unwrap_or_default(),
+                dest_newest: dest.last().map(|s| s.name.clone()).unwrap_or_default(),
             };
         };
-        let common = &self.dest[ci];
+        let common = &dest[ci];
         if common.guid == newest.guid {
             // Snapshots the destination has beyond this are its own business: nothing
             // needs sending, nothing needs destroying.
-            return Decision::UpToDate { name: newest.name };
+            return Decision::UpToDate {
+                name: newest.name.clone(),
+            };
         }
-        let newer: Vec<String> = self.dest[ci + 1..].iter().map(|s| s.name.clone()).collect();
+        let newer: Vec<String> = dest[ci + 1..].iter().map(|s| s.name.clone()).collect();
         if !newer.is_empty() && !allow_rollback {
             return Decision::Diverged {
                 common: common.name.clone(),
@@ -112,13 +140,16 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn decide(dest: &str, source: &str, allow_rollback: bool) -> Decision {
-        let dest = snaps(dest);
-        let mut m = Matcher::new(&dest);
+    fn matched(dest: &str, source: &str) -> Matched {
+        let mut m = Matcher::new(&snaps(dest));
         for s in snaps(source) {
             m.feed(s);
         }
-        m.decide(allow_rollback)
+        m.finish()
+    }
+
+    fn decide(dest: &str, source: &str, allow_rollback: bool) -> Decision {
+        matched(dest, source).decide(&snaps(dest), allow_rollback)
     }
 
     fn inc(from: &str) -> String {
@@ -229,6 +260,51 @@ pub(crate) mod tests {
             decide("", "a:1", false),
             Decision::NoCommonSnapshot {
                 dest_newest: "".into()
+            }
+        );
+    }
+
+    // issue 14: a refusal is checked against a fresh look at the destination, with the
+    // source as it was matched against the listing.
+    #[test]
+    fn a_fresh_look_without_the_local_snapshot_is_no_longer_divergence() {
+        let m = matched("a:1 b:2 local:7", "a:1 b:2 c:3");
+        assert!(matches!(
+            m.decide(&snaps("a:1 b:2 local:7"), false),
+            Decision::Diverged { .. }
+        ));
+        match m.decide(&snaps("a:1 b:2"), false) {
+            Decision::Incremental { from, newer, .. } => {
+                assert_eq!(from.name, "b");
+                assert!(newer.is_empty());
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fresh_look_names_only_what_is_there_now() {
+        let m = matched("a:1 b:2 x:8 y:9", "a:1 b:2 c:3");
+        // x went, z came (made by hand since the listing): it is not the source's.
+        assert_eq!(
+            m.decide(&snaps("a:1 b:2 y:9 z:10"), false),
+            Decision::Diverged {
+                common: "b".into(),
+                newer: vec!["y".into(), "z".into()]
+            }
+        );
+        // The common snapshot itself went: an older one is the base.
+        assert_eq!(
+            m.decide(&snaps("a:1 x:8"), false),
+            Decision::Diverged {
+                common: "a".into(),
+                newer: vec!["x".into()]
+            }
+        );
+        assert_eq!(
+            m.decide(&snaps("q:11"), false),
+            Decision::NoCommonSnapshot {
+                dest_newest: "q".into()
             }
         );
     }

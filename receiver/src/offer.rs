@@ -3,12 +3,13 @@
 //! `pump.rs`, and records what the receive did (the catalog, the receiver's hold, the
 //! log). It must not decide placement or plans itself, nor read a stream's data.
 
-use crate::compare::{Decision, Matcher};
-use crate::place::{answer, Accepted, Placement, Refusal};
+use crate::compare::{Matched, Matcher};
+use crate::place::{Accepted, Placement, Refusal};
 use crate::session::Session;
 use crate::tree::{join_rel, Location};
 use crate::{Error, Result};
 use log::{debug, info, warn};
+use std::collections::HashSet;
 use std::time::Instant;
 use zfsync_protocol::{DatasetKind, Message, Outcome, Plan, Reason};
 use zfsync_zfs::{check_snapshot_name, protect, RecvOptions, Snapshot};
@@ -16,12 +17,14 @@ use zfsync_zfs::{check_snapshot_name, protect, RecvOptions, Snapshot};
 /// The snapshots an offer announced, as far as the answer needs them.
 struct Announced {
     /// How they compare with the destination's.
-    decision: Decision,
+    matched: Matched,
     /// The oldest and newest: where a full or an incremental stream ends.
     first: Option<Snapshot>,
     last: Option<Snapshot>,
     /// Why one of their names is refused, if one is.
     bad_name: Option<String>,
+    /// For the root's offer: how many GUIDs of the root's announcement it lacks.
+    root_missing: usize,
 }
 
 impl Session<'_> {
@@ -47,23 +50,27 @@ impl Session<'_> {
         // Read every announced snapshot even when the offer is already refused: the
         // conversation must stay in step.
         let Announced {
-            decision,
+            matched,
             first,
             last,
             bad_name,
-        } = self.read_announced(count, dest)?;
+            root_missing,
+        } = self.read_announced(count, dest, is_root)?;
+        // The root's children were judged by what the sender announced for it: its own
+        // offer must hold all of that, so that one claim cannot pass the children and
+        // another be refused for the root.
+        if root_missing > 0 {
+            return self.violation(&format!(
+                "the root's offer lacks {root_missing} of the snapshots announced for it"
+            ));
+        }
         let accepted = match (placed, bad_name) {
             (Err(refusal), _) => Err(refusal),
             (Ok(_), Some(bad)) => Err(Refusal::new(
                 Reason::InvalidPath,
                 format!("snapshot name refused: {bad}"),
             )),
-            (Ok(placement), None) => answer(
-                placement,
-                decision,
-                count,
-                self.shared.config.allow_overwrite,
-            ),
+            (Ok(placement), None) => self.answer_offer(placement, &matched, count),
         };
         let accepted = match accepted.and_then(|a| self.apply(a, dry_run)) {
             Ok(a) => a,
@@ -163,8 +170,19 @@ impl Session<'_> {
     }
 
     /// Reads the `count` snapshots announced after an offer and compares them with `dest`,
-    /// the destination's, one at a time as they arrive.
-    fn read_announced(&mut self, count: u32, dest: &[Snapshot]) -> Result<Announced> {
+    /// the destination's, one at a time as they arrive; for the root's offer (`is_root`),
+    /// also with the session's announcement of the root.
+    fn read_announced(
+        &mut self,
+        count: u32,
+        dest: &[Snapshot],
+        is_root: bool,
+    ) -> Result<Announced> {
+        let mut root_seen: HashSet<u64> = HashSet::new();
+        let root_guids = match &self.root_guids {
+            Some(g) if is_root => g.clone(),
+            _ => HashSet::new(),
+        };
         let mut bad_name: Option<String> = None;
         let mut first: Option<Snapshot> = None;
         let mut last: Option<Snapshot> = None;
@@ -182,6 +200,9 @@ impl Session<'_> {
                         guid: s.guid,
                         createtxg: s.createtxg,
                     };
+                    if root_guids.contains(&snap.guid) {
+                        root_seen.insert(snap.guid);
+                    }
                     if first.is_none() {
                         first = Some(snap.clone());
                     }
@@ -195,10 +216,11 @@ impl Session<'_> {
             }
         }
         Ok(Announced {
-            decision: matcher.decide(self.shared.config.allow_rollback),
+            matched: matcher.finish(),
             first,
             last,
             bad_name,
+            root_missing: root_guids.len() - root_seen.len(),
         })
     }
 

@@ -1,14 +1,17 @@
 //! Where an offered dataset lands and what the receiver answers: in place or in the
-//! buffer, what is there now, the dataset's lock, and the plan (or refusal) from the
-//! snapshot comparison. Nothing here changes a dataset: an answer that needs a change (an
-//! allowed rollback) says so, and the offer applies it under the tree's lock.
+//! buffer, what is there now, the dataset's lock, whether the sent root's replica takes
+//! children at all, and the plan (or refusal) from the snapshot comparison. Nothing here
+//! changes a dataset: an answer that needs a change (an allowed rollback) says so, and the
+//! offer applies it under the tree's lock.
 
-use crate::compare::Decision;
+use crate::compare::{Decision, Matched};
 use crate::session::Session;
 use crate::tree::{DatasetLock, Location, Rollback};
+use log::info;
+use std::collections::HashSet;
 use std::time::Duration;
 use zfsync_protocol::{Plan, Reason};
-use zfsync_zfs::{check_relative_path, DatasetInfo};
+use zfsync_zfs::{check_relative_path, Dataset, DatasetInfo};
 
 /// What the receiver will do for an offer it accepted, decided before anything changes.
 pub(crate) struct Accepted<'a> {
@@ -37,7 +40,7 @@ pub(crate) struct Placement<'a> {
 }
 
 /// An offer turned down: why, for the sender's program, and what, for its operator.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Refusal {
     pub(crate) reason: Reason,
     pub(crate) text: String,
@@ -59,6 +62,15 @@ impl Refusal {
     /// A zfs command that failed.
     pub(crate) fn zfs(e: zfsync_zfs::Error) -> Refusal {
         Refusal::new(Reason::ZfsFailed, e.to_string())
+    }
+
+    /// Whether this refusal is for what the destination holds, and so a look at the
+    /// destination may change it.
+    pub(crate) fn judges_the_destination(&self) -> bool {
+        matches!(
+            self.reason,
+            Reason::Diverged | Reason::NoCommonSnapshot | Reason::NotReplica
+        )
     }
 
     /// The answer that tells the sender.
@@ -95,9 +107,12 @@ impl<'a> Session<'a> {
             }))
             .transpose()?
         };
-        if !is_root && !self.shared.config.allow_overwrite {
-            if let Some(why) = self.root_refusal()? {
-                return Err(Refusal::new(Reason::NotReplica, why));
+        if !is_root {
+            if let Some(root) = self.root_verdict()? {
+                return Err(Refusal::new(
+                    root.reason,
+                    format!("the sent root is refused: {}", root.text),
+                ));
             }
         }
         let cat = &tree.catalog;
@@ -166,66 +181,188 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// `Some(reason)` when the sent root's replica exists but has no snapshots.
-    fn root_refusal(&self) -> Result<Option<String>, Refusal> {
-        if let Some(v) = self.root_refusal.get() {
+    /// The answer to an offer whose snapshots (`matched`) were fed against the destination
+    /// in `placement`. That destination comes from a listing up to `catalog::TTL` old,
+    /// which does not show what was changed by hand since: a refusal for what the
+    /// destination holds (divergence, no common snapshot, not a replica) is given only once
+    /// a fresh look at the dataset confirms it, else the fresh look's answer is given. An
+    /// offer that is not refused runs no zfs command here.
+    pub(crate) fn answer_offer(
+        &self,
+        mut placement: Placement<'a>,
+        matched: &Matched,
+        count: u32,
+    ) -> Result<Accepted<'a>, Refusal> {
+        let config = self.shared.config;
+        let decide = |p: &Placement<'_>| {
+            let dest = p.existing.as_ref().map_or(&[][..], |i| &i.snapshots[..]);
+            matched.decide(dest, config.allow_rollback)
+        };
+        let decision = decide(&placement);
+        let refusal = match answer(&mut placement, decision, count, config.allow_overwrite) {
+            Err(r) if r.judges_the_destination() => r,
+            other => return other,
+        };
+        let ds = placement.location.dataset().clone();
+        let zfs = self.shared.zfs;
+        // A listing of one dataset is quick, but one with many snapshots may not be: the
+        // sender waits for the answer meanwhile.
+        let Ok(fresh) = self.keeping_alive(|| zfs.dataset(&ds)) else {
+            return Err(refusal);
+        };
+        placement.existing = fresh.map_err(Refusal::zfs)?;
+        let decision = decide(&placement);
+        let again = answer(&mut placement, decision, count, config.allow_overwrite);
+        if again.as_ref().err() != Some(&refusal) {
+            info!(
+                "fresh look changed the answer dataset={ds} listed={:?}",
+                refusal.text
+            );
+        }
+        again
+    }
+
+    /// Why no child of the sent root is received in this session, if none is: the root's
+    /// replica exists and is not a replica of this sender's root. The root is judged by
+    /// the snapshots the sender announced for it (`Message::Root`), never by the order of
+    /// its offers: a child offered before its root (whose offer may travel on another
+    /// connection, or never come) is judged the same. A verdict, once there is one, holds
+    /// for the session.
+    fn root_verdict(&self) -> Result<Option<Refusal>, Refusal> {
+        if let Some(v) = self.root_verdict.get() {
             return Ok(v.clone());
         }
         let root = &self.root;
         let tree = &self.shared.tree;
         let (zfs, cat) = (self.shared.zfs, &tree.catalog);
-        match cat
+        let config = self.shared.config;
+        let empty = HashSet::new();
+        // The session loop takes no offer before the root's announcement.
+        let announced = self.root_guids.as_ref().unwrap_or(&empty);
+        let judge =
+            |info: Option<&DatasetInfo>| judge_root(root, info, announced, config.allow_overwrite);
+        // A replica when listed stays one: zfsync's own changes never take a snapshot of
+        // the sender's from it. That is the usual case, and it costs no zfs command.
+        let listed = cat
             .listed(zfs, root, &tree.buffer, root)
-            .map_err(Refusal::zfs)?
-        {
-            // A replica: zfsync's own changes never leave it without snapshots.
-            Some(info) if !info.snapshots.is_empty() => {
-                let _ = self.root_refusal.set(None);
-                return Ok(None);
-            }
-            // Not there when listed: a new root, perhaps arriving now. No verdict, and none
-            // cached; children may wait in the buffer.
-            None => return Ok(None),
-            // There without snapshots: not a replica, unless it is a new root arriving.
-            Some(_) => {}
-        }
-        // A root that another session is receiving right now shows no snapshot until the
-        // receive ends (zfs-fuse shows the half-received dataset). A root offer being
-        // answered holds the lock only briefly, and so does a small receive: wait for it as
-        // for any parent (`--parent-wait`). A root still locked after that is being
-        // received: no verdict yet, and none cached; its children go to the buffer
-        // meanwhile.
-        if !tree.wait_unlocked(&self.root_rel, self.shared.config.parent_wait) {
+            .map_err(Refusal::zfs)?;
+        if judge(listed.as_ref()) == Root::Accepts {
+            let _ = self.root_verdict.set(None);
             return Ok(None);
         }
-        let v = match cat.dataset(zfs, root, &tree.buffer, root).map_err(Refusal::zfs)? {
-            Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && root.parent().is_some() => Some(format!(
-                "{root}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
-            )),
-            _ => None,
+        // As it is now, as far as zfsync knows: a root received since the listing is
+        // looked up afresh.
+        let look = || {
+            cat.dataset(zfs, root, &tree.buffer, root)
+                .map_err(Refusal::zfs)
         };
-        let _ = self.root_refusal.set(v.clone());
+        match judge(look()?.as_ref()) {
+            Root::Accepts => {
+                let _ = self.root_verdict.set(None);
+                return Ok(None);
+            }
+            // Not there: a new root, perhaps arriving now. No verdict, and none cached;
+            // children may wait in the buffer.
+            Root::Unknown => return Ok(None),
+            // A root that another session is receiving right now shows no snapshot until
+            // the receive ends (zfs-fuse shows the half-received dataset). A root offer
+            // being answered holds the lock only briefly, and so does a small receive: wait
+            // for it as for any parent (`--parent-wait`). A root still locked after that is
+            // being received: no verdict yet, and none cached; its children go to the
+            // buffer meanwhile.
+            Root::NotReplica => {
+                if !tree.wait_unlocked(&self.root_rel, config.parent_wait) {
+                    return Ok(None);
+                }
+            }
+            Root::NoCommon { .. } => {}
+        }
+        // A refusal only from a fresh look at the root: the listing may be up to
+        // `catalog::TTL` old, and a change made by hand since does not show in it.
+        let fresh = zfs.dataset(root).map_err(Refusal::zfs)?;
+        let v = match judge(fresh.as_ref()) {
+            Root::Unknown => return Ok(None),
+            Root::Accepts => None,
+            Root::NotReplica => Some(not_replica(root)),
+            Root::NoCommon { newest } => Some(no_common_snapshot(root, &newest)),
+        };
+        let _ = self.root_verdict.set(v.clone());
         Ok(v)
     }
+}
+
+/// What the sent root's replica is, for the root's children.
+#[derive(Debug, PartialEq, Eq)]
+enum Root {
+    /// Not there (a new root, perhaps arriving now), or a state no verdict can come from
+    /// yet (the partial state of its first receive).
+    Unknown,
+    /// A replica of the sender's root, or a dataset it may replace (`--allow-overwrite`).
+    Accepts,
+    /// There without snapshots: not made by a receive.
+    NotReplica,
+    /// There with snapshots, none of them the sender's root's.
+    NoCommon { newest: String },
+}
+
+/// Judges `info`, the sent root's replica `root` as seen now, against the GUIDs the sender
+/// announced for its root.
+fn judge_root(
+    root: &Dataset,
+    info: Option<&DatasetInfo>,
+    announced: &HashSet<u64>,
+    allow_overwrite: bool,
+) -> Root {
+    let Some(info) = info else {
+        return Root::Unknown;
+    };
+    if info.snapshots.iter().any(|s| announced.contains(&s.guid)) {
+        return Root::Accepts;
+    }
+    match info.snapshots.last() {
+        Some(newest) => Root::NoCommon {
+            newest: newest.name.clone(),
+        },
+        None if info.resume_token.is_some() => Root::Unknown,
+        // A pool's own dataset has no parent to receive it under: it is no replica, and
+        // never one that a receive replaces.
+        None if allow_overwrite || root.parent().is_none() => Root::Accepts,
+        None => Root::NotReplica,
+    }
+}
+
+/// The refusal of a dataset that exists without snapshots (and so was not made by a
+/// receive).
+fn not_replica(ds: &Dataset) -> Refusal {
+    Refusal::new(
+        Reason::NotReplica,
+        format!("{ds} exists but has no snapshots, so it was not made by a receive; nothing was changed (start zfsync-recv with --allow-overwrite to replace it)"),
+    )
+}
+
+/// The refusal of a dataset whose snapshots are none of the source's.
+fn no_common_snapshot(ds: &Dataset, newest: &str) -> Refusal {
+    Refusal::new(
+        Reason::NoCommonSnapshot,
+        format!("{ds} exists (newest snapshot {newest}) but shares no snapshot GUID with the source; nothing was changed"),
+    )
 }
 
 /// Turns the snapshot comparison into the answer to an offer: a plan, or a refusal.
 /// Changes nothing: an allowed rollback is part of the answer, for the offer to apply
 /// before the stream (never on a dry run).
-pub(crate) fn answer(
-    placement: Placement<'_>,
+pub(crate) fn answer<'a>(
+    placement: &mut Placement<'a>,
     decision: Decision,
     count: u32,
     allow_overwrite: bool,
-) -> Result<Accepted<'_>, Refusal> {
-    let Placement {
-        location,
-        existing,
-        lock,
-    } = placement;
+) -> Result<Accepted<'a>, Refusal> {
     if count == 0 {
         return Err(Refusal::new(Reason::Protocol, "offer without snapshots"));
     }
+    // Taken: a refused offer's destination is looked at afresh (see `answer_offer`).
+    let existing = placement.existing.take();
+    let location = placement.location.clone();
     let ds = location.dataset().clone();
     let newest = existing
         .as_ref()
@@ -239,9 +376,10 @@ pub(crate) fn answer(
         force: false,
         held_before: None,
         rollback: None,
-        lock,
+        // Given to the answer once it is an acceptance: a refusal keeps it in `placement`.
+        lock: None,
     };
-    Ok(match existing {
+    let mut accepted = match existing {
         None => full,
         // An interrupted resumable receive: finish it before anything else (the
         // destination accepts nothing else while it holds partial state).
@@ -255,10 +393,7 @@ pub(crate) fn answer(
         },
         Some(info) if info.snapshots.is_empty() => {
             if !allow_overwrite {
-                return Err(Refusal::new(
-                    Reason::NotReplica,
-                    format!("{ds} exists but has no snapshots, so it was not made by a receive; nothing was changed (start zfsync-recv with --allow-overwrite to replace it)"),
-                ));
+                return Err(not_replica(&ds));
             }
             Accepted { force: true, ..full }
         }
@@ -295,16 +430,15 @@ pub(crate) fn answer(
                 ))
             }
             Decision::NoCommonSnapshot { dest_newest } => {
-                return Err(Refusal::new(
-                    Reason::NoCommonSnapshot,
-                    format!("{ds} exists (newest snapshot {dest_newest}) but shares no snapshot GUID with the source; nothing was changed"),
-                ))
+                return Err(no_common_snapshot(&ds, &dest_newest))
             }
             Decision::NothingOffered => {
                 return Err(Refusal::new(Reason::Protocol, "offer without snapshots"))
             }
         },
-    })
+    };
+    accepted.lock = placement.lock.take();
+    Ok(accepted)
 }
 
 #[cfg(test)]
@@ -346,7 +480,7 @@ mod tests {
 
     #[test]
     fn new_dataset_is_received_full() {
-        let a = answer(placed(None, None), Decision::NothingOffered, 1, false).unwrap();
+        let a = answer(&mut placed(None, None), Decision::NothingOffered, 1, false).unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: false });
         assert!(!a.force && a.rollback.is_none() && a.held_before.is_none());
     }
@@ -355,14 +489,14 @@ mod tests {
     fn buffered_new_dataset_says_so() {
         let mut p = placed(None, None);
         p.location = Location::Buffered(Dataset::new("pool/buf/61").unwrap());
-        let a = answer(p, Decision::NothingOffered, 1, false).unwrap();
+        let a = answer(&mut p, Decision::NothingOffered, 1, false).unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: true });
     }
 
     #[test]
     fn partial_state_is_resumed_first() {
         let d = incremental("b:2", false, &[]);
-        let a = answer(placed(Some("a:1 b:2"), Some("tok")), d, 3, false).unwrap();
+        let a = answer(&mut placed(Some("a:1 b:2"), Some("tok")), d, 3, false).unwrap();
         assert_eq!(
             a.plan,
             Plan::Resume {
@@ -374,13 +508,24 @@ mod tests {
 
     #[test]
     fn dataset_without_snapshots_is_refused() {
-        let r = answer(placed(Some(""), None), Decision::NothingOffered, 1, false);
+        let r = answer(
+            &mut placed(Some(""), None),
+            Decision::NothingOffered,
+            1,
+            false,
+        );
         assert_eq!(refused(r), Reason::NotReplica);
     }
 
     #[test]
     fn dataset_without_snapshots_is_overwritten_when_allowed() {
-        let a = answer(placed(Some(""), None), Decision::NothingOffered, 1, true).unwrap();
+        let a = answer(
+            &mut placed(Some(""), None),
+            Decision::NothingOffered,
+            1,
+            true,
+        )
+        .unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: false });
         assert!(a.force);
     }
@@ -388,7 +533,7 @@ mod tests {
     #[test]
     fn incremental_moves_the_hold_from_its_base() {
         let d = incremental("a:1", false, &[]);
-        let a = answer(placed(Some("a:1"), None), d, 2, false).unwrap();
+        let a = answer(&mut placed(Some("a:1"), None), d, 2, false).unwrap();
         assert_eq!(
             a.plan,
             Plan::Incremental {
@@ -404,7 +549,7 @@ mod tests {
     #[test]
     fn allowed_rollback_is_planned_not_done() {
         let d = incremental("a:1", true, &["local"]);
-        let a = answer(placed(Some("a:1 local:7"), None), d, 2, false).unwrap();
+        let a = answer(&mut placed(Some("a:1 local:7"), None), d, 2, false).unwrap();
         assert_eq!(
             a.rollback,
             Some(Rollback {
@@ -435,14 +580,66 @@ mod tests {
             (Decision::NothingOffered, Reason::Protocol),
         ];
         for (decision, reason) in cases {
-            let r = answer(placed(Some("a:1"), None), decision, 1, false);
+            let r = answer(&mut placed(Some("a:1"), None), decision, 1, false);
             assert_eq!(refused(r), reason);
         }
     }
 
+    // issue 14: a child is judged by its root's replica against the GUIDs the sender
+    // announced for its root.
+    #[test]
+    fn the_sent_roots_replica_is_judged_by_the_announced_guids() {
+        let info = |s: &str, token: Option<&str>| DatasetInfo {
+            name: "pool/t".into(),
+            kind: Kind::Filesystem,
+            snapshots: snaps(s),
+            encrypted: false,
+            resume_token: token.map(String::from),
+        };
+        let no_common = |n: &str| Root::NoCommon { newest: n.into() };
+        let cases = [
+            // (replica, announced, --allow-overwrite, verdict)
+            (None, "1 2", false, Root::Unknown),
+            (Some(info("a:1 b:2", None)), "2 3", false, Root::Accepts),
+            (Some(info("a:1 b:2", None)), "1", false, Root::Accepts),
+            (Some(info("a:1 b:2", None)), "3 4", false, no_common("b")),
+            (Some(info("a:1 b:2", None)), "", false, no_common("b")),
+            (Some(info("a:1 b:2", None)), "3", true, no_common("b")),
+            (Some(info("a:1", Some("tok"))), "3", false, no_common("a")),
+            (Some(info("", None)), "1", false, Root::NotReplica),
+            (Some(info("", None)), "1", true, Root::Accepts),
+            (Some(info("", Some("tok"))), "1", false, Root::Unknown),
+        ];
+        let root = Dataset::new("pool/t").unwrap();
+        for (i, (replica, announced, overwrite, want)) in cases.into_iter().enumerate() {
+            let announced: HashSet<u64> = announced
+                .split_whitespace()
+                .map(|g| g.parse().unwrap())
+                .collect();
+            let got = judge_root(&root, replica.as_ref(), &announced, overwrite);
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_pools_own_dataset_without_snapshots_is_no_verdict_against_its_children() {
+        let pool = Dataset::new("pool").unwrap();
+        let info = DatasetInfo {
+            name: "pool".into(),
+            kind: Kind::Filesystem,
+            snapshots: Vec::new(),
+            encrypted: false,
+            resume_token: None,
+        };
+        assert_eq!(
+            judge_root(&pool, Some(&info), &HashSet::new(), false),
+            Root::Accepts
+        );
+    }
+
     #[test]
     fn offer_without_snapshots_is_refused() {
-        let r = answer(placed(None, None), Decision::NothingOffered, 0, false);
+        let r = answer(&mut placed(None, None), Decision::NothingOffered, 0, false);
         assert_eq!(refused(r), Reason::Protocol);
     }
 }

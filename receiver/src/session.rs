@@ -1,14 +1,17 @@
-//! One connection: the greeting, then offers and cleanups until goodbye. The session's
-//! parts live beside it by job: `greet.rs` (admitting the sender), `place.rs` (where an
-//! offered dataset lands and what is answered), `offer.rs` (one offer's exchange) and
-//! `pump.rs` (a stream into `zfs recv`).
+//! One connection: the greeting, the sender's word on its root's snapshots, then offers
+//! and cleanups until goodbye. The session's parts live beside it by job: `greet.rs`
+//! (admitting the sender), `place.rs` (where an offered dataset lands and what is
+//! answered), `offer.rs` (one offer's exchange) and `pump.rs` (a stream into `zfs recv`).
 //!
 //! A session never trusts what it reads: every dataset path is checked against ZFS naming
 //! rules and joined under TARGET, every snapshot name is checked, and every read has the
 //! configured timeout, so a silent or broken peer costs this one connection.
 
+use crate::place::Refusal;
 use crate::{Error, Result, Shared};
 use log::{debug, info, warn};
+use std::cell::OnceCell;
+use std::collections::HashSet;
 use std::io::{BufReader, BufWriter};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,10 +48,13 @@ pub(crate) struct Session<'a> {
     pub(crate) root_rel: String,
     /// `root_rel` under TARGET: the sent root's replica.
     pub(crate) root: Dataset,
+    /// The GUIDs of the sender's root's snapshots, as it announced them (`Message::Root`)
+    /// before its first offer: what its root's replica is judged by.
+    pub(crate) root_guids: Option<HashSet<u64>>,
     /// Why the sent root's children are refused, once known: its replica exists without
-    /// being one (no snapshots), and children are not grown inside a dataset that was
-    /// refused. Looked up once per session, at the first child offered.
-    pub(crate) root_refusal: std::cell::OnceCell<Option<String>>,
+    /// being one of this sender's root, and children are not grown inside a dataset that
+    /// was refused (see `place.rs`). Judged once per session, at the first child offered.
+    pub(crate) root_verdict: OnceCell<Option<Refusal>>,
 }
 
 impl<'a> Session<'a> {
@@ -69,7 +75,8 @@ impl<'a> Session<'a> {
             writer,
             root_rel: String::new(),
             root: shared.tree.target.clone(),
-            root_refusal: std::cell::OnceCell::new(),
+            root_guids: None,
+            root_verdict: OnceCell::new(),
         })
     }
 
@@ -102,12 +109,23 @@ impl<'a> Session<'a> {
                 Some(m) => m,
             };
             match msg {
+                Message::Root { guids } => {
+                    if self.root_guids.is_some() {
+                        return self.violation("root announced twice");
+                    }
+                    self.root_guids = Some(guids.into_iter().collect());
+                }
                 Message::Offer {
                     path,
                     kind,
                     count,
                     dry_run,
                 } => {
+                    // A child is judged by its root's snapshots, whichever connection
+                    // carries the root's own offer, and whenever.
+                    if self.root_guids.is_none() {
+                        return self.violation("expected root, got offer");
+                    }
                     self.busy.store(true, Ordering::SeqCst);
                     let r = self.offer(&path, kind, count, dry_run);
                     self.busy.store(false, Ordering::SeqCst);

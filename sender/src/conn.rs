@@ -22,6 +22,8 @@ pub struct Connection {
     writer: FrameWriter<BufWriter<TcpStream>>,
     fd: i32,
     timeout: Duration,
+    /// Whether the root's snapshots were announced on this connection (`announce_root`).
+    root_announced: bool,
 }
 
 impl Connection {
@@ -43,6 +45,19 @@ impl Connection {
                 None => return Err(Error::Closed),
             }
         }
+    }
+
+    /// Tells the receiver the GUIDs of the sent root's snapshots (`root_sample` of them),
+    /// once per connection, before its first offer: the receiver judges every child by
+    /// them. Goes out with the offer that follows.
+    pub fn announce_root(&mut self, guids: &[u64]) -> Result<()> {
+        if !self.root_announced {
+            self.writer.write_message(&Message::Root {
+                guids: guids.to_vec(),
+            })?;
+            self.root_announced = true;
+        }
+        Ok(())
     }
 
     pub fn keepalive(&mut self) -> Result<()> {

@@ -131,6 +131,14 @@ pub fn run(config: &Config) -> Result<RunReport> {
         (tree, early.join().ok().flatten())
     });
     let tree = tree?;
+    // What the receiver judges the root's replica by, on every connection (see
+    // `Connection::announce_root`).
+    let root_guids: Vec<u64> = tree
+        .iter()
+        .find(|i| i.name == config.dataset.as_str())
+        .map(|i| i.snapshots.iter().map(|s| s.guid).collect())
+        .unwrap_or_default();
+    let root_guids = zfsync_protocol::root_sample(&root_guids);
     let mut reports = Vec::new();
     let mut jobs = Vec::new();
     for info in tree {
@@ -167,6 +175,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
         config,
         zfs: &zfs,
         marks: &marks,
+        root_guids: &root_guids,
     };
     let (done, cleanup_conn) = run_jobs(replicator, jobs, early_conn);
     reports.extend(done);

@@ -22,12 +22,15 @@ pub(crate) struct Replicator<'a> {
     pub(crate) zfs: &'a Zfs,
     /// The base marks to move once a dataset is delivered.
     pub(crate) marks: &'a SourceMarks,
+    /// What each connection announces of the root before its first offer.
+    pub(crate) root_guids: &'a [u64],
 }
 
 impl Replicator<'_> {
     /// Replicates one dataset on `conn`, then marks the snapshot now newest on the receiver
     /// as this receiver's base.
     pub(crate) fn deliver(&self, conn: &mut Connection, job: &Job) -> Result<Delivery> {
+        conn.announce_root(self.root_guids)?;
         let mut delivery = replicate(conn, self.config, self.zfs, job)?;
         if let Some(newest) = &delivery.newest {
             let marked = self

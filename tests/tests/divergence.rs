@@ -217,23 +217,8 @@ fn existing_target_that_is_not_a_replica_is_refused_and_keeps_its_files() {
 // it), so only the receiver's look at the destination's snapshots refuses it.
 #[test]
 fn receiver_side_snapshot_without_changes_is_refused_after_a_restart() {
-    let mut s = initial_sync("noop");
-    let diverged = s.dst_ds("b/y");
-    snapshot(&format!("{diverged}@noop"));
+    let (s, diverged, out) = refused_for_a_snapshot_made_on_the_receiver("noop", "noop");
     let before = snapshot_guids(&diverged);
-    s.change(3);
-    snapshot_tree(&s.root, "s4");
-    s.restart_receiver(&[]);
-    let out = s.send(&[]);
-    out.assert_status(1);
-    let row = &out.rows()[&s.src_ds("b/y")];
-    assert_eq!(row.outcome, "refused:Diverged", "{}", out.stdout);
-    assert!(
-        row.note
-            .contains("after the common snapshot s3 that the source does not have: noop"),
-        "{}",
-        out.stdout
-    );
     assert_final(&out, TREE.len(), TREE.len() - 1, 1);
     assert_eq!(snapshot_guids(&diverged), before);
     for rel in TREE.iter().filter(|r| **r != "b/y") {
@@ -243,4 +228,154 @@ fn receiver_side_snapshot_without_changes_is_refused_after_a_restart() {
             "{rel:?}"
         );
     }
+}
+
+/// The standard tree sent; then snapshot `snap` made on the receiver's b/y (no changes),
+/// the source changed and snapshotted (s4), the receiver restarted (its next listing is
+/// taken afresh, with `snap`), and the tree sent again. Checks that b/y was refused as
+/// diverged for `snap`; returns the set-up, b/y's replica and the run's output.
+fn refused_for_a_snapshot_made_on_the_receiver(
+    tag: &str,
+    snap: &str,
+) -> (Setup, String, SendOutput) {
+    let mut s = initial_sync(tag);
+    let diverged = s.dst_ds("b/y");
+    snapshot(&format!("{diverged}@{snap}"));
+    s.change(3);
+    snapshot_tree(&s.root, "s4");
+    s.restart_receiver(&[]);
+    let out = s.send(&[]);
+    out.assert_status(1);
+    let row = &out.rows()[&s.src_ds("b/y")];
+    assert_eq!(row.outcome, "refused:Diverged", "{}", out.stdout);
+    let why = format!("after the common snapshot s3 that the source does not have: {snap};");
+    assert!(row.note.contains(&why), "{}", out.stdout);
+    (s, diverged, out)
+}
+
+/// Panics unless every dataset of `out` below the sent root `root` was refused with
+/// `reason`, saying that the root was.
+fn assert_children_refused_with_the_root(out: &SendOutput, root: &str, reason: &str) {
+    let rows = out.rows();
+    let children: Vec<_> = rows.iter().filter(|(ds, _)| *ds != root).collect();
+    assert!(!children.is_empty(), "{}", out.stdout);
+    for (ds, row) in children {
+        assert_eq!(
+            row.outcome,
+            format!("refused:{reason}"),
+            "{ds}: {}",
+            out.stdout
+        );
+        assert!(
+            row.note.contains("the sent root is refused: "),
+            "{ds}: {}",
+            out.stdout
+        );
+    }
+}
+
+// issue 14: a TARGET with snapshots that share no GUID with the sent root is not its
+// replica: the root is refused, and no child of it is received into it (nor buffered),
+// however the sender's workers order their offers.
+#[test]
+fn target_sharing_no_snapshot_with_the_root_gets_no_children() {
+    let s = Setup::new("nocomroot");
+    snapshot_tree(&s.root, "s1");
+    create(&s.target);
+    write_file_unmounted(&s.target, "unrelated.txt", b"not from the source\n");
+    snapshot(&format!("{}@s1", s.target));
+    let before = state_of(&s.target);
+
+    let out = s.send(&[]);
+    out.assert_status(1);
+    let row = &out.rows()[&s.root];
+    assert_eq!(row.outcome, "refused:NoCommonSnapshot", "{}", out.stdout);
+    assert_children_refused_with_the_root(&out, &s.root, "NoCommonSnapshot");
+    assert_final(&out, TREE.len(), 0, TREE.len());
+    assert_eq!(
+        list_datasets(&s.target),
+        vec![s.target.clone()],
+        "children landed in the refused target"
+    );
+    assert!(
+        !exists(&s.buffer()),
+        "children were buffered for the refused target"
+    );
+    assert_eq!(state_of(&s.target), before);
+}
+
+// issue 14: a subtree sent by mistake to the receiver of the whole tree lands on TARGET,
+// the whole tree's replica, which shares no snapshot with it: refused, and its children
+// do not appear at TARGET's top.
+#[test]
+fn a_subtree_sent_to_the_whole_trees_receiver_is_refused_with_its_children() {
+    let s = initial_sync("subtree");
+    let before = tree_snapshots(&s.target);
+    let sub = s.src_ds("a");
+    let out = send_tree(&sub, &s.recv, &[]);
+    out.assert_status(1);
+    let row = &out.rows()[&sub];
+    assert_eq!(row.outcome, "refused:NoCommonSnapshot", "{}", out.stdout);
+    assert_children_refused_with_the_root(&out, &sub, "NoCommonSnapshot");
+    assert_eq!(tree_snapshots(&s.target), before, "the replica changed");
+    assert!(buffered_copies(&s.buffer()).is_empty());
+}
+
+// issue 14: a refusal is checked against a fresh look at the dataset. The receiver plans
+// from a listing of the tree up to 10 s old; a receiver-side snapshot destroyed by hand
+// right after the run it made diverge must not refuse the run that follows at once.
+#[test]
+fn a_divergence_undone_by_hand_right_after_a_run_is_not_refused_again() {
+    let (s, diverged, _) = refused_for_a_snapshot_made_on_the_receiver("stale", "local");
+    zfs(&["destroy", &format!("{diverged}@local")]);
+    let out = s.send(&[]);
+    out.assert_ok();
+    let row = &out.rows()[&s.src_ds("b/y")];
+    assert_eq!(row.outcome, "sent", "{}", out.stdout);
+    assert!(row.note.contains("incremental @s3..@s4"), "{}", out.stdout);
+    assert_same_snapshots(&s.root, &s.target);
+    // The listing still showed @local (the run came within its 10 s): the fresh look
+    // changed the answer. Without this line the test would not have tested that.
+    assert!(
+        s.recv.log().contains("fresh look changed the answer"),
+        "{}",
+        s.recv.log()
+    );
+}
+
+// issue 14: checking refusals afresh costs the offers that are not refused nothing: a
+// run with nothing new, on a receiver just started, looks up no dataset of the tree on
+// its own (the one recursive listing serves every offer).
+#[test]
+fn a_run_without_refusals_looks_up_no_dataset_on_its_own() {
+    let mut s = initial_sync("cheap");
+    s.restart_receiver(&["-vv"]);
+    // Past the receiver's start (its own look at the buffer).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let at = s.recv.log().len();
+    let out = s.send(&[]);
+    out.assert_ok();
+    for (ds, row) in out.rows() {
+        assert_eq!(row.outcome, "up-to-date", "{ds}: {}", out.stdout);
+    }
+    let log = s.recv.log();
+    let commands: Vec<&str> = log[at..]
+        .lines()
+        .filter(|l| l.contains("zfs start cmd="))
+        .collect();
+    assert!(
+        commands.iter().any(|l| l.contains(" -r ")),
+        "no listing logged:\n{}",
+        &log[at..]
+    );
+    let below = format!("{}/", s.target);
+    let lookups: Vec<&&str> = commands
+        .iter()
+        .filter(|l| l.contains(&below) || !l.contains(" -r ") && l.contains(&s.target))
+        .filter(|l| !l.contains(&s.buffer()))
+        .collect();
+    assert!(
+        lookups.is_empty(),
+        "lookups beside the listing: {lookups:#?}"
+    );
 }

@@ -60,14 +60,23 @@ impl Peer {
         }
     }
 
-    /// Connects and greets as protocol version `VERSION`, without a key; panics unless
+    /// Connects and greets as protocol version `VERSION`, without a key, and announces a
+    /// root without snapshots (what a root's offer here never contradicts); panics unless
     /// welcomed.
     fn greeted(addr: &str) -> Peer {
+        Peer::greeted_with_root(addr, &[])
+    }
+
+    /// `greeted`, announcing a root with snapshots `guids`.
+    fn greeted_with_root(addr: &str, guids: &[u64]) -> Peer {
         let mut p = Peer::connect(addr);
         match p.hello(VERSION, "") {
             Message::Welcome { version, .. } => assert_eq!(version, VERSION),
             other => panic!("expected welcome, got {other:?}"),
         }
+        p.send(&Message::Root {
+            guids: guids.to_vec(),
+        });
         p
     }
 
@@ -102,6 +111,12 @@ impl Peer {
 
     /// Offers `path` with `snaps` (name, guid) and returns the reply.
     fn offer(&mut self, path: &str, snaps: &[(&str, u64)], dry_run: bool) -> Message {
+        self.send_offer(path, snaps, dry_run);
+        self.recv()
+    }
+
+    /// Offers `path` with `snaps` (name, guid), without waiting for an answer.
+    fn send_offer(&mut self, path: &str, snaps: &[(&str, u64)], dry_run: bool) {
         self.writer
             .write_message(&Message::Offer {
                 path: path.into(),
@@ -120,7 +135,6 @@ impl Peer {
                 .unwrap();
         }
         self.writer.flush().unwrap();
-        self.recv()
     }
 
     /// Reads until the receiver closes the connection; returns what it said before, how
@@ -159,6 +173,16 @@ fn error_reason(msg: &Message) -> Option<Reason> {
         Message::Error { reason, .. } => Some(*reason),
         _ => None,
     }
+}
+
+/// Panics unless the receiver says only Error(`reason`) and closes the connection.
+fn assert_closed_with(p: &mut Peer, reason: Reason, what: &str) {
+    let (said, _, _) = p.until_closed();
+    assert_eq!(
+        said.iter().map(error_reason).collect::<Vec<_>>(),
+        vec![Some(reason)],
+        "{what}: {said:?}"
+    );
 }
 
 fn refusal(msg: Message) -> (Reason, String) {
@@ -739,6 +763,68 @@ fn a_hello_of_a_future_layout_still_gets_version_mismatch() {
         "{said:?}"
     );
     site.assert_alive();
+}
+
+// issue 14: no child is received under a root the receiver refuses, whatever a sender
+// offers first or claims: children are judged by what the session announced for its
+// root, and the root's own offer must hold all of that.
+#[test]
+fn no_child_lands_under_a_refused_root_whatever_the_sender_offers_first_or_claims() {
+    let mut site = Site::new("hroot", &[]);
+    create(&site.target);
+    let theirs_snap = format!("{}@theirs", site.target);
+    snapshot(&theirs_snap);
+    let theirs = guid(&theirs_snap);
+    let before = site.contents();
+    let addr = site.addr();
+
+    // Children first, and the root never: refused by what was announced for the root.
+    let mut p = Peer::greeted_with_root(&addr, &[7]);
+    for (path, dry_run) in [("child", true), ("child", false), ("child/grand", false)] {
+        let (reason, text) = refusal(p.offer(path, &[("s1", 8)], dry_run));
+        assert_eq!(reason, Reason::NoCommonSnapshot, "{path}: {text}");
+        assert!(
+            text.contains("the sent root is refused: "),
+            "{path}: {text}"
+        );
+        assert!(text.contains("theirs"), "{path}: {text}");
+    }
+    // The root itself, on another connection, is refused for the same reason.
+    let mut q = Peer::greeted_with_root(&addr, &[7]);
+    let (reason, text) = refusal(q.offer("", &[("s1", 7)], false));
+    assert_eq!(reason, Reason::NoCommonSnapshot, "{text}");
+    q.send(&Message::Bye);
+    p.send(&Message::Bye);
+
+    // No offer before the root's announcement, and one announcement a connection.
+    for announced in [0, 2] {
+        let mut p = Peer::connect(&addr);
+        assert!(matches!(p.hello(VERSION, ""), Message::Welcome { .. }));
+        for _ in 0..announced {
+            p.send(&Message::Root { guids: vec![7] });
+        }
+        p.send_offer("child", &[("s1", 8)], true);
+        let what = format!("an offer after {announced} root announcements");
+        assert_closed_with(&mut p, Reason::Protocol, &what);
+    }
+
+    // Claiming the replica's snapshot for the root passes its children (a dry run shows
+    // it), but then the root's own offer must claim it too: one that does not ends the
+    // session, so one claim cannot pass the children while another refuses the root.
+    let mut p = Peer::greeted_with_root(&addr, &[theirs]);
+    match p.offer("child", &[("s1", 8)], true) {
+        Message::Reply(Plan::Full { buffered: false }) => {}
+        other => panic!("child under the claimed root: {other:?}"),
+    }
+    p.send_offer("", &[("s1", 7)], false);
+    assert_closed_with(
+        &mut p,
+        Reason::Protocol,
+        "a root's offer against its announcement",
+    );
+
+    site.assert_alive();
+    assert_eq!(site.contents(), before, "a refused root grew children");
 }
 
 /// Offers TARGET itself with snapshot `snap` and expects a full stream to be wanted.

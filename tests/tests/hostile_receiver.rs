@@ -76,7 +76,7 @@ fn serve(
                 features: 0,
                 proof: Vec::new(),
             })?,
-            Message::KeepAlive => {}
+            Message::KeepAlive | Message::Root { .. } => {}
             Message::Cleanup => w.send(&Message::CleanupDone {
                 placed: 0,
                 removed: 0,

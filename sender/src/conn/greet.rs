@@ -22,6 +22,7 @@ impl Connection {
             writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
             fd,
             timeout: config.timeout,
+            root_announced: false,
         };
         let client = config
             .key
