@@ -323,6 +323,7 @@ mod tests {
                 snapshots: snaps(s),
                 encrypted: false,
                 resume_token: token.map(String::from),
+                sync: None,
             }),
             location: Location::InPlace(ds),
             lock: None,

@@ -1,6 +1,6 @@
 //! Command line of `zfsync-send`: raw options ([`Args`]) become a checked [`Config`].
 
-use crate::Config;
+use crate::{Config, Pattern};
 use std::path::PathBuf;
 use zfsync_cli::parse_options;
 use zfsync_cli::values::{number, seconds, HostPort};
@@ -15,14 +15,23 @@ Replicate DATASET and every filesystem and volume below it to a zfsync-recv serv
 Each dataset gets the snapshots the receiver lacks: a full stream for a new dataset, then
 an incremental one (with all intermediate snapshots) from the newest snapshot both sides
 share, matched by GUID. Nothing on the receiver is rolled back or destroyed by a send.
+A dataset whose user property zfsync:sync is off (set there or inherited) is left out;
+a child that sets it on again is sent.
 HOST is a name or an address, an IPv6 address in brackets ([fd00::2]:7611); PORT
 defaults to 7611.
 
 Options:
   -t, --threads N       parallel sessions, one TCP connection each (default 8)
-  -n, --dry-run         ask the receiver and show what would be sent; send nothing
+  -n, --dry-run         ask the receiver and show what would be sent, and what is
+                        left out and why; send nothing
   -d, --dest PATH       where DATASET lands, relative to the receiver's target
                         (default: the target itself)
+      --exclude PATTERN
+                        leave out the datasets whose path below DATASET matches
+                        PATTERN, and everything below them (repeatable):
+                        * is any run of characters within a path component,
+                        ** any run across components, ? one character;
+                        e.g. scratch, */cache, vms/**
       --timeout SECS    give up on a silent receiver after SECS seconds (default 60),
                         and kill a zfs command that runs 5 times as long
       --retries N       retries of a dataset after a transient failure (default 3)
@@ -53,6 +62,9 @@ Examples:
       send tank/data and every dataset below it, 8 at once
   zfsync-send -n -d hosts/fileserver tank/data backuphost
       show what would go to TARGET/hosts/fileserver on backuphost; send nothing
+  zfsync-send -n --exclude scratch tank/data backuphost
+      show what would be sent without tank/data/scratch and what is below it,
+      and each dataset left out with the reason
   zfsync-send --key-file /etc/zfsync/key --mark backuphost tank/data backuphost
       authenticate, and mark what backuphost has so expiry keeps it
 ";
@@ -65,6 +77,7 @@ pub struct Args {
     pub threads: Option<String>,
     pub dry_run: bool,
     pub dest: Option<String>,
+    pub exclude: Vec<String>,
     pub timeout: Option<String>,
     pub retries: Option<String>,
     pub mark: Option<String>,
@@ -85,6 +98,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optopt("t", "threads", "", "N");
     o.optflag("n", "dry-run", "");
     o.optopt("d", "dest", "", "PATH");
+    o.optmulti("", "exclude", "", "PATTERN");
     o.optopt("", "timeout", "", "SECS");
     o.optopt("", "retries", "", "N");
     o.optopt("", "mark", "", "ID");
@@ -114,6 +128,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         threads: m.opt_str("t"),
         dry_run: m.opt_present("n"),
         dest: m.opt_str("d"),
+        exclude: m.opt_strs("exclude"),
         timeout: m.opt_str("timeout"),
         retries: m.opt_str("retries"),
         mark: m.opt_str("mark"),
@@ -140,6 +155,7 @@ impl Args {
                 as usize,
             dry_run: self.dry_run,
             dest,
+            exclude: patterns("--exclude", &self.exclude, Pattern::path)?,
             timeout: seconds("--timeout", self.timeout.as_deref(), 60, 1..=u64::MAX)?,
             retries: number("--retries", self.retries.as_deref(), 3, 0..=u64::MAX)? as u32,
             mark: self.mark.map(check_mark).transpose()?,
@@ -155,6 +171,18 @@ impl Args {
         };
         Ok((config, self.output))
     }
+}
+
+/// Each of `texts` as a pattern, or the usage error that names `option`.
+fn patterns(
+    option: &str,
+    texts: &[String],
+    parse: fn(&str) -> Result<Pattern, String>,
+) -> Result<Vec<Pattern>, UsageError> {
+    texts
+        .iter()
+        .map(|t| parse(t).map_err(|e| format!("{option}: {e}").into()))
+        .collect()
 }
 
 /// A mark id becomes part of a user property name: keep it to what ZFS allows there.
@@ -233,9 +261,29 @@ mod tests {
     }
 
     #[test]
+    fn exclude_patterns_are_checked_and_kept_in_order() {
+        let c = config(&[
+            "--exclude",
+            "scratch",
+            "--exclude",
+            "*/cache",
+            "tank/data",
+            "h",
+        ]);
+        let got: Vec<String> = c.unwrap().exclude.iter().map(|p| p.to_string()).collect();
+        assert_eq!(got, ["scratch", "*/cache"]);
+        assert_eq!(
+            config(&["--exclude", "/tank/data/x", "tank/data", "h"])
+                .unwrap_err()
+                .to_string(),
+            "--exclude: \"/tank/data/x\": absolute path where a relative one is expected"
+        );
+    }
+
+    #[test]
     fn help_ends_with_examples_that_parse() {
         let examples = zfsync_cli::examples(USAGE, "zfsync-send").unwrap();
-        assert_eq!(examples.len(), 3);
+        assert_eq!(examples.len(), 4);
         for argv in examples {
             match parse(&argv) {
                 // A key file is read when checked: only the parse is tried for that one.

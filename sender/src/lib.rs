@@ -1,8 +1,8 @@
 //! `zfsync-send` as a library: [`run`] replicates a dataset tree to a receiver and returns
 //! the per-dataset reports.
 //!
-//! The tree is listed once (one zfs command), every dataset with snapshots becomes a job on
-//! a channel, and `threads` workers each hold one connection, reused dataset after dataset.
+//! The tree is listed once (one zfs command), [`select`] chooses the datasets to send,
+//! every one of them with snapshots becomes a job on a channel, and `threads` workers each hold one connection, reused dataset after dataset.
 //! A failure costs its dataset: the others go on. Transient failures (a dropped
 //! connection, a busy dataset, a parent that has not arrived yet) are retried a bounded
 //! number of times with backoff; refusals (divergence) are not.
@@ -12,10 +12,12 @@ mod conn;
 mod pool;
 mod replicate;
 mod report;
+mod select;
 
 pub use report::{
     print_summary, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream, StreamKind,
 };
+pub use select::Pattern;
 
 use conn::Connection;
 use log::{info, warn};
@@ -27,7 +29,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use zfsync_protocol::Reason;
 use zfsync_zfs::protect::SourceMarks;
-use zfsync_zfs::{Dataset, Zfs};
+use zfsync_zfs::{Dataset, Zfs, SYNC_PROPERTY};
 
 /// A checked configuration.
 #[derive(Clone, Debug)]
@@ -37,6 +39,8 @@ pub struct Config {
     pub threads: usize,
     pub dry_run: bool,
     pub dest: String,
+    /// `--exclude`: datasets (and their subtrees) left out, by path below `dataset`.
+    pub exclude: Vec<Pattern>,
     pub timeout: Duration,
     pub retries: u32,
     /// Receiver id for `zfsync:base:ID` marks on delivered snapshots.
@@ -131,11 +135,35 @@ pub fn run(config: &Config) -> Result<RunReport> {
         (tree, early.join().ok().flatten())
     });
     let tree = tree?;
-    let mut reports = Vec::new();
+    let chosen = select::choose(tree, &config.dataset, &config.exclude);
+    for p in &chosen.unmatched {
+        warn!("--exclude {p} matched no dataset below {}", config.dataset);
+    }
+    let mut excluded = chosen.excluded;
+    for e in &excluded {
+        info!("skip dataset={} reason=excluded ({e})", e.dataset);
+    }
+    let by_property = excluded
+        .iter()
+        .any(|e| matches!(e.why, select::Why::Property { .. }));
+    if config.dry_run && by_property {
+        // Where an inherited value comes from is not in the listing: one more zfs command,
+        // only for a dry run that shows it.
+        match zfs.get_sources_recursive(&config.dataset, SYNC_PROPERTY) {
+            Ok(sources) => select::add_sources(&mut excluded, &sources),
+            Err(e) => warn!("cannot read where {SYNC_PROPERTY} comes from: {e}"),
+        }
+    }
+    let mut reports: Vec<Report> = chosen
+        .unreadable
+        .into_iter()
+        .map(|(dataset, why)| Report {
+            dataset,
+            delivery: Delivery::failed(why),
+        })
+        .collect();
     let mut jobs = Vec::new();
-    for info in tree {
-        let ds = Dataset::new(&info.name).map_err(zfsync_zfs::Error::from)?;
-        let rel = ds.relative_to(&config.dataset).unwrap_or("").to_string();
+    for (rel, info) in chosen.datasets {
         if info.snapshots.is_empty() {
             info!("skip dataset={} reason=no-snapshots", info.name);
             reports.push(Report {
@@ -195,6 +223,10 @@ pub fn run(config: &Config) -> Result<RunReport> {
     };
     Ok(RunReport {
         datasets: reports,
+        excluded: match config.dry_run {
+            true => excluded.iter().map(|e| e.to_string()).collect(),
+            false => Vec::new(),
+        },
         cleanup,
     })
 }

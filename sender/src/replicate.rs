@@ -336,6 +336,7 @@ mod tests {
                 snapshots: vec![snap("s1", 11), snap("s2", 22)],
                 encrypted,
                 resume_token: None,
+                sync: None,
             },
             rel: String::new(),
             attempt: 0,

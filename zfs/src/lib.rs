@@ -31,7 +31,7 @@ mod token;
 
 pub use capabilities::Capabilities;
 pub use error::{Error, FailureKind, Result};
-pub use listing::{DatasetInfo, Kind, Snapshot};
+pub use listing::{DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
 pub use name::{
     check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
     NameError, MAX_NAME_LEN,
@@ -407,7 +407,7 @@ impl Zfs {
     /// dataset or snapshot itself, not inherited ones (a user property set on a
     /// filesystem would otherwise show on every snapshot below it).
     pub fn get_local_recursive(&self, root: &Dataset, prop: &str) -> Result<Vec<(String, String)>> {
-        let args = [
+        self.name_and_field(&[
             "get",
             "-Hp",
             "-r",
@@ -417,15 +417,30 @@ impl Zfs {
             "name,value",
             prop,
             root.as_str(),
-        ];
-        let out = self.output(&args)?;
+        ])
+    }
+
+    /// `(name, source)` of one property for `root` and everything below it, snapshots
+    /// included: where each value comes from, as zfs words it ("local", "inherited from
+    /// tank/data", "-" for none).
+    pub fn get_sources_recursive(
+        &self,
+        root: &Dataset,
+        prop: &str,
+    ) -> Result<Vec<(String, String)>> {
+        self.name_and_field(&["get", "-H", "-r", "-o", "name,source", prop, root.as_str()])
+    }
+
+    /// Runs a `zfs get -H -o name,FIELD` and returns its lines as `(name, field)`.
+    fn name_and_field(&self, args: &[&str]) -> Result<Vec<(String, String)>> {
+        let out = self.output(args)?;
         out.lines()
             .filter(|l| !l.is_empty())
             .map(|l| {
                 l.split_once('\t')
                     .map(|(n, v)| (n.to_string(), v.to_string()))
                     .ok_or_else(|| Error::Parse {
-                        cmd: self.command_line(&args),
+                        cmd: self.command_line(args),
                         line: l.into(),
                         why: "expected 2 fields".into(),
                     })
