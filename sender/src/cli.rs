@@ -1,6 +1,6 @@
 //! Command line of `zfsync-send`: raw options ([`Args`]) become a checked [`Config`].
 
-use crate::{Config, Pattern};
+use crate::{Config, Pattern, SnapshotFilter};
 use std::path::PathBuf;
 use zfsync_cli::parse_options;
 use zfsync_cli::values::{number, seconds, HostPort};
@@ -32,6 +32,14 @@ Options:
                         * is any run of characters within a path component,
                         ** any run across components, ? one character;
                         e.g. scratch, */cache, vms/**
+      --include-snaps GLOB
+                        send only the snapshots whose name (after the @)
+                        matches GLOB (repeatable; default: all), e.g. zfsync_*
+      --exclude-snaps GLOB
+                        do not send the snapshots whose name matches GLOB
+                        (repeatable); a snapshot left out between two sent
+                        ones is stepped over (zfs send -i), so the receiver
+                        gets exactly the ones that match
       --timeout SECS    give up on a silent receiver after SECS seconds (default 60),
                         and kill a zfs command that runs 5 times as long
       --retries N       retries of a dataset after a transient failure (default 3)
@@ -78,6 +86,8 @@ pub struct Args {
     pub dry_run: bool,
     pub dest: Option<String>,
     pub exclude: Vec<String>,
+    pub include_snaps: Vec<String>,
+    pub exclude_snaps: Vec<String>,
     pub timeout: Option<String>,
     pub retries: Option<String>,
     pub mark: Option<String>,
@@ -99,6 +109,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optflag("n", "dry-run", "");
     o.optopt("d", "dest", "", "PATH");
     o.optmulti("", "exclude", "", "PATTERN");
+    o.optmulti("", "include-snaps", "", "GLOB");
+    o.optmulti("", "exclude-snaps", "", "GLOB");
     o.optopt("", "timeout", "", "SECS");
     o.optopt("", "retries", "", "N");
     o.optopt("", "mark", "", "ID");
@@ -129,6 +141,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         dry_run: m.opt_present("n"),
         dest: m.opt_str("d"),
         exclude: m.opt_strs("exclude"),
+        include_snaps: m.opt_strs("include-snaps"),
+        exclude_snaps: m.opt_strs("exclude-snaps"),
         timeout: m.opt_str("timeout"),
         retries: m.opt_str("retries"),
         mark: m.opt_str("mark"),
@@ -156,6 +170,10 @@ impl Args {
             dry_run: self.dry_run,
             dest,
             exclude: patterns("--exclude", &self.exclude, Pattern::path)?,
+            snapshots: SnapshotFilter {
+                include: patterns("--include-snaps", &self.include_snaps, Pattern::snapshot)?,
+                exclude: patterns("--exclude-snaps", &self.exclude_snaps, Pattern::snapshot)?,
+            },
             timeout: seconds("--timeout", self.timeout.as_deref(), 60, 1..=u64::MAX)?,
             retries: number("--retries", self.retries.as_deref(), 3, 0..=u64::MAX)? as u32,
             mark: self.mark.map(check_mark).transpose()?,
@@ -278,6 +296,28 @@ mod tests {
                 .to_string(),
             "--exclude: \"/tank/data/x\": absolute path where a relative one is expected"
         );
+    }
+
+    #[test]
+    fn snapshot_globs_are_names_without_the_at() {
+        let c = config(&[
+            "--include-snaps",
+            "zfsync_*",
+            "--exclude-snaps",
+            "*_S",
+            "tank/data",
+            "h",
+        ])
+        .unwrap();
+        assert!(c.snapshots.keeps("zfsync_2026-11-22_1200_H"));
+        assert!(!c.snapshots.keeps("zfsync_2026-11-22_1200_S"));
+        assert!(!c.snapshots.keeps("before-upgrade"));
+        let e = config(&["--include-snaps", "@zfsync_*", "tank/data", "h"]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("--include-snaps: \"@zfsync_*\""),
+            "{e}"
+        );
+        assert!(config(&["--exclude-snaps", "a/b", "tank/data", "h"]).is_err());
     }
 
     #[test]

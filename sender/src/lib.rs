@@ -17,7 +17,7 @@ mod select;
 pub use report::{
     print_summary, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream, StreamKind,
 };
-pub use select::Pattern;
+pub use select::{Pattern, SnapshotFilter};
 
 use conn::Connection;
 use log::{info, warn};
@@ -41,6 +41,8 @@ pub struct Config {
     pub dest: String,
     /// `--exclude`: datasets (and their subtrees) left out, by path below `dataset`.
     pub exclude: Vec<Pattern>,
+    /// `--include-snaps`, `--exclude-snaps`: the snapshots offered and sent.
+    pub snapshots: SnapshotFilter,
     pub timeout: Duration,
     pub retries: u32,
     /// Receiver id for `zfsync:base:ID` marks on delivered snapshots.
@@ -164,7 +166,11 @@ pub fn run(config: &Config) -> Result<RunReport> {
         .collect();
     let mut jobs = Vec::new();
     for (rel, info) in chosen.datasets {
-        if info.snapshots.is_empty() {
+        if !info
+            .snapshots
+            .iter()
+            .any(|s| config.snapshots.keeps(&s.name))
+        {
             info!("skip dataset={} reason=no-snapshots", info.name);
             reports.push(Report {
                 dataset: info.name,

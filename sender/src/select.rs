@@ -1,11 +1,15 @@
 //! What a run sends: which datasets of the listed tree ([`choose`]: `--exclude` patterns and
-//! the user property `zfsync:sync`), with the globs ([`Pattern`]) they are written in.
+//! the user property `zfsync:sync`), which of their snapshots ([`SnapshotFilter`]:
+//! `--include-snaps`, `--exclude-snaps`) and in which incremental steps ([`next_step`]),
+//! with the globs ([`Pattern`]) they are written in.
 //!
 //! Pure: it reads the listing it is given and the options, and decides. It runs no zfs
 //! command, prints nothing and builds no jobs (that is [`crate::run`]).
 
 use std::fmt;
-use zfsync_zfs::{check_component, check_relative_path, Dataset, DatasetInfo, SYNC_PROPERTY};
+use zfsync_zfs::{
+    check_component, check_relative_path, Dataset, DatasetInfo, Snapshot, SYNC_PROPERTY,
+};
 
 /// A glob over a dataset's path relative to the sent root (`--exclude`) or over a
 /// snapshot's name: `*` matches any run of characters within one path component, `**` any
@@ -107,6 +111,67 @@ impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// Which snapshots a run offers and sends, by name (`--include-snaps`,
+/// `--exclude-snaps`): one that matches an include pattern (or any, when there is none)
+/// and no exclude pattern.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    pub include: Vec<Pattern>,
+    pub exclude: Vec<Pattern>,
+}
+
+impl SnapshotFilter {
+    /// Whether the snapshot named `name` (the part after `@`) is sent.
+    pub fn keeps(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| p.matches(name)))
+            && !self.exclude.iter().any(|p| p.matches(name))
+    }
+
+    /// The snapshots of `all` (a dataset's, oldest first) that are offered, in order.
+    pub(crate) fn offered(&self, all: &[Snapshot]) -> Vec<Snapshot> {
+        all.iter()
+            .filter(|s| self.keeps(&s.name))
+            .cloned()
+            .collect()
+    }
+}
+
+/// One incremental stream: the snapshot it ends with and how many sent snapshots it
+/// carries. More than one only when none is skipped between (`zfs send -I`); otherwise
+/// one, stepping over the skipped ones (`zfs send -i`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Step<'a> {
+    pub(crate) to: &'a Snapshot,
+    pub(crate) snapshots: usize,
+}
+
+/// The next incremental stream from the snapshot with GUID `from` among `all` (a
+/// dataset's snapshots, oldest first), so that the receiver gets exactly the snapshots
+/// `filter` keeps: every kept one up to the first skipped one, or, when a skipped one
+/// follows `from` at once, the next kept one alone. `None` when `from` is not in `all` or
+/// nothing kept follows it.
+///
+/// Without skipped snapshots that is one stream to the newest, as without a filter.
+pub(crate) fn next_step<'a>(
+    all: &'a [Snapshot],
+    filter: &SnapshotFilter,
+    from: u64,
+) -> Option<Step<'a>> {
+    let start = all.iter().position(|s| s.guid == from)? + 1;
+    let after = &all[start..];
+    let kept_run = after.iter().take_while(|s| filter.keeps(&s.name)).count();
+    if kept_run > 0 {
+        return Some(Step {
+            to: &after[kept_run - 1],
+            snapshots: kept_run,
+        });
+    }
+    after
+        .iter()
+        .find(|s| filter.keeps(&s.name))
+        .map(|to| Step { to, snapshots: 1 })
 }
 
 /// Why a dataset is left out.
@@ -300,6 +365,80 @@ mod tests {
         let t = std::time::Instant::now();
         assert!(!p.matches(&name));
         assert!(t.elapsed() < std::time::Duration::from_millis(100));
+    }
+
+    /// A filter of include and exclude patterns given as text.
+    fn filter(include: &[&str], exclude: &[&str]) -> SnapshotFilter {
+        let patterns = |texts: &[&str]| -> Vec<Pattern> {
+            texts
+                .iter()
+                .map(|t| Pattern::snapshot(t).unwrap())
+                .collect()
+        };
+        SnapshotFilter {
+            include: patterns(include),
+            exclude: patterns(exclude),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_kept_if_any_include_and_no_exclude_matches() {
+        let cases: &[(&[&str], &[&str], &str, bool)] = &[
+            (&[], &[], "before-upgrade", true),
+            (&["zfsync_*"], &[], "zfsync_2026-11-22_1200_H", true),
+            (&["zfsync_*"], &[], "before-upgrade", false),
+            (&["zfsync_*", "weekly-?"], &[], "weekly-1", true),
+            (&[], &["before-*"], "before-upgrade", false),
+            (&[], &["before-*"], "zfsync_1", true),
+            (&["zfsync_*"], &["*_S"], "zfsync_2026-11-22_1200_S", false),
+            (&["zfsync_*"], &["*_S"], "zfsync_2026-11-22_1200_H", true),
+        ];
+        for &(include, exclude, name, want) in cases {
+            let f = filter(include, exclude);
+            assert_eq!(f.keeps(name), want, "{include:?} {exclude:?} {name:?}");
+        }
+    }
+
+    /// Snapshots named by the words of `names`, GUIDs 1, 2, ... in order.
+    fn snaps(names: &str) -> Vec<Snapshot> {
+        names
+            .split_whitespace()
+            .zip(1..)
+            .map(|(name, guid)| Snapshot {
+                name: name.into(),
+                guid,
+                createtxg: guid,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn steps_go_round_the_snapshots_left_out() {
+        // Kept: the ones starting with "z"; "m..." are manual ones, left out.
+        let keep_z = filter(&["z*"], &[]);
+        // (snapshots, base, the step's end and snapshots)
+        type Case<'a> = (&'a str, &'a str, Option<(&'a str, usize)>);
+        let cases: &[Case] = &[
+            // No filter at work: one -I stream to the newest, or -i for one snapshot.
+            ("z1 z2 z3 z4", "z1", Some(("z4", 3))),
+            ("z1 z2", "z1", Some(("z2", 1))),
+            // A manual snapshot right after the base: -i over it to the next kept one.
+            ("z1 m1 z2 z3", "z1", Some(("z2", 1))),
+            ("z1 m1 m2 z2", "z1", Some(("z2", 1))),
+            // Kept ones up to the first skipped one: -I, the rest in a later step.
+            ("z1 z2 z3 m1 z4", "z1", Some(("z3", 2))),
+            ("z1 z2 z3 m1 z4", "z3", Some(("z4", 1))),
+            // Nothing kept after the base, or a base that is not there.
+            ("z1 m1", "z1", None),
+            ("z1 z2", "m9", None),
+        ];
+        for &(names, from, want) in cases {
+            let all = snaps(names);
+            let from_guid = all.iter().find(|s| s.name == from).map_or(99, |s| s.guid);
+            let got =
+                next_step(&all, &keep_z, from_guid).map(|s| (s.to.name.as_str(), s.snapshots));
+            assert_eq!(got, want, "{names:?} from {from}");
+        }
     }
 
     #[test]

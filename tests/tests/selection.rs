@@ -94,3 +94,87 @@ fn excluded_datasets_stay_on_the_source_and_the_dry_run_says_why() {
         );
     }
 }
+
+/// Writes a file named after `snap` into `ds` and takes `ds@snap`, so that every snapshot
+/// holds something the one before it lacks.
+fn change_and_snapshot(ds: &str, snap: &str) {
+    write_file(
+        ds,
+        &format!("{snap}.txt"),
+        format!("{ds}@{snap}\n").as_bytes(),
+    );
+    write_file(ds, "latest.bin", &random_bytes(32 << 10, snap.len() as u64));
+    snapshot(&format!("{ds}@{snap}"));
+}
+
+/// The (name, GUID) of `ds`'s snapshots that `keep` keeps, oldest first.
+fn kept_snapshots(ds: &str, keep: impl Fn(&str) -> bool) -> Vec<(String, u64)> {
+    snapshot_guids(ds)
+        .into_iter()
+        .filter(|(name, _)| keep(name))
+        .collect()
+}
+
+// issue 14 item 8: --include-snaps sends only the matching snapshots; a manual snapshot
+// between two of them is stepped over (zfs send -i), so the receiver has exactly the
+// matching ones, with the source's GUIDs and files, and the next run goes on from them.
+#[test]
+fn only_the_snapshots_that_match_are_sent_and_the_next_run_goes_on_from_them() {
+    let s = Setup::bare("snapflt", &[]);
+    let ds = s.root.clone();
+    for snap in [
+        "zfsync_1",
+        "before-upgrade",
+        "zfsync_2",
+        "zfsync_3",
+        "zfsync_4",
+    ] {
+        change_and_snapshot(&ds, snap);
+    }
+    let filter = ["--include-snaps", "zfsync_*"];
+    let zfsync = |name: &str| name.starts_with("zfsync_");
+
+    let out = s.send(&filter);
+    out.assert_ok();
+    assert_eq!(
+        out.rows()[&ds].note,
+        "full @zfsync_1, incremental @zfsync_1..@zfsync_2 (1 snapshot), \
+         incremental @zfsync_2..@zfsync_4 (2 snapshots)",
+        "{}",
+        out.stdout
+    );
+    assert_eq!(snapshot_guids(&s.target), kept_snapshots(&ds, zfsync));
+    for snap in ["zfsync_1", "zfsync_2", "zfsync_4"] {
+        let want = files_of(&format!("{ds}@{snap}"));
+        let got = files_of(&format!("{}@{snap}", s.target));
+        assert_files_eq(&want, &got, snap);
+    }
+
+    // The next run: a manual snapshot after the base's next one costs an extra step.
+    for snap in ["zfsync_5", "manual", "zfsync_6"] {
+        change_and_snapshot(&ds, snap);
+    }
+    let out = s.send(&filter);
+    out.assert_ok();
+    assert_eq!(
+        out.rows()[&ds].note,
+        "incremental @zfsync_4..@zfsync_5 (1 snapshot), \
+         incremental @zfsync_5..@zfsync_6 (1 snapshot)",
+        "{}",
+        out.stdout
+    );
+    assert_eq!(snapshot_guids(&s.target), kept_snapshots(&ds, zfsync));
+    let want = files_of(&format!("{ds}@zfsync_6"));
+    assert_files_eq(
+        &want,
+        &files_of(&format!("{}@zfsync_6", s.target)),
+        "zfsync_6",
+    );
+
+    // Nothing new that is sent: up to date, whatever manual snapshots came since. The
+    // same snapshots, chosen by what is left out this time.
+    change_and_snapshot(&ds, "manual-2");
+    let out = s.send(&["--exclude-snaps", "manual*", "--exclude-snaps", "before-*"]);
+    out.assert_ok();
+    assert_eq!(out.outcome(&ds), "up-to-date", "{}", out.stdout);
+}
