@@ -13,8 +13,8 @@ Usage: zfsync-send [options] DATASET HOST[:PORT]
 
 Replicate DATASET and every filesystem and volume below it to a zfsync-recv service.
 Each dataset gets the snapshots the receiver lacks: a full stream for a new dataset, then
-an incremental one (with all intermediate snapshots) from the newest snapshot both sides
-share, matched by GUID. Nothing on the receiver is rolled back or destroyed by a send.
+an incremental one (with all intermediate snapshots, or the ones --include-snaps and
+--exclude-snaps keep) from the newest snapshot both sides share, matched by GUID. Nothing on the receiver is rolled back or destroyed by a send.
 A dataset whose user property zfsync:sync is off (set there or inherited) is left out;
 a child that sets it on again is sent.
 HOST is a name or an address, an IPv6 address in brackets ([fd00::2]:7611); PORT
@@ -53,6 +53,11 @@ Options:
                         where the ZFS supports them
       --no-raw          send encrypted datasets decrypted (keys must be loaded);
                         by default they are sent raw (-w) and stay encrypted
+      --props           send each dataset's properties with it (zfs send -p):
+                        compression, user properties and the like arrive on the
+                        replica; mountpoint, canmount, readonly and sharing
+                        stay the receiver's (zfs recv -x); refused on zfs-fuse,
+                        whose zfs recv cannot keep them out
       --key-file FILE   authenticate with the first key in FILE (NAME SECRET per
                         line, mode 600) and require the receiver to prove it too
       --zfs PATH        zfs binary (default: zfs)
@@ -63,7 +68,8 @@ Options:
   -V, --version         show the version
 
 Exit status: 0 when every dataset is done (sent, up to date, or without snapshots),
-1 when at least one dataset failed (the others were still tried), 2 on a usage error.
+1 when at least one dataset failed (the others were still tried), 2 on a usage or
+configuration error.
 
 Examples:
   zfsync-send -t 8 tank/data backuphost:7611
@@ -94,6 +100,7 @@ pub struct Args {
     pub zfs: Option<String>,
     pub plain: bool,
     pub no_raw: bool,
+    pub props: bool,
     pub key_file: Option<String>,
     pub output: Output,
 }
@@ -118,6 +125,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optflag("q", "quiet", "");
     o.optflag("", "plain", "");
     o.optflag("", "no-raw", "");
+    o.optflag("", "props", "");
     o.optopt("", "key-file", "", "FILE");
     let (m, mut output) = match parse_options(o, argv)? {
         Parsed::Run(r) => r,
@@ -149,6 +157,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         zfs: m.opt_str("zfs"),
         plain: m.opt_present("plain"),
         no_raw: m.opt_present("no-raw"),
+        props: m.opt_present("props"),
         key_file: m.opt_str("key-file"),
         output,
     }))
@@ -180,6 +189,7 @@ impl Args {
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
             plain: self.plain,
             no_raw: self.no_raw,
+            props: self.props,
             key: match &self.key_file {
                 None => None,
                 Some(f) => zfsync_protocol::auth::read_key_file(std::path::Path::new(f))?

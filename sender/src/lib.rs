@@ -52,6 +52,8 @@ pub struct Config {
     pub plain: bool,
     /// Send encrypted datasets decrypted instead of raw (needs their keys loaded).
     pub no_raw: bool,
+    /// `--props`: each dataset's properties go with its streams (`zfs send -p`).
+    pub props: bool,
     /// The key to authenticate with (the first of `--key-file`).
     pub key: Option<zfsync_protocol::auth::Key>,
 }
@@ -74,6 +76,8 @@ pub enum Error {
     Violation(String),
     /// Authentication failed or is missing on one side.
     Auth(String),
+    /// The options ask for what this host's ZFS cannot do safely: a configuration error.
+    Unsupported(String),
 }
 
 impl Error {
@@ -83,7 +87,7 @@ impl Error {
             Error::Protocol(e) => e.is_retryable(),
             Error::Io(_) | Error::Connect(_) | Error::Closed => true,
             Error::Peer { reason, .. } => reason.is_retryable(),
-            Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) => false,
+            Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) | Error::Unsupported(_) => false,
         }
     }
 }
@@ -99,6 +103,7 @@ impl fmt::Display for Error {
             Error::Peer { reason, text } => write!(f, "receiver: {}: {text}", reason.as_str()),
             Error::Violation(s) => write!(f, "protocol violation by the receiver: {s}"),
             Error::Auth(s) => write!(f, "authentication: {s}"),
+            Error::Unsupported(s) => f.write_str(s),
         }
     }
 }
@@ -128,6 +133,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub fn run(config: &Config) -> Result<RunReport> {
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
     info!("zfs flavor={:?}", zfs.capabilities().flavor);
+    check_props(config, zfs.capabilities())?;
     // Greet the receiver while the tree is listed: the receiver lists its side when
     // greeted, so the two listings (the bulk of a no-change run) overlap. The connection
     // becomes the first worker's. A failure here is retried by the workers as usual.
@@ -237,6 +243,22 @@ pub fn run(config: &Config) -> Result<RunReport> {
     })
 }
 
+/// `--props` only where properties can be kept safe: a stream with properties sets every
+/// one it carries on a ZFS whose `zfs recv` has no `-x` (zfs-fuse mounts the copy at the
+/// stream's mountpoint), and this side cannot see the receiver's ZFS. Refused on such a
+/// ZFS, where the receiver is most likely of the same kind.
+fn check_props(config: &Config, caps: &zfsync_zfs::Capabilities) -> Result<()> {
+    if config.props && !caps.recv_exclude {
+        return Err(Error::Unsupported(format!(
+            "--props is refused on this ZFS ({}): its zfs recv cannot keep properties such \
+             as mountpoint out of a stream (no -x), so properties are sent only between \
+             OpenZFS hosts",
+            caps.flavor
+        )));
+    }
+    Ok(())
+}
+
 /// Asks for the receiver's cleanup on `conn`, a worker's connection still open (a new one
 /// could find the receiver's connection slots still taken by the workers' just closed).
 /// Returns the summary's line for it.
@@ -248,4 +270,33 @@ fn request_cleanup(config: &Config, conn: Option<Connection>) -> Result<Option<S
     let done = conn.cleanup()?;
     conn.bye();
     Ok(done.line())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zfsync_zfs::Capabilities;
+
+    fn config(args: &[&str]) -> Config {
+        let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match cli::config(&argv) {
+            Ok(cli::Parsed::Run((c, _))) => c,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn props_are_sent_only_from_a_zfs_that_can_keep_them_out() {
+        let props = config(&["--props", "tank/data", "h"]);
+        let plain = config(&["tank/data", "h"]);
+        assert!(check_props(&props, &Capabilities::openzfs("2.2.0")).is_ok());
+        assert!(check_props(&plain, &Capabilities::legacy()).is_ok());
+        match check_props(&props, &Capabilities::legacy()) {
+            Err(Error::Unsupported(why)) => {
+                assert!(why.starts_with("--props is refused"), "{why}");
+                assert!(why.contains("no -x"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

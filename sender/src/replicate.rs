@@ -362,6 +362,7 @@ fn send_options(config: &Config, info: &DatasetInfo, from: Option<String>) -> Se
         large_blocks: !config.plain,
         embedded: !config.plain,
         raw: info.encrypted && !config.no_raw,
+        props: config.props,
     }
 }
 

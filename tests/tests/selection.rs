@@ -178,3 +178,34 @@ fn only_the_snapshots_that_match_are_sent_and_the_next_run_goes_on_from_them() {
     out.assert_ok();
     assert_eq!(out.outcome(&ds), "up-to-date", "{}", out.stdout);
 }
+
+// issue 14 item 9: zfs-fuse's zfs recv has no -x and applies every property a stream
+// carries (it mounts at a received mountpoint at once): --props is refused there, before
+// anything is sent, with the reason. Without --props no property travels.
+#[test]
+fn props_are_refused_on_zfs_fuse_and_not_sent_without_the_option() {
+    let s = Setup::bare("props", &[]);
+    zfs(&["set", "compression=on", &s.root]);
+    zfs(&["set", "zfsync:probe=kept", &s.root]);
+    snapshot(&format!("{}@s1", s.root));
+
+    let out = s.send(&["--props"]);
+    out.assert_status(2);
+    assert!(
+        out.stderr.contains("--props is refused on this ZFS") && out.stderr.contains("no -x"),
+        "{}",
+        out.stderr
+    );
+    assert!(!exists(&s.target), "something was received");
+
+    let out = s.send(&[]);
+    out.assert_ok();
+    assert_eq!(snapshot_guids(&s.target), snapshot_guids(&s.root));
+    for prop in ["compression", "zfsync:probe"] {
+        let source = zfs(&["get", "-H", "-o", "source", prop, &s.target]);
+        assert!(
+            !source.contains("received") && !source.contains("local"),
+            "{prop} came with the stream: {source}"
+        );
+    }
+}
