@@ -57,11 +57,11 @@ impl Session<'_> {
             root_missing,
         } = self.read_announced(count, dest, is_root)?;
         // The root's children were judged by what the sender announced for it: its own
-        // offer must hold all of that, so that one claim cannot pass the children and
-        // another be refused for the root.
+        // offer must hold what of that the destination has, so that one claim cannot pass
+        // the children and another be refused for the root.
         if root_missing > 0 {
             return self.violation(&format!(
-                "the root's offer lacks {root_missing} of the snapshots announced for it"
+                "the root's offer lacks {root_missing} of the snapshots announced for it that the destination holds"
             ));
         }
         let accepted = match (placed, bad_name) {
@@ -179,8 +179,15 @@ impl Session<'_> {
         is_root: bool,
     ) -> Result<Announced> {
         let mut root_seen: HashSet<u64> = HashSet::new();
-        let root_guids = match &self.root_guids {
-            Some(g) if is_root => g.clone(),
+        // Of the announcement, what the destination holds is the evidence the children were
+        // judged by: the offer must hold that. Every such snapshot is at or before the
+        // newest common one, so it is in any offer the sender makes (a filtered sender
+        // offers the kept snapshots up to the end of its next step only).
+        let root_guids: HashSet<u64> = match &self.root_guids {
+            Some(g) if is_root => {
+                let held: HashSet<u64> = dest.iter().map(|s| s.guid).collect();
+                g.intersection(&held).copied().collect()
+            }
             _ => HashSet::new(),
         };
         let mut bad_name: Option<String> = None;

@@ -457,6 +457,7 @@ mod tests {
                 snapshots: snaps(s),
                 encrypted: false,
                 resume_token: token.map(String::from),
+                sync: None,
             }),
             location: Location::InPlace(ds),
             lock: None,
@@ -595,6 +596,7 @@ mod tests {
             snapshots: snaps(s),
             encrypted: false,
             resume_token: token.map(String::from),
+            sync: None,
         };
         let no_common = |n: &str| Root::NoCommon { newest: n.into() };
         let cases = [
@@ -630,6 +632,7 @@ mod tests {
             snapshots: Vec::new(),
             encrypted: false,
             resume_token: None,
+            sync: None,
         };
         assert_eq!(
             judge_root(&pool, Some(&info), &HashSet::new(), false),

@@ -1,6 +1,6 @@
 //! Command line of `zfsync-send`: raw options ([`Args`]) become a checked [`Config`].
 
-use crate::Config;
+use crate::{Config, Pattern, SnapshotFilter};
 use std::path::PathBuf;
 use zfsync_cli::parse_options;
 use zfsync_cli::values::{number, seconds, HostPort};
@@ -13,16 +13,33 @@ Usage: zfsync-send [options] DATASET HOST[:PORT]
 
 Replicate DATASET and every filesystem and volume below it to a zfsync-recv service.
 Each dataset gets the snapshots the receiver lacks: a full stream for a new dataset, then
-an incremental one (with all intermediate snapshots) from the newest snapshot both sides
-share, matched by GUID. Nothing on the receiver is rolled back or destroyed by a send.
+an incremental one (with all intermediate snapshots, or the ones --include-snaps and
+--exclude-snaps keep) from the newest snapshot both sides share, matched by GUID. Nothing on the receiver is rolled back or destroyed by a send.
+A dataset whose user property zfsync:sync is off (set there or inherited) is left out;
+a child that sets it on again is sent.
 HOST is a name or an address, an IPv6 address in brackets ([fd00::2]:7611); PORT
 defaults to 7611.
 
 Options:
   -t, --threads N       parallel sessions, one TCP connection each (default 8)
-  -n, --dry-run         ask the receiver and show what would be sent; send nothing
+  -n, --dry-run         ask the receiver and show what would be sent, and what is
+                        left out and why; send nothing
   -d, --dest PATH       where DATASET lands, relative to the receiver's target
                         (default: the target itself)
+      --exclude PATTERN
+                        leave out the datasets whose path below DATASET matches
+                        PATTERN, and everything below them (repeatable):
+                        * is any run of characters within a path component,
+                        ** any run across components, ? one character;
+                        e.g. scratch, */cache, vms/**
+      --include-snaps GLOB
+                        send only the snapshots whose name (after the @)
+                        matches GLOB (repeatable; default: all), e.g. zfsync_*
+      --exclude-snaps GLOB
+                        do not send the snapshots whose name matches GLOB
+                        (repeatable); a snapshot left out between two sent
+                        ones is stepped over (zfs send -i), so the receiver
+                        gets exactly the ones that match
       --timeout SECS    give up on a silent receiver after SECS seconds (default 60),
                         and kill a zfs command that runs 5 times as long
       --retries N       retries of a dataset after a transient failure (default 3)
@@ -36,6 +53,11 @@ Options:
                         where the ZFS supports them
       --no-raw          send encrypted datasets decrypted (keys must be loaded);
                         by default they are sent raw (-w) and stay encrypted
+      --props           send each dataset's properties with it (zfs send -p):
+                        compression, user properties and the like arrive on the
+                        replica; mountpoint, canmount, readonly and sharing
+                        stay the receiver's (zfs recv -x); refused on zfs-fuse,
+                        whose zfs recv cannot keep them out
       --key-file FILE   authenticate with the first key in FILE (NAME SECRET per
                         line, mode 600) and require the receiver to prove it too
       --zfs PATH        zfs binary (default: zfs)
@@ -46,13 +68,17 @@ Options:
   -V, --version         show the version
 
 Exit status: 0 when every dataset is done (sent, up to date, or without snapshots),
-1 when at least one dataset failed (the others were still tried), 2 on a usage error.
+1 when at least one dataset failed (the others were still tried), 2 on a usage or
+configuration error.
 
 Examples:
   zfsync-send -t 8 tank/data backuphost:7611
       send tank/data and every dataset below it, 8 at once
   zfsync-send -n -d hosts/fileserver tank/data backuphost
       show what would go to TARGET/hosts/fileserver on backuphost; send nothing
+  zfsync-send -n --exclude scratch tank/data backuphost
+      show what would be sent without tank/data/scratch and what is below it,
+      and each dataset left out with the reason
   zfsync-send --key-file /etc/zfsync/key --mark backuphost tank/data backuphost
       authenticate, and mark what backuphost has so expiry keeps it
 ";
@@ -65,12 +91,16 @@ pub struct Args {
     pub threads: Option<String>,
     pub dry_run: bool,
     pub dest: Option<String>,
+    pub exclude: Vec<String>,
+    pub include_snaps: Vec<String>,
+    pub exclude_snaps: Vec<String>,
     pub timeout: Option<String>,
     pub retries: Option<String>,
     pub mark: Option<String>,
     pub zfs: Option<String>,
     pub plain: bool,
     pub no_raw: bool,
+    pub props: bool,
     pub key_file: Option<String>,
     pub output: Output,
 }
@@ -85,6 +115,9 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optopt("t", "threads", "", "N");
     o.optflag("n", "dry-run", "");
     o.optopt("d", "dest", "", "PATH");
+    o.optmulti("", "exclude", "", "PATTERN");
+    o.optmulti("", "include-snaps", "", "GLOB");
+    o.optmulti("", "exclude-snaps", "", "GLOB");
     o.optopt("", "timeout", "", "SECS");
     o.optopt("", "retries", "", "N");
     o.optopt("", "mark", "", "ID");
@@ -92,6 +125,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optflag("q", "quiet", "");
     o.optflag("", "plain", "");
     o.optflag("", "no-raw", "");
+    o.optflag("", "props", "");
     o.optopt("", "key-file", "", "FILE");
     let (m, mut output) = match parse_options(o, argv)? {
         Parsed::Run(r) => r,
@@ -114,12 +148,16 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         threads: m.opt_str("t"),
         dry_run: m.opt_present("n"),
         dest: m.opt_str("d"),
+        exclude: m.opt_strs("exclude"),
+        include_snaps: m.opt_strs("include-snaps"),
+        exclude_snaps: m.opt_strs("exclude-snaps"),
         timeout: m.opt_str("timeout"),
         retries: m.opt_str("retries"),
         mark: m.opt_str("mark"),
         zfs: m.opt_str("zfs"),
         plain: m.opt_present("plain"),
         no_raw: m.opt_present("no-raw"),
+        props: m.opt_present("props"),
         key_file: m.opt_str("key-file"),
         output,
     }))
@@ -140,12 +178,18 @@ impl Args {
                 as usize,
             dry_run: self.dry_run,
             dest,
+            exclude: patterns("--exclude", &self.exclude, Pattern::path)?,
+            snapshots: SnapshotFilter {
+                include: patterns("--include-snaps", &self.include_snaps, Pattern::snapshot)?,
+                exclude: patterns("--exclude-snaps", &self.exclude_snaps, Pattern::snapshot)?,
+            },
             timeout: seconds("--timeout", self.timeout.as_deref(), 60, 1..=u64::MAX)?,
             retries: number("--retries", self.retries.as_deref(), 3, 0..=u64::MAX)? as u32,
             mark: self.mark.map(check_mark).transpose()?,
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
             plain: self.plain,
             no_raw: self.no_raw,
+            props: self.props,
             key: match &self.key_file {
                 None => None,
                 Some(f) => zfsync_protocol::auth::read_key_file(std::path::Path::new(f))?
@@ -155,6 +199,18 @@ impl Args {
         };
         Ok((config, self.output))
     }
+}
+
+/// Each of `texts` as a pattern, or the usage error that names `option`.
+fn patterns(
+    option: &str,
+    texts: &[String],
+    parse: fn(&str) -> Result<Pattern, String>,
+) -> Result<Vec<Pattern>, UsageError> {
+    texts
+        .iter()
+        .map(|t| parse(t).map_err(|e| format!("{option}: {e}").into()))
+        .collect()
 }
 
 /// A mark id becomes part of a user property name: keep it to what ZFS allows there.
@@ -233,9 +289,51 @@ mod tests {
     }
 
     #[test]
+    fn exclude_patterns_are_checked_and_kept_in_order() {
+        let c = config(&[
+            "--exclude",
+            "scratch",
+            "--exclude",
+            "*/cache",
+            "tank/data",
+            "h",
+        ]);
+        let got: Vec<String> = c.unwrap().exclude.iter().map(|p| p.to_string()).collect();
+        assert_eq!(got, ["scratch", "*/cache"]);
+        assert_eq!(
+            config(&["--exclude", "/tank/data/x", "tank/data", "h"])
+                .unwrap_err()
+                .to_string(),
+            "--exclude: \"/tank/data/x\": absolute path where a relative one is expected"
+        );
+    }
+
+    #[test]
+    fn snapshot_globs_are_names_without_the_at() {
+        let c = config(&[
+            "--include-snaps",
+            "zfsync_*",
+            "--exclude-snaps",
+            "*_S",
+            "tank/data",
+            "h",
+        ])
+        .unwrap();
+        assert!(c.snapshots.keeps("zfsync_2026-11-22_1200_H"));
+        assert!(!c.snapshots.keeps("zfsync_2026-11-22_1200_S"));
+        assert!(!c.snapshots.keeps("before-upgrade"));
+        let e = config(&["--include-snaps", "@zfsync_*", "tank/data", "h"]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("--include-snaps: \"@zfsync_*\""),
+            "{e}"
+        );
+        assert!(config(&["--exclude-snaps", "a/b", "tank/data", "h"]).is_err());
+    }
+
+    #[test]
     fn help_ends_with_examples_that_parse() {
         let examples = zfsync_cli::examples(USAGE, "zfsync-send").unwrap();
-        assert_eq!(examples.len(), 3);
+        assert_eq!(examples.len(), 4);
         for argv in examples {
             match parse(&argv) {
                 // A key file is read when checked: only the parse is tried for that one.

@@ -1,8 +1,8 @@
 //! `zfsync-send` as a library: [`run`] replicates a dataset tree to a receiver and returns
 //! the per-dataset reports.
 //!
-//! The tree is listed once (one zfs command), every dataset with snapshots becomes a job on
-//! a channel, and `threads` workers each hold one connection, reused dataset after dataset.
+//! The tree is listed once (one zfs command), [`select`] chooses the datasets to send,
+//! every one of them with snapshots becomes a job on a channel, and `threads` workers each hold one connection, reused dataset after dataset.
 //! A failure costs its dataset: the others go on. Transient failures (a dropped
 //! connection, a busy dataset, a parent that has not arrived yet) are retried a bounded
 //! number of times with backoff; refusals (divergence) are not.
@@ -12,10 +12,12 @@ mod conn;
 mod pool;
 mod replicate;
 mod report;
+mod select;
 
 pub use report::{
     print_summary, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream, StreamKind,
 };
+pub use select::{Pattern, SnapshotFilter};
 
 use conn::Connection;
 use log::{info, warn};
@@ -27,7 +29,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use zfsync_protocol::Reason;
 use zfsync_zfs::protect::SourceMarks;
-use zfsync_zfs::{Dataset, Zfs};
+use zfsync_zfs::{Dataset, Zfs, SYNC_PROPERTY};
 
 /// A checked configuration.
 #[derive(Clone, Debug)]
@@ -37,6 +39,10 @@ pub struct Config {
     pub threads: usize,
     pub dry_run: bool,
     pub dest: String,
+    /// `--exclude`: datasets (and their subtrees) left out, by path below `dataset`.
+    pub exclude: Vec<Pattern>,
+    /// `--include-snaps`, `--exclude-snaps`: the snapshots offered and sent.
+    pub snapshots: SnapshotFilter,
     pub timeout: Duration,
     pub retries: u32,
     /// Receiver id for `zfsync:base:ID` marks on delivered snapshots.
@@ -46,6 +52,8 @@ pub struct Config {
     pub plain: bool,
     /// Send encrypted datasets decrypted instead of raw (needs their keys loaded).
     pub no_raw: bool,
+    /// `--props`: each dataset's properties go with its streams (`zfs send -p`).
+    pub props: bool,
     /// The key to authenticate with (the first of `--key-file`).
     pub key: Option<zfsync_protocol::auth::Key>,
 }
@@ -68,6 +76,8 @@ pub enum Error {
     Violation(String),
     /// Authentication failed or is missing on one side.
     Auth(String),
+    /// The options ask for what this host's ZFS cannot do safely: a configuration error.
+    Unsupported(String),
 }
 
 impl Error {
@@ -77,7 +87,7 @@ impl Error {
             Error::Protocol(e) => e.is_retryable(),
             Error::Io(_) | Error::Connect(_) | Error::Closed => true,
             Error::Peer { reason, .. } => reason.is_retryable(),
-            Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) => false,
+            Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) | Error::Unsupported(_) => false,
         }
     }
 }
@@ -93,6 +103,7 @@ impl fmt::Display for Error {
             Error::Peer { reason, text } => write!(f, "receiver: {}: {text}", reason.as_str()),
             Error::Violation(s) => write!(f, "protocol violation by the receiver: {s}"),
             Error::Auth(s) => write!(f, "authentication: {s}"),
+            Error::Unsupported(s) => f.write_str(s),
         }
     }
 }
@@ -122,6 +133,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub fn run(config: &Config) -> Result<RunReport> {
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
     info!("zfs flavor={:?}", zfs.capabilities().flavor);
+    check_props(config, zfs.capabilities())?;
     // Greet the receiver while the tree is listed: the receiver lists its side when
     // greeted, so the two listings (the bulk of a no-change run) overlap. The connection
     // becomes the first worker's. A failure here is retried by the workers as usual.
@@ -132,19 +144,53 @@ pub fn run(config: &Config) -> Result<RunReport> {
     });
     let tree = tree?;
     // What the receiver judges the root's replica by, on every connection (see
-    // `Connection::announce_root`).
+    // `Connection::announce_root`): the snapshots its offers can hold, those the filters keep.
     let root_guids: Vec<u64> = tree
         .iter()
         .find(|i| i.name == config.dataset.as_str())
-        .map(|i| i.snapshots.iter().map(|s| s.guid).collect())
+        .map(|i| {
+            i.snapshots
+                .iter()
+                .filter(|s| config.snapshots.keeps(&s.name))
+                .map(|s| s.guid)
+                .collect()
+        })
         .unwrap_or_default();
     let root_guids = zfsync_protocol::root_sample(&root_guids);
-    let mut reports = Vec::new();
+    let chosen = select::choose(tree, &config.dataset, &config.exclude);
+    for p in &chosen.unmatched {
+        warn!("--exclude {p} matched no dataset below {}", config.dataset);
+    }
+    let mut excluded = chosen.excluded;
+    for e in &excluded {
+        info!("skip dataset={} reason=excluded ({e})", e.dataset);
+    }
+    let by_property = excluded
+        .iter()
+        .any(|e| matches!(e.why, select::Why::Property { .. }));
+    if config.dry_run && by_property {
+        // Where an inherited value comes from is not in the listing: one more zfs command,
+        // only for a dry run that shows it.
+        match zfs.get_sources_recursive(&config.dataset, SYNC_PROPERTY) {
+            Ok(sources) => select::add_sources(&mut excluded, &sources),
+            Err(e) => warn!("cannot read where {SYNC_PROPERTY} comes from: {e}"),
+        }
+    }
+    let mut reports: Vec<Report> = chosen
+        .unreadable
+        .into_iter()
+        .map(|(dataset, why)| Report {
+            dataset,
+            delivery: Delivery::failed(why),
+        })
+        .collect();
     let mut jobs = Vec::new();
-    for info in tree {
-        let ds = Dataset::new(&info.name).map_err(zfsync_zfs::Error::from)?;
-        let rel = ds.relative_to(&config.dataset).unwrap_or("").to_string();
-        if info.snapshots.is_empty() {
+    for (rel, info) in chosen.datasets {
+        if !info
+            .snapshots
+            .iter()
+            .any(|s| config.snapshots.keeps(&s.name))
+        {
             info!("skip dataset={} reason=no-snapshots", info.name);
             reports.push(Report {
                 dataset: info.name,
@@ -204,8 +250,28 @@ pub fn run(config: &Config) -> Result<RunReport> {
     };
     Ok(RunReport {
         datasets: reports,
+        excluded: match config.dry_run {
+            true => excluded.iter().map(|e| e.to_string()).collect(),
+            false => Vec::new(),
+        },
         cleanup,
     })
+}
+
+/// `--props` only where properties can be kept safe: a stream with properties sets every
+/// one it carries on a ZFS whose `zfs recv` has no `-x` (zfs-fuse mounts the copy at the
+/// stream's mountpoint), and this side cannot see the receiver's ZFS. Refused on such a
+/// ZFS, where the receiver is most likely of the same kind.
+fn check_props(config: &Config, caps: &zfsync_zfs::Capabilities) -> Result<()> {
+    if config.props && !caps.recv_exclude {
+        return Err(Error::Unsupported(format!(
+            "--props is refused on this ZFS ({}): its zfs recv cannot keep properties such \
+             as mountpoint out of a stream (no -x), so properties are sent only between \
+             OpenZFS hosts",
+            caps.flavor
+        )));
+    }
+    Ok(())
 }
 
 /// Asks for the receiver's cleanup on `conn`, a worker's connection still open (a new one
@@ -219,4 +285,33 @@ fn request_cleanup(config: &Config, conn: Option<Connection>) -> Result<Option<S
     let done = conn.cleanup()?;
     conn.bye();
     Ok(done.line())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zfsync_zfs::Capabilities;
+
+    fn config(args: &[&str]) -> Config {
+        let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match cli::config(&argv) {
+            Ok(cli::Parsed::Run((c, _))) => c,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn props_are_sent_only_from_a_zfs_that_can_keep_them_out() {
+        let props = config(&["--props", "tank/data", "h"]);
+        let plain = config(&["tank/data", "h"]);
+        assert!(check_props(&props, &Capabilities::openzfs("2.2.0")).is_ok());
+        assert!(check_props(&plain, &Capabilities::legacy()).is_ok());
+        match check_props(&props, &Capabilities::legacy()) {
+            Err(Error::Unsupported(why)) => {
+                assert!(why.starts_with("--props is refused"), "{why}");
+                assert!(why.contains("no -x"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

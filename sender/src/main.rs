@@ -1,10 +1,11 @@
 //! `zfsync-send`: the command line becomes a [`Config`], the run's summary is printed, and
-//! the exit status tells the truth (0 all done, 1 some dataset failed, 2 usage error).
+//! the exit status tells the truth (0 all done, 1 some dataset failed, 2 usage or
+//! configuration error).
 
 use std::process::ExitCode;
 use zfsync_cli::{Exit, OnStop, Output, Program};
 use zfsync_send::cli::{self, USAGE};
-use zfsync_send::{print_summary, run, Config};
+use zfsync_send::{print_summary, run, Config, Error};
 
 const PROGRAM: Program = Program {
     name: "zfsync-send",
@@ -21,7 +22,13 @@ fn main() -> ExitCode {
 }
 
 fn send(config: &Config, output: &Output) -> zfsync_send::Result<Exit> {
-    let report = run(config)?;
+    let report = match run(config) {
+        Err(Error::Unsupported(why)) => {
+            eprintln!("{}: {why}", PROGRAM.name);
+            return Ok(Exit::Usage);
+        }
+        r => r?,
+    };
     let _ = print_summary(&report, output.quiet, &mut std::io::stdout());
     Ok(if report.all_ok() {
         Exit::Done

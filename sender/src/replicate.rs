@@ -9,6 +9,7 @@
 use crate::conn::Connection;
 use crate::pool::Job;
 use crate::report::{Delivery, SnapshotRef, Status, Step, Stream, StreamKind};
+use crate::select::next_step;
 use crate::{Config, Result};
 use log::{info, warn};
 use zfsync_protocol::{Outcome, Plan, Reason};
@@ -46,17 +47,18 @@ impl Replicator<'_> {
 }
 
 /// Whether a resume token from the receiver may be used for `job`, and if so the snapshots
-/// it starts from and ends with. It must end with one of the snapshots offered (name and
-/// GUID, in this dataset), start (if incremental) from one of them, and be raw when this
-/// run sends the dataset raw, so that a receiver cannot get another dataset's data, or an
-/// encrypted dataset's plaintext, by naming it in a token.
+/// it starts from and ends with. It must end with one of the snapshots offered (`snaps`:
+/// name and GUID, in this dataset), start (if incremental) from one of them, and be raw
+/// when this run sends the dataset raw, so that a receiver cannot get another dataset's
+/// data, a snapshot the filters leave out, or an encrypted dataset's plaintext, by naming
+/// it in a token.
 fn check_token(
     t: &zfsync_zfs::TokenInfo,
     job: &Job,
+    snaps: &[Snapshot],
     config: &Config,
 ) -> std::result::Result<(Option<SnapshotRef>, SnapshotRef), String> {
     let ds = &job.info.name;
-    let snaps = &job.info.snapshots;
     let toname = t.toname.as_deref().ok_or("it names no snapshot")?;
     let snap = match toname.split_once('@') {
         Some((d, s)) if d == ds.as_str() => s,
@@ -74,7 +76,7 @@ fn check_token(
             Some(from) => Some(snapshot_ref(from)),
             None => {
                 return Err(format!(
-                    "it starts from a snapshot this source does not have (guid {guid})"
+                    "it starts from a snapshot this run did not offer (guid {guid})"
                 ))
             }
         },
@@ -96,9 +98,15 @@ enum SendCommand {
 /// One dataset's session: offer, and stream what the receiver asks for. A new dataset
 /// gets its oldest snapshot in full, then the rest incrementally, on the same connection;
 /// an interrupted stream is first resumed. Each round ends with the receiver's verdict.
+///
+/// Only the snapshots the filters keep are offered. The receiver takes an incremental
+/// stream to end with the newest snapshot offered, so when one left out lies between the
+/// base and the newest, each round offers the kept snapshots up to the end of the next
+/// step ([`next_step`]) only, and sends that step (`-i` over the ones left out).
 fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Result<Delivery> {
-    let snaps = &job.info.snapshots;
-    let newest = snaps.last().expect("jobs have snapshots");
+    let all = &job.info.snapshots;
+    let snaps = config.snapshots.offered(all);
+    let newest = snaps.last().expect("jobs have snapshots the filters keep");
     let ds = &job.info.name;
     let mut steps: Vec<Step> = Vec::new();
     let ended_with_error = |status, steps, error: String| Delivery {
@@ -111,20 +119,41 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
         newest: Some(snapshot_ref(newest)),
         ..Delivery::new(status)
     };
+    // How many of `snaps` the next offer holds: all of them until the receiver's state
+    // is known, then up to the end of the step from there.
+    let offer_after = |guid: u64| match next_step(all, &config.snapshots, guid) {
+        Some(step) => {
+            snaps
+                .iter()
+                .position(|s| s.guid == step.to.guid)
+                .unwrap_or(0)
+                + 1
+        }
+        None => snaps.len(),
+    };
+    let mut offered = snaps.len();
     let mut resume_failed = false;
-    // Rounds: resume, full, incremental, and one more for a resume that failed. More
-    // would mean the receiver does not keep what it acknowledged.
-    for _round in 0..4 {
-        let plan = conn.offer(&job.rel, job.info.kind, snaps, config.dry_run)?;
+    // Rounds: resume, full, one per incremental step, one more for a resume that failed
+    // and one for a step the receiver was not where this side thought. More would mean
+    // the receiver does not keep what it acknowledged.
+    for _round in 0..snaps.len() + 4 {
+        let offer = &snaps[..offered];
+        let end = offer.last().expect("an offer holds a snapshot");
+        let plan = conn.offer(&job.rel, job.info.kind, offer, config.dry_run)?;
         let mut then = None;
         let (command, mut stream) = match plan {
-            // Up to date means the receiver has our newest snapshot; it names it.
-            Plan::UpToDate { name } if name != newest.name => {
+            // Up to date means the receiver has the newest snapshot offered; it names it.
+            Plan::UpToDate { name } if name != end.name => {
                 let text = format!(
-                    "receiver says up to date with @{name}, but the newest snapshot is @{}",
-                    newest.name
+                    "receiver says up to date with @{name}, but the newest snapshot offered is @{}",
+                    end.name
                 );
                 return Ok(ended_with_error(Status::Failed, steps, text));
+            }
+            Plan::UpToDate { .. } if end.guid != newest.guid => {
+                // It had the step's end already: offer everything again.
+                offered = snaps.len();
+                continue;
             }
             Plan::UpToDate { .. } if steps.is_empty() => {
                 return Ok(ended_at_newest(Status::UpToDate, steps))
@@ -146,7 +175,7 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
                 // partial state on Abort, and the next offer gets a plan from scratch.
                 let checked = match zfs.resume_token_info(&token) {
                     Err(e) => Err(format!("resume failed ({e})")),
-                    Ok(t) => match check_token(&t, job, config) {
+                    Ok(t) => match check_token(&t, job, offer, config) {
                         Ok((from, to)) => Ok((t, from, to)),
                         Err(why) => Err(format!("resume refused ({why})")),
                     },
@@ -184,7 +213,7 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
                     ..stream_record(StreamKind::Full, None, oldest, 1, &opts, zfs)
                 };
                 if config.dry_run && snaps.len() > 1 {
-                    // What would follow the full stream: the rest, as one incremental.
+                    // What would follow the full stream: the rest, incrementally.
                     let (kind, rest) = (StreamKind::Incremental, snaps.len() - 1);
                     then = Some(stream_record(kind, Some(oldest), newest, rest, &opts, zfs));
                 }
@@ -195,27 +224,44 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
                 from_guid,
                 from_name,
             } => {
-                let Some(from) = snaps.iter().find(|s| s.guid == from_guid) else {
-                    let text = format!("receiver named base @{from_name} (guid {from_guid}), which this source does not have");
+                let Some(from) = offer.iter().find(|s| s.guid == from_guid) else {
+                    let text = format!("receiver named base @{from_name} (guid {from_guid}), which this run did not offer");
                     conn.abandon(&text)?;
                     return Ok(ended_with_error(Status::Failed, steps, text));
                 };
-                let count = snaps
-                    .iter()
-                    .rev()
-                    .take_while(|s| s.guid != from_guid)
-                    .count();
-                let mut opts = send_options(config, &job.info, Some(format!("{ds}@{}", from.name)));
+                let (to, count) = if config.dry_run {
+                    // What would arrive, in however many steps: all offered after it.
+                    let after = snaps.iter().rev().take_while(|s| s.guid != from_guid);
+                    (newest, after.count())
+                } else {
+                    let Some(step) = next_step(all, &config.snapshots, from_guid) else {
+                        let text = format!(
+                            "receiver asked for the snapshots after @{}, and none is offered",
+                            from.name
+                        );
+                        conn.abandon(&text)?;
+                        return Ok(ended_with_error(Status::Failed, steps, text));
+                    };
+                    if step.to.guid != end.guid {
+                        // The receiver takes the stream to end with the newest offered,
+                        // and a snapshot left out lies before that: offer again, up to
+                        // the end of this step.
+                        let text = format!(
+                            "offering again up to @{}, stepping over snapshots left out",
+                            step.to.name
+                        );
+                        conn.abandon(&text)?;
+                        offered = offer_after(from_guid);
+                        continue;
+                    }
+                    (step.to, step.snapshots)
+                };
+                let base = format!("{ds}@{}", from.name);
+                let mut opts = send_options(config, &job.info, Some(base));
                 opts.intermediates = count > 1;
-                let stream = stream_record(
-                    StreamKind::Incremental,
-                    Some(from),
-                    newest,
-                    count,
-                    &opts,
-                    zfs,
-                );
-                let name = format!("{ds}@{}", newest.name);
+                let kind = StreamKind::Incremental;
+                let stream = stream_record(kind, Some(from), to, count, &opts, zfs);
+                let name = format!("{ds}@{}", to.name);
                 (SendCommand::Snapshot { name, opts }, stream)
             }
         };
@@ -246,10 +292,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
                 }
                 if !snaps.iter().any(|s| s.guid == newest_guid) {
                     let text = format!(
-                        "receiver's newest snapshot is now @{got}, which is not one of ours"
+                        "receiver's newest snapshot is now @{got}, which is not one this run offered"
                     );
                     return Ok(ended_with_error(Status::Failed, steps, text));
                 }
+                offered = offer_after(newest_guid);
             }
             // A resume that fails (stale token, source snapshot gone) is dropped by the
             // receiver: offer again for a normal incremental.
@@ -258,6 +305,7 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
                 stream.failed = Some(text);
                 steps.push(Step::Stream(stream));
                 resume_failed = true;
+                offered = snaps.len();
             }
             Outcome::Failed { reason, text } => {
                 let status = if reason == Reason::StreamFailed {
@@ -317,6 +365,7 @@ fn send_options(config: &Config, info: &DatasetInfo, from: Option<String>) -> Se
         large_blocks: !config.plain,
         embedded: !config.plain,
         raw: info.encrypted && !config.no_raw,
+        props: config.props,
     }
 }
 
@@ -339,6 +388,7 @@ mod tests {
                 snapshots: vec![snap("s1", 11), snap("s2", 22)],
                 encrypted,
                 resume_token: None,
+                sync: None,
             },
             rel: String::new(),
             attempt: 0,
@@ -368,6 +418,27 @@ mod tests {
         }
     }
 
+    /// `check_token` with every snapshot of the job offered.
+    fn check_token_of(
+        t: &TokenInfo,
+        job: &Job,
+        config: &Config,
+    ) -> std::result::Result<(Option<SnapshotRef>, SnapshotRef), String> {
+        check_token(t, job, &job.info.snapshots, config)
+    }
+
+    #[test]
+    fn a_resume_token_for_a_snapshot_the_filters_leave_out_is_refused() {
+        let (j, c) = (job(false), config(false));
+        let offered = &j.info.snapshots[..1];
+        let t = token("tank/data@s2", 22, Some(11), false);
+        let e = check_token(&t, &j, offered, &c).unwrap_err();
+        assert!(e.contains("did not offer"), "{e}");
+        let t = token("tank/data@s1", 11, Some(22), false);
+        let e = check_token(&t, &j, offered, &c).unwrap_err();
+        assert!(e.contains("did not offer"), "{e}");
+    }
+
     #[test]
     fn resume_tokens_are_checked_against_the_offer() {
         let (j, c) = (job(false), config(false));
@@ -376,15 +447,15 @@ mod tests {
             guid,
         };
         assert_eq!(
-            check_token(&token("tank/data@s2", 22, Some(11), false), &j, &c),
+            check_token_of(&token("tank/data@s2", 22, Some(11), false), &j, &c),
             Ok((Some(s("s1", 11)), s("s2", 22)))
         );
         assert_eq!(
-            check_token(&token("tank/data@s1", 11, None, false), &j, &c),
+            check_token_of(&token("tank/data@s1", 11, None, false), &j, &c),
             Ok((None, s("s1", 11)))
         );
         let refused = |t: TokenInfo, why: &str| {
-            let e = check_token(&t, &j, &c).unwrap_err();
+            let e = check_token_of(&t, &j, &c).unwrap_err();
             assert!(e.contains(why), "{e:?} lacks {why:?}");
         };
         refused(
@@ -397,17 +468,17 @@ mod tests {
         );
         refused(token("tank/data@s3", 33, None, false), "did not offer");
         refused(token("tank/data@s2", 99, None, false), "another GUID");
-        refused(token("tank/data@s2", 22, Some(7), false), "does not have");
+        refused(token("tank/data@s2", 22, Some(7), false), "did not offer");
         refused(TokenInfo::default(), "names no snapshot");
     }
 
     #[test]
     fn an_encrypted_dataset_resumes_only_raw_unless_sent_decrypted() {
         let t = |rawok| token("tank/data@s2", 22, Some(11), rawok);
-        let e = check_token(&t(false), &job(true), &config(false)).unwrap_err();
+        let e = check_token_of(&t(false), &job(true), &config(false)).unwrap_err();
         assert!(e.contains("decrypted"), "{e}");
-        assert!(check_token(&t(true), &job(true), &config(false)).is_ok());
+        assert!(check_token_of(&t(true), &job(true), &config(false)).is_ok());
         // --no-raw: the user sends it decrypted anyway.
-        assert!(check_token(&t(false), &job(true), &config(true)).is_ok());
+        assert!(check_token_of(&t(false), &job(true), &config(true)).is_ok());
     }
 }

@@ -217,6 +217,8 @@ pub struct Report {
 #[derive(Debug)]
 pub struct RunReport {
     pub datasets: Vec<Report>,
+    /// Datasets left out and why, in a dry run: "tank/data/scratch (--exclude scratch)".
+    pub excluded: Vec<String>,
     /// The receiver's cleanup, if it was asked for and answered.
     pub cleanup: Option<String>,
 }
@@ -285,6 +287,11 @@ pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -
                 r.delivery.seconds,
                 r.delivery.note().replace('\n', " ")
             )?;
+        }
+    }
+    if !quiet {
+        for e in &report.excluded {
+            writeln!(out, "excluded: {e}")?;
         }
     }
     if let Some(c) = &report.cleanup {
@@ -482,6 +489,7 @@ mod tests {
                 ),
                 report("tank/data/c", Delivery::new(Status::NoSnapshots)),
             ],
+            excluded: vec!["tank/data/tmp (zfsync:sync=off)".into()],
             cleanup: Some("receiver cleanup: 1 placed".into()),
         };
         let printed = |quiet| {
@@ -497,7 +505,8 @@ mod tests {
              tank/data    sent                                12      1.23  full @s1, incremental @s1..@s3 (2 snapshots)\n\
              tank/data/a  up-to-date                           0      1.23  @s3\n\
              tank/data/b  failed                               3      1.23  two lines\n\
-             tank/data/c  no-snapshots                         0      1.23  \n"
+             tank/data/c  no-snapshots                         0      1.23  \n\
+             excluded: tank/data/tmp (zfsync:sync=off)\n"
                 .to_string()
                 + closing
         );

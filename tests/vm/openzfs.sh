@@ -60,6 +60,21 @@ same_files() {
     ((rc == 0)) || die "file contents differ at @$snap between $src and $dst"
 }
 
+# The properties the receiver keeps out of every stream (zfs recv -x) did not come from
+# one on DS, a new filesystem received in place: it is unmounted, not mountable by itself,
+# and writable.
+receiver_owns_its_properties() {
+    local ds=$1 p v
+    for p in mountpoint canmount readonly sharenfs sharesmb; do
+        v=$(zfs get -H -o value,source $p "$ds")
+        [[ $v != *received* ]] || die "$p came from the stream: $v"
+    done
+    [[ $(zfs get -H -o value mountpoint "$ds") == none ]] || die "mountpoint is $(zfs get -H -o value mountpoint "$ds")"
+    [[ $(zfs get -H -o value canmount "$ds") == noauto ]] || die "canmount is $(zfs get -H -o value canmount "$ds")"
+    [[ $(zfs get -H -o value readonly "$ds") == off ]] || die "readonly is $(zfs get -H -o value readonly "$ds")"
+    [[ $(zfs get -H -o value mounted "$ds") == no ]] || die "$ds is mounted"
+}
+
 start_recv() {
     "$RECV" -l "$ADDR" -v "$@" "$TARGET" >"$WORK/recv.out" 2>"$WORK/recv.log" &
     RECV_PID=$!
@@ -413,15 +428,42 @@ test_stream_properties_excluded() {
     same_snaps src/p $TARGET
     # The stream did carry properties: a harmless one arrived.
     [[ $(zfs get -H -o value zfsync:probe $TARGET) == kept ]] || die "no properties in the stream: the test proves nothing"
-    local p v
-    for p in mountpoint canmount sharenfs sharesmb; do
-        v=$(zfs get -H -o value,source $p $TARGET)
-        [[ $v != *received* ]] || die "$p came from the stream: $v"
-    done
-    [[ $(zfs get -H -o value mountpoint $TARGET) == none ]] || die "mountpoint is $(zfs get -H -o value mountpoint $TARGET)"
-    [[ $(zfs get -H -o value canmount $TARGET) == noauto ]] || die "canmount is $(zfs get -H -o value canmount $TARGET)"
-    [[ $(zfs get -H -o value mounted $TARGET) == no ]] || die "mounted"
-    note "mountpoint, canmount and shares in the stream were not applied; a user property was"
+    receiver_owns_its_properties $TARGET
+    note "mountpoint, canmount, readonly and shares in the stream were not applied; a user property was"
+}
+
+# issue 14 item 9: --props sends the dataset's properties (zfs send -p). compression and
+# a user property arrive on the replica, and their changes with the next incremental; the
+# receiver keeps mountpoint, canmount, readonly and the shares out (zfs recv -x).
+test_props_option() {
+    zfs create -o compression=gzip-3 -o mountpoint=/evil2 -o canmount=on src/p
+    zfs set sharenfs=on src/p 2>/dev/null || true
+    zfs set zfsync:probe=kept src/p
+    echo 1 >/evil2/f
+    zfs set readonly=on src/p
+    zfs snapshot src/p@s1
+    start_recv
+    "$SEND" -vv --props src/p "$ADDR" >"$WORK/send.out" 2>"$WORK/send.log" || { cat "$WORK/send.out"; die "send --props failed"; }
+    grep -Eq 'zfs start cmd="[^"]* send [^"]*-p ' "$WORK/send.log" || die "-p not used: $(grep 'zfs start' "$WORK/send.log")"
+    same_snaps src/p $TARGET
+    [[ $(zfs get -H -o value,source compression $TARGET) == $'gzip-3\treceived' ]] || die "compression: $(zfs get -H -o value,source compression $TARGET)"
+    [[ $(zfs get -H -o value,source zfsync:probe $TARGET) == $'kept\treceived' ]] || die "user property: $(zfs get -H -o value,source zfsync:probe $TARGET)"
+    receiver_owns_its_properties $TARGET
+    # Changed properties travel with the next incremental.
+    zfs set compression=lz4 src/p
+    zfs set zfsync:probe=changed src/p
+    zfs snapshot src/p@s2
+    "$SEND" --props src/p "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "incremental --props failed"; }
+    grep -q 'incremental @s1..@s2' "$WORK/send.out" || die "not an incremental: $(cat "$WORK/send.out")"
+    same_snaps src/p $TARGET
+    [[ $(zfs get -H -o value compression $TARGET) == lz4 ]] || die "compression change did not arrive"
+    [[ $(zfs get -H -o value zfsync:probe $TARGET) == changed ]] || die "user property change did not arrive"
+    receiver_owns_its_properties $TARGET
+    # Without --props no property travels: a copy beside it has none received.
+    "$SEND" -d plain src/p "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send without --props failed"; }
+    same_snaps src/p $TARGET/plain
+    [[ -z $(zfs get -H -s received -o property all $TARGET/plain) ]] || die "properties arrived without --props: $(zfs get -H -s received -o property,value all $TARGET/plain)"
+    note "--props: compression and a user property arrived (and their changes); mountpoint, canmount, readonly and shares did not"
 }
 
 # -- run -------------------------------------------------------------------------------
@@ -429,7 +471,7 @@ test_stream_properties_excluded() {
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_props_option)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null

@@ -12,6 +12,9 @@ pub struct Capabilities {
     pub list_parsable: bool,
     /// `zfs recv -u` (do not mount what was received).
     pub recv_unmounted: bool,
+    /// `zfs recv -x PROP` (keep a stream's property out). Without it, `zfs recv` applies
+    /// whatever properties a stream carries (zfs-fuse mounts at the stream's mountpoint).
+    pub recv_exclude: bool,
     /// `zfs recv -s` and `zfs send -t` (resumable streams).
     pub resumable: bool,
     /// Bookmarks (`zfs bookmark`, `send -i #bm`).
@@ -31,6 +34,7 @@ impl Capabilities {
             flavor: "legacy ZFS without 'zfs version' (zfs-fuse or similar)".into(),
             list_parsable: false,
             recv_unmounted: false,
+            recv_exclude: false,
             resumable: false,
             bookmarks: false,
             holds: false,
@@ -46,6 +50,7 @@ impl Capabilities {
             flavor: format!("OpenZFS {version}"),
             list_parsable: true,
             recv_unmounted: true,
+            recv_exclude: true,
             resumable: true,
             bookmarks: true,
             holds: true,

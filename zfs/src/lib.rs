@@ -31,7 +31,7 @@ mod token;
 
 pub use capabilities::Capabilities;
 pub use error::{Error, FailureKind, Result};
-pub use listing::{DatasetInfo, Kind, Snapshot};
+pub use listing::{DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
 pub use name::{
     check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
     NameError, MAX_NAME_LEN,
@@ -46,9 +46,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Properties a received stream may not set (`zfs recv -x`, where `-u` is there too):
-/// they would decide where the backup host mounts the data or whom it shares it with.
-pub const RECV_EXCLUDED: [&str; 4] = ["mountpoint", "canmount", "sharenfs", "sharesmb"];
+/// Properties a received stream may not set (`zfs recv -x`, where the ZFS has it): they
+/// would decide where the backup host mounts the data, whom it shares it with, or whether
+/// its copy can be written (`readonly` is the receiver's to set).
+pub const RECV_EXCLUDED: [&str; 5] = ["mountpoint", "canmount", "sharenfs", "sharesmb", "readonly"];
 
 /// Options of `zfs send`, each used only where the capabilities allow.
 #[derive(Clone, Debug, Default)]
@@ -64,6 +65,8 @@ pub struct SendOptions {
     pub large_blocks: bool,
     pub embedded: bool,
     pub raw: bool,
+    /// `-p`: the dataset's properties go with the stream.
+    pub props: bool,
 }
 
 /// Options of `zfs recv`.
@@ -260,6 +263,11 @@ impl Zfs {
     /// Starts `zfs send` of `snapshot` (full name), writing the stream to the process's
     /// stdout.
     pub fn send(&self, snapshot: &str, opts: &SendOptions) -> Result<ZfsProcess> {
+        self.spawn(&self.send_args(snapshot, opts), false, true)
+    }
+
+    /// The arguments of `zfs send` for `send`: the flags asked for that this ZFS has.
+    fn send_args<'a>(&self, snapshot: &'a str, opts: &'a SendOptions) -> Vec<&'a str> {
         let mut args = vec!["send"];
         if self.caps.send_compressed {
             if opts.compressed {
@@ -275,16 +283,24 @@ impl Zfs {
         if opts.raw && self.caps.send_raw {
             args.push("-w");
         }
+        if opts.props {
+            args.push("-p");
+        }
         if let Some(from) = &opts.from {
             args.extend([if opts.intermediates { "-I" } else { "-i" }, from.as_str()]);
         }
         args.push(snapshot);
-        self.spawn(&args, false, true)
+        args
     }
 
     /// Starts `zfs recv` into `target`, reading the stream from the process's stdin.
     /// Received datasets are not mounted where the ZFS allows it (`-u`).
     pub fn recv(&self, target: &Dataset, opts: &RecvOptions) -> Result<ZfsProcess> {
+        self.spawn(&self.recv_args(target, opts), true, false)
+    }
+
+    /// The arguments of `zfs recv` for `recv`.
+    fn recv_args<'a>(&self, target: &'a Dataset, opts: &RecvOptions) -> Vec<&'a str> {
         let mut args = vec!["recv"];
         if self.caps.recv_unmounted {
             args.push("-u");
@@ -298,7 +314,7 @@ impl Zfs {
         if opts.no_automount && self.caps.recv_unmounted {
             args.extend(["-o", "canmount=noauto"]);
         }
-        if self.caps.recv_unmounted {
+        if self.caps.recv_exclude {
             // The stream comes from the network: properties in it (a `send -p` or `-R`
             // stream) must not decide where anything mounts or what is shared on this host.
             for p in RECV_EXCLUDED {
@@ -308,7 +324,7 @@ impl Zfs {
             }
         }
         args.push(target.as_str());
-        self.spawn(&args, true, false)
+        args
     }
 
     /// Starts `zfs send -t TOKEN`: the rest of an interrupted stream. The token carries
@@ -407,7 +423,7 @@ impl Zfs {
     /// dataset or snapshot itself, not inherited ones (a user property set on a
     /// filesystem would otherwise show on every snapshot below it).
     pub fn get_local_recursive(&self, root: &Dataset, prop: &str) -> Result<Vec<(String, String)>> {
-        let args = [
+        self.name_and_field(&[
             "get",
             "-Hp",
             "-r",
@@ -417,15 +433,30 @@ impl Zfs {
             "name,value",
             prop,
             root.as_str(),
-        ];
-        let out = self.output(&args)?;
+        ])
+    }
+
+    /// `(name, source)` of one property for `root` and everything below it, snapshots
+    /// included: where each value comes from, as zfs words it ("local", "inherited from
+    /// tank/data", "-" for none).
+    pub fn get_sources_recursive(
+        &self,
+        root: &Dataset,
+        prop: &str,
+    ) -> Result<Vec<(String, String)>> {
+        self.name_and_field(&["get", "-H", "-r", "-o", "name,source", prop, root.as_str()])
+    }
+
+    /// Runs a `zfs get -H -o name,FIELD` and returns its lines as `(name, field)`.
+    fn name_and_field(&self, args: &[&str]) -> Result<Vec<(String, String)>> {
+        let out = self.output(args)?;
         out.lines()
             .filter(|l| !l.is_empty())
             .map(|l| {
                 l.split_once('\t')
                     .map(|(n, v)| (n.to_string(), v.to_string()))
                     .ok_or_else(|| Error::Parse {
-                        cmd: self.command_line(&args),
+                        cmd: self.command_line(args),
                         line: l.into(),
                         why: "expected 2 fields".into(),
                     })
@@ -445,5 +476,69 @@ fn grow_pipe(fd: std::os::fd::RawFd) {
     // SAFETY: fcntl on a pipe fd we own; no memory is passed.
     unsafe {
         libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zfs(caps: Capabilities) -> Zfs {
+        Zfs {
+            bin: "zfs".into(),
+            caps,
+            limit: None,
+        }
+    }
+
+    #[test]
+    fn a_receive_keeps_the_hosts_own_properties_out_of_the_stream() {
+        let target = Dataset::new("dst/backup/a").unwrap();
+        let opts = RecvOptions {
+            resumable: true,
+            ..RecvOptions::default()
+        };
+        let args = zfs(Capabilities::openzfs("2.2.0")).recv_args(&target, &opts);
+        assert_eq!(
+            args.join(" "),
+            "recv -u -s -x mountpoint -x canmount -x sharenfs -x sharesmb -x readonly dst/backup/a"
+        );
+        // A new filesystem: canmount is set, not kept out (zfs refuses both for one).
+        let new = RecvOptions {
+            no_automount: true,
+            ..opts.clone()
+        };
+        let args = zfs(Capabilities::openzfs("2.2.0")).recv_args(&target, &new);
+        assert_eq!(
+            args.join(" "),
+            "recv -u -s -o canmount=noauto -x mountpoint -x sharenfs -x sharesmb -x readonly dst/backup/a"
+        );
+        // zfs-fuse has no -x (nor -u, -s): nothing it could keep out.
+        let args = zfs(Capabilities::legacy()).recv_args(&target, &opts);
+        assert_eq!(args.join(" "), "recv dst/backup/a");
+    }
+
+    #[test]
+    fn a_send_carries_properties_only_when_asked() {
+        let mut opts = SendOptions {
+            from: Some("@s1".into()),
+            compressed: true,
+            ..SendOptions::default()
+        };
+        let openzfs = zfs(Capabilities::openzfs("2.2.0"));
+        assert_eq!(
+            openzfs.send_args("p/a@s2", &opts).join(" "),
+            "send -c -i @s1 p/a@s2"
+        );
+        opts.props = true;
+        assert_eq!(
+            openzfs.send_args("p/a@s2", &opts).join(" "),
+            "send -c -p -i @s1 p/a@s2"
+        );
+        let legacy = zfs(Capabilities::legacy());
+        assert_eq!(
+            legacy.send_args("p/a@s2", &opts).join(" "),
+            "send -p -i @s1 p/a@s2"
+        );
     }
 }

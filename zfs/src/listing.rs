@@ -35,7 +35,14 @@ pub struct DatasetInfo {
     pub encrypted: bool,
     /// The token of an interrupted resumable receive into this dataset (OpenZFS).
     pub resume_token: Option<String>,
+    /// The user property [`SYNC_PROPERTY`], set here or inherited (`None`: unset). What it
+    /// means is the sender's business.
+    pub sync: Option<String>,
 }
+
+/// The user property that says whether zfsync-send sends a dataset (`on`, `off`). A user
+/// property inherits like any other, so every dataset's listing carries its value.
+pub const SYNC_PROPERTY: &str = "zfsync:sync";
 
 /// One property a listing asks for.
 struct Column {
@@ -99,6 +106,16 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
+    // zfs-fuse's `zfs get` prints user properties as OpenZFS's `zfs list` does: the value,
+    // inherited or not, and "-" where unset.
+    Column {
+        prop: SYNC_PROPERTY,
+        legacy: true,
+        store: |r, v| {
+            r.sync = text(v);
+            Ok(())
+        },
+    },
 ];
 
 /// The zfs arguments that list `root` and what lies below it, `depth` levels deep (`None`:
@@ -156,6 +173,7 @@ struct Row {
     createtxg: Option<u64>,
     encryption: Option<String>,
     resume_token: Option<String>,
+    sync: Option<String>,
 }
 
 /// A number, or `None` for zfs's "-" (no value).
@@ -256,6 +274,7 @@ fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
                     snapshots: Vec::new(),
                     encrypted: row.encryption.is_some_and(|e| e != "off"),
                     resume_token: row.resume_token,
+                    sync: row.sync,
                 });
             }
             "snapshot" => {
@@ -295,11 +314,14 @@ mod tests {
 
     #[test]
     fn get_rows_from_zfs_fuse() {
-        // Verbatim shape of zfs-fuse's `zfs get -Hp -r -o name,property,value type,guid,createtxg`.
+        // Verbatim shape of zfs-fuse's
+        // `zfs get -Hp -r -o name,property,value type,guid,createtxg,zfsync:sync`.
         let out = "p/a\ttype\tfilesystem\np/a\tguid\t16371779888081111003\np/a\tcreatetxg\t7\n\
+                   p/a\tzfsync:sync\t-\n\
                    p/a@s2\ttype\tsnapshot\np/a@s2\tguid\t2\np/a@s2\tcreatetxg\t20\n\
                    p/a@s1\ttype\tsnapshot\np/a@s1\tguid\t1\np/a@s1\tcreatetxg\t16\n\
-                   p/a/b\ttype\tvolume\np/a/b\tguid\t8\np/a/b\tcreatetxg\t8\n";
+                   p/a/b\ttype\tvolume\np/a/b\tguid\t8\np/a/b\tcreatetxg\t8\n\
+                   p/a/b\tzfsync:sync\toff\n";
         let tree = build_tree("t", parse_get_rows("t", out).unwrap()).unwrap();
         assert_eq!(tree.len(), 2);
         assert_eq!(tree[0].name, "p/a");
@@ -310,12 +332,17 @@ mod tests {
             .collect();
         assert_eq!(names, [("s1", 1), ("s2", 2)]);
         assert_eq!(tree[1].kind, Kind::Volume);
+        assert_eq!(
+            (tree[0].sync.as_deref(), tree[1].sync.as_deref()),
+            (None, Some("off"))
+        );
     }
 
     #[test]
     fn list_rows_from_openzfs() {
-        let out = "p/a/b\tfilesystem\t9\t30\taes-256-gcm\t-\np/a\tfilesystem\t3\t5\toff\t1-abc\n\
-                   p/a@x\tsnapshot\t11\t6\t-\t-\np/a#bm\tbookmark\t11\t6\t-\t-\n";
+        let out = "p/a/b\tfilesystem\t9\t30\taes-256-gcm\t-\ton\n\
+                   p/a\tfilesystem\t3\t5\toff\t1-abc\t-\n\
+                   p/a@x\tsnapshot\t11\t6\t-\t-\t-\np/a#bm\tbookmark\t11\t6\t-\t-\t-\n";
         let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
         let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["p/a", "p/a/b"]);
@@ -323,17 +350,22 @@ mod tests {
         assert_eq!(tree[0].resume_token.as_deref(), Some("1-abc"));
         assert!(!tree[0].encrypted);
         assert!(tree[1].encrypted);
+        assert_eq!(
+            (tree[0].sync.as_deref(), tree[1].sync.as_deref()),
+            (None, Some("on"))
+        );
     }
 
     #[test]
     fn abbreviated_numbers_are_refused() {
         // zfs-fuse's `zfs list` prints "9.75E" for a GUID: never parse that as data.
-        assert!(parse_list_rows("t", "p/a@x\tsnapshot\t9.75E\t6\t-\t-\n").is_err());
+        assert!(parse_list_rows("t", "p/a@x\tsnapshot\t9.75E\t6\t-\t-\t-\n").is_err());
     }
 
     #[test]
     fn parents_sort_before_children() {
-        let out = "p/a-b\tfilesystem\t1\t1\toff\t-\np/a/c\tfilesystem\t2\t2\toff\t-\np/a\tfilesystem\t3\t3\toff\t-\n";
+        let out = "p/a-b\tfilesystem\t1\t1\toff\t-\t-\np/a/c\tfilesystem\t2\t2\toff\t-\t-\n\
+                   p/a\tfilesystem\t3\t3\toff\t-\t-\n";
         let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
         let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["p/a", "p/a/c", "p/a-b"]);
@@ -349,7 +381,7 @@ mod tests {
                 "-t",
                 "filesystem,volume,snapshot",
                 "-o",
-                "name,type,guid,createtxg,encryption,receive_resume_token",
+                "name,type,guid,createtxg,encryption,receive_resume_token,zfsync:sync",
                 "-r",
                 "p/a"
             ]
@@ -368,24 +400,24 @@ mod tests {
                 "name,property,value",
                 "-d",
                 "1",
-                "type,guid,createtxg",
+                "type,guid,createtxg,zfsync:sync",
                 "p/a"
             ]
         );
         assert_eq!(
             args(false, None, "p/a")[4..],
-            ["-r", "type,guid,createtxg", "p/a"]
+            ["-r", "type,guid,createtxg,zfsync:sync", "p/a"]
         );
     }
 
     #[test]
     fn a_line_with_a_field_too_few_or_too_many_is_refused() {
         for line in [
-            "p/a\tfilesystem\t3\t5\toff\n",
-            "p/a\tfilesystem\t3\t5\toff\t-\tx\n",
+            "p/a\tfilesystem\t3\t5\toff\t-\n",
+            "p/a\tfilesystem\t3\t5\toff\t-\t-\tx\n",
         ] {
             match parse_list_rows("t", line) {
-                Err(Error::Parse { why, .. }) => assert_eq!(why, "expected 6 fields"),
+                Err(Error::Parse { why, .. }) => assert_eq!(why, "expected 7 fields"),
                 other => panic!("{line:?}: {other:?}"),
             }
         }
