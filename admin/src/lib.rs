@@ -3,6 +3,8 @@
 //! argument.
 //!
 //! - `snapshot`: zfsync's snapshot of a dataset tree (`snapshot.rs`).
+//! - `prune`: destroying what a retention plan does not keep (`prune.rs`), planned per
+//!   dataset by `keep.rs`, which the receiver's pruning shares.
 //!
 //! Every subcommand gets the shared [`Context`] (the zfs binary, the time of the run)
 //! from its command line. A new subcommand is a module with a `PROGRAM`, a `main` and a
@@ -10,9 +12,12 @@
 //! options or work.
 
 mod context;
+pub mod keep;
+pub mod prune;
 pub mod snapshot;
 
 pub use context::Context;
+pub use keep::{plan_dataset, Candidate, DatasetPlan, Keep};
 
 use std::fmt;
 use std::process::ExitCode;
@@ -27,6 +32,7 @@ subcommand's options.
 
 Subcommands:
   snapshot   take zfsync's snapshot of a dataset tree
+  prune      destroy the snapshots a retention plan does not keep
   help       show this help, or a subcommand's
 
 Options:
@@ -39,10 +45,10 @@ Exit status: 0 done, 1 something failed, 2 usage error.
 Examples:
   zfsync snapshot tank/home
       snapshot tank/home and everything below it
-  zfsync help snapshot
-      the options of snapshot and its examples
-  zfsync --version
-      which zfsync this is
+  zfsync prune --keep hourly=24,daily=30 tank/home
+      keep a day of hourly and a month of daily snapshots, destroy the rest
+  zfsync help prune
+      the options of prune, the rules of a plan, and examples
 ";
 
 pub static PROGRAM: Program = Program {
@@ -61,11 +67,18 @@ pub struct Subcommand {
 }
 
 /// Every subcommand, in the order of the help.
-pub const SUBCOMMANDS: &[Subcommand] = &[Subcommand {
-    name: "snapshot",
-    program: &snapshot::PROGRAM,
-    main: snapshot::main,
-}];
+pub const SUBCOMMANDS: &[Subcommand] = &[
+    Subcommand {
+        name: "snapshot",
+        program: &snapshot::PROGRAM,
+        main: snapshot::main,
+    },
+    Subcommand {
+        name: "prune",
+        program: &prune::PROGRAM,
+        main: prune::main,
+    },
+];
 
 /// What the first arguments ask for.
 pub enum Choice<'a> {
@@ -182,6 +195,11 @@ mod tests {
             (&["help"], "print zfsync Help"),
             (&["-V"], "print zfsync Version"),
             (&["help", "snapshot"], "print zfsync snapshot Help"),
+            (&["help", "prune"], "print zfsync prune Help"),
+            (
+                &["prune", "--keep", "last=1", "t/a"],
+                r#"run prune ["--keep", "last=1", "t/a"]"#,
+            ),
             (
                 &["snapshot", "-n", "tank/a"],
                 r#"run snapshot ["-n", "tank/a"]"#,
@@ -189,7 +207,7 @@ mod tests {
             (&["snapshot", "--help"], r#"run snapshot ["--help"]"#),
             (
                 &["bogus"],
-                r#"error unknown subcommand "bogus"; subcommands: snapshot, help"#,
+                r#"error unknown subcommand "bogus"; subcommands: snapshot, prune, help"#,
             ),
             (&["help", "bogus"], "error unknown subcommand"),
             (
