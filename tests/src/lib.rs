@@ -23,7 +23,7 @@
 //! they report on stderr instead.
 //!
 //! Environment:
-//! - `ZFSYNC_BIN_DIR`: where `zfsync-send` and `zfsync-recv` are (default: the
+//! - `ZFSYNC_BIN_DIR`: where `zfsync-send`, `zfsync-recv` and `zfsync` are (default: the
 //!   workspace's `target/release`).
 //! - `ZFSYNC_ZFS`, `ZFSYNC_ZPOOL`: the `zfs` and `zpool` commands (default: from PATH).
 
@@ -38,7 +38,7 @@ mod scratch;
 mod sender;
 mod zfs_cmd;
 
-pub use bins::{bin_dir, receiver_bin, script, sender_bin};
+pub use bins::{admin_bin, bin_dir, receiver_bin, script, sender_bin};
 pub use datasets::{
     create, mountpoint, random_bytes, snapshot, snapshot_tree, write_file, write_file_unmounted,
 };
