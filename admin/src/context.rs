@@ -28,12 +28,9 @@ impl Context {
     /// The context from parsed options: the zfs binary, and the time from
     /// [`zfsync_cli::now`] (a bad `ZFSYNC_NOW` is a usage error).
     pub fn from_matches(m: &getopts::Matches) -> Result<Context, UsageError> {
-        let now = zfsync_cli::now()?;
-        let now = Timestamp::try_from(now)
-            .map_err(|e| UsageError::new(format!("the time is out of range: {e}")))?;
         Ok(Context {
             zfs_bin: PathBuf::from(m.opt_str("zfs").unwrap_or_else(|| "zfs".into())),
-            now: Timestamp::from_second(now.as_second()).unwrap_or(now),
+            now: now()?,
         })
     }
 
@@ -41,4 +38,12 @@ impl Context {
     pub fn zfs(&self) -> zfsync_zfs::Result<Zfs> {
         Zfs::detect(&self.zfs_bin)
     }
+}
+
+/// The time now in whole seconds, from [`zfsync_cli::now`]: `ZFSYNC_NOW` if set (a bad
+/// value is a usage error), else the clock.
+pub fn now() -> Result<Timestamp, UsageError> {
+    let now = Timestamp::try_from(zfsync_cli::now()?)
+        .map_err(|e| UsageError::new(format!("the time is out of range: {e}")))?;
+    Ok(Timestamp::from_second(now.as_second()).unwrap_or(now))
 }

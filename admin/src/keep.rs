@@ -45,9 +45,10 @@ impl Keep {
 pub struct Candidate {
     /// The part after `@`.
     pub name: String,
-    /// Its creation property: the time of a snapshot not named by zfsync (a zfsync name
-    /// carries its own).
-    pub creation: Option<Timestamp>,
+    /// Its time, where the name does not say it or the caller knows better: the
+    /// creation property of a snapshot not named by zfsync, the receiver's checked time
+    /// of one that is. `None`: the time in its zfsync name.
+    pub time: Option<Timestamp>,
     /// Its holds (`userrefs`): a held snapshot is never destroyed.
     pub userrefs: u64,
     /// The receivers whose base it is (`zfsync:base:ID` set on it).
@@ -121,8 +122,9 @@ pub fn plan_dataset(
     let snapshots: Vec<Snapshot> = candidates
         .iter()
         .map(|c| {
-            let time = parse_name(&c.name)
-                .or(c.creation)
+            let time = c
+                .time
+                .or_else(|| parse_name(&c.name))
                 .unwrap_or(Timestamp::UNIX_EPOCH);
             Snapshot::new(c.name.clone(), time)
         })
@@ -261,7 +263,7 @@ mod tests {
         snaps[1].marks = vec!["bk1".into(), "bk2".into()];
         snaps.push(Candidate {
             name: "before-upgrade".into(),
-            creation: Some(ts("2026-12-01T03:00:00Z")),
+            time: Some(ts("2026-12-01T03:00:00Z")),
             ..Candidate::default()
         });
         let also = [(snaps[2].name.clone(), "receiver's base".to_string())];

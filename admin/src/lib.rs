@@ -16,7 +16,7 @@ pub mod keep;
 pub mod prune;
 pub mod snapshot;
 
-pub use context::Context;
+pub use context::{now, Context};
 pub use keep::{plan_dataset, Candidate, DatasetPlan, Keep};
 
 use std::fmt;

@@ -15,6 +15,7 @@ use log::info;
 use std::collections::HashMap;
 use std::process::ExitCode;
 use zfsync_cli::{parse_options, Exit, OnStop, Output, Parsed, Program, UsageError};
+use zfsync_retention::parse_name;
 use zfsync_zfs::protect::{is_valid_id, mark_id, mark_property};
 use zfsync_zfs::{Dataset, DatasetFacts, FailureKind, Zfs};
 
@@ -170,7 +171,11 @@ fn candidates(ds: &DatasetFacts, marks: &HashMap<String, Vec<String>>) -> Vec<Ca
         .iter()
         .map(|s| Candidate {
             name: s.name.clone(),
-            creation: s.creation.and_then(|t| Timestamp::from_second(t).ok()),
+            // A zfsync name says its time; another snapshot's is its creation.
+            time: match parse_name(&s.name) {
+                Some(_) => None,
+                None => s.creation.and_then(|t| Timestamp::from_second(t).ok()),
+            },
             userrefs: s.userrefs,
             marks: marks
                 .get(&format!("{}@{}", ds.name, s.name))
@@ -327,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn candidates_carry_creation_holds_and_marks() {
+    fn candidates_carry_times_holds_and_marks() {
         let ds = DatasetFacts {
             name: "p/a".into(),
             kind: Kind::Filesystem,
@@ -345,6 +350,12 @@ mod tests {
                     creation: None,
                     userrefs: 0,
                 },
+                SnapshotFacts {
+                    name: "zfsync_2027-01-01T00:00:00Z".into(),
+                    createtxg: 3,
+                    creation: Some(1_800_000_000),
+                    userrefs: 0,
+                },
             ],
         };
         let marks = HashMap::from([("p/a@s2".to_string(), vec!["bk1".to_string()])]);
@@ -353,16 +364,17 @@ mod tests {
             [
                 Candidate {
                     name: "s1".into(),
-                    creation: Some(Timestamp::from_second(1_800_000_000).unwrap()),
+                    time: Some(Timestamp::from_second(1_800_000_000).unwrap()),
                     userrefs: 2,
                     marks: vec![],
                 },
                 Candidate {
                     name: "s2".into(),
-                    creation: None,
+                    time: None,
                     userrefs: 0,
                     marks: vec!["bk1".into()],
                 },
+                Candidate::new("zfsync_2027-01-01T00:00:00Z"),
             ]
         );
     }

@@ -6,8 +6,9 @@
 //! The clock is `ZFSYNC_NOW`. What a plan keeps is written out by hand for each case,
 //! never computed with the retention crate.
 
-use std::path::Path;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use zfsync_tests::*;
 
@@ -234,7 +235,11 @@ fn snapshot_min_change_skips_quiet_datasets_but_never_the_root() {
     let dry = zfsync(t1, &["snapshot", "-n", "--min-change", "64K", &data]);
     dry.assert_ok();
     assert!(dry.stdout.starts_with("would snapshot "), "{}", dry.stdout);
-    assert_eq!(snaps(&busy), vec![first.clone()], "the dry run took a snapshot");
+    assert_eq!(
+        snaps(&busy),
+        vec![first.clone()],
+        "the dry run took a snapshot"
+    );
 
     let out = zfsync(t1, &["snapshot", "--min-change", "64K", &data]);
     out.assert_ok();
@@ -274,4 +279,146 @@ fn snapshot_min_change_skips_quiet_datasets_but_never_the_root() {
         out.stderr
     );
     assert_eq!(tree_snapshots(&data), before);
+}
+
+/// A receiver pruning by `plan`, its clock far in the future (2100): the simulated days
+/// are all in its past, so its bound on times from names (not after now) leaves them be.
+fn pruning_receiver(target: &str, plan: &str) -> Receiver {
+    let dir = temp_dir("recvclock");
+    let wrapper: PathBuf = dir.join("zfsync-recv");
+    let text = format!(
+        "#!/bin/sh\nZFSYNC_NOW=4102444800 exec '{}' \"$@\"\n",
+        receiver_bin().display()
+    );
+    std::fs::write(&wrapper, text).expect("write wrapper");
+    let mut perm = std::fs::metadata(&wrapper).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&wrapper, perm).expect("chmod");
+    Receiver::spawn(&wrapper, target, &["--keep", plan])
+}
+
+/// `env ZFSYNC_NOW=NOW dash scripts/zfsyncron -v -A ZFSYNC -S SENDER -Z ZFS -L LOCK ARGS`.
+fn cron(lock: &Path, now: u64, args: &[&str]) -> SendOutput {
+    let (admin, sender, script) = (admin_bin(), sender_bin(), script("zfsyncron"));
+    let (zfs, lock) = (zfs_bin(), lock.display().to_string());
+    let now = format!("ZFSYNC_NOW={now}");
+    let mut argv: Vec<&str> = vec![&now, "dash"];
+    let paths = [&script, &admin, &sender].map(|p| p.display().to_string());
+    argv.extend([paths[0].as_str(), "-v", "-A", &paths[1], "-S", &paths[2]]);
+    argv.extend(["-Z", &zfs, "-L", &lock]);
+    argv.extend(args);
+    run_with_timeout(Path::new("/usr/bin/env"), &argv, TIMEOUT)
+}
+
+/// Days of cron runs, every 6 simulated hours for 10 days across a month end, with a
+/// receiver that prunes by its own plan and is down for 4 days in the middle: longer than
+/// the source keeps any snapshot but its base.
+#[test]
+fn days_of_cron_runs_keep_both_sides_to_their_plans() {
+    let (_src, data, kid) = source("days");
+    let dst = Pool::unmounted("daysr");
+    let target = dst.ds("bk");
+    let lock = temp_dir("dayslock").join("lock");
+    // 2028-01-28T00:00:00Z; run k at START + 6 h * k: days 0-3 (Jan 28-31) with the
+    // receiver up, days 4-7 (Feb 1-4) with it down, days 8-9 (Feb 5-6) up again.
+    const START: u64 = 1_832_630_400;
+    let at = |k: u64| START + 6 * HOUR * k;
+    let source_plan = "hourly=2,daily=3";
+    let receiver_plan = "hourly=3,daily=4,monthly=2";
+    let mut receiver = Some(pruning_receiver(&target, receiver_plan));
+    let mut addr = receiver.as_ref().unwrap().addr();
+    // Every snapshot the source ever had, by name: the replica's must be these.
+    let mut guids: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let started = Instant::now();
+    for k in 0..40u64 {
+        if k == 16 {
+            receiver.take().unwrap().stop();
+        }
+        if k == 32 {
+            receiver = Some(pruning_receiver(&target, receiver_plan));
+            addr = receiver.as_ref().unwrap().addr();
+        }
+        write_file(&kid, "k.bin", &random_bytes(8192, k));
+        let recv = format!("{addr}=bk");
+        let args = ["--keep", source_plan, &data, &recv, "--", "--retries", "0"];
+        let out = cron(&lock, at(k), &args);
+        for (rel, snaps) in tree_snapshots(&data) {
+            let known = guids.entry(rel).or_default();
+            for (name, guid) in snaps {
+                assert_eq!(*known.entry(name.clone()).or_insert(guid), guid, "{name}");
+            }
+        }
+        if (16..32).contains(&k) {
+            // Down: the send fails, the base stays (marked on the source).
+            out.assert_status(1);
+            for ds in [&data, &kid] {
+                assert!(snaps(ds).contains(&name_at(at(15))), "base gone at run {k}");
+            }
+            continue;
+        }
+        out.assert_ok();
+        if k == 0 {
+            continue;
+        }
+        // Every run after the first is incremental, from what the receiver had: after
+        // the days down, from the base kept for it.
+        let from = if k == 32 { at(15) } else { at(k - 1) };
+        let rows = out.rows();
+        for ds in [&data, &kid] {
+            let note = &rows[ds.as_str()].note;
+            let want = format!("incremental @{}..@{}", name_at(from), name_at(at(k)));
+            assert!(
+                note.starts_with(&want),
+                "run {k}, {ds}: {note:?}, not {want:?}"
+            );
+        }
+    }
+
+    // The source: hourly=2 keeps Feb 6 12:00 and 18:00, daily=3 Feb 4, 5 and 6.
+    let source_keeps: Vec<String> = [28, 32, 36, 38, 39].map(|k| name_at(at(k))).to_vec();
+    // The receiver, from all it received (Jan 28-31, then what the source still had on
+    // Feb 5: Feb 2, 3 and 4 00:00, Feb 4 12:00 and 18:00): hourly=3 keeps Feb 6 06:00,
+    // 12:00 and 18:00, daily=4 Feb 3-6, monthly=2 the first of January and of February.
+    let receiver_keeps: Vec<String> = [0, 20, 24, 28, 32, 36, 37, 38, 39]
+        .map(|k| name_at(at(k)))
+        .to_vec();
+    let replica = target.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // The receiver prunes after answering: its last prune may still run.
+        let have = tree_snapshots(&replica);
+        let names: Vec<Vec<String>> = have
+            .values()
+            .map(|s| s.iter().map(|(n, _)| n.clone()).collect())
+            .collect();
+        if names == [receiver_keeps.clone(), receiver_keeps.clone()] || Instant::now() > deadline {
+            assert_eq!(names, [receiver_keeps.clone(), receiver_keeps.clone()]);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (rel, snaps) in tree_snapshots(&data) {
+        let names: Vec<String> = snaps.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names, source_keeps, "source {rel:?}");
+    }
+    // The replica's snapshots are the source's, by GUID.
+    for (rel, snaps) in tree_snapshots(&replica) {
+        for (name, guid) in snaps {
+            assert_eq!(
+                guids[&rel].get(&name),
+                Some(&guid),
+                "replica {rel:?} {name}"
+            );
+        }
+    }
+    // The newest on both sides is the same snapshot.
+    assert_eq!(
+        tree_snapshots(&replica)[""].last(),
+        tree_snapshots(&data)[""].last()
+    );
+    eprintln!("40 runs in {:.1}s", started.elapsed().as_secs_f64());
+    assert!(
+        receiver.unwrap().log().contains("reason=rule-miss"),
+        "the receiver logged no prune"
+    );
 }
