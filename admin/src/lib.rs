@@ -128,6 +128,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Prints a line of a subcommand's output on stdout, like `println!`, but a stdout that
+/// is gone (a closed pipe: `zfsync prune ... | head`) does not stop the work: what was
+/// done is in the log either way.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Reports a problem that does not end the run by itself: on stderr, and in the log when
 /// the log goes to a file (on stderr it would say it twice).
 pub fn problem(program: &Program, output: &Output, message: &str) {

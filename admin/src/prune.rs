@@ -209,7 +209,7 @@ pub fn run(config: &Config, output: &Output) -> Result<Exit, Error> {
         );
         if config.explain {
             for line in plan.explain() {
-                println!("{line}");
+                crate::say!("{line}");
             }
         }
         if let Some(why) = &plan.stop {
@@ -226,14 +226,14 @@ pub fn run(config: &Config, output: &Output) -> Result<Exit, Error> {
             let full = dataset.snapshot(snap);
             if config.dry_run {
                 if !config.explain {
-                    println!("would destroy {full}");
+                    crate::say!("would destroy {full}");
                 }
                 continue;
             }
             match zfs.destroy_snapshot(&dataset, snap) {
                 Ok(()) => {
                     info!("pruned dataset={dataset} snap={snap} reason=rule-miss");
-                    println!("destroyed {full}");
+                    crate::say!("destroyed {full}");
                 }
                 Err(e) => {
                     crate::problem(&PROGRAM, output, &e.to_string());

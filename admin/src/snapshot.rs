@@ -187,7 +187,7 @@ pub fn run(config: &Config, output: &Output) -> Result<Exit, Error> {
             zfs.snapshot(std::slice::from_ref(&full), true)?;
             info!("snapshot name={full} recursive=yes");
         }
-        println!("{would}snapshot {full} (recursive)");
+        crate::say!("{would}snapshot {full} (recursive)");
         return Ok(Exit::Done);
     };
     let caps = zfs.capabilities();
@@ -201,10 +201,10 @@ pub fn run(config: &Config, output: &Output) -> Result<Exit, Error> {
         match choice {
             Choice::Take { dataset } => {
                 let full = format!("{dataset}@{name}");
-                println!("{would}snapshot {full}");
+                crate::say!("{would}snapshot {full}");
                 names.push(full);
             }
-            Choice::Skip { dataset, why } => println!("{would}skip {dataset}: {why}"),
+            Choice::Skip { dataset, why } => crate::say!("{would}skip {dataset}: {why}"),
         }
     }
     if !config.dry_run {
@@ -238,7 +238,7 @@ fn snapshot_then_measure(
     let root = &config.dataset;
     let full = root.snapshot(name);
     if config.dry_run {
-        println!(
+        crate::say!(
             "would snapshot {full} (recursive), then destroy it again in each dataset below \
              {root} with less than {min} bytes changed since its newest snapshot (this ZFS \
              has no written property: a change is measured against a snapshot)"
@@ -247,12 +247,12 @@ fn snapshot_then_measure(
     }
     zfs.snapshot(std::slice::from_ref(&full), true)?;
     info!("snapshot name={full} recursive=yes min_change={min}");
-    println!("snapshot {full}");
+    crate::say!("snapshot {full}");
     let mut exit = Exit::Done;
     for ds in tree.iter().skip(1) {
         let dataset = Dataset::new(&ds.name)?;
         let Some(prev) = ds.snapshots.last() else {
-            println!("snapshot {}", dataset.snapshot(name));
+            crate::say!("snapshot {}", dataset.snapshot(name));
             continue;
         };
         let changed = match changed_bytes(zfs, &dataset, &prev.name, name, min) {
@@ -260,16 +260,16 @@ fn snapshot_then_measure(
             Err(e) => {
                 // Unmeasured: keep the snapshot, as if changed.
                 warn!("cannot measure the change of dataset={dataset}, snapshot kept: {e}");
-                println!("snapshot {}", dataset.snapshot(name));
+                crate::say!("snapshot {}", dataset.snapshot(name));
                 continue;
             }
         };
         if changed >= min {
-            println!("snapshot {}", dataset.snapshot(name));
+            crate::say!("snapshot {}", dataset.snapshot(name));
             continue;
         }
         match zfs.destroy_snapshot(&dataset, name) {
-            Ok(()) => println!(
+            Ok(()) => crate::say!(
                 "skip {dataset}: {changed} bytes changed since {}, below {min}",
                 dataset.snapshot(&prev.name)
             ),
