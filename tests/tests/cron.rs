@@ -290,8 +290,8 @@ fn names_follow_the_clock_across_calendar_boundaries() {
 // The counts -s -m -h -d build the plan secondly=N,minutely=N,hourly=N,daily=N: each
 // keeps the first snapshot of each of the N newest seconds, minutes, hours or days that
 // hold one. Unlike the old classes (S, M, H and D snapshots counted apart), the first
-// snapshot of a day also fills an hour, a minute and a second: with sparse runs fewer
-// old snapshots are kept than the old per-class counts kept.
+// snapshot of a day also fills an hour, a minute and a second: here, runs in bursts, the
+// old counts kept 9 snapshots at the end (older M and H ones among them), the plan 3.
 #[test]
 fn retention_follows_the_plan_the_counts_build() {
     let (_src, data, kid) = source("ret");
