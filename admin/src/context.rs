@@ -8,7 +8,7 @@
 use jiff::Timestamp;
 use std::path::PathBuf;
 use zfsync_cli::UsageError;
-use zfsync_zfs::Zfs;
+use zfsync_zfs::{Dataset, Zfs};
 
 /// The shared settings of a subcommand's run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +32,15 @@ impl Context {
             zfs_bin: PathBuf::from(m.opt_str("zfs").unwrap_or_else(|| "zfs".into())),
             now: now()?,
         })
+    }
+
+    /// The one DATASET a subcommand takes, from the free arguments.
+    pub fn dataset(m: &getopts::Matches) -> Result<Dataset, UsageError> {
+        match m.free.as_slice() {
+            [d] => Dataset::new(d).map_err(|e| format!("DATASET: {e}").into()),
+            [] => Err("missing DATASET".into()),
+            _ => Err(format!("one DATASET expected, got {}", m.free.len()).into()),
+        }
     }
 
     /// The zfs binary, with what it can do.

@@ -51,13 +51,19 @@ Examples:
       the options of prune, the rules of a plan, and examples
 ";
 
-pub static PROGRAM: Program = Program {
-    name: "zfsync",
-    version: env!("CARGO_PKG_VERSION"),
-    usage: USAGE,
-    levels: &["warn", "info", "debug"],
-    on_stop: OnStop::Die,
-};
+pub static PROGRAM: Program = program("zfsync", USAGE);
+
+/// `zfsync` or one of its subcommands as a program: logs warnings (-v info, -vv debug),
+/// and dies of SIGTERM or SIGINT, as a command run by hand or from cron does.
+pub const fn program(name: &'static str, usage: &'static str) -> Program {
+    Program {
+        name,
+        version: env!("CARGO_PKG_VERSION"),
+        usage,
+        levels: &["warn", "info", "debug"],
+        on_stop: OnStop::Die,
+    }
+}
 
 /// One subcommand: its name, its program (name, help) and what runs it.
 pub struct Subcommand {
@@ -180,11 +186,32 @@ impl From<zfsync_zfs::NameError> for Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use zfsync_cli::Parsed;
 
-    fn args(args: &[&str]) -> Vec<String> {
+    pub(crate) fn args(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A subcommand's command-line parser.
+    pub(crate) type Parse<T> = fn(&[String]) -> Result<Parsed<(T, Output)>, UsageError>;
+
+    /// What `parse` makes of `argv` to run, or why not.
+    pub(crate) fn run_of<T>(parse: Parse<T>, argv: &[&str]) -> Result<T, UsageError> {
+        match parse(&args(argv))? {
+            Parsed::Run((t, _)) => Ok(t),
+            Parsed::Special(s) => Err(format!("special {s:?}").into()),
+        }
+    }
+
+    /// Panics unless `program`'s help ends with three examples that `parse` takes.
+    pub(crate) fn examples_parse<T>(program: &Program, parse: Parse<T>) {
+        let examples = zfsync_cli::examples(program.usage, program.name).unwrap();
+        assert_eq!(examples.len(), 3, "{}", program.name);
+        for argv in examples {
+            assert!(parse(&argv).is_ok(), "{argv:?}");
+        }
     }
 
     /// What `zfsync ARGS` does, in words.

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use log::info;
 use std::collections::HashMap;
 use std::process::ExitCode;
-use zfsync_cli::{parse_options, Exit, OnStop, Output, Parsed, Program, UsageError};
+use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_retention::parse_name;
 use zfsync_zfs::protect::{is_valid_id, mark_id, mark_property};
 use zfsync_zfs::{Dataset, DatasetFacts, FailureKind, Zfs};
@@ -70,13 +70,7 @@ Examples:
       on a backup host: the receiver's held base is never destroyed
 ";
 
-pub static PROGRAM: Program = Program {
-    name: "zfsync prune",
-    version: env!("CARGO_PKG_VERSION"),
-    usage: USAGE,
-    levels: &["warn", "info", "debug"],
-    on_stop: OnStop::Die,
-};
+pub static PROGRAM: Program = crate::program("zfsync prune", USAGE);
 
 /// `zfsync prune ARGS`.
 pub fn main(argv: &[String]) -> ExitCode {
@@ -114,11 +108,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
     o.optmulti("", "mark-id", "", "ID");
     Context::options(&mut o);
     parse_options(o, argv)?.try_map(|(m, output)| {
-        let dataset = match m.free.as_slice() {
-            [d] => Dataset::new(d).map_err(|e| format!("DATASET: {e}"))?,
-            [] => return Err("missing DATASET".into()),
-            _ => return Err(format!("one DATASET expected, got {}", m.free.len()).into()),
-        };
+        let dataset = Context::dataset(&m)?;
         let plan = m
             .opt_str("keep")
             .ok_or("missing --keep PLAN: say what to keep")?;
@@ -251,11 +241,7 @@ mod tests {
     use zfsync_zfs::{Kind, SnapshotFacts};
 
     fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        match config(&argv)? {
-            Parsed::Run((c, _)) => Ok(c),
-            Parsed::Special(s) => Err(format!("special {s:?}").into()),
-        }
+        crate::tests::run_of(config, argv)
     }
 
     #[test]
@@ -324,11 +310,7 @@ mod tests {
 
     #[test]
     fn help_ends_with_examples_that_parse() {
-        let examples = zfsync_cli::examples(USAGE, PROGRAM.name).unwrap();
-        assert_eq!(examples.len(), 3);
-        for argv in examples {
-            assert!(config(&argv).is_ok(), "{argv:?}");
-        }
+        crate::tests::examples_parse(&PROGRAM, config);
     }
 
     #[test]

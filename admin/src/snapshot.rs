@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use log::{debug, info, warn};
 use std::io::Read;
 use std::process::ExitCode;
-use zfsync_cli::{parse_options, Exit, OnStop, Output, Parsed, Program, UsageError};
+use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_retention::{format_name, parse_name};
 use zfsync_zfs::{Dataset, DatasetFacts, FailureKind, SendOptions, Zfs};
 
@@ -52,13 +52,7 @@ Examples:
       see which volumes and filesystems would get a snapshot
 ";
 
-pub static PROGRAM: Program = Program {
-    name: "zfsync snapshot",
-    version: env!("CARGO_PKG_VERSION"),
-    usage: USAGE,
-    levels: &["warn", "info", "debug"],
-    on_stop: OnStop::Die,
-};
+pub static PROGRAM: Program = crate::program("zfsync snapshot", USAGE);
 
 /// `zfsync snapshot ARGS`.
 pub fn main(argv: &[String]) -> ExitCode {
@@ -80,11 +74,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
     o.optopt("", "min-change", "", "BYTES");
     Context::options(&mut o);
     parse_options(o, argv)?.try_map(|(m, output)| {
-        let dataset = match m.free.as_slice() {
-            [d] => Dataset::new(d).map_err(|e| format!("DATASET: {e}"))?,
-            [] => return Err("missing DATASET".into()),
-            _ => return Err(format!("one DATASET expected, got {}", m.free.len()).into()),
-        };
+        let dataset = Context::dataset(&m)?;
         let min_change = m
             .opt_str("min-change")
             .map(|v| parse_bytes(&v).map_err(|e| e.context("--min-change")))
@@ -320,15 +310,8 @@ mod tests {
     use super::*;
     use zfsync_zfs::{Kind, SnapshotFacts};
 
-    fn args(args: &[&str]) -> Vec<String> {
-        args.iter().map(|s| s.to_string()).collect()
-    }
-
     fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        match config(&args(argv))? {
-            Parsed::Run((c, _)) => Ok(c),
-            Parsed::Special(s) => Err(format!("special {s:?}").into()),
-        }
+        crate::tests::run_of(config, argv)
     }
 
     #[test]
@@ -385,11 +368,7 @@ mod tests {
 
     #[test]
     fn help_ends_with_examples_that_parse() {
-        let examples = zfsync_cli::examples(USAGE, PROGRAM.name).unwrap();
-        assert_eq!(examples.len(), 3);
-        for argv in examples {
-            assert!(config(&argv).is_ok(), "{argv:?}");
-        }
+        crate::tests::examples_parse(&PROGRAM, config);
     }
 
     /// A dataset with snapshots `snaps` and `written` bytes since the newest.

@@ -40,7 +40,8 @@ mod zfs_cmd;
 
 pub use bins::{admin_bin, bin_dir, receiver_bin, script, sender_bin};
 pub use datasets::{
-    create, mountpoint, random_bytes, snapshot, snapshot_tree, write_file, write_file_unmounted,
+    create, data_and_kid, mountpoint, random_bytes, snapshot, snapshot_tree, write_file,
+    write_file_unmounted,
 };
 pub use inspect::{
     exists, files_of, list_datasets, snapshot_guids, tree_snapshots, try_tree_snapshots,

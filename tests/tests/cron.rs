@@ -167,11 +167,7 @@ fn in_both(data: &str, kid: &str, snap: &str) -> Vec<String> {
 /// A source pool with `data` and `data/kid`, each holding a file.
 fn source(tag: &str) -> (Pool, String, String) {
     let pool = Pool::new(tag);
-    let data = pool.ds("data");
-    let kid = pool.ds("data/kid");
-    create(&kid);
-    write_file(&data, "a.txt", b"alpha");
-    write_file(&kid, "k.bin", &random_bytes(4096, 1));
+    let (data, kid) = data_and_kid(&pool);
     (pool, data, kid)
 }
 

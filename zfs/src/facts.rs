@@ -7,7 +7,7 @@
 //! properties (`written` costs zfs a walk of each dataset's dead list). This module runs
 //! nothing: `Zfs` runs the command line built here.
 
-use crate::listing::Kind;
+use crate::listing::{assemble, Kind};
 use crate::{Error, Result};
 use std::collections::HashMap;
 
@@ -114,7 +114,6 @@ fn snapshot(name: &str, row: &Row) -> SnapshotFacts {
 /// snapshots by createtxg. Bookmarks and snapshots of datasets not listed are left out.
 pub(crate) fn parse(cmd: &str, out: &str) -> Result<Vec<DatasetFacts>> {
     let mut datasets: Vec<DatasetFacts> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
     let mut snaps: Vec<(String, SnapshotFacts)> = Vec::new();
     for (name, row) in rows(cmd, out)? {
         let kind = match row.kind.as_str() {
@@ -128,7 +127,6 @@ pub(crate) fn parse(cmd: &str, out: &str) -> Result<Vec<DatasetFacts>> {
             }
             _ => continue,
         };
-        index.insert(name.clone(), datasets.len());
         datasets.push(DatasetFacts {
             name,
             kind,
@@ -136,15 +134,13 @@ pub(crate) fn parse(cmd: &str, out: &str) -> Result<Vec<DatasetFacts>> {
             snapshots: Vec::new(),
         });
     }
-    for (ds, snap) in snaps {
-        if let Some(&i) = index.get(&ds) {
-            datasets[i].snapshots.push(snap);
-        }
-    }
-    for d in &mut datasets {
-        d.snapshots.sort_by_key(|s| s.createtxg);
-    }
-    datasets.sort_by(|a, b| a.name.split('/').cmp(b.name.split('/')));
+    assemble(
+        &mut datasets,
+        snaps,
+        |d| &d.name,
+        |d| &mut d.snapshots,
+        |s| s.createtxg,
+    );
     Ok(datasets)
 }
 
