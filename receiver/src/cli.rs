@@ -33,6 +33,11 @@ Options:
                            that the source does not (default: refuse such datasets)
       --allow-overwrite    allow a full receive over an existing dataset that has no
                            snapshots (destroys its contents; default: refuse)
+      --keep PLAN          after each receive into a dataset, destroy its zfsync
+                           snapshots this retention plan does not keep, never the
+                           newest (the base), a held one or one not named by
+                           zfsync (zfsync prune --help: plans; default: keep all)
+      --tz ZONE            time zone of the plan's buckets (default UTC)
       --key-file FILE      accept only senders that prove knowledge of a key in FILE
                            (challenge-response, the key never crosses the wire).
                            Lines: NAME SECRET [SUBTREE]; a client with a SUBTREE is
@@ -55,6 +60,9 @@ Examples:
       several sources, each confined to the subtree its key names
   zfsync-recv -l [fd00::2] -j 32 --timeout 120 backup/hosts/fileserver
       listen on one IPv6 address, 32 connections at once, patient with slow peers
+  zfsync-recv --keep hourly=48,daily=90,monthly=24 backup/hosts/fileserver
+      keep two days of hours, three months of days and two years of months of
+      what arrives, whatever the source keeps
 ";
 
 /// Options as given, before any check; the process's options are already an [`Output`].
@@ -70,6 +78,8 @@ pub struct Args {
     pub allow_overwrite: bool,
     pub zfs: Option<String>,
     pub key_file: Option<String>,
+    pub keep: Option<String>,
+    pub tz: Option<String>,
     pub output: Output,
 }
 
@@ -89,6 +99,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optflag("", "allow-overwrite", "");
     o.optopt("", "zfs", "", "PATH");
     o.optopt("", "key-file", "", "FILE");
+    o.optopt("", "keep", "", "PLAN");
+    o.optopt("", "tz", "", "ZONE");
     let (m, output) = match parse_options(o, argv)? {
         Parsed::Run(r) => r,
         Parsed::Special(s) => return Ok(Parsed::Special(s)),
@@ -109,6 +121,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         allow_overwrite: m.opt_present("allow-overwrite"),
         zfs: m.opt_str("zfs"),
         key_file: m.opt_str("key-file"),
+        keep: m.opt_str("keep"),
+        tz: m.opt_str("tz"),
         output,
     }))
 }
@@ -154,6 +168,17 @@ impl Args {
             keys: match &self.key_file {
                 None => Vec::new(),
                 Some(f) => read_receiver_keys(std::path::Path::new(f))?,
+            },
+            keep: match (&self.keep, &self.tz) {
+                (Some(plan), tz) => {
+                    // The clock a prune reads: a bad ZFSYNC_NOW is refused now, not then.
+                    zfsync_admin::now()?;
+                    Some(zfsync_admin::Keep::parse(plan, tz.as_deref())?)
+                }
+                (None, Some(_)) => {
+                    return Err("--tz is the time zone of --keep's plan: give --keep".into())
+                }
+                (None, None) => None,
             },
         };
         Ok((config, self.output))
@@ -270,7 +295,7 @@ mod tests {
     #[test]
     fn help_ends_with_examples_that_parse() {
         let examples = zfsync_cli::examples(USAGE, "zfsync-recv").unwrap();
-        assert_eq!(examples.len(), 3);
+        assert_eq!(examples.len(), 4);
         for argv in examples {
             let Ok(Parsed::Run(a)) = parse(&argv) else {
                 panic!("{argv:?}");
@@ -279,6 +304,33 @@ mod tests {
             if a.key_file.is_none() {
                 assert!(a.into_config().is_ok(), "{argv:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_retention_plan_is_the_receivers_own_option() {
+        assert_eq!(config(&["tank/b"]).unwrap().keep, None);
+        let c = config(&["--keep", "daily=7", "--tz", "Europe/Berlin", "tank/b"]).unwrap();
+        assert_eq!(
+            c.keep,
+            Some(zfsync_admin::Keep::parse("daily=7", Some("Europe/Berlin")).unwrap())
+        );
+        for (args, want) in [
+            (
+                &["--keep", "daily=0", "tank/b"][..],
+                "--keep: retention plan \"daily=0\" is an empty plan",
+            ),
+            (
+                &["--keep", "daily=7", "--tz", "Nowhere", "tank/b"],
+                "--tz: unknown time zone",
+            ),
+            (
+                &["--tz", "UTC", "tank/b"],
+                "--tz is the time zone of --keep's plan",
+            ),
+        ] {
+            let e = config(args).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{args:?}: {e}");
         }
     }
 

@@ -15,6 +15,7 @@ mod greet;
 mod offer;
 pub mod owner;
 mod place;
+mod prune;
 mod pump;
 mod session;
 mod tree;
@@ -45,6 +46,8 @@ pub struct Config {
     pub zfs: PathBuf,
     /// Keys of the clients allowed in; empty: no authentication.
     pub keys: Vec<zfsync_protocol::auth::Key>,
+    /// `--keep PLAN [--tz ZONE]`: prune each dataset by this plan after a receive into it.
+    pub keep: Option<zfsync_admin::Keep>,
 }
 
 /// Errors of the receiver.

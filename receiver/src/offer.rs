@@ -47,6 +47,11 @@ impl Session<'_> {
             }) => &info.snapshots,
             _ => &[],
         };
+        // What the destination holds before the receive: what pruning after it starts from.
+        let before = match self.shared.config.keep {
+            Some(_) => dest.to_vec(),
+            None => Vec::new(),
+        };
         // Read every announced snapshot even when the offer is already refused: the
         // conversation must stay in step.
         let Announced {
@@ -147,6 +152,9 @@ impl Session<'_> {
                 newest,
                 accepted.held_before.as_deref(),
             );
+            if let Plan::Incremental { from_guid, .. } = &accepted.plan {
+                crate::prune::after_receive(self.shared, &ds, &before, *from_guid, newest);
+            }
         }
         match &outcome {
             Outcome::Done { bytes, newest, .. } => info!(

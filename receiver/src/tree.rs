@@ -162,7 +162,7 @@ impl Tree {
             .contains(rel)
     }
 
-    fn change_lock(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn change_lock(&self) -> MutexGuard<'_, ()> {
         self.changing.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -1,7 +1,7 @@
 //! Where the workspace's built binaries and scripts are.
 //!
 //! Owns: `bin_dir` (`$ZFSYNC_BIN_DIR` or the workspace's `target/release`), the paths of
-//! `zfsync-send` and `zfsync-recv`, and of `scripts/NAME`. Must not: build anything (a
+//! `zfsync-send`, `zfsync-recv` and `zfsync`, and of `scripts/NAME`. Must not: build anything (a
 //! missing binary is a panic that says to run cargo build), or run what it finds.
 
 use std::path::{Path, PathBuf};
@@ -41,6 +41,12 @@ pub fn sender_bin() -> PathBuf {
 /// Path of the built `zfsync-recv`; panics if it has not been built.
 pub fn receiver_bin() -> PathBuf {
     bin("zfsync-recv")
+}
+
+/// Path of the built `zfsync` (the administration command); panics if it has not been
+/// built.
+pub fn admin_bin() -> PathBuf {
+    bin("zfsync")
 }
 
 /// Path of `scripts/NAME` in this workspace (e.g. `script("zfsyncron")`); panics if it

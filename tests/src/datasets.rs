@@ -1,20 +1,33 @@
 //! Making and changing datasets, snapshots and files for a test.
 //!
 //! Owns: `create`, `snapshot`, `snapshot_tree`, writing files into a mounted filesystem
-//! (`write_file`) or into one that is not (`write_file_unmounted`), and reproducible test
-//! data (`random_bytes`). Must not: read back what a pool holds (`inspect` does, without
-//! touching the datasets), or create or destroy pools.
+//! (`write_file`) or into one that is not (`write_file_unmounted`), reproducible test
+//! data (`random_bytes`), and the small tree many tests start from (`data_and_kid`).
+//! Must not: read back what a pool holds (`inspect` does, without touching the
+//! datasets), or create or destroy pools.
 
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::pool::Pool;
 use crate::scratch::temp_dir;
 use crate::zfs_cmd::{zfs, zfs_retry_busy};
 
 /// `zfs create -p DS`.
 pub fn create(ds: &str) {
     zfs(&["create", "-p", ds]);
+}
+
+/// `POOL/data` and `POOL/data/kid`, each holding a file: the smallest tree with a child.
+/// Returns their names.
+pub fn data_and_kid(pool: &Pool) -> (String, String) {
+    let data = pool.ds("data");
+    let kid = pool.ds("data/kid");
+    create(&kid);
+    write_file(&data, "a.txt", b"alpha");
+    write_file(&kid, "k.bin", &random_bytes(4096, 1));
+    (data, kid)
 }
 
 /// `zfs snapshot DS@SNAP`.

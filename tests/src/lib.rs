@@ -23,7 +23,7 @@
 //! they report on stderr instead.
 //!
 //! Environment:
-//! - `ZFSYNC_BIN_DIR`: where `zfsync-send` and `zfsync-recv` are (default: the
+//! - `ZFSYNC_BIN_DIR`: where `zfsync-send`, `zfsync-recv` and `zfsync` are (default: the
 //!   workspace's `target/release`).
 //! - `ZFSYNC_ZFS`, `ZFSYNC_ZPOOL`: the `zfs` and `zpool` commands (default: from PATH).
 
@@ -38,9 +38,10 @@ mod scratch;
 mod sender;
 mod zfs_cmd;
 
-pub use bins::{bin_dir, receiver_bin, script, sender_bin};
+pub use bins::{admin_bin, bin_dir, receiver_bin, script, sender_bin};
 pub use datasets::{
-    create, mountpoint, random_bytes, snapshot, snapshot_tree, write_file, write_file_unmounted,
+    create, data_and_kid, mountpoint, random_bytes, snapshot, snapshot_tree, write_file,
+    write_file_unmounted,
 };
 pub use inspect::{
     exists, files_of, list_datasets, snapshot_guids, tree_snapshots, try_tree_snapshots,

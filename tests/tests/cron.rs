@@ -1,11 +1,13 @@
-//! Tests of scripts/zfsyncron (issue 3), against real zfs-fuse pools, the real zfsync-send
-//! and real zfsync-recv services: snapshot classes across calendar boundaries, retention
-//! per class, foreign snapshots, a receiver that is down for many runs, two receivers,
-//! the lock, dry runs and exit codes.
+//! Tests of scripts/zfsyncron (issue 3), against real zfs-fuse pools, the real zfsync,
+//! zfsync-send and zfsync-recv: snapshot names across calendar boundaries, the retention
+//! plan built from -s -m -h -d, snapshots named by older versions, foreign snapshots, a
+//! receiver that is down for many runs, two receivers, the lock, the prune's safety stop,
+//! dry runs and exit codes.
 //!
-//! The clock is injected with ZFSYNCRON_NOW. Expected snapshot names come from GNU
-//! `date -u -d @SECONDS` and classes written out by hand, not from the script's logic.
-//! Every run goes through `dash`, so the script is also checked to be POSIX sh.
+//! The clock is injected with ZFSYNC_NOW (once with its older name ZFSYNCRON_NOW).
+//! Expected snapshot names come from GNU `date -u -d @SECONDS`, and what a plan keeps is
+//! worked out by hand, not from zfsync's logic. Every run goes through `dash`, so the
+//! script is also checked to be POSIX sh.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,8 +25,9 @@ const DAY: u64 = 86_400;
 
 const CRON_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Retention counts that keep none of any class.
-const KEEP_NONE: [&str; 8] = ["-s", "0", "-m", "0", "-h", "0", "-d", "0"];
+/// A plan that keeps only the newest snapshot of each dataset, forced past the safety
+/// stop (which refuses to destroy all but the newest).
+const KEEP_NEWEST: [&str; 3] = ["--keep", "last=1", "--force"];
 
 /// Runs of scripts/zfsyncron sharing one lock file in a private temp dir.
 struct Cron {
@@ -39,13 +42,15 @@ impl Cron {
         Cron { dir, lock }
     }
 
-    /// `env ZFSYNCRON_NOW=NOW dash scripts/zfsyncron -S SENDER -Z ZFS -L LOCK ARGS...`
-    /// (a later -S in ARGS wins).
+    /// `env ZFSYNC_NOW=NOW dash scripts/zfsyncron -A ZFSYNC -S SENDER -Z ZFS -L LOCK
+    /// ARGS...` (a later -S in ARGS wins).
     fn argv(&self, now: u64, args: &[&str]) -> Vec<String> {
         let mut v = vec![
-            format!("ZFSYNCRON_NOW={now}"),
+            format!("ZFSYNC_NOW={now}"),
             "dash".to_string(),
             script("zfsyncron").display().to_string(),
+            "-A".to_string(),
+            admin_bin().display().to_string(),
             "-S".to_string(),
             sender_bin().display().to_string(),
             "-Z".to_string(),
@@ -105,9 +110,14 @@ fn stamp(secs: u64) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// The snapshot name the script should give a run at `secs` of class `class`.
-fn cron_name(secs: u64, class: &str) -> String {
-    format!("zfsync_{}_{class}", stamp(secs))
+/// The snapshot name the script should give a run at `secs`.
+fn cron_name(secs: u64) -> String {
+    format!("zfsync_{}", stamp(secs))
+}
+
+/// The names of runs at `times`, in that order.
+fn cron_names(times: &[u64]) -> Vec<String> {
+    times.iter().map(|&t| cron_name(t)).collect()
 }
 
 /// Snapshot names (after '@') of `ds` itself, oldest first.
@@ -157,11 +167,7 @@ fn in_both(data: &str, kid: &str, snap: &str) -> Vec<String> {
 /// A source pool with `data` and `data/kid`, each holding a file.
 fn source(tag: &str) -> (Pool, String, String) {
     let pool = Pool::new(tag);
-    let data = pool.ds("data");
-    let kid = pool.ds("data/kid");
-    create(&kid);
-    write_file(&data, "a.txt", b"alpha");
-    write_file(&kid, "k.bin", &random_bytes(4096, 1));
+    let (data, kid) = data_and_kid(&pool);
     (pool, data, kid)
 }
 
@@ -220,35 +226,36 @@ fn wait_child(mut child: Child, timeout: Duration) -> SendOutput {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn classes_follow_calendar_boundaries() {
+fn names_follow_the_clock_across_calendar_boundaries() {
     let (_src, data, kid) = source("cls");
     let dst = Pool::unmounted("clsr");
     let recv = Receiver::start(&dst.ds("bk"), &[]);
     let addr = recv.addr();
     let cron = Cron::new();
-    let keep = ["-s", "99", "-m", "99", "-h", "99", "-d", "99"];
+    let keep = ["--keep", "last=99"];
     let runs = [
-        (T0, "D"),                  // first zfsync snapshot ever
-        (T0 + 1, "S"),              // same minute
-        (T0 + 59, "S"),             // still the same minute
-        (T0 + 60, "M"),             // 08:01:00
-        (T0 + 3599, "M"),           // 08:59:59
-        (T0 + 3600, "H"),           // 09:00:00, one second later
-        (T0 + 3601, "S"),           // 09:00:01
-        (MIDNIGHT - 1, "H"),        // 2028-02-29T23:59:59Z
-        (MIDNIGHT, "D"),            // 2028-03-01T00:00:00Z, one second later
-        (MIDNIGHT + 40 * DAY, "D"), // after a long gap
+        T0,                  // the first zfsync snapshot
+        T0 + 1,              // same minute
+        T0 + 59,             // still the same minute
+        T0 + 60,             // 08:01:00
+        T0 + 3599,           // 08:59:59
+        T0 + 3600,           // 09:00:00, one second later
+        T0 + 3601,           // 09:00:01
+        MIDNIGHT - 1,        // 2028-02-29T23:59:59Z
+        MIDNIGHT,            // 2028-03-01T00:00:00Z, one second later
+        MIDNIGHT + 40 * DAY, // after a long gap
     ];
     let mut expected = Vec::new();
-    for (now, class) in runs {
+    for now in runs {
         let mut args = keep.to_vec();
         args.extend([data.as_str(), &addr]);
         cron.run(now, &args).assert_ok();
-        expected.push(cron_name(now, class));
+        expected.push(cron_name(now));
         assert_eq!(zfsync_snaps(&data), expected, "after the run at {now}");
     }
-    assert_eq!(expected[0], "zfsync_2028-02-29T08:00:00Z_D");
-    assert_eq!(expected[8], "zfsync_2028-03-01T00:00:00Z_D");
+    assert_eq!(expected[0], "zfsync_2028-02-29T08:00:00Z");
+    assert_eq!(expected[7], "zfsync_2028-02-29T23:59:59Z");
+    assert_eq!(expected[8], "zfsync_2028-03-01T00:00:00Z");
     // Recursive snapshots, and every one delivered.
     assert_eq!(zfsync_snaps(&kid), expected);
     assert_replica(&data, &dst.ds("bk"));
@@ -256,7 +263,7 @@ fn classes_follow_calendar_boundaries() {
 
     // A second run in the same second, and a clock that went back: no snapshot, exit 1,
     // the sends still done.
-    let last = runs[runs.len() - 1].0;
+    let last = runs[runs.len() - 1];
     for now in [last, T0] {
         write_file(&data, "b.txt", b"more");
         let mut args = keep.to_vec();
@@ -267,33 +274,46 @@ fn classes_follow_calendar_boundaries() {
         assert_eq!(zfsync_snaps(&data), expected);
         assert_replica(&data, &dst.ds("bk"));
     }
+
+    // ZFSYNCRON_NOW, the clock's older name, still sets the time.
+    let now = last + 60;
+    let mut argv = cron.argv(now, &["--keep", "last=99", &data, &addr]);
+    argv[0] = format!("ZFSYNCRON_NOW={now}");
+    run_with_timeout(Path::new("/usr/bin/env"), &argv, CRON_TIMEOUT).assert_ok();
+    assert_eq!(zfsync_snaps(&data).last(), Some(&cron_name(now)));
 }
 
+// The counts -s -m -h -d build the plan secondly=N,minutely=N,hourly=N,daily=N: each
+// keeps the first snapshot of each of the N newest seconds, minutes, hours or days that
+// hold one. Unlike the old classes (S, M, H and D snapshots counted apart), the first
+// snapshot of a day also fills an hour, a minute and a second: here, runs in bursts, the
+// old counts kept 9 snapshots at the end (older M and H ones among them), the plan 3.
 #[test]
-fn retention_keeps_newest_n_per_class() {
+fn retention_follows_the_plan_the_counts_build() {
     let (_src, data, kid) = source("ret");
     let dst = Pool::unmounted("retr");
     let recv = Receiver::start(&dst.ds("bk"), &[]);
     let cron = Cron::new();
-    let keep = [("S", 2), ("M", 3), ("H", 2), ("D", 2)];
-    let runs = [
-        (T0, "D"),
-        (T0 + 1, "S"),
-        (T0 + 2, "S"),
-        (T0 + 3, "S"),
-        (T0 + 60, "M"),
-        (T0 + 120, "M"),
-        (T0 + 180, "M"),
-        (T0 + 240, "M"),
-        (T0 + 3600, "H"),
-        (T0 + 3601, "S"),
-        (T0 + 7200, "H"),
-        (T0 + 10800, "H"),
-        (MIDNIGHT, "D"),
-        (MIDNIGHT + DAY, "D"),
-        (MIDNIGHT + DAY + 60, "M"),
+    let (m, d) = (MIDNIGHT, MIDNIGHT + DAY);
+    // Each run, and what -s 2 -m 3 -h 2 -d 2 leaves after it, worked out by hand.
+    let runs: [(u64, &[u64]); 15] = [
+        (T0, &[T0]),
+        (T0 + 1, &[T0, T0 + 1]),
+        (T0 + 2, &[T0, T0 + 1, T0 + 2]),
+        (T0 + 3, &[T0, T0 + 2, T0 + 3]),
+        (T0 + 60, &[T0, T0 + 3, T0 + 60]),
+        (T0 + 120, &[T0, T0 + 60, T0 + 120]),
+        (T0 + 180, &[T0, T0 + 60, T0 + 120, T0 + 180]),
+        (T0 + 240, &[T0, T0 + 120, T0 + 180, T0 + 240]),
+        (T0 + 3600, &[T0, T0 + 180, T0 + 240, T0 + 3600]),
+        (T0 + 3601, &[T0, T0 + 180, T0 + 240, T0 + 3600, T0 + 3601]),
+        (T0 + 7200, &[T0, T0 + 240, T0 + 3600, T0 + 3601, T0 + 7200]),
+        (T0 + 10800, &[T0, T0 + 3600, T0 + 7200, T0 + 10800]),
+        (m, &[T0, T0 + 7200, T0 + 10800, m]),
+        (d, &[T0 + 10800, m, d]),
+        (d + 60, &[m, d, d + 60]),
     ];
-    for (now, _) in runs {
+    for (now, kept) in runs {
         let args = [
             "-s",
             "2",
@@ -307,37 +327,47 @@ fn retention_keeps_newest_n_per_class() {
             &recv.addr(),
         ];
         cron.run(now, &args).assert_ok();
-        let have = zfsync_snaps(&data);
-        for (class, n) in keep {
-            let count = have
-                .iter()
-                .filter(|s| s.ends_with(&format!("_{class}")))
-                .count();
-            assert!(
-                count <= n,
-                "after the run at {now}: {count} of class {class}: {have:?}"
-            );
-        }
+        assert_eq!(
+            zfsync_snaps(&data),
+            cron_names(kept),
+            "after the run at {now}"
+        );
+        assert_eq!(
+            zfsync_snaps(&kid),
+            cron_names(kept),
+            "after the run at {now}"
+        );
     }
-    // Newest 2 S, 3 M, 2 H, 2 D, worked out by hand from the list above.
-    let expected: Vec<String> = [
-        (T0 + 3, "S"),
-        (T0 + 180, "M"),
-        (T0 + 240, "M"),
-        (T0 + 3601, "S"),
-        (T0 + 7200, "H"),
-        (T0 + 10800, "H"),
-        (MIDNIGHT, "D"),
-        (MIDNIGHT + DAY, "D"),
-        (MIDNIGHT + DAY + 60, "M"),
-    ]
-    .into_iter()
-    .map(|(t, c)| cron_name(t, c))
-    .collect();
-    assert_eq!(zfsync_snaps(&data), expected);
-    assert_eq!(zfsync_snaps(&kid), expected);
-    // Expiry is local: the replica keeps everything it received.
+    // Pruning is local: the replica keeps everything it received.
     assert_eq!(zfsync_snaps(&dst.ds("bk")).len(), runs.len());
+}
+
+// Upgrading: snapshots named by older versions (a class suffix) are zfsync's. They count
+// as the newest for the time check, and the plan prunes them like any other.
+#[test]
+fn snapshots_named_by_older_versions_are_managed() {
+    let (_src, data, kid) = source("old");
+    let cron = Cron::new();
+    let fast = cron.script("fast-send", "exit 0");
+    let old = [
+        format!("zfsync_{}_D", stamp(T0 - 2 * DAY)),
+        format!("zfsync_{}_D", stamp(T0 - DAY)),
+        format!("zfsync_{}_M", stamp(T0 - 60)),
+    ];
+    for name in &old {
+        zfs(&["snapshot", "-r", &format!("{data}@{name}")]);
+    }
+    let args = ["-S", &fast, "--keep", "daily=1", &data, "127.0.0.1:9"];
+    let out = cron.run(T0 - 60, &args);
+    out.assert_status(1);
+    assert!(out.stderr.contains("not newer"), "{}", out.stderr);
+    assert_eq!(zfsync_snaps(&data), old);
+    // daily=1 keeps the first of the newest day (the old _M of 07:59), the new snapshot is
+    // the newest; the two older days go.
+    cron.run(T0, &args).assert_ok();
+    let want = vec![old[2].clone(), cron_name(T0)];
+    assert_eq!(zfsync_snaps(&data), want);
+    assert_eq!(zfsync_snaps(&kid), want);
 }
 
 #[test]
@@ -368,12 +398,12 @@ fn foreign_snapshots_are_never_touched() {
         .filter(|(n, _)| n != old)
         .collect();
 
-    // Keep nothing: every snapshot the script may touch and that is not protected goes.
-    let mut args = KEEP_NONE.to_vec();
+    // Keep only the newest: every other snapshot zfsync may touch goes.
+    let mut args = KEEP_NEWEST.to_vec();
     args.extend([data.as_str(), &addr]);
     cron.run(T0, &args).assert_ok();
-    // The 2099 and other look-alikes did not count as the newest: class D, taken.
-    let first = cron_name(T0, "D");
+    // The 2099 and other look-alikes did not count as the newest: the snapshot was taken.
+    let first = cron_name(T0);
     let now_data = snapshot_guids(&data);
     assert!(
         foreign_data.iter().all(|f| now_data.contains(f)),
@@ -390,7 +420,7 @@ fn foreign_snapshots_are_never_touched() {
     assert_eq!(zfsync_snaps(&kid), vec![first.clone()]);
 
     cron.run(T0 + 60, &args).assert_ok();
-    let second = cron_name(T0 + 60, "M");
+    let second = cron_name(T0 + 60);
     let after: Vec<String> = snaps(&data);
     let mut want_names: Vec<String> = foreign_data.iter().map(|(n, _)| n.clone()).collect();
     want_names.push(second.clone());
@@ -407,7 +437,9 @@ fn receiver_down_keeps_its_base_and_resumes_incrementally() {
     let ra = Receiver::start(&pa.ds("bk"), &[]);
     let mut rb = Receiver::start(&pb.ds("bk"), &[]);
     let cron = Cron::new();
-    let keep = ["-s", "1", "-m", "1", "-h", "1", "-d", "1"];
+    // A tiny plan: the last run, when b's old base goes too, destroys all but the newest,
+    // which the safety stop refuses without --force.
+    let keep = ["-s", "1", "-m", "1", "-h", "1", "-d", "1", "--force"];
     // Receivers named a and b: b comes back on another port under the same id.
     let run = |now: u64, b_addr: &str, extra: &[&str]| {
         let a = format!("{}=a", ra.addr());
@@ -419,7 +451,7 @@ fn receiver_down_keeps_its_base_and_resumes_incrementally() {
     };
 
     run(T0, &rb.addr(), &[]).assert_ok();
-    let base = cron_name(T0, "D");
+    let base = cron_name(T0);
     let base_guid = snapshot_guids(&pb.ds("bk"))[0].clone();
     assert_eq!(base_guid.0, base);
     assert_eq!(marked(&data, "b"), in_both(&data, &kid, &base));
@@ -428,7 +460,7 @@ fn receiver_down_keeps_its_base_and_resumes_incrementally() {
 
     // Four days of runs with b down: far more than -d 1 covers.
     for k in 1..=4 {
-        for (now, class) in [(T0 + k * DAY, "D"), (T0 + k * DAY + 60, "M")] {
+        for now in [T0 + k * DAY, T0 + k * DAY + 60] {
             let out = run(now, &b_addr, &[]);
             out.assert_status(1);
             assert!(out.stderr.contains("id b) failed"), "{}", out.stderr);
@@ -441,8 +473,8 @@ fn receiver_down_keeps_its_base_and_resumes_incrementally() {
                 zfsync_snaps(&kid).contains(&base),
                 "b's base was expired in {kid}"
             );
-            assert_eq!(have.last(), Some(&cron_name(now, class)));
-            // Retention still works for everything else: base + newest D + newest M.
+            assert_eq!(have.last(), Some(&cron_name(now)));
+            // Retention still works for everything else: base + the day's first + newest.
             assert!(have.len() <= 3, "at {now}: {have:?}");
             // a is up and gets every snapshot (it keeps what the source expired).
             assert_eq!(
@@ -451,9 +483,9 @@ fn receiver_down_keeps_its_base_and_resumes_incrementally() {
             );
         }
     }
-    let out = run(T0 + 4 * DAY + 120, &b_addr, &["-n"]);
+    let out = run(T0 + 4 * DAY + 120, &b_addr, &["-n", "-v"]);
     out.assert_ok();
-    let kept = format!("would keep {data}@{base} beyond retention: base of receiver b");
+    let kept = format!("PROTECT  {data}@{base}  (base of receiver b)");
     assert!(out.stdout.contains(&kept), "{}", out.stdout);
 
     // b is back (on a new port, same id): the next run is incremental from the base.
@@ -466,12 +498,12 @@ fn receiver_down_keeps_its_base_and_resumes_incrementally() {
         "not incremental from the base:\n{}",
         out.stdout
     );
-    let newest = cron_name(now, "D");
+    let newest = cron_name(now);
     let replica = snapshot_guids(&pb.ds("bk"));
     assert_eq!(replica[0], base_guid, "b's replica lost its base");
     assert_eq!(replica.last(), snapshot_guids(&data).last());
     assert_eq!(replica.last().unwrap().0, newest);
-    // Delivered, so the mark moved and the old base was expired in the same run.
+    // Delivered, so the mark moved and the old base was pruned in the same run.
     assert_eq!(marked(&data, "b"), in_both(&data, &kid, &newest));
     assert!(!zfsync_snaps(&data).contains(&base));
     assert!(!zfsync_snaps(&kid).contains(&base));
@@ -511,15 +543,15 @@ fn two_receivers_both_get_everything() {
         assert_replica(&data, &pool.ds("bk"));
         assert_replica(&kid, &pool.ds("bk/kid"));
         let id = r.addr().replace(':', "-");
-        let newest = cron_name(T0 + 120, "M");
+        let newest = cron_name(T0 + 120);
         assert_eq!(marked(&data, &id), in_both(&data, &kid, &newest));
     }
     assert_eq!(
-        files_of(&format!("{}@{}", pb.ds("bk"), cron_name(T0 + 120, "M")))["a.txt"],
+        files_of(&format!("{}@{}", pb.ds("bk"), cron_name(T0 + 120)))["a.txt"],
         b"version 2"
     );
     let log_text = fs::read_to_string(&log).expect("read log");
-    assert!(log_text.contains(&format!("snapshot {data}@{}", cron_name(T0 + 120, "M"))));
+    assert!(log_text.contains(&format!("snapshot {data}@{}", cron_name(T0 + 120))));
     assert!(log_text.contains("zfsync-send: 2 datasets"), "{log_text}");
 }
 
@@ -551,7 +583,7 @@ fn lock_contention_and_stale_locks() {
     );
     fs::write(format!("{slow}.go"), b"").unwrap();
     wait_child(first, Duration::from_secs(30)).assert_ok();
-    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0, "D")]);
+    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0)]);
     assert!(!cron.lock.exists(), "the lock was not released");
 
     // Stale holders are taken over: a dead pid, a pid that now belongs to another
@@ -577,7 +609,7 @@ fn lock_contention_and_stale_locks() {
             "{}",
             out.stderr
         );
-        assert_eq!(zfsync_snaps(&data).last(), Some(&cron_name(now, "M")));
+        assert_eq!(zfsync_snaps(&data).last(), Some(&cron_name(now)));
         assert!(!cron.lock.exists(), "the lock was not released");
     }
     let _ = other.kill();
@@ -630,7 +662,7 @@ fn a_killed_runs_senders_keep_the_lock() {
         "{}",
         out.stderr
     );
-    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0, "D")]);
+    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0)]);
 
     // The orphaned sender ends: the lock is stale and the next run takes it over.
     fs::write(format!("{slow}.go"), b"").unwrap();
@@ -675,33 +707,27 @@ fn dry_run_changes_nothing() {
         )
     };
     let before = state();
+    let new = cron_name(T0 + 180);
+    let id = recv.addr().replace(':', "-");
+    // -s 0 -m 1: the plan secondly=0,minutely=1,hourly=24,daily=30 keeps the newest
+    // minute's first (T0 + 120, also the receiver's base) and the hour's and day's (T0).
+    // The dry run plans with the snapshots there are now: not the one it would take.
+    let plan = ["-n", "-s", "0", "-m", "1", &data, &recv.addr()];
 
-    let out = cron.run(T0 + 180, &["-n", "-m", "1", &data, &recv.addr()]);
+    let out = cron.run(T0 + 180, &plan);
     out.assert_ok();
     assert_eq!(state(), before, "the dry run changed something");
     assert!(!cron.lock.exists());
-    let new = cron_name(T0 + 180, "M");
-    let id = recv.addr().replace(':', "-");
     for line in [
-        format!("would snapshot {data}@{new} (recursive; class M: first of a new minute)"),
+        format!("would snapshot {data}@{new} (recursive)"),
         format!(
             "would run {} --mark {id} --zfs {} {data} {}",
             sender_bin().display(),
             zfs_bin(),
             recv.addr()
         ),
-        format!(
-            "would destroy {data}@{} (M number 3, keeping 1)",
-            cron_name(T0 + 60, "M")
-        ),
-        format!(
-            "would destroy {kid}@{} (M number 3, keeping 1)",
-            cron_name(T0 + 60, "M")
-        ),
-        format!(
-            "would keep {data}@{} beyond retention: base of receiver {id}",
-            cron_name(T0 + 120, "M")
-        ),
+        format!("would destroy {data}@{}", cron_name(T0 + 60)),
+        format!("would destroy {kid}@{}", cron_name(T0 + 60)),
     ] {
         assert!(
             out.stdout.contains(&line),
@@ -709,28 +735,58 @@ fn dry_run_changes_nothing() {
             out.stdout
         );
     }
-    assert!(!out
-        .stdout
-        .contains(&format!("would destroy {data}@{}", cron_name(T0, "D"))));
+    assert_eq!(
+        out.stdout.matches("would destroy").count(),
+        2,
+        "{}",
+        out.stdout
+    );
 
-    // The same plan, for real.
-    cron.run(T0 + 180, &["-m", "1", &data, &recv.addr()])
-        .assert_ok();
-    let have = zfsync_snaps(&data);
-    assert_eq!(have, vec![cron_name(T0, "D"), new]);
+    // With -v, every snapshot's fate and why.
+    let mut verbose = vec!["-v"];
+    verbose.extend(plan);
+    let out = cron.run(T0 + 180, &verbose);
+    out.assert_ok();
+    assert_eq!(state(), before, "the dry run changed something");
+    for ds in [&data, &kid] {
+        let mut want = vec![
+            format!(
+                "KEEP     {ds}@{}  hourly=24 (2028-02-29T08:00+00), daily=30 (2028-02-29)",
+                cron_name(T0)
+            ),
+            format!("DESTROY  {ds}@{}", cron_name(T0 + 60)),
+        ];
+        want.push(format!(
+            "PROTECT  {ds}@{}  (newest, base of receiver {id})",
+            cron_name(T0 + 120)
+        ));
+        for line in want {
+            assert!(
+                out.stdout.contains(&line),
+                "missing {line:?} in:\n{}",
+                out.stdout
+            );
+        }
+    }
+
+    // The same plan, for real: the send moves the mark to the new snapshot, so the old
+    // base (T0 + 120) goes as well.
+    cron.run(T0 + 180, &plan[1..]).assert_ok();
+    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0), new.clone()]);
+    assert_eq!(zfsync_snaps(&kid), vec![cron_name(T0), new]);
 }
 
 #[test]
-fn failed_expiry_exits_1_and_the_rest_is_done() {
+fn failed_prune_exits_1_and_the_rest_is_done() {
     let (src, data, kid) = source("expf");
     let dst = Pool::unmounted("expfr");
     let recv = Receiver::start(&dst.ds("bk"), &[]);
     let cron = Cron::new();
-    cron.run(T0, &["-m", "1", &data, &recv.addr()]).assert_ok();
-    cron.run(T0 + 60, &["-m", "1", &data, &recv.addr()])
-        .assert_ok();
+    let args = ["-s", "0", "-m", "1", &data, &recv.addr()];
+    cron.run(T0, &args).assert_ok();
+    cron.run(T0 + 60, &args).assert_ok();
     // A clone makes the snapshot impossible to destroy.
-    let m1 = cron_name(T0 + 60, "M");
+    let m1 = cron_name(T0 + 60);
     let clone = src.ds("clone");
     zfs(&[
         "clone",
@@ -739,7 +795,7 @@ fn failed_expiry_exits_1_and_the_rest_is_done() {
         &format!("{data}@{m1}"),
         &clone,
     ]);
-    let out = cron.run(T0 + 120, &["-m", "1", &data, &recv.addr()]);
+    let out = cron.run(T0 + 120, &args);
     out.assert_status(1);
     assert!(
         out.stderr.contains(&format!("zfs destroy {data}@{m1}")),
@@ -749,14 +805,54 @@ fn failed_expiry_exits_1_and_the_rest_is_done() {
     assert!(exists(&format!("{data}@{m1}")));
     assert!(
         !exists(&format!("{kid}@{m1}")),
-        "the other expiry was not done"
+        "the other dataset was not pruned"
     );
     assert_replica(&data, &dst.ds("bk"));
 
     zfs(&["destroy", &clone]);
-    cron.run(T0 + 180, &["-m", "1", &data, &recv.addr()])
-        .assert_ok();
+    cron.run(T0 + 180, &args).assert_ok();
     assert!(!exists(&format!("{data}@{m1}")));
+}
+
+// The safety stop: a plan that would destroy all of a dataset's zfsync snapshots but the
+// newest (or more than half of them) destroys nothing there and exits 1; --force prunes.
+#[test]
+fn a_too_destructive_plan_stops_the_prune() {
+    let (_src, data, kid) = source("stop");
+    let cron = Cron::new();
+    let fast = cron.script("fast-send", "exit 0");
+    for now in [T0, T0 + 60, T0 + 120] {
+        cron.run(now, &["-S", &fast, &data, "127.0.0.1:9"])
+            .assert_ok();
+    }
+    let out = cron.run(
+        T0 + 180,
+        &["-S", &fast, "--keep", "last=1", &data, "127.0.0.1:9"],
+    );
+    out.assert_status(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "{data}: left as it is: would destroy all 4 zfsync snapshots but the newest"
+        )),
+        "{}",
+        out.stderr
+    );
+    let all = cron_names(&[T0, T0 + 60, T0 + 120, T0 + 180]);
+    assert_eq!(zfsync_snaps(&data), all);
+    assert_eq!(zfsync_snaps(&kid), all);
+
+    let args = [
+        "-S",
+        &fast,
+        "--keep",
+        "last=1",
+        "--force",
+        &data,
+        "127.0.0.1:9",
+    ];
+    cron.run(T0 + 240, &args).assert_ok();
+    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0 + 240)]);
+    assert_eq!(zfsync_snaps(&kid), vec![cron_name(T0 + 240)]);
 }
 
 #[test]
@@ -767,11 +863,28 @@ fn usage_and_configuration_errors_exit_2() {
     let missing = src.ds("nope");
     for args in [
         vec!["-x", data.as_str(), "h:1"],
+        vec!["--bogus", data.as_str(), "h:1"],
         vec!["-m", "many", data.as_str(), "h:1"],
+        vec![
+            "-s",
+            "0",
+            "-m",
+            "0",
+            "-h",
+            "0",
+            "-d",
+            "0",
+            data.as_str(),
+            "h:1",
+        ],
+        vec!["--keep", "daily=7", "-d", "3", data.as_str(), "h:1"],
+        vec!["--min-change", "lots", data.as_str(), "h:1"],
+        vec!["--keep"],
         vec![data.as_str()],
         vec![data.as_str(), "h:1=Bad"],
         vec![data.as_str(), "h:1", "H:1"],
         vec!["-S", "/nonexistent/zfsync-send", data.as_str(), "h:1"],
+        vec!["-A", "/nonexistent/zfsync", data.as_str(), "h:1"],
         vec!["-S", &fast, &missing, "h:1"],
     ] {
         let out = cron.run(T0, &args);
@@ -783,25 +896,44 @@ fn usage_and_configuration_errors_exit_2() {
     let out = cron.run(T0, &[&data, "127.0.0.1:9", "--", "--no-such-option"]);
     out.assert_status(2);
     assert!(out.stderr.contains("zfsync-send exit 2"), "{}", out.stderr);
+    // So is a plan zfsync prune cannot read. The script does not parse plans: the run
+    // snapshots and sends, and only the prune is refused.
+    let out = cron.run(
+        T0 + 60,
+        &["-S", &fast, "--keep", "fortnightly=2", &data, "h:1"],
+    );
+    out.assert_status(2);
+    assert!(
+        out.stderr.contains("unknown retention rule"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(zfsync_snaps(&data), cron_names(&[T0, T0 + 60]));
 }
 
+// The newest zfsync snapshot is never destroyed, even when no rule keeps it and no
+// receiver's mark protects it.
 #[test]
-fn keep_zero_still_keeps_this_runs_snapshot() {
+fn the_newest_snapshot_is_always_kept() {
     let (_src, data, kid) = source("zero");
     let cron = Cron::new();
-    // Nothing listens on port 9: every send fails, so no snapshot gets a mark.
-    let mut args = KEEP_NONE.to_vec();
+    // Nothing listens on port 9: every send fails, so no snapshot gets a mark. hourly=1
+    // keeps the hour's first snapshot (T0) only.
+    let mut args = vec!["--keep", "hourly=1", "--force"];
     args.extend([data.as_str(), "127.0.0.1:9", "--", "--retries", "0"]);
     cron.run(T0, &args).assert_status(1);
-    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0, "D")]);
+    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0)]);
     cron.run(T0 + 60, &args).assert_status(1);
-    assert_eq!(zfsync_snaps(&data), vec![cron_name(T0 + 60, "M")]);
-    assert_eq!(zfsync_snaps(&kid), vec![cron_name(T0 + 60, "M")]);
+    assert_eq!(zfsync_snaps(&data), cron_names(&[T0, T0 + 60]));
+    cron.run(T0 + 120, &args).assert_status(1);
+    assert_eq!(zfsync_snaps(&data), cron_names(&[T0, T0 + 120]));
+    assert_eq!(zfsync_snaps(&kid), cron_names(&[T0, T0 + 120]));
 }
 
 // A held snapshot (zfs hold: an admin's, another tool's, or a sender's --mark hold on
-// OpenZFS) is kept beyond retention and named as held; the run succeeds. (`zfs destroy`
-// refuses a held snapshot: trying would fail every run until someone released it.)
+// OpenZFS) is kept whatever the plan says, and named as held with -v; the run succeeds.
+// (`zfs destroy` refuses a held snapshot: trying would fail every run until someone
+// released it.)
 #[test]
 fn held_snapshots_are_kept_and_the_run_succeeds() {
     let (_src, data, kid) = source("hold");
@@ -810,21 +942,26 @@ fn held_snapshots_are_kept_and_the_run_succeeds() {
     let cron = Cron::new();
     let addr = recv.addr();
     let mut args = vec!["-v"];
-    args.extend(KEEP_NONE);
+    args.extend(KEEP_NEWEST);
     args.extend([data.as_str(), &addr]);
     cron.run(T0, &args).assert_ok();
-    let first = cron_name(T0, "D");
+    let first = cron_name(T0);
     let held = format!("{kid}@{first}");
     zfs(&["hold", "admin", &held]);
     let out = cron.run(T0 + 60, &args);
     zfs(&["release", "admin", &held]);
     out.assert_ok();
-    let second = cron_name(T0 + 60, "M");
+    let second = cron_name(T0 + 60);
     assert_eq!(zfsync_snaps(&data), vec![second.clone()]);
     assert_eq!(zfsync_snaps(&kid), vec![first, second]);
     assert!(
+        out.stdout.contains(&format!("PROTECT  {held}  (held)")),
+        "{}",
         out.stdout
-            .contains(&format!("keep {held} beyond retention: held")),
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("destroyed {data}@{}", cron_name(T0))),
         "{}",
         out.stdout
     );

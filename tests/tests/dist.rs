@@ -91,7 +91,7 @@ fn install(destdir: &Path, args: &[&str]) -> String {
 /// Every file scripts/install puts in place with `--prefix PREFIX --init INIT`, with its
 /// mode, as the absolute path it has on the installed system.
 fn expected_files(prefix: &str, init: &str) -> BTreeSet<(String, String)> {
-    let mut files: Vec<(String, u32)> = ["zfsync-send", "zfsync-recv", "zfsyncron"]
+    let mut files: Vec<(String, u32)> = ["zfsync-send", "zfsync-recv", "zfsync", "zfsyncron"]
         .iter()
         .map(|b| (format!("{prefix}/sbin/{b}"), 0o755))
         .collect();
@@ -216,6 +216,7 @@ fn install_into_destdir_puts_every_file_in_place_with_its_mode() {
     for (built, installed) in [
         (sender_bin(), "opt/zfsync/sbin/zfsync-send"),
         (receiver_bin(), "opt/zfsync/sbin/zfsync-recv"),
+        (admin_bin(), "opt/zfsync/sbin/zfsync"),
         (script("zfsyncron"), "opt/zfsync/sbin/zfsyncron"),
         (
             repo().join("man/zfsync-recv.8"),

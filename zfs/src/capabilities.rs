@@ -25,6 +25,10 @@ pub struct Capabilities {
     pub send_compressed: bool,
     /// `zfs send -w` (raw, for encrypted datasets).
     pub send_raw: bool,
+    /// The `written` property: bytes written since the previous snapshot.
+    pub written: bool,
+    /// Several names in one `zfs snapshot`, all taken at once (atomically).
+    pub snapshot_many: bool,
 }
 
 impl Capabilities {
@@ -40,6 +44,8 @@ impl Capabilities {
             holds: false,
             send_compressed: false,
             send_raw: false,
+            written: false,
+            snapshot_many: false,
         }
     }
 
@@ -56,6 +62,8 @@ impl Capabilities {
             holds: true,
             send_compressed: true,
             send_raw: true,
+            written: true,
+            snapshot_many: true,
         }
     }
 

@@ -15,14 +15,15 @@
 //!
 //! This file holds [`Zfs`] and its commands. The modules beside it run nothing of their
 //! own: they say what a version can do, which columns a listing asks for, and read what
-//! zfs prints (listings, resume tokens, error texts); [`protect`] moves zfsync's marks and
-//! holds on base snapshots through `Zfs`'s commands.
+//! zfs prints (listings, snapshot lifecycle facts, resume tokens, error texts); [`protect`]
+//! moves zfsync's marks and holds on base snapshots through `Zfs`'s commands.
 //!
 //! This crate does not decide anything about replication (which snapshot to send, where to
 //! receive): that is the sender's and receiver's business.
 
 mod capabilities;
 mod error;
+mod facts;
 mod listing;
 mod name;
 mod process;
@@ -31,6 +32,7 @@ mod token;
 
 pub use capabilities::Capabilities;
 pub use error::{Error, FailureKind, Result};
+pub use facts::{DatasetFacts, SnapshotFacts};
 pub use listing::{DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
 pub use name::{
     check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
@@ -423,17 +425,45 @@ impl Zfs {
     /// dataset or snapshot itself, not inherited ones (a user property set on a
     /// filesystem would otherwise show on every snapshot below it).
     pub fn get_local_recursive(&self, root: &Dataset, prop: &str) -> Result<Vec<(String, String)>> {
-        self.name_and_field(&[
+        Ok(self
+            .get_local(root, &[prop])?
+            .into_iter()
+            .map(|(name, _, value)| (name, value))
+            .collect())
+    }
+
+    /// `(name, property, value)` of the properties `props` (`["all"]`: every one) set
+    /// locally on `root` and everything below it, snapshots included, in one command.
+    /// See [`Zfs::get_local_recursive`].
+    pub fn get_local(
+        &self,
+        root: &Dataset,
+        props: &[&str],
+    ) -> Result<Vec<(String, String, String)>> {
+        let props = props.join(",");
+        let args = [
             "get",
             "-Hp",
             "-r",
             "-s",
             "local",
             "-o",
-            "name,value",
-            prop,
+            "name,property,value",
+            &props,
             root.as_str(),
-        ])
+        ];
+        let out = self.output(&args)?;
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| match l.split('\t').collect::<Vec<_>>()[..] {
+                [name, prop, value] => Ok((name.into(), prop.into(), value.into())),
+                _ => Err(Error::Parse {
+                    cmd: self.command_line(&args),
+                    line: l.into(),
+                    why: "expected 3 fields".into(),
+                }),
+            })
+            .collect()
     }
 
     /// `(name, source)` of one property for `root` and everything below it, snapshots
@@ -444,24 +474,63 @@ impl Zfs {
         root: &Dataset,
         prop: &str,
     ) -> Result<Vec<(String, String)>> {
-        self.name_and_field(&["get", "-H", "-r", "-o", "name,source", prop, root.as_str()])
-    }
-
-    /// Runs a `zfs get -H -o name,FIELD` and returns its lines as `(name, field)`.
-    fn name_and_field(&self, args: &[&str]) -> Result<Vec<(String, String)>> {
-        let out = self.output(args)?;
+        let args = ["get", "-H", "-r", "-o", "name,source", prop, root.as_str()];
+        let out = self.output(&args)?;
         out.lines()
             .filter(|l| !l.is_empty())
             .map(|l| {
                 l.split_once('\t')
                     .map(|(n, v)| (n.to_string(), v.to_string()))
                     .ok_or_else(|| Error::Parse {
-                        cmd: self.command_line(args),
+                        cmd: self.command_line(&args),
                         line: l.into(),
                         why: "expected 2 fields".into(),
                     })
             })
             .collect()
+    }
+
+    /// `root` and every filesystem and volume below it with their snapshots' creation
+    /// times and holds, and with `written` each dataset's bytes written since its newest
+    /// snapshot (where the ZFS has the property, else `None`). One zfs command. Fails with
+    /// [`FailureKind::NotFound`] if `root` does not exist.
+    pub fn lifecycle_tree(&self, root: &Dataset, written: bool) -> Result<Vec<DatasetFacts>> {
+        let args = facts::args(written && self.caps.written, true, &[root.as_str()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.output(&args)?;
+        facts::parse(&self.command_line(&args), &out)
+    }
+
+    /// The creation times and holds of the snapshots `names` (full names), in one zfs
+    /// command; a snapshot that does not exist fails it.
+    pub fn snapshot_facts(&self, names: &[String]) -> Result<Vec<(String, SnapshotFacts)>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let args = facts::args(false, false, &names);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.output(&args)?;
+        facts::parse_snapshots(&self.command_line(&args), &out)
+    }
+
+    /// `zfs snapshot [-r] NAME...`: every name (`DATASET@SNAP`) at once. More than one
+    /// name needs [`Capabilities::snapshot_many`]; `recursive` takes each name's dataset
+    /// and everything below it, all in the same instant.
+    pub fn snapshot(&self, names: &[String], recursive: bool) -> Result<()> {
+        let mut args = vec!["snapshot"];
+        if recursive {
+            args.push("-r");
+        }
+        args.extend(names.iter().map(String::as_str));
+        self.output(&args).map(drop)
+    }
+
+    /// `zfs destroy DS@SNAP`: one snapshot, never a dataset (the name is checked). A held
+    /// snapshot, or one with clones, is refused by zfs.
+    pub fn destroy_snapshot(&self, ds: &Dataset, snap: &str) -> Result<()> {
+        check_snapshot_name(snap)?;
+        self.output(&["destroy", &ds.snapshot(snap)]).map(drop)
     }
 
     /// `zfs inherit PROP NAME`: clears a local (user) property.

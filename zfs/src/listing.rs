@@ -252,7 +252,6 @@ fn parse_get_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
 /// Groups rows into datasets with their snapshots, parents first, snapshots by createtxg.
 fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
     let mut datasets: Vec<DatasetInfo> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
     let mut snaps: Vec<(String, Snapshot)> = Vec::new();
     for row in rows {
         let bad = |why: &str| Error::Parse {
@@ -267,7 +266,6 @@ fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
                 } else {
                     Kind::Filesystem
                 };
-                index.insert(row.name.clone(), datasets.len());
                 datasets.push(DatasetInfo {
                     name: row.name,
                     kind,
@@ -295,17 +293,41 @@ fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
             _ => {} // bookmarks and anything newer: not ours to replicate
         }
     }
+    assemble(
+        &mut datasets,
+        snaps,
+        |d| &d.name,
+        |d| &mut d.snapshots,
+        |s| s.createtxg,
+    );
+    Ok(datasets)
+}
+
+/// The last step of reading a listing of any kind: each `(dataset, snapshot)` of `snaps`
+/// goes to its dataset (snapshots of datasets not listed are dropped), each dataset's
+/// snapshots in `txg` order, the datasets parents first.
+pub(crate) fn assemble<D, S>(
+    datasets: &mut [D],
+    snaps: Vec<(String, S)>,
+    name: fn(&D) -> &String,
+    snapshots: fn(&mut D) -> &mut Vec<S>,
+    txg: fn(&S) -> u64,
+) {
+    let index: HashMap<String, usize> = datasets
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (name(d).clone(), i))
+        .collect();
     for (ds, snap) in snaps {
         if let Some(&i) = index.get(&ds) {
-            datasets[i].snapshots.push(snap);
+            snapshots(&mut datasets[i]).push(snap);
         }
     }
-    for d in &mut datasets {
-        d.snapshots.sort_by_key(|s| s.createtxg);
+    for d in datasets.iter_mut() {
+        snapshots(d).sort_by_key(txg);
     }
     // Component-wise order puts every parent before its children.
-    datasets.sort_by(|a, b| a.name.split('/').cmp(b.name.split('/')));
-    Ok(datasets)
+    datasets.sort_by(|a, b| name(a).split('/').cmp(name(b).split('/')));
 }
 
 #[cfg(test)]

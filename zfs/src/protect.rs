@@ -31,6 +31,21 @@ pub fn mark_property(id: &str) -> String {
     format!("{MARK_PREFIX}{id}")
 }
 
+/// The receiver id of a mark property (`zfsync:base:ID` -> `ID`), or `None` if `prop` is
+/// not a mark.
+pub fn mark_id(prop: &str) -> Option<&str> {
+    prop.strip_prefix(MARK_PREFIX).filter(|id| !id.is_empty())
+}
+
+/// Whether `id` can name a receiver: it becomes part of a user property name and a hold
+/// tag, so 1-64 of a-z 0-9 . _ - (what scripts/zfsyncron derives from HOST:PORT).
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+}
+
 /// The source's hold tag for receiver `id`.
 pub fn source_hold_tag(id: &str) -> String {
     format!("zfsync-base-{id}")
@@ -161,5 +176,19 @@ mod tests {
     fn names_of_a_receivers_protection() {
         assert_eq!(mark_property("bk1"), "zfsync:base:bk1");
         assert_eq!(source_hold_tag("bk1"), "zfsync-base-bk1");
+        assert_eq!(mark_id("zfsync:base:bk1"), Some("bk1"));
+        for prop in ["zfsync:base:", "zfsync:basex", "other:base:bk1"] {
+            assert_eq!(mark_id(prop), None, "{prop}");
+        }
+    }
+
+    #[test]
+    fn receiver_ids() {
+        for id in ["bk1", "backup1.example.org-7611", "a_b", &"x".repeat(64)] {
+            assert!(is_valid_id(id), "{id}");
+        }
+        for id in ["", "Bk1", "host:7611", "a b", "\u{e9}", &"x".repeat(65)] {
+            assert!(!is_valid_id(id), "{id:?}");
+        }
     }
 }
