@@ -12,12 +12,11 @@
 //! options or work.
 
 mod context;
-pub mod keep;
 pub mod prune;
 pub mod snapshot;
 
 pub use context::{now, Context};
-pub use keep::{plan_dataset, Candidate, DatasetPlan, Keep};
+pub use zfsync_retention::{plan_dataset, Candidate, DatasetPlan, Keep};
 
 use std::fmt;
 use std::process::ExitCode;

@@ -3,12 +3,11 @@
 //!
 //! Owns the command line of `prune` and its run: one listing of the tree (snapshots with
 //! creation times and holds), one read of the receivers' marks, then per dataset the plan
-//! ([`crate::keep::plan_dataset`]) and its application. The dry run, `--explain` and the
+//! ([`zfsync_retention::plan_dataset`]) and its application. The dry run, `--explain` and the
 //! real run print from the same plan. Must not decide what is kept (the retention crate
 //! and `keep.rs` do), nor destroy anything but snapshots the plan says to.
 
 use crate::context::Context;
-use crate::keep::{plan_dataset, Candidate, Keep};
 use crate::Error;
 use jiff::Timestamp;
 use log::info;
@@ -16,6 +15,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_retention::parse_name;
+use zfsync_retention::{plan_dataset, Candidate, Keep};
 use zfsync_zfs::protect::{is_valid_id, mark_id, mark_property};
 use zfsync_zfs::{Dataset, DatasetFacts, FailureKind, Zfs};
 
@@ -117,7 +117,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
             return Err(format!("--mark-id wants 1-64 of a-z 0-9 . _ -, got {bad:?}").into());
         }
         let config = Config {
-            keep: Keep::parse(&plan, m.opt_str("tz").as_deref())?,
+            keep: Keep::parse(&plan, m.opt_str("tz").as_deref()).map_err(UsageError::new)?,
             dataset,
             dry_run: m.opt_present("n"),
             explain: m.opt_present("explain"),

@@ -6,6 +6,7 @@ use zfsync_cli::parse_options;
 use zfsync_cli::values::{number, seconds, HostPort};
 // The types this module's functions return.
 pub use zfsync_cli::{Output, Parsed, UsageError};
+use zfsync_retention::Keep;
 use zfsync_zfs::Dataset;
 
 pub const USAGE: &str = "\
@@ -172,8 +173,8 @@ impl Args {
             keep: match (&self.keep, &self.tz) {
                 (Some(plan), tz) => {
                     // The clock a prune reads: a bad ZFSYNC_NOW is refused now, not then.
-                    zfsync_admin::now()?;
-                    Some(zfsync_admin::Keep::parse(plan, tz.as_deref())?)
+                    zfsync_cli::now()?;
+                    Some(Keep::parse(plan, tz.as_deref()).map_err(UsageError::new)?)
                 }
                 (None, Some(_)) => {
                     return Err("--tz is the time zone of --keep's plan: give --keep".into())
@@ -313,7 +314,7 @@ mod tests {
         let c = config(&["--keep", "daily=7", "--tz", "Europe/Berlin", "tank/b"]).unwrap();
         assert_eq!(
             c.keep,
-            Some(zfsync_admin::Keep::parse("daily=7", Some("Europe/Berlin")).unwrap())
+            Some(Keep::parse("daily=7", Some("Europe/Berlin")).unwrap())
         );
         for (args, want) in [
             (

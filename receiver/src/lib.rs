@@ -47,7 +47,7 @@ pub struct Config {
     /// Keys of the clients allowed in; empty: no authentication.
     pub keys: Vec<zfsync_protocol::auth::Key>,
     /// `--keep PLAN [--tz ZONE]`: prune each dataset by this plan after a receive into it.
-    pub keep: Option<zfsync_admin::Keep>,
+    pub keep: Option<zfsync_retention::Keep>,
 }
 
 /// Errors of the receiver.

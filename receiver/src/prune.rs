@@ -1,6 +1,6 @@
 //! Pruning on the backup host: after a successful incremental receive into place, the
 //! dataset is pruned by the receiver's own retention plan (`--keep PLAN`, `--tz ZONE`),
-//! planned by the same code as `zfsync prune` (`zfsync_admin::plan_dataset`).
+//! planned by the same code as `zfsync prune` (`zfsync_retention::plan_dataset`).
 //!
 //! Nothing a sender says asks for it or chooses the plan: it runs only when this receiver
 //! was started with `--keep`, after a receive the receiver accepted. Never destroyed: the
@@ -19,8 +19,8 @@
 use crate::Shared;
 use jiff::Timestamp;
 use log::{debug, info, warn};
-use zfsync_admin::{plan_dataset, Candidate};
 use zfsync_retention::parse_name;
+use zfsync_retention::{plan_dataset, Candidate};
 use zfsync_zfs::{Dataset, FailureKind, Snapshot};
 
 /// Prunes `ds` after an incremental receive from its snapshot `from_guid` made `newest`
@@ -41,8 +41,12 @@ pub(crate) fn after_receive(
         debug!("prune skipped dataset={ds}: its base is not among its snapshots");
         return;
     };
-    let now = match zfsync_admin::now() {
-        Ok(now) => now,
+    let now = match zfsync_cli::now().map(Timestamp::try_from) {
+        Ok(Ok(now)) => now,
+        Ok(Err(e)) => {
+            warn!("prune skipped dataset={ds} error=\"the time is out of range: {e}\"");
+            return;
+        }
         Err(e) => {
             warn!("prune skipped dataset={ds} error={e}");
             return;
@@ -181,7 +185,7 @@ mod tests {
     fn a_back_dated_name_does_not_take_an_older_snapshots_place() {
         // The hour's first is 10:00:07; a later receive names one 10:00:01. Bounded, it is
         // the newer, and hourly=5 keeps the real first (and the newest).
-        let keep = zfsync_admin::Keep::parse("hourly=5", None).unwrap();
+        let keep = zfsync_retention::Keep::parse("hourly=5", None).unwrap();
         let now = ts("2026-12-01T11:00:00Z");
         let names = [
             "zfsync_2026-12-01T10:00:07Z",

@@ -114,11 +114,13 @@
 
 mod bucket;
 mod decide;
+mod keep;
 mod name;
 mod plan;
 mod report;
 
 pub use decide::{Reason, Snapshot, Verdict};
+pub use keep::{plan_dataset, Candidate, DatasetPlan, Keep, DEFAULT_TZ};
 pub use name::{format_name, parse_name};
 pub use plan::{Age, BucketSize, Plan, PlanError, Rule, Unit};
 pub use report::{explain, too_destructive};

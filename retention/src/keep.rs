@@ -2,17 +2,16 @@
 //! `--keep PLAN` and `--tz ZONE`), and what that means for one dataset's snapshots
 //! ([`plan_dataset`]: the plan's verdicts with zfsync's protections and the safety stop).
 //!
-//! Shared by `zfsync prune` and the receiver's pruning after a receive, so both keep and
+//! Shared by `zfsync prune` (the admin crate) and the receiver's pruning after a receive, so both keep and
 //! protect the same way. Pure: the caller lists the snapshots and destroys what the
 //! [`DatasetPlan`] says; nothing here runs zfs or reads a clock. The rules of keeping are
 //! the retention crate's; this module adds only what ZFS knows (holds, marks) and the
 //! decision to stop.
 
+use crate::{explain, parse_name, too_destructive, Plan, Snapshot, Verdict};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use std::collections::HashMap;
-use zfsync_cli::UsageError;
-use zfsync_retention::{explain, parse_name, too_destructive, Plan, Snapshot, Verdict};
 
 /// The time zone of a plan's buckets when none is given.
 pub const DEFAULT_TZ: &str = "UTC";
@@ -26,15 +25,12 @@ pub struct Keep {
 
 impl Keep {
     /// `--keep PLAN` with `--tz ZONE` (UTC if `None`): an empty or malformed plan or an
-    /// unknown zone is a usage error that says what is accepted.
-    pub fn parse(plan: &str, tz: Option<&str>) -> Result<Keep, UsageError> {
-        let plan =
-            Plan::parse(plan).map_err(|e| UsageError::new(e.to_string()).context("--keep"))?;
+    /// unknown zone is an error that names the option and says what is accepted.
+    pub fn parse(plan: &str, tz: Option<&str>) -> Result<Keep, String> {
+        let plan = Plan::parse(plan).map_err(|e| format!("--keep: {e}"))?;
         let zone = tz.unwrap_or(DEFAULT_TZ);
         let tz = TimeZone::get(zone).map_err(|_| {
-            UsageError::new(format!(
-                "--tz: unknown time zone {zone:?}: an IANA name such as Europe/Berlin, or UTC"
-            ))
+            format!("--tz: unknown time zone {zone:?}: an IANA name such as Europe/Berlin, or UTC")
         })?;
         Ok(Keep { plan, tz })
     }
@@ -191,7 +187,7 @@ mod tests {
         (0..12)
             .map(|i| {
                 let t = ts("2026-12-01T00:00:00Z") + jiff::SignedDuration::from_hours(6 * i);
-                Candidate::new(zfsync_retention::format_name(t))
+                Candidate::new(crate::format_name(t))
             })
             .collect()
     }
