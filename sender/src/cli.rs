@@ -46,7 +46,8 @@ Options:
   -V, --version         show the version
 
 Exit status: 0 when every dataset is done (sent, up to date, or without snapshots),
-1 when at least one dataset failed (the others were still tried), 2 on a usage error.
+1 when at least one dataset failed (the others were still tried), 2 on a usage error
+(a bad option, a key file that cannot be used, a DATASET that does not exist).
 
 Examples:
   zfsync-send -t 8 tank/data backuphost:7611

@@ -25,9 +25,10 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
+use zfsync_cli::Exit;
 use zfsync_protocol::Reason;
 use zfsync_zfs::protect::SourceMarks;
-use zfsync_zfs::{Dataset, Zfs};
+use zfsync_zfs::{Dataset, FailureKind, Zfs};
 
 /// A checked configuration.
 #[derive(Clone, Debug)]
@@ -68,6 +69,9 @@ pub enum Error {
     Violation(String),
     /// Authentication failed or is missing on one side.
     Auth(String),
+    /// The command line cannot work (a source dataset that does not exist): the user must
+    /// change it. Exit status 2.
+    Usage(String),
 }
 
 impl Error {
@@ -77,7 +81,15 @@ impl Error {
             Error::Protocol(e) => e.is_retryable(),
             Error::Io(_) | Error::Connect(_) | Error::Closed => true,
             Error::Peer { reason, .. } => reason.is_retryable(),
-            Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) => false,
+            Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) | Error::Usage(_) => false,
+        }
+    }
+
+    /// The exit status of a run this error ended.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Usage(_) => Exit::Usage,
+            _ => Exit::Failed,
         }
     }
 }
@@ -93,6 +105,7 @@ impl fmt::Display for Error {
             Error::Peer { reason, text } => write!(f, "receiver: {}: {text}", reason.as_str()),
             Error::Violation(s) => write!(f, "protocol violation by the receiver: {s}"),
             Error::Auth(s) => write!(f, "authentication: {s}"),
+            Error::Usage(s) => f.write_str(s),
         }
     }
 }
@@ -130,7 +143,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
         let tree = zfs.list_tree(&config.dataset);
         (tree, early.join().ok().flatten())
     });
-    let tree = tree?;
+    let tree = tree.map_err(|e| source_error(&zfs, &config.dataset, e))?;
     let mut reports = Vec::new();
     let mut jobs = Vec::new();
     for info in tree {
@@ -197,6 +210,15 @@ pub fn run(config: &Config) -> Result<RunReport> {
         datasets: reports,
         cleanup,
     })
+}
+
+/// The error of a source tree that cannot be listed: a usage error when the dataset does
+/// not exist (a typo on the command line), else zfs's own.
+fn source_error(zfs: &Zfs, dataset: &Dataset, e: zfsync_zfs::Error) -> Error {
+    if e.kind() == FailureKind::NotFound && !zfs.exists(dataset).unwrap_or(true) {
+        return Error::Usage(format!("cannot use {dataset}: dataset does not exist"));
+    }
+    e.into()
 }
 
 /// Asks for the receiver's cleanup on `conn`, a worker's connection still open (a new one

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use zfsync_cli::{Exit, OnStop, Output, Program};
 use zfsync_send::cli::{self, USAGE};
-use zfsync_send::{print_summary, run, Config};
+use zfsync_send::{print_summary, run, Config, Error};
 
 const PROGRAM: Program = Program {
     name: "zfsync-send",
@@ -21,7 +21,11 @@ fn main() -> ExitCode {
 }
 
 fn send(config: &Config, output: &Output) -> zfsync_send::Result<Exit> {
-    let report = run(config)?;
+    let report = match run(config) {
+        Ok(r) => r,
+        // Said once, with the status the error calls for (2 for a usage error).
+        Err(e) => return Ok(PROGRAM.fail(&e, output, Error::exit(&e))),
+    };
     let _ = print_summary(&report, output.quiet, &mut std::io::stdout());
     Ok(if report.all_ok() {
         Exit::Done
