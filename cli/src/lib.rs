@@ -61,6 +61,17 @@ impl Program {
         Exit::Usage
     }
 
+    /// Says a warning once: `PROG: warning: MESSAGE` on stderr unless `-q`, and in the log
+    /// too when the log goes to a file.
+    pub fn warn(&self, w: &dyn fmt::Display, output: &Output) {
+        if output.log_file.is_some() {
+            log::warn!("{w}");
+        }
+        if !output.quiet {
+            eprintln!("{}: warning: {w}", self.name);
+        }
+    }
+
     /// Says an error that ended the run once: `PROG: MESSAGE` on stderr, and in the log
     /// too when the log goes to a file (on stderr, the log line would say it twice).
     /// Returns `exit`, the status to end with.
@@ -124,7 +135,7 @@ pub fn main<J, E: fmt::Display>(
         }
     };
     if let Err(e) = signals::handle(program.on_stop, log_file) {
-        let e = format!("cannot handle signals: {e}");
+        let e = format!("cannot handle signals: {}", zfsync_text::IoWords(&e));
         return program.fail(&e, &output, Exit::Failed).into();
     }
     match run(&job, &output) {

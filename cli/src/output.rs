@@ -6,6 +6,7 @@ use crate::log_file::{LogFile, LogWriter};
 use crate::{Parsed, Special, UsageError};
 use std::path::PathBuf;
 use std::sync::Arc;
+use zfsync_text::IoWords;
 
 /// How the process reports, whatever job it runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,8 +64,9 @@ impl Output {
         let file = match &self.log_file {
             None => None,
             Some(path) => {
-                let f = LogFile::open(path)
-                    .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+                let f = LogFile::open(path).map_err(|e| {
+                    format!("cannot open log file {}: {}", path.display(), IoWords(&e))
+                })?;
                 let f = Arc::new(f);
                 b.target(env_logger::Target::Pipe(Box::new(LogWriter(f.clone()))));
                 Some(f)

@@ -17,6 +17,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::Read;
+use zfsync_text::IoWords;
 
 pub const NONCE_LEN: usize = 32;
 pub const MAC_LEN: usize = 32;
@@ -98,15 +99,15 @@ pub fn parse_keys(text: &str) -> Result<Vec<Key>, String> {
 /// Reads and parses a key file, refusing one that others can read.
 pub fn read_key_file(path: &std::path::Path) -> Result<Vec<Key>, String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
+    let failed = |e: std::io::Error| format!("key file {}: {}", path.display(), IoWords(&e));
+    let meta = std::fs::metadata(path).map_err(failed)?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
             "key file {} is readable by others: chmod 600 it",
             path.display()
         ));
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(failed)?;
     parse_keys(&text).map_err(|e| format!("key file {}: {e}", path.display()))
 }
 

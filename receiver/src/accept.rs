@@ -46,6 +46,7 @@ fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
         Ok((stream, peer)) => match stream.set_nonblocking(false) {
             Ok(()) => Some((stream, peer)),
             Err(e) => {
+                let e = zfsync_text::IoWords(&e);
                 warn!("connection setup failed peer={peer} error={e}");
                 None
             }
@@ -56,7 +57,7 @@ fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
         }
         Err(e) => {
             // Out of file descriptors and the like: keep serving the others.
-            warn!("accept failed error={e}");
+            warn!("accept failed error={}", zfsync_text::IoWords(&e));
             std::thread::sleep(Duration::from_millis(100));
             None
         }

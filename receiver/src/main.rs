@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     zfsync_cli::main(&PROGRAM, cli::config, run)
 }
 
-fn run(config: &Config, _: &Output) -> zfsync_recv::Result<Exit> {
+fn run(config: &Config, output: &Output) -> zfsync_recv::Result<Exit> {
     // zfs recv has its own bound (5 x --timeout without data, or to exit after the
     // stream); the commands run to completion get the same.
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
@@ -35,13 +35,13 @@ fn run(config: &Config, _: &Output) -> zfsync_recv::Result<Exit> {
     let _owner = owner::claim(&owner::default_lock_dir(), config.target.as_str())
         .map_err(|e| zfsync_recv::Error::Setup(e.to_string()))?;
     let listener = TcpListener::bind(&config.listen).map_err(|e| {
+        let e = zfsync_text::IoWords(&e);
         zfsync_recv::Error::Setup(format!("cannot listen on {}: {e}", config.listen))
     })?;
     let addr = listener.local_addr()?;
     if config.keys.is_empty() && !addr.ip().is_loopback() {
         let w = format!("listening on {addr} without --key-file: any host that can reach this port can write datasets under {}", config.target);
-        log::warn!("{w}");
-        eprintln!("zfsync-recv: warning: {w}");
+        PROGRAM.warn(&w, output);
     }
     log::info!(
         "listening addr={addr} target={} buffer={}",

@@ -130,7 +130,7 @@ impl<'a> Session<'a> {
                 Message::KeepAlive => {}
                 Message::Bye => return Ok(()),
                 Message::Error { reason, text } => {
-                    return Err(Error::Peer(format!("{}: {text}", reason.as_str())));
+                    return Err(Error::Peer(format!("{}: {text}", reason.words())));
                 }
                 other => return self.violation(&format!("unexpected {} message", other.name())),
             }

@@ -18,7 +18,7 @@ pub use report::{
 };
 
 use conn::Connection;
-use log::{info, warn};
+use log::info;
 use pool::{run_jobs, Job};
 use replicate::Replicator;
 use std::fmt;
@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use zfsync_cli::Exit;
 use zfsync_protocol::Reason;
+use zfsync_text::IoWords;
 use zfsync_zfs::protect::SourceMarks;
 use zfsync_zfs::{Dataset, FailureKind, Zfs};
 
@@ -99,10 +100,10 @@ impl fmt::Display for Error {
         match self {
             Error::Protocol(e) => e.fmt(f),
             Error::Zfs(e) => e.fmt(f),
-            Error::Io(e) => e.fmt(f),
+            Error::Io(e) => IoWords(e).fmt(f),
             Error::Connect(s) => f.write_str(s),
             Error::Closed => f.write_str("receiver closed the connection"),
-            Error::Peer { reason, text } => write!(f, "receiver: {}: {text}", reason.as_str()),
+            Error::Peer { reason, text } => write!(f, "{}: {text}", reason.words()),
             Error::Violation(s) => write!(f, "protocol violation by the receiver: {s}"),
             Error::Auth(s) => write!(f, "authentication: {s}"),
             Error::Usage(s) => f.write_str(s),
@@ -188,6 +189,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
     // The receiver places buffered datasets after every connection anyway; asking here
     // places them before this run ends, and the summary says how it went. (A receiver whose
     // buffer has held nothing since its last cleanup answers without a zfs command.)
+    let mut warnings = Vec::new();
     let cleanup = if config.dry_run
         || reports
             .iter()
@@ -198,17 +200,17 @@ pub fn run(config: &Config) -> Result<RunReport> {
         }
         None
     } else {
-        match request_cleanup(config, cleanup_conn) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("cleanup request failed error={e}");
-                Some(format!("cleanup request failed: {e}"))
-            }
-        }
+        // Not the run's failure: the datasets are where the run left them, and the
+        // receiver places buffered ones after every connection anyway.
+        request_cleanup(config, cleanup_conn).unwrap_or_else(|e| {
+            warnings.push(format!("cleanup request failed: {e}"));
+            None
+        })
     };
     Ok(RunReport {
         datasets: reports,
         cleanup,
+        warnings,
     })
 }
 

@@ -27,6 +27,9 @@ fn send(config: &Config, output: &Output) -> zfsync_send::Result<Exit> {
         Err(e) => return Ok(PROGRAM.fail(&e, output, Error::exit(&e))),
     };
     let _ = print_summary(&report, output.quiet, &mut std::io::stdout());
+    for w in &report.warnings {
+        PROGRAM.warn(w, output);
+    }
     Ok(if report.all_ok() {
         Exit::Done
     } else {

@@ -33,7 +33,7 @@ impl Status {
             Status::UpToDate => "up-to-date".into(),
             Status::NoSnapshots => "no-snapshots".into(),
             Status::WouldSend => "would-send".into(),
-            Status::Refused(r) => format!("refused:{}", r.as_str()),
+            Status::Refused(r) => format!("refused ({})", r.words()),
             Status::Failed => "failed".into(),
         }
     }
@@ -219,6 +219,9 @@ pub struct RunReport {
     pub datasets: Vec<Report>,
     /// The receiver's cleanup, if it was asked for and answered.
     pub cleanup: Option<String>,
+    /// What went wrong without costing any dataset (a cleanup request that failed): for
+    /// stderr, not the summary, and no reason for a non-zero exit.
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {
@@ -272,13 +275,13 @@ pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -
     if !quiet {
         writeln!(
             out,
-            "{:<width$}  {:<22}  {:>14}  {:>8}  NOTE",
+            "{:<width$}  {:<28}  {:>14}  {:>8}  NOTE",
             "DATASET", "OUTCOME", "BYTES", "SECS"
         )?;
         for r in &report.datasets {
             writeln!(
                 out,
-                "{:<width$}  {:<22}  {:>14}  {:>8.2}  {}",
+                "{:<width$}  {:<28}  {:>14}  {:>8.2}  {}",
                 r.dataset,
                 r.delivery.status.label(),
                 r.delivery.bytes(),
@@ -483,6 +486,7 @@ mod tests {
                 report("tank/data/c", Delivery::new(Status::NoSnapshots)),
             ],
             cleanup: Some("receiver cleanup: 1 placed".into()),
+            warnings: vec![],
         };
         let printed = |quiet| {
             let mut out = Vec::new();
@@ -493,11 +497,11 @@ mod tests {
                        zfsync-send: 4 datasets, 1 sent, 1 failed, 15 bytes\n";
         assert_eq!(
             printed(false),
-            "DATASET      OUTCOME                          BYTES      SECS  NOTE\n\
-             tank/data    sent                                12      1.23  full @s1, incremental @s1..@s3 (2 snapshots)\n\
-             tank/data/a  up-to-date                           0      1.23  @s3\n\
-             tank/data/b  failed                               3      1.23  two lines\n\
-             tank/data/c  no-snapshots                         0      1.23  \n"
+            "DATASET      OUTCOME                                BYTES      SECS  NOTE\n\
+             tank/data    sent                                      12      1.23  full @s1, incremental @s1..@s3 (2 snapshots)\n\
+             tank/data/a  up-to-date                                 0      1.23  @s3\n\
+             tank/data/b  failed                                     3      1.23  two lines\n\
+             tank/data/c  no-snapshots                               0      1.23  \n"
                 .to_string()
                 + closing
         );

@@ -173,7 +173,8 @@ fn send_tree_to(root: &str, addr: &str, extra: &[&str]) -> SendOutput {
 }
 
 // issue 5: a wrong key, an unknown client name, or no key at all: exit 1 with a clear
-// note, not retried, and nothing is received.
+// note, not retried, and nothing is received. issue 15 item 4: the note says it in words
+// ("denied: authentication failed"), not the receiver's reason code.
 #[test]
 fn a_wrong_key_an_unknown_client_or_no_key_gets_nothing_in() {
     let site = Site::new("kbad", Some(&format!("alice {ALICE}\n")));
@@ -183,12 +184,12 @@ fn a_wrong_key_an_unknown_client_or_no_key_gets_nothing_in() {
         (
             "wrong key",
             vec!["--key-file", s(&wrong)],
-            "authentication failed",
+            "denied: authentication failed",
         ),
         (
             "unknown client",
             vec!["--key-file", s(&unknown)],
-            "authentication failed",
+            "denied: authentication failed",
         ),
         ("no key", vec![], "requires a key"),
     ];

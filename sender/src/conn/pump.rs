@@ -119,6 +119,7 @@ impl Connection {
             ))
         } else if let Some(e) = read_error {
             let stderr = proc.kill();
+            let e = zfsync_text::IoWords(&e);
             Some(format!("reading zfs send output: {e}: {stderr}"))
         } else {
             // Its output has ended, so zfs send is exiting: the bound is only for one

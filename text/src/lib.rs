@@ -1,0 +1,9 @@
+//! The words zfsync shows people, where every crate needs the same ones: an I/O error as
+//! lowercase words without its OS error number ([`io_error`]).
+//!
+//! It owns wording only: it does no I/O, knows no zfsync type and depends on nothing, so
+//! the lowest crates (protocol, zfs, link) can use it too.
+
+mod io_words;
+
+pub use io_words::{io_error, IoWords};
