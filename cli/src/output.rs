@@ -15,7 +15,8 @@ pub struct Output {
     pub log_file: Option<PathBuf>,
     /// How many `-v`.
     pub verbose: usize,
-    /// `-q`: no summary table, only the final line and errors (for commands that have it).
+    /// `-q`: no summary table, only the final line and errors, and the log at errors only
+    /// unless `-v` (for commands that have it).
     pub quiet: bool,
 }
 
@@ -46,8 +47,12 @@ pub fn parse_options(
 }
 
 impl Output {
-    /// The log filter for this many `-v`: `levels[verbose]`, or the last of `levels`.
+    /// The log filter for this many `-v`: `levels[verbose]`, or the last of `levels`; with
+    /// `-q` and no `-v`, errors only (what makes the exit status non-zero).
     pub fn log_level<'a>(&self, levels: &[&'a str]) -> &'a str {
+        if self.quiet && self.verbose == 0 {
+            return "error";
+        }
         levels
             .get(self.verbose)
             .or(levels.last())
@@ -137,6 +142,19 @@ mod tests {
                 ..Output::default()
             };
             assert_eq!(o.log_level(&levels), want, "-v x {verbose}");
+        }
+    }
+
+    #[test]
+    fn quiet_logs_errors_only_unless_verbose() {
+        let levels = ["warn", "info", "debug"];
+        for (verbose, want) in [(0, "error"), (1, "info"), (2, "debug")] {
+            let o = Output {
+                verbose,
+                quiet: true,
+                ..Output::default()
+            };
+            assert_eq!(o.log_level(&levels), want, "-q -v x {verbose}");
         }
     }
 }

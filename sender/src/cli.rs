@@ -41,7 +41,8 @@ Options:
       --zfs PATH        zfs binary (default: zfs)
   -o, --log-file FILE   write the log to FILE instead of stderr; SIGHUP reopens it
   -v, --verbose         more log output (-vv for debug)
-  -q, --quiet           no summary table, only the final line and errors
+  -q, --quiet           no summary table, only the final line and the errors
+                        that make the exit status non-zero, once
   -h, --help            show this help
   -V, --version         show the version
 

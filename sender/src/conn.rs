@@ -27,8 +27,7 @@ pub struct Connection {
 impl Connection {
     /// Dials the receiver and greets it.
     pub fn open(config: &Config) -> Result<Connection> {
-        let stream = zfsync_link::dial(&config.address, config.timeout)
-            .map_err(|e| Error::Connect(e.to_string()))?;
+        let stream = zfsync_link::dial(&config.address, config.timeout).map_err(Error::Connect)?;
         Connection::greet(stream, config)
     }
 

@@ -58,7 +58,8 @@ pub enum Error {
     Protocol(zfsync_protocol::Error),
     Zfs(zfsync_zfs::Error),
     Io(io::Error),
-    Connect(String),
+    /// The receiver's address could not be resolved or connected to.
+    Connect(zfsync_link::DialError),
     /// The receiver closed the connection where the conversation expected more.
     Closed,
     /// The receiver sent an `Error` frame.
@@ -86,6 +87,13 @@ impl Error {
         }
     }
 
+    /// Whether this error says the receiver cannot be reached at all (nothing there, or
+    /// not a zfsync receiver): when no connection was ever made, the run ends with it at
+    /// once instead of failing every dataset the same way.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Error::Connect(_))
+    }
+
     /// The exit status of a run this error ended.
     pub fn exit(&self) -> Exit {
         match self {
@@ -101,7 +109,7 @@ impl fmt::Display for Error {
             Error::Protocol(e) => e.fmt(f),
             Error::Zfs(e) => e.fmt(f),
             Error::Io(e) => IoWords(e).fmt(f),
-            Error::Connect(s) => f.write_str(s),
+            Error::Connect(e) => unreachable(f, e),
             Error::Closed => f.write_str("receiver closed the connection"),
             Error::Peer { reason, text } => write!(f, "{}: {text}", reason.words()),
             Error::Violation(s) => write!(f, "protocol violation by the receiver: {s}"),
@@ -112,6 +120,34 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// "cannot reach HOST:PORT: connection refused (is zfsync-recv running there?)".
+fn unreachable(f: &mut fmt::Formatter<'_>, e: &zfsync_link::DialError) -> fmt::Result {
+    use zfsync_link::DialError;
+    match e {
+        DialError::Resolve { address, error } => write!(
+            f,
+            "cannot reach {address}: cannot resolve the host name ({})",
+            IoWords(error)
+        ),
+        DialError::Connect {
+            address,
+            error: Some(error),
+        } if error.kind() == io::ErrorKind::ConnectionRefused => write!(
+            f,
+            "cannot reach {address}: {} (is zfsync-recv running there?)",
+            IoWords(error)
+        ),
+        DialError::Connect {
+            address,
+            error: Some(error),
+        } => write!(f, "cannot reach {address}: {}", IoWords(error)),
+        DialError::Connect {
+            address,
+            error: None,
+        } => write!(f, "cannot reach {address}: the host name has no address"),
+    }
+}
 
 impl From<zfsync_protocol::Error> for Error {
     fn from(e: zfsync_protocol::Error) -> Self {
@@ -138,13 +174,19 @@ pub fn run(config: &Config) -> Result<RunReport> {
     info!("zfs flavor={:?}", zfs.capabilities().flavor);
     // Greet the receiver while the tree is listed: the receiver lists its side when
     // greeted, so the two listings (the bulk of a no-change run) overlap. The connection
-    // becomes the first worker's. A failure here is retried by the workers as usual.
-    let (tree, early_conn) = std::thread::scope(|s| {
-        let early = s.spawn(|| Connection::open(config).ok());
+    // becomes the first worker's. A receiver that cannot be reached at all ends the run
+    // here; any other failure is retried by the workers as usual.
+    let (tree, early) = std::thread::scope(|s| {
+        let early = s.spawn(|| Connection::open(config));
         let tree = zfs.list_tree(&config.dataset);
-        (tree, early.join().ok().flatten())
+        (tree, early.join().ok())
     });
     let tree = tree.map_err(|e| source_error(&zfs, &config.dataset, e))?;
+    let early_conn = match early {
+        Some(Err(e)) if e.is_unreachable() => return Err(e),
+        Some(conn) => conn.ok(),
+        None => None,
+    };
     let mut reports = Vec::new();
     let mut jobs = Vec::new();
     for info in tree {

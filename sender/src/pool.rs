@@ -10,7 +10,7 @@ use crate::replicate::Replicator;
 use crate::report::{Delivery, Report, Status};
 use crate::Error;
 use crossbeam_channel::{unbounded, RecvTimeoutError};
-use log::{info, warn};
+use log::{error, info};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -95,19 +95,21 @@ pub(crate) fn run_jobs(
                     retry,
                 }) => {
                     if retry && job.attempt < config.retries && !quit.load(Ordering::SeqCst) {
+                        // Not a failure yet: said at info, the final one is an error.
                         job.attempt += 1;
                         let backoff = Duration::from_millis(500 << job.attempt.min(5));
                         info!(
-                            "retry dataset={} attempt={} in={:?} after={:?}",
+                            "retry dataset={} attempt={} of {} will retry in={:?} error={}",
                             job.info.name,
                             job.attempt,
+                            config.retries + 1,
                             backoff,
                             report.delivery.note()
                         );
                         delayed.push((Instant::now() + backoff, job));
                     } else {
                         outstanding -= 1;
-                        reports.push(report);
+                        reports.push(finished(report));
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -119,15 +121,14 @@ pub(crate) fn run_jobs(
                         .chain(delayed.drain(..).map(|(_, j)| j))
                         .collect();
                     for job in left {
-                        warn!("no worker left dataset={}", job.info.name);
                         let text = "not sent: no connection left (the receiver turned every worker away as busy)";
-                        reports.push(Report {
+                        reports.push(finished(Report {
                             dataset: job.info.name,
                             delivery: Delivery {
                                 attempts: job.attempt,
                                 ..Delivery::failed(text)
                             },
-                        });
+                        }));
                     }
                     break;
                 }
@@ -143,6 +144,22 @@ pub(crate) fn run_jobs(
     });
     let cleanup_conn = cleanup_conn.into_inner();
     (reports, cleanup_conn.unwrap_or_else(|p| p.into_inner()))
+}
+
+/// A dataset's final report, its failure logged: once, as an error, whatever retries
+/// came before.
+fn finished(report: Report) -> Report {
+    let d = &report.delivery;
+    if !d.status.is_ok() {
+        error!(
+            "dataset {} dataset={} attempts={} error={}",
+            d.status.label(),
+            report.dataset,
+            d.attempts,
+            d.note()
+        );
+    }
+    report
 }
 
 /// What the workers of a pool share.
@@ -293,7 +310,6 @@ fn worker_loop(
             Ok(Err(e)) => {
                 // The connection's state is unknown after an error: start afresh.
                 conn = None;
-                warn!("dataset failed dataset={} error={e}", job.info.name);
                 let delivery = Delivery::failed(e.to_string());
                 (
                     Delivery {

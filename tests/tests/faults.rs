@@ -624,7 +624,7 @@ fn receiver_killed_mid_stream_and_restarted_converges() {
             assert!(!failed.is_empty(), "{}", out.stdout);
             for (ds, row) in &failed {
                 assert!(
-                    ["connection", "closed", "cannot connect"]
+                    ["connection", "closed", "cannot reach"]
                         .iter()
                         .any(|w| row.note.contains(w)),
                     "{ds}: unclear note {:?}\n{}",
@@ -711,6 +711,14 @@ fn connection_cut_mid_stream_fails_clearly_and_the_next_run_converges() {
         // Bounded: exactly `retries` retries of the cut dataset, each cut again.
         let retry_lines = count_after(&out.stderr, 0, &format!("retry dataset={a} "));
         assert_eq!(retry_lines, retries as usize, "{}", out.stderr);
+        // issue 15 item 1: a try that will be retried is no failure yet (info, saying
+        // so); the dataset's failure is logged once, after its last try.
+        for n in 1..=retries {
+            let will = format!("attempt={n} of {} will retry", retries + 1);
+            assert!(out.stderr.contains(&will), "{will}\n{}", out.stderr);
+        }
+        let failed_lines = count_after(&out.stderr, 0, &format!("dataset failed dataset={a} "));
+        assert_eq!(failed_lines, 1, "{}", out.stderr);
         cuts_wanted += 1 + retries as u64;
         settle(&s.recv);
         let seen = s.consistent();
@@ -1055,53 +1063,52 @@ fn silent_receiver_times_out_within_a_bound() {
     );
 }
 
-// issue 5: transient errors are retried with backoff, a bounded number of times: with no
-// receiver at all the sender tries 1 + --retries times and stops; with a receiver that
-// comes up during the backoff it gets through.
+// issue 15 item 1: a receiver that cannot be reached at all (nothing listening, an
+// unknown host) ends the run at once with one line, whatever -q, -t and --retries say:
+// no retries of each dataset, no table of identical failures, nothing on stdout (a cron
+// mail of one line). Retries are for a receiver that was reached and then failed
+// (`connection_cut_mid_stream_fails_clearly_and_the_next_run_converges`,
+// `receiver_killed_mid_stream_and_restarted_converges`).
 #[test]
-fn retries_are_bounded_and_reach_a_receiver_that_comes_up_late() {
-    let port = free_port();
-    let src = Pool::new("lates");
-    let dst = Pool::unmounted("lated");
+fn an_unreachable_receiver_fails_the_run_at_once_in_one_line() {
+    let src = Pool::new("unreach");
     let root = src.ds("data");
     create(&root);
-    create(&join(&root, "kid"));
-    write_file(&root, "f.bin", &random_bytes(1 << 20, 8));
+    for kid in ["a", "b", "c"] {
+        create(&join(&root, kid));
+    }
     snapshot_tree(&root, "s1");
-    let target = dst.ds("backup");
-    let addr = format!("127.0.0.1:{port}");
-
-    // Nobody listening: 1 + 2 tries, with 1 s and 2 s between them, then exit 1.
-    let started = Instant::now();
-    let out = send_to(&root, &addr, &["-v", "-t", "1", "--retries", "2"]);
-    out.assert_status(1);
-    let took = started.elapsed();
-    assert_eq!(
-        count_after(&out.stderr, 0, &format!("retry dataset={root} ")),
-        2,
-        "{}",
-        out.stderr
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let refused = format!(
+        "zfsync-send: cannot reach {nobody}: connection refused (is zfsync-recv running there?)\n"
     );
-    assert!(took >= Duration::from_secs(3), "no backoff: {took:?}");
-    assert!(
-        out.rows()[&root].note.contains("cannot connect"),
-        "{}",
-        out.stdout
-    );
-
-    // The receiver comes up a second after the sender started.
-    let sender = BgSender::start(&root, &addr, &["-t", "1", "--retries", "3"]);
-    thread::sleep(Duration::from_secs(1));
-    let recv = start_receiver_on(port, &target);
-    let out = sender.finish(Duration::from_secs(40));
-    out.assert_ok();
-    assert!(out.stderr.contains("retry dataset="), "{}", out.stderr);
-    assert_same_snapshots(&root, &target);
-    drop(recv);
-    println!(
-        "figures: retries no_receiver_tries=3 no_receiver_secs={:.1} late_receiver=ok",
-        took.as_secs_f64()
-    );
+    let cases: [(&str, Vec<&str>); 3] = [
+        (nobody.as_str(), vec!["-q", "--retries", "3"]),
+        (nobody.as_str(), vec!["-t", "2", "--retries", "3"]),
+        ("nohost.invalid:7611", vec!["-q"]),
+    ];
+    for (addr, extra) in cases {
+        let started = Instant::now();
+        let out = send_to(&root, addr, &extra);
+        let took = started.elapsed();
+        out.assert_status(1);
+        assert!(
+            took < Duration::from_secs(3),
+            "{addr} {extra:?}: took {took:?}"
+        );
+        assert_eq!(out.stdout, "", "{addr} {extra:?}");
+        if addr == nobody {
+            assert_eq!(out.stderr, refused, "{extra:?}");
+        } else {
+            let want = format!("zfsync-send: cannot reach {addr}: cannot resolve the host name (");
+            assert!(out.stderr.starts_with(&want), "{}", out.stderr);
+            assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        }
+        println!(
+            "figures: unreachable addr={addr} secs={:.2}",
+            took.as_secs_f64()
+        );
+    }
 }
 
 // issue 5: a permanent error is not retried: a diverged dataset is offered exactly once,
