@@ -25,6 +25,13 @@ Options:
                         (default: the target itself)
       --timeout SECS    give up on a silent receiver after SECS seconds (default 60),
                         and kill a zfs command that runs 5 times as long
+      --connect-timeout SECS
+                        give up on a receiver that does not connect and answer the
+                        zfsync greeting within SECS seconds (default 10); one that
+                        never answered it is not tried again
+      --deadline SECS   end the run after SECS seconds: start no more datasets,
+                        abort the streams in flight, report what was not done and
+                        exit 1 (default: no deadline)
       --retries N       retries of a dataset after a transient failure (default 3)
       --mark ID         after each dataset is delivered (or found up to date), set
                         the user property zfsync:base:ID on the snapshot now newest
@@ -68,6 +75,8 @@ pub struct Args {
     pub dry_run: bool,
     pub dest: Option<String>,
     pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub deadline: Option<String>,
     pub retries: Option<String>,
     pub mark: Option<String>,
     pub zfs: Option<String>,
@@ -88,6 +97,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optflag("n", "dry-run", "");
     o.optopt("d", "dest", "", "PATH");
     o.optopt("", "timeout", "", "SECS");
+    o.optopt("", "connect-timeout", "", "SECS");
+    o.optopt("", "deadline", "", "SECS");
     o.optopt("", "retries", "", "N");
     o.optopt("", "mark", "", "ID");
     o.optopt("", "zfs", "", "PATH");
@@ -117,6 +128,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         dry_run: m.opt_present("n"),
         dest: m.opt_str("d"),
         timeout: m.opt_str("timeout"),
+        connect_timeout: m.opt_str("connect-timeout"),
+        deadline: m.opt_str("deadline"),
         retries: m.opt_str("retries"),
         mark: m.opt_str("mark"),
         zfs: m.opt_str("zfs"),
@@ -143,6 +156,16 @@ impl Args {
             dry_run: self.dry_run,
             dest,
             timeout: seconds("--timeout", self.timeout.as_deref(), 60, 1..=u64::MAX)?,
+            connect_timeout: seconds(
+                "--connect-timeout",
+                self.connect_timeout.as_deref(),
+                10,
+                1..=u64::MAX,
+            )?,
+            deadline: match &self.deadline {
+                None => None,
+                Some(d) => Some(seconds("--deadline", Some(d), 0, 1..=u64::MAX)?),
+            },
             retries: number("--retries", self.retries.as_deref(), 3, 0..=u64::MAX)? as u32,
             mark: self.mark.map(check_mark).transpose()?,
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
@@ -176,6 +199,7 @@ fn check_mark(id: String) -> Result<String, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn config(args: &[&str]) -> Result<Config, UsageError> {
         let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -191,6 +215,12 @@ mod tests {
         assert_eq!(c.address, "backup:7611");
         assert_eq!(c.threads, 8);
         assert_eq!(c.dest, "");
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.deadline, None);
+        let c = config(&["--connect-timeout", "3", "--deadline", "600", "t/d", "h"]).unwrap();
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.deadline, Some(Duration::from_secs(600)));
         assert_eq!(
             config(&["tank/data", "backup:9000"]).unwrap().address,
             "backup:9000"
@@ -222,6 +252,8 @@ mod tests {
         assert!(config(&["tank/data"]).is_err());
         assert!(config(&["tank/data@s", "h"]).is_err());
         assert!(config(&["-t", "0", "tank/data", "h"]).is_err());
+        assert!(config(&["--connect-timeout", "0", "tank/data", "h"]).is_err());
+        assert!(config(&["--deadline", "0", "tank/data", "h"]).is_err());
         assert!(config(&["-d", "../x", "tank/data", "h"]).is_err());
         assert!(config(&["--bogus", "tank/data", "h"]).is_err());
         assert!(config(&["--mark", "Host:1", "tank/data", "h"]).is_err());

@@ -9,6 +9,7 @@
 
 pub mod cli;
 mod conn;
+mod deadline;
 mod pool;
 mod replicate;
 mod report;
@@ -18,13 +19,14 @@ pub use report::{
 };
 
 use conn::Connection;
+use deadline::Deadline;
 use log::info;
 use pool::{run_jobs, Job};
 use replicate::Replicator;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zfsync_cli::Exit;
 use zfsync_protocol::Reason;
 use zfsync_text::IoWords;
@@ -40,6 +42,10 @@ pub struct Config {
     pub dry_run: bool,
     pub dest: String,
     pub timeout: Duration,
+    /// How long connecting and the greeting may take together.
+    pub connect_timeout: Duration,
+    /// The whole run's bound: past it, no dataset is started and streams are aborted.
+    pub deadline: Option<Duration>,
     pub retries: u32,
     /// Receiver id for `zfsync:base:ID` marks on delivered snapshots.
     pub mark: Option<String>,
@@ -60,6 +66,16 @@ pub enum Error {
     Io(io::Error),
     /// The receiver's address could not be resolved or connected to.
     Connect(zfsync_link::DialError),
+    /// The peer took the connection but did not answer the greeting in time.
+    NoGreeting {
+        address: String,
+        within: Duration,
+    },
+    /// The peer answered the greeting with something that is not zfsync.
+    NotZfsync {
+        address: String,
+        what: String,
+    },
     /// The receiver closed the connection where the conversation expected more.
     Closed,
     /// The receiver sent an `Error` frame.
@@ -84,6 +100,8 @@ impl Error {
             Error::Io(_) | Error::Connect(_) | Error::Closed => true,
             Error::Peer { reason, .. } => reason.is_retryable(),
             Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) | Error::Usage(_) => false,
+            // Whatever listens there is not a zfsync receiver: it will not become one.
+            Error::NoGreeting { .. } | Error::NotZfsync { .. } => false,
         }
     }
 
@@ -91,7 +109,10 @@ impl Error {
     /// not a zfsync receiver): when no connection was ever made, the run ends with it at
     /// once instead of failing every dataset the same way.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Error::Connect(_))
+        matches!(
+            self,
+            Error::Connect(_) | Error::NoGreeting { .. } | Error::NotZfsync { .. }
+        )
     }
 
     /// The exit status of a run this error ended.
@@ -110,6 +131,15 @@ impl fmt::Display for Error {
             Error::Zfs(e) => e.fmt(f),
             Error::Io(e) => IoWords(e).fmt(f),
             Error::Connect(e) => unreachable(f, e),
+            Error::NoGreeting { address, within } => write!(
+                f,
+                "{address} did not answer the zfsync greeting within {} s: is it a zfsync-recv?",
+                within.as_secs()
+            ),
+            Error::NotZfsync { address, what } => write!(
+                f,
+                "{address} does not speak zfsync ({what}): is it a zfsync-recv?"
+            ),
             Error::Closed => f.write_str("receiver closed the connection"),
             Error::Peer { reason, text } => write!(f, "{}: {text}", reason.words()),
             Error::Violation(s) => write!(f, "protocol violation by the receiver: {s}"),
@@ -170,6 +200,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Replicates the tree. Errors only when nothing could be tried at all (the source tree
 /// cannot be listed); per-dataset failures are in the report.
 pub fn run(config: &Config) -> Result<RunReport> {
+    let deadline = Deadline::new(config.deadline, Instant::now());
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
     info!("zfs flavor={:?}", zfs.capabilities().flavor);
     // Greet the receiver while the tree is listed: the receiver lists its side when
@@ -224,7 +255,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
         zfs: &zfs,
         marks: &marks,
     };
-    let (done, cleanup_conn) = run_jobs(replicator, jobs, early_conn);
+    let (done, cleanup_conn) = run_jobs(replicator, jobs, early_conn, &deadline);
     reports.extend(done);
     // Parents sort before children in the summary.
     reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
@@ -233,6 +264,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
     // buffer has held nothing since its last cleanup answers without a zfs command.)
     let mut warnings = Vec::new();
     let cleanup = if config.dry_run
+        || deadline.passed()
         || reports
             .iter()
             .all(|r| r.delivery.status == Status::NoSnapshots)
@@ -249,10 +281,12 @@ pub fn run(config: &Config) -> Result<RunReport> {
             None
         })
     };
+    let stopped = deadline.passed().then(|| deadline.text());
     Ok(RunReport {
         datasets: reports,
         cleanup,
         warnings,
+        stopped,
     })
 }
 

@@ -30,6 +30,17 @@ fn send(config: &Config, output: &Output) -> zfsync_send::Result<Exit> {
     for w in &report.warnings {
         PROGRAM.warn(w, output);
     }
+    let undone = report
+        .datasets
+        .iter()
+        .filter(|r| !r.delivery.status.is_ok());
+    match (&report.stopped, undone.count()) {
+        (Some(why), n) if n > 0 => {
+            let why = format!("{why}: {n} of {} datasets not done", report.datasets.len());
+            return Ok(PROGRAM.fail(&why, output, Exit::Failed));
+        }
+        _ => {}
+    }
     Ok(if report.all_ok() {
         Exit::Done
     } else {

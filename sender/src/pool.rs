@@ -6,10 +6,11 @@
 //! It owns no replication logic (that is [`crate::replicate`]) and prints nothing.
 
 use crate::conn::Connection;
+use crate::deadline::Deadline;
 use crate::replicate::Replicator;
 use crate::report::{Delivery, Report, Status};
 use crate::Error;
-use crossbeam_channel::{unbounded, RecvTimeoutError};
+use crossbeam_channel::{bounded, unbounded, RecvTimeoutError};
 use log::{error, info};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,15 +38,19 @@ enum JobResult {
     /// The job was not tried: the receiver turned the worker away as busy, and the worker
     /// stopped. Another worker takes it.
     HandedBack(Job),
+    /// The job was not tried: the run's deadline had passed.
+    Late(Job),
 }
 
-/// Runs the jobs on `threads` workers, retrying transient failures. `early_conn`, a
-/// connection already greeted, becomes the first worker's. Returns the reports and one of
-/// the workers' connections, still open, for the cleanup request.
+/// Runs the jobs on `threads` workers, retrying transient failures, until they are done
+/// or `deadline` passes. `early_conn`, a connection already greeted, becomes the first
+/// worker's. Returns the reports and one of the workers' connections, still open, for
+/// the cleanup request.
 pub(crate) fn run_jobs(
     replicator: Replicator<'_>,
     jobs: Vec<Job>,
     early_conn: Option<Connection>,
+    deadline: &Deadline,
 ) -> (Vec<Report>, Option<Connection>) {
     let config = replicator.config;
     let mut reports = Vec::new();
@@ -70,6 +75,7 @@ pub(crate) fn run_jobs(
                 replicator,
                 quit: &quit,
                 cleanup_conn: &cleanup_conn,
+                deadline,
             };
             let conn = early_conn.take();
             // Counted before any worker runs: a worker turned away must see it.
@@ -77,24 +83,36 @@ pub(crate) fn run_jobs(
             scope.spawn(move || worker(conn, seat, job_rx, result_tx, pool));
         }
         drop(result_tx);
+        let (run_done, run_done_rx) = bounded::<()>(0);
+        scope.spawn(move || deadline.enforce(&run_done_rx));
         // Retries waiting out their backoff.
         let mut delayed: Vec<(Instant, Job)> = Vec::new();
         while outstanding > 0 {
             let wait = delayed
                 .iter()
                 .map(|(t, _)| t.saturating_duration_since(Instant::now()))
+                .chain(deadline.left())
                 .min()
                 .unwrap_or(Duration::from_secs(3600));
             match result_rx.recv_timeout(wait) {
                 Ok(JobResult::HandedBack(job)) => {
                     let _ = job_tx.send(job);
                 }
+                Ok(JobResult::Late(job)) => {
+                    outstanding -= 1;
+                    reports.push(finished(not_started(job, deadline)));
+                }
                 Ok(JobResult::Tried {
                     mut job,
-                    report,
+                    mut report,
                     retry,
                 }) => {
-                    if retry && job.attempt < config.retries && !quit.load(Ordering::SeqCst) {
+                    let stopped = deadline.passed();
+                    if retry
+                        && job.attempt < config.retries
+                        && !quit.load(Ordering::SeqCst)
+                        && !stopped
+                    {
                         // Not a failure yet: said at info, the final one is an error.
                         job.attempt += 1;
                         let backoff = Duration::from_millis(500 << job.attempt.min(5));
@@ -108,6 +126,12 @@ pub(crate) fn run_jobs(
                         );
                         delayed.push((Instant::now() + backoff, job));
                     } else {
+                        if stopped && !report.delivery.status.is_ok() {
+                            // Cut by the deadline, most likely: say that first.
+                            let why = report.delivery.note();
+                            report.delivery.error =
+                                Some(format!("stopped: {} ({why})", deadline.text()));
+                        }
                         outstanding -= 1;
                         reports.push(finished(report));
                     }
@@ -133,6 +157,17 @@ pub(crate) fn run_jobs(
                     break;
                 }
             }
+            if deadline.passed() {
+                // Nothing more starts: what waits in the queue or out a backoff is not done.
+                let left: Vec<Job> = job_rx
+                    .try_iter()
+                    .chain(delayed.drain(..).map(|(_, j)| j))
+                    .collect();
+                outstanding -= left.len();
+                for job in left {
+                    reports.push(finished(not_started(job, deadline)));
+                }
+            }
             let now = Instant::now();
             let (due, later): (Vec<_>, Vec<_>) = delayed.drain(..).partition(|(t, _)| *t <= now);
             delayed = later;
@@ -141,9 +176,22 @@ pub(crate) fn run_jobs(
             }
         }
         drop(job_tx);
+        drop(run_done);
     });
     let cleanup_conn = cleanup_conn.into_inner();
     (reports, cleanup_conn.unwrap_or_else(|p| p.into_inner()))
+}
+
+/// The report of a job the deadline left undone before its (next) try.
+fn not_started(job: Job, deadline: &Deadline) -> Report {
+    let text = format!("not started: {}", deadline.text());
+    Report {
+        dataset: job.info.name,
+        delivery: Delivery {
+            attempts: job.attempt,
+            ..Delivery::failed(text)
+        },
+    }
 }
 
 /// A dataset's final report, its failure logged: once, as an error, whatever retries
@@ -170,6 +218,8 @@ struct Pool<'a> {
     quit: &'a AtomicBool,
     /// The connection of the first worker to finish, kept open for the cleanup request.
     cleanup_conn: &'a Mutex<Option<Connection>>,
+    /// The run's bound: past it, jobs taken are not tried.
+    deadline: &'a Deadline,
 }
 
 /// A worker's place in the count of connected workers (those alive that hold, or held, a
@@ -253,6 +303,11 @@ fn worker_loop(
     pool: Pool<'_>,
 ) -> Option<Connection> {
     let config = pool.replicator.config;
+    if let Some(c) = conn.as_mut() {
+        if c.watch(pool.deadline).is_err() {
+            conn = None;
+        }
+    }
     // Keep an idle connection alive while other workers finish or retries wait.
     let idle = (config.timeout / 3).max(Duration::from_secs(1));
     loop {
@@ -268,12 +323,21 @@ fn worker_loop(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        if pool.deadline.passed() {
+            if results.send(JobResult::Late(job)).is_err() {
+                break;
+            }
+            continue;
+        }
         let started = Instant::now();
         let mut open_error = None;
         if conn.is_none() {
             match Connection::open(config) {
-                Ok(c) => {
-                    conn = Some(c);
+                Ok(mut c) => {
+                    match c.watch(pool.deadline) {
+                        Ok(()) => conn = Some(c),
+                        Err(e) => open_error = Some(e),
+                    }
                     seat.count();
                 }
                 // More workers than the receiver takes connections (its -j): while others

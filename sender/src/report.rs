@@ -222,6 +222,8 @@ pub struct RunReport {
     /// What went wrong without costing any dataset (a cleanup request that failed): for
     /// stderr, not the summary, and no reason for a non-zero exit.
     pub warnings: Vec<String>,
+    /// Why the run stopped before every dataset was tried (its `--deadline` passed).
+    pub stopped: Option<String>,
 }
 
 impl RunReport {
@@ -487,6 +489,7 @@ mod tests {
             ],
             cleanup: Some("receiver cleanup: 1 placed".into()),
             warnings: vec![],
+            stopped: None,
         };
         let printed = |quiet| {
             let mut out = Vec::new();

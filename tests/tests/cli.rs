@@ -263,7 +263,7 @@ fn sender_reopens_its_log_on_sighup_and_logs_sigterm() {
     let zfs = zfs_bin();
     let mut sender = Sender(
         Command::new(sender_bin())
-            .args(["--zfs", &zfs, "-v", "-o"])
+            .args(["--zfs", &zfs, "--connect-timeout", "600", "-v", "-o"])
             .arg(&log)
             .args([&src, &addr])
             .stdin(Stdio::null())

@@ -18,6 +18,7 @@ impl Connection {
     pub fn greet(stream: TcpStream, config: &Config) -> Result<Connection> {
         let fd = stream.as_raw_fd();
         let mut conn = Connection {
+            watch: None,
             reader: FrameReader::new(BufReader::with_capacity(64 << 10, stream.try_clone()?)),
             writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
             fd,
