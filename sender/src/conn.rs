@@ -46,6 +46,10 @@ pub struct Connection {
     writer: FrameWriter<BufWriter<TcpStream>>,
     fd: i32,
     timeout: Duration,
+    /// Stream bytes sent on this connection, and of them those the receiver confirmed
+    /// (streams it reported done): how far a try got, even one that broke off.
+    sent: u64,
+    confirmed: u64,
 }
 
 impl Connection {
@@ -72,6 +76,11 @@ impl Connection {
         let socket = self.writer.get_ref().get_ref().try_clone()?;
         self.watch = Some(deadline.watch(socket));
         Ok(())
+    }
+
+    /// Stream bytes sent so far, and of them those the receiver confirmed.
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        (self.sent, self.confirmed)
     }
 
     /// Reads the next message that is not a keepalive. A clean close or an `Error` frame

@@ -15,7 +15,8 @@ mod replicate;
 mod report;
 
 pub use report::{
-    print_summary, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream, StreamKind,
+    print_summary, Attempt, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream,
+    StreamKind,
 };
 
 use conn::Connection;
@@ -234,6 +235,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
                 info,
                 rel,
                 attempt: 0,
+                failed_tries: Vec::new(),
             });
         }
     }

@@ -8,7 +8,7 @@
 use crate::conn::Connection;
 use crate::deadline::Deadline;
 use crate::replicate::Replicator;
-use crate::report::{Delivery, Report, Status};
+use crate::report::{Attempt, Delivery, Report, Status};
 use crate::Error;
 use crossbeam_channel::{bounded, unbounded, RecvTimeoutError};
 use log::{error, info};
@@ -25,6 +25,8 @@ pub(crate) struct Job {
     /// The dataset's path relative to the sent root: what the offer names.
     pub(crate) rel: String,
     pub(crate) attempt: u32,
+    /// How the tries so far failed, oldest first.
+    pub(crate) failed_tries: Vec<Attempt>,
 }
 
 /// What a worker sends back for a job.
@@ -116,21 +118,26 @@ pub(crate) fn run_jobs(
                         // Not a failure yet: said at info, the final one is an error.
                         job.attempt += 1;
                         let backoff = Duration::from_millis(500 << job.attempt.min(5));
+                        let what = job.failed_tries.last().map(|t| t.what.as_str());
                         info!(
                             "retry dataset={} attempt={} of {} will retry in={:?} error={}",
                             job.info.name,
                             job.attempt,
                             config.retries + 1,
                             backoff,
-                            report.delivery.note()
+                            what.unwrap_or_default()
                         );
                         delayed.push((Instant::now() + backoff, job));
                     } else {
                         if stopped && !report.delivery.status.is_ok() {
                             // Cut by the deadline, most likely: say that first.
-                            let why = report.delivery.note();
-                            report.delivery.error =
-                                Some(format!("stopped: {} ({why})", deadline.text()));
+                            let d = &mut report.delivery;
+                            let why = d.error.take().unwrap_or_default();
+                            let text = format!("stopped: {} ({why})", deadline.text());
+                            if let Some(last) = d.failed_tries.last_mut() {
+                                last.what = text.clone();
+                            }
+                            d.error = Some(text);
                         }
                         outstanding -= 1;
                         reports.push(finished(report));
@@ -150,6 +157,7 @@ pub(crate) fn run_jobs(
                             dataset: job.info.name,
                             delivery: Delivery {
                                 attempts: job.attempt,
+                                failed_tries: job.failed_tries,
                                 ..Delivery::failed(text)
                             },
                         }));
@@ -189,6 +197,7 @@ fn not_started(job: Job, deadline: &Deadline) -> Report {
         dataset: job.info.name,
         delivery: Delivery {
             attempts: job.attempt,
+            failed_tries: job.failed_tries,
             ..Delivery::failed(text)
         },
     }
@@ -311,7 +320,7 @@ fn worker_loop(
     // Keep an idle connection alive while other workers finish or retries wait.
     let idle = (config.timeout / 3).max(Duration::from_secs(1));
     loop {
-        let job = match jobs.recv_timeout(idle) {
+        let mut job = match jobs.recv_timeout(idle) {
             Ok(j) => j,
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(c) = conn.as_mut() {
@@ -353,14 +362,18 @@ fn worker_loop(
                 Err(e) => open_error = Some(e),
             }
         }
+        let before = conn.as_ref().map_or((0, 0), Connection::counters);
         let outcome = catch_unwind(AssertUnwindSafe(|| match open_error.take() {
             Some(e) => Err(e),
             None => pool
                 .replicator
                 .deliver(conn.as_mut().expect("connected"), &job),
         }));
+        let after = conn.as_ref().map_or(before, Connection::counters);
         let seconds = started.elapsed().as_secs_f64();
-        let (delivery, retry) = match outcome {
+        // An error broke the try off; otherwise it ended with the receiver's verdict.
+        let cut = matches!(outcome, Ok(Err(_)));
+        let (mut delivery, retry) = match outcome {
             Ok(Ok(delivery)) => {
                 let retry = matches!(delivery.status, Status::Refused(r) if r.is_retryable());
                 (
@@ -389,10 +402,18 @@ fn worker_loop(
                 (Delivery::failed("internal error: worker panicked"), false)
             }
         };
+        let number = job.attempt + 1;
+        if !delivery.status.is_ok() {
+            let (sent, confirmed) = (after.0 - before.0, after.1 - before.1);
+            let attempt = Attempt::new(number, sent, confirmed, delivery.note(), cut);
+            delivery.error = Some(attempt.what.clone());
+            job.failed_tries.push(attempt);
+        }
         let report = Report {
             dataset: job.info.name.clone(),
             delivery: Delivery {
-                attempts: job.attempt + 1,
+                attempts: number,
+                failed_tries: job.failed_tries.clone(),
                 ..delivery
             },
         };

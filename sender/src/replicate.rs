@@ -339,6 +339,7 @@ mod tests {
             },
             rel: String::new(),
             attempt: 0,
+            failed_tries: Vec::new(),
         }
     }
 

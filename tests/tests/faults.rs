@@ -708,6 +708,29 @@ fn connection_cut_mid_stream_fails_clearly_and_the_next_run_converges() {
         );
         // issue 15 item 4: in words, without the OS's error number.
         assert!(!row.note.contains("os error"), "{}", out.stdout);
+        // issue 15 item 5: the row keeps how far each try got (it said "failed 0" with
+        // megabytes sent): at least what the proxy let through on each connection, less
+        // the root's ~1 MiB stream on the first; more went into socket buffers.
+        let tries = 1 + retries as u64;
+        assert!(
+            row.bytes >= tries * at - (2 << 20) && row.bytes <= tries * (32 << 20),
+            "cut at {at}, {tries} tries: {}",
+            out.stdout
+        );
+        if retries == 0 {
+            assert!(row.note.starts_with("cut after "), "{}", out.stdout);
+        } else {
+            assert!(
+                row.note
+                    .starts_with(&format!("{tries} attempts: 1 cut after ")),
+                "{}",
+                out.stdout
+            );
+            for n in 2..=tries {
+                let each = format!(", {n} cut after ");
+                assert!(row.note.contains(&each), "{each:?}\n{}", out.stdout);
+            }
+        }
         // Bounded: exactly `retries` retries of the cut dataset, each cut again.
         let retry_lines = count_after(&out.stderr, 0, &format!("retry dataset={a} "));
         assert_eq!(retry_lines, retries as usize, "{}", out.stderr);

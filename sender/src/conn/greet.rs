@@ -23,6 +23,8 @@ impl Connection {
             writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
             fd,
             timeout: config.timeout,
+            sent: 0,
+            confirmed: 0,
         };
         let client = config
             .key

@@ -86,7 +86,10 @@ impl Connection {
             }
             let len = n.min(MAX_DATA);
             match self.writer.move_data_from(pipe, len) {
-                Ok(()) => total += len as u64,
+                Ok(()) => {
+                    total += len as u64;
+                    self.sent += len as u64;
+                }
                 Err(MoveError::Network(e)) => return Err(e.into()),
                 Err(MoveError::Local(e)) => {
                     read_error = Some(e);
@@ -148,7 +151,12 @@ impl Connection {
             Outcome::Done { bytes, .. } if bytes != total => Err(Error::Violation(format!(
                 "receiver reported {bytes} bytes received of the {total} sent"
             ))),
-            o => Ok((o, total)),
+            o => {
+                if let Outcome::Done { bytes, .. } = o {
+                    self.confirmed += bytes;
+                }
+                Ok((o, total))
+            }
         }
     }
 }
