@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use zfsync_cli::{Exit, OnStop, Output, Program};
 use zfsync_recv::cli::{self, USAGE};
 use zfsync_recv::{check_target, owner, serve, Config};
+use zfsync_text::quoted;
 use zfsync_zfs::Zfs;
 
 /// Raised on SIGTERM or SIGINT: the service stops accepting and lets streams finish.
@@ -45,8 +46,8 @@ fn run(config: &Config, output: &Output) -> zfsync_recv::Result<Exit> {
     }
     log::info!(
         "listening addr={addr} target={} buffer={}",
-        config.target,
-        config.buffer
+        quoted(&config.target),
+        quoted(&config.buffer)
     );
     let mut out = std::io::stdout();
     let _ = writeln!(out, "listening on {addr}");

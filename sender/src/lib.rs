@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use zfsync_cli::Exit;
 use zfsync_protocol::Reason;
+use zfsync_text::quoted;
 use zfsync_text::IoWords;
 use zfsync_zfs::protect::SourceMarks;
 use zfsync_zfs::{Dataset, FailureKind, Zfs};
@@ -225,7 +226,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
         let ds = Dataset::new(&info.name).map_err(zfsync_zfs::Error::from)?;
         let rel = ds.relative_to(&config.dataset).unwrap_or("").to_string();
         if info.snapshots.is_empty() {
-            info!("skip dataset={} reason=no-snapshots", info.name);
+            info!("skip dataset={} reason=no-snapshots", quoted(&info.name));
             reports.push(Report {
                 dataset: info.name,
                 delivery: Delivery::new(Status::NoSnapshots),

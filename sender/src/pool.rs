@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use zfsync_protocol::Reason;
+use zfsync_text::quoted;
 use zfsync_zfs::DatasetInfo;
 
 /// One dataset to replicate, and how many times it has been retried.
@@ -121,11 +122,11 @@ pub(crate) fn run_jobs(
                         let what = job.failed_tries.last().map(|t| t.what.as_str());
                         info!(
                             "retry dataset={} attempt={} of {} will retry in={:?} error={}",
-                            job.info.name,
+                            quoted(&job.info.name),
                             job.attempt,
                             config.retries + 1,
                             backoff,
-                            what.unwrap_or_default()
+                            quoted(what.unwrap_or_default())
                         );
                         delayed.push((Instant::now() + backoff, job));
                     } else {
@@ -211,9 +212,9 @@ fn finished(report: Report) -> Report {
         error!(
             "dataset {} dataset={} attempts={} error={}",
             d.status.label(),
-            report.dataset,
+            quoted(&report.dataset),
             d.attempts,
-            d.note()
+            quoted(d.note())
         );
     }
     report
@@ -355,7 +356,10 @@ fn worker_loop(
                     reason: Reason::Busy,
                     text,
                 }) if seat.stop_if_others_connected() => {
-                    info!("worker stops: the receiver takes no more connections text={text:?}");
+                    info!(
+                        "worker stops: the receiver takes no more connections text={}",
+                        quoted(&text)
+                    );
                     let _ = results.send(JobResult::HandedBack(job));
                     return None;
                 }

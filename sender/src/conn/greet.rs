@@ -11,6 +11,7 @@ use std::io::{BufReader, BufWriter};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use zfsync_protocol::{auth, FrameReader, FrameWriter, Message, Reason, VERSION};
+use zfsync_text::quoted;
 
 impl Connection {
     /// Greets (and authenticates to) the receiver on a connected, configured stream:
@@ -79,7 +80,11 @@ impl Connection {
                         return Err(Error::Auth("the receiver failed to prove the key".into()));
                     }
                 }
-                debug!("connected addr={} peer_agent={agent:?}", config.address);
+                debug!(
+                    "connected addr={} peer_agent={}",
+                    quoted(&config.address),
+                    quoted(&agent)
+                );
                 Ok(conn)
             }
             Message::Welcome { version, .. } => Err(Error::Peer {

@@ -10,6 +10,7 @@ use log::{debug, warn};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 use zfsync_protocol::{splice, Message, MoveError, Outcome, Reason, MAX_DATA};
+use zfsync_text::quoted;
 use zfsync_zfs::ZfsProcess;
 
 /// A frame is sent once the pipe from `zfs send` holds this much, or after [`FRAME_WAIT`]:
@@ -100,7 +101,12 @@ impl Connection {
         if let Some(outcome) = early {
             // The receiver gave up (zfs recv failed): stop our side and say so.
             let stderr = proc.kill();
-            debug!("stream stopped early dataset={dataset} cmd={snapshot:?} zfs_send_stderr={stderr:?}");
+            debug!(
+                "stream stopped early dataset={} cmd={} zfs_send_stderr={}",
+                quoted(dataset),
+                quoted(&snapshot),
+                quoted(&stderr)
+            );
             self.writer.send(&Message::Abort {
                 text: "receiver reported a failure".into(),
             })?;
@@ -135,7 +141,11 @@ impl Connection {
             }
         };
         if let Some(text) = failure {
-            warn!("zfs send failed dataset={dataset} error={text}");
+            warn!(
+                "zfs send failed dataset={} error={}",
+                quoted(dataset),
+                quoted(&text)
+            );
             self.writer.send(&Message::Abort { text: text.clone() })?;
             let _ = self.result()?;
             return Ok((
