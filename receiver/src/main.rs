@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use zfsync_cli::{Exit, OnStop, Output, Program};
-use zfsync_recv::cli::{self, USAGE};
+use zfsync_recv::cli::{self, Command, USAGE};
 use zfsync_recv::{check_target, owner, serve, Config};
 use zfsync_text::quoted;
 use zfsync_zfs::Zfs;
@@ -23,10 +23,32 @@ static PROGRAM: Program = Program {
 };
 
 fn main() -> ExitCode {
-    zfsync_cli::main(&PROGRAM, cli::config, run)
+    zfsync_cli::main(&PROGRAM, cli::command, run)
 }
 
-fn run(config: &Config, output: &Output) -> zfsync_recv::Result<Exit> {
+fn run(command: &Command, output: &Output) -> zfsync_recv::Result<Exit> {
+    match command {
+        Command::Serve(config) => serve_target(config, output),
+        Command::GenKey(name) => gen_key(name),
+    }
+}
+
+/// Prints a new key for client `name`: the same line serves both key files (the
+/// receiver's may get a SUBTREE after it).
+fn gen_key(name: &str) -> zfsync_recv::Result<Exit> {
+    let line = format!("{name} {}", zfsync_protocol::auth::new_secret()?);
+    let mut out = std::io::stdout();
+    writeln!(
+        out,
+        "# receiver's key file (zfsync-recv --key-file, mode 600); a SUBTREE may follow:\n\
+         {line}\n\
+         # sender's key file (zfsync-send --key-file, mode 600):\n\
+         {line}"
+    )?;
+    Ok(Exit::Done)
+}
+
+fn serve_target(config: &Config, output: &Output) -> zfsync_recv::Result<Exit> {
     // zfs recv has its own bound (5 x --timeout without data, or to exit after the
     // stream); the commands run to completion get the same.
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
