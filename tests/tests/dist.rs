@@ -606,12 +606,15 @@ fn man_entries(page: &str) -> Vec<Entry> {
         .collect()
 }
 
-/// The exit codes a --help text lists after "Exit status:".
+/// The exit codes a --help text lists in its "Exit status:" paragraph (not the numbers
+/// of the examples after it: `-t 8`).
 fn help_exit_codes(help: &str) -> BTreeSet<String> {
     let (_, tail) = help
         .split_once("Exit status:")
         .unwrap_or_else(|| panic!("no 'Exit status:' in:\n{help}"));
-    tail.split_whitespace()
+    let paragraph = tail.split("\n\n").next().unwrap_or_default();
+    paragraph
+        .split_whitespace()
         .filter(|w| w.len() == 1 && w.as_bytes()[0].is_ascii_digit())
         .map(String::from)
         .collect()
