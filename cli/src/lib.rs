@@ -86,11 +86,26 @@ impl Program {
         Exit::Usage
     }
 
-    /// Logs and prints an error that ended the run; the exit status to use.
-    pub fn runtime_error(&self, e: &dyn fmt::Display) -> Exit {
-        log::error!("{e}");
+    /// Says a warning once: `PROG: warning: MESSAGE` on stderr unless `-q`, and in the log
+    /// too when the log goes to a file.
+    pub fn warn(&self, w: &dyn fmt::Display, output: &Output) {
+        if output.log_file.is_some() {
+            log::warn!("{w}");
+        }
+        if !output.quiet {
+            eprintln!("{}: warning: {w}", self.name);
+        }
+    }
+
+    /// Says an error that ended the run once: `PROG: MESSAGE` on stderr, and in the log
+    /// too when the log goes to a file (on stderr, the log line would say it twice).
+    /// Returns `exit`, the status to end with.
+    pub fn fail(&self, e: &dyn fmt::Display, output: &Output, exit: Exit) -> Exit {
+        if output.log_file.is_some() {
+            log::error!("{e}");
+        }
         eprintln!("{}: {e}", self.name);
-        Exit::Failed
+        exit
     }
 }
 
@@ -119,7 +134,8 @@ pub fn examples(usage: &str, name: &str) -> Result<Vec<Vec<String>>, String> {
 
 /// Parses the command line with `parse`, prints help or version or a usage error, sets up
 /// logging and signals, then runs the job with `run` and exits with the status it returns
-/// (1 if it fails).
+/// (1 if it fails; a job that fails otherwise says so with [`Program::fail`] and returns
+/// the status).
 pub fn main<J, E: fmt::Display>(
     program: &Program,
     parse: impl FnOnce(&[String]) -> Result<Parsed<(J, Output)>, UsageError>,
@@ -155,12 +171,12 @@ pub fn main_with<J, E: fmt::Display>(
         }
     };
     if let Err(e) = signals::handle(program.on_stop, log_file) {
-        let e = format!("cannot handle signals: {e}");
-        return program.runtime_error(&e).into();
+        let e = format!("cannot handle signals: {}", zfsync_text::IoWords(&e));
+        return program.fail(&e, &output, Exit::Failed).into();
     }
     match run(&job, &output) {
         Ok(exit) => exit.into(),
-        Err(e) => program.runtime_error(&e).into(),
+        Err(e) => program.fail(&e, &output, Exit::Failed).into(),
     }
 }
 

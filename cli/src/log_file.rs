@@ -47,8 +47,9 @@ impl LogFile {
                 Err(e) => {
                     let _ = writeln!(
                         io::stderr(),
-                        "cannot reopen log file {}: {e}; logging on to the file it replaced",
-                        self.path.display()
+                        "cannot reopen log file {}: {}; logging on to the file it replaced",
+                        self.path.display(),
+                        zfsync_text::IoWords(&e)
                     );
                 }
             }

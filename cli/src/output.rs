@@ -6,6 +6,7 @@ use crate::log_file::{LogFile, LogWriter};
 use crate::{Parsed, Special, UsageError};
 use std::path::PathBuf;
 use std::sync::Arc;
+use zfsync_text::IoWords;
 
 /// How the process reports, whatever job it runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,7 +15,8 @@ pub struct Output {
     pub log_file: Option<PathBuf>,
     /// How many `-v`.
     pub verbose: usize,
-    /// `-q`: no summary table, only the final line and errors (for commands that have it).
+    /// `-q`: no summary table, only the final line and errors, and the log at errors only
+    /// unless `-v` (for commands that have it).
     pub quiet: bool,
 }
 
@@ -45,8 +47,12 @@ pub fn parse_options(
 }
 
 impl Output {
-    /// The log filter for this many `-v`: `levels[verbose]`, or the last of `levels`.
+    /// The log filter for this many `-v`: `levels[verbose]`, or the last of `levels`; with
+    /// `-q` and no `-v`, errors only (what makes the exit status non-zero).
     pub fn log_level<'a>(&self, levels: &[&'a str]) -> &'a str {
+        if self.quiet && self.verbose == 0 {
+            return "error";
+        }
         levels
             .get(self.verbose)
             .or(levels.last())
@@ -63,8 +69,9 @@ impl Output {
         let file = match &self.log_file {
             None => None,
             Some(path) => {
-                let f = LogFile::open(path)
-                    .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+                let f = LogFile::open(path).map_err(|e| {
+                    format!("cannot open log file {}: {}", path.display(), IoWords(&e))
+                })?;
                 let f = Arc::new(f);
                 b.target(env_logger::Target::Pipe(Box::new(LogWriter(f.clone()))));
                 Some(f)
@@ -135,6 +142,19 @@ mod tests {
                 ..Output::default()
             };
             assert_eq!(o.log_level(&levels), want, "-v x {verbose}");
+        }
+    }
+
+    #[test]
+    fn quiet_logs_errors_only_unless_verbose() {
+        let levels = ["warn", "info", "debug"];
+        for (verbose, want) in [(0, "error"), (1, "info"), (2, "debug")] {
+            let o = Output {
+                verbose,
+                quiet: true,
+                ..Output::default()
+            };
+            assert_eq!(o.log_level(&levels), want, "-q -v x {verbose}");
         }
     }
 }

@@ -14,6 +14,7 @@ use std::fmt;
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+use zfsync_text::IoWords;
 
 /// Why a peer could not be dialed.
 #[derive(Debug)]
@@ -30,9 +31,11 @@ pub enum DialError {
 impl fmt::Display for DialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DialError::Resolve { address, error } => write!(f, "cannot resolve {address}: {error}"),
+            DialError::Resolve { address, error } => {
+                write!(f, "cannot resolve {address}: {}", IoWords(error))
+            }
             DialError::Connect { address, error } => match error {
-                Some(e) => write!(f, "cannot connect to {address}: {e}"),
+                Some(e) => write!(f, "cannot connect to {address}: {}", IoWords(e)),
                 None => write!(f, "cannot connect to {address}: no address"),
             },
         }

@@ -17,11 +17,14 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::Read;
+use zfsync_text::IoWords;
 
 pub const NONCE_LEN: usize = 32;
 pub const MAC_LEN: usize = 32;
 /// Shortest secret accepted: shorter ones are guessable.
 pub const MIN_SECRET: usize = 16;
+/// Random bytes in a secret made by [`new_secret`] (written as twice as many hex digits).
+pub const NEW_SECRET_BYTES: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -76,7 +79,7 @@ pub fn parse_keys(text: &str) -> Result<Vec<Key>, String> {
         check_client_name(name).map_err(|e| format!("line {}: {e}", i + 1))?;
         if secret.len() < MIN_SECRET {
             return Err(format!(
-                "line {}: secret shorter than {MIN_SECRET} characters",
+                "line {}: secret shorter than {MIN_SECRET} characters (make one with zfsync-recv --gen-key NAME)",
                 i + 1
             ));
         }
@@ -98,16 +101,24 @@ pub fn parse_keys(text: &str) -> Result<Vec<Key>, String> {
 /// Reads and parses a key file, refusing one that others can read.
 pub fn read_key_file(path: &std::path::Path) -> Result<Vec<Key>, String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
+    let failed = |e: std::io::Error| format!("key file {}: {}", path.display(), IoWords(&e));
+    let meta = std::fs::metadata(path).map_err(failed)?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
             "key file {} is readable by others: chmod 600 it",
             path.display()
         ));
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(failed)?;
     parse_keys(&text).map_err(|e| format!("key file {}: {e}", path.display()))
+}
+
+/// A new secret for a key file: 32 random bytes from the kernel, as 64 hex digits (a key
+/// file's SECRET is any run of at least [`MIN_SECRET`] characters without white space).
+pub fn new_secret() -> std::io::Result<String> {
+    let mut bytes = [0u8; NEW_SECRET_BYTES];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A fresh random nonce from the kernel.
@@ -276,6 +287,16 @@ mod tests {
             !format!("{:?}", keys[0]).contains("0123"),
             "Debug must not show the secret"
         );
+    }
+
+    #[test]
+    fn new_secrets_are_random_hex_that_key_files_take() {
+        let (a, b) = (new_secret().unwrap(), new_secret().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 2 * NEW_SECRET_BYTES);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        let keys = parse_keys(&format!("bob {a}\n")).unwrap();
+        assert_eq!(keys[0].secret, a.as_bytes());
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub use splice::MoveError;
 
 use std::fmt;
 use std::io;
+use zfsync_text::IoWords;
 
 /// The protocol version this build speaks. Peers must speak the same version: a mismatch is
 /// refused at the greeting, with both numbers in the error. Version 2 added [`Message::Root`].
@@ -100,8 +101,8 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(e) if self.is_timeout() => write!(f, "timed out waiting for the peer ({e})"),
-            Error::Io(e) => write!(f, "connection error: {e}"),
+            Error::Io(_) if self.is_timeout() => f.write_str("timed out waiting for the peer"),
+            Error::Io(e) => write!(f, "connection error: {}", IoWords(e)),
             Error::Truncated { wanted, got } => {
                 write!(
                     f,

@@ -210,7 +210,8 @@ macro_rules! reasons {
             /// help. Divergence and refusals do not heal by themselves.
             pub fn is_retryable(self) -> bool { match self { $(Reason::$name => $retry,)* } }
 
-            /// A short lower-case name for summaries and logs.
+            /// The code's name (`Diverged`), as docs/PROTOCOL.md names it; people get
+            /// [`Reason::words`].
             pub fn as_str(self) -> &'static str {
                 match self { $(Reason::$name => stringify!($name),)* }
             }
@@ -232,6 +233,29 @@ reasons! {
     ShuttingDown = 11, true, "The receiver is stopping.";
     Denied = 12, false, "The peer is not allowed to do this.";
     StreamFailed = 13, true, "The sender's zfs send failed or the stream was cut.";
+}
+
+impl Reason {
+    /// The reason in lowercase words, for people: "diverged", "no common snapshot", "zfs
+    /// failed". [`Reason::as_str`] is the code's name, for the protocol's documentation.
+    pub fn words(self) -> String {
+        match self {
+            Reason::NotReplica => "not a replica".into(),
+            Reason::Internal => "internal error".into(),
+            Reason::Protocol => "protocol error".into(),
+            // The rest say it in their names: "ParentMissing" -> "parent missing".
+            other => {
+                let mut words = String::new();
+                for c in other.as_str().chars() {
+                    if c.is_uppercase() && !words.is_empty() {
+                        words.push(' ');
+                    }
+                    words.extend(c.to_lowercase());
+                }
+                words
+            }
+        }
+    }
 }
 
 impl Message {
@@ -790,5 +814,28 @@ mod tests {
         two.extend_from_slice(&9u64.to_be_bytes());
         two.push(0);
         assert!(Message::decode(0x13, two).is_err(), "a trailing byte");
+    }
+
+    #[test]
+    fn reasons_read_as_words() {
+        let cases = [
+            (Reason::Diverged, "diverged"),
+            (Reason::NoCommonSnapshot, "no common snapshot"),
+            (Reason::NotReplica, "not a replica"),
+            (Reason::ZfsFailed, "zfs failed"),
+            (Reason::ShuttingDown, "shutting down"),
+            (Reason::Denied, "denied"),
+            (Reason::Internal, "internal error"),
+            (Reason::Protocol, "protocol error"),
+        ];
+        for (reason, want) in cases {
+            assert_eq!(reason.words(), want, "{reason:?}");
+        }
+        for code in 0..=u16::MAX {
+            if let Some(r) = Reason::from_code(code) {
+                let w = r.words();
+                assert!(!w.is_empty() && w == w.to_lowercase(), "{r:?}: {w:?}");
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zfsync_protocol::{FrameWriter, Message, Reason};
+use zfsync_text::quoted;
 
 /// Accepts connections on `listener`, a session on each, until the stop flag is raised;
 /// then stops the open ones and returns once every session has ended.
@@ -28,7 +29,10 @@ pub(crate) fn accept_until_stopped(listener: TcpListener, shared: &Shared) -> io
                 continue;
             };
             let Some(slot) = connections.admit(&stream, max) else {
-                warn!("connection refused peer={peer}: {max} connections already");
+                warn!(
+                    "connection refused peer={}: {max} connections already",
+                    quoted(peer)
+                );
                 refuse(stream, max);
                 continue;
             };
@@ -46,7 +50,8 @@ fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
         Ok((stream, peer)) => match stream.set_nonblocking(false) {
             Ok(()) => Some((stream, peer)),
             Err(e) => {
-                warn!("connection setup failed peer={peer} error={e}");
+                let e = quoted(zfsync_text::IoWords(&e));
+                warn!("connection setup failed peer={} error={e}", quoted(peer));
                 None
             }
         },
@@ -56,7 +61,7 @@ fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
         }
         Err(e) => {
             // Out of file descriptors and the like: keep serving the others.
-            warn!("accept failed error={e}");
+            warn!("accept failed error={}", quoted(zfsync_text::IoWords(&e)));
             std::thread::sleep(Duration::from_millis(100));
             None
         }

@@ -11,6 +11,7 @@ use zfsync_zfs::Dataset;
 
 pub const USAGE: &str = "\
 Usage: zfsync-recv [options] TARGET
+       zfsync-recv --gen-key NAME
 
 Receive ZFS datasets replicated by zfsync-send under TARGET, a dataset that is the replica
 of the sender's root (TARGET itself need not exist yet; its parent must). Runs until
@@ -42,7 +43,11 @@ Options:
       --key-file FILE      accept only senders that prove knowledge of a key in FILE
                            (challenge-response, the key never crosses the wire).
                            Lines: NAME SECRET [SUBTREE]; a client with a SUBTREE is
-                           confined to TARGET/SUBTREE. FILE must be mode 600.
+                           confined to TARGET/SUBTREE. FILE must be mode 600;
+                           secrets have at least 16 characters.
+      --gen-key NAME       print a new key for client NAME (a random secret of 64
+                           hex digits): its line for this side's key file and for
+                           the sender's, then exit
       --zfs PATH           zfs binary (default: zfs)
   -o, --log-file FILE      write the log to FILE instead of stderr; SIGHUP reopens
                            it (logrotate: rename FILE, then send SIGHUP)
@@ -59,11 +64,11 @@ Examples:
       (SIGHUP reopens it: logrotate's postrotate is 'pkill -HUP -x zfsync-recv')
   zfsync-recv --key-file /etc/zfsync/keys backup/clients
       several sources, each confined to the subtree its key names
-  zfsync-recv -l [fd00::2] -j 32 --timeout 120 backup/hosts/fileserver
-      listen on one IPv6 address, 32 connections at once, patient with slow peers
   zfsync-recv --keep hourly=48,daily=90,monthly=24 backup/hosts/fileserver
       keep two days of hours, three months of days and two years of months of
       what arrives, whatever the source keeps
+  zfsync-recv --gen-key fileserver
+      make a key for a sender called fileserver
 ";
 
 /// Options as given, before any check; the process's options are already an [`Output`].
@@ -81,7 +86,32 @@ pub struct Args {
     pub key_file: Option<String>,
     pub keep: Option<String>,
     pub tz: Option<String>,
+    /// `--gen-key NAME`: make a key instead of serving.
+    pub gen_key: Option<String>,
     pub output: Output,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Serve TARGET.
+    Serve(Config),
+    /// Print a new key for client NAME, for both sides' key files.
+    GenKey(String),
+}
+
+/// The command line as what to do and the process's [`Output`].
+pub fn command(argv: &[String]) -> Result<Parsed<(Command, Output)>, UsageError> {
+    parse(argv)?.try_map(|args| match &args.gen_key {
+        Some(name) => {
+            zfsync_protocol::auth::check_client_name(name)
+                .map_err(|e| e.replace("client name", "--gen-key"))?;
+            Ok((Command::GenKey(name.clone()), args.output))
+        }
+        None => args
+            .into_config()
+            .map(|(config, output)| (Command::Serve(config), output)),
+    })
 }
 
 /// The command line as the job's [`Config`] and the process's [`Output`].
@@ -102,14 +132,18 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optopt("", "key-file", "", "FILE");
     o.optopt("", "keep", "", "PLAN");
     o.optopt("", "tz", "", "ZONE");
+    o.optopt("", "gen-key", "", "NAME");
     let (m, output) = match parse_options(o, argv)? {
         Parsed::Run(r) => r,
         Parsed::Special(s) => return Ok(Parsed::Special(s)),
     };
-    let target = match m.free.as_slice() {
-        [t] => t.clone(),
-        [] => return Err("missing TARGET".into()),
-        _ => return Err(format!("one TARGET expected, got {}", m.free.len()).into()),
+    let gen_key = m.opt_str("gen-key");
+    let target = match (m.free.as_slice(), &gen_key) {
+        ([], Some(_)) => String::new(),
+        (_, Some(_)) => return Err("--gen-key takes no TARGET".into()),
+        ([t], None) => t.clone(),
+        ([], None) => return Err("missing TARGET".into()),
+        (_, None) => return Err(format!("one TARGET expected, got {}", m.free.len()).into()),
     };
     Ok(Parsed::Run(Args {
         target,
@@ -124,6 +158,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         key_file: m.opt_str("key-file"),
         keep: m.opt_str("keep"),
         tz: m.opt_str("tz"),
+        gen_key,
         output,
     }))
 }
@@ -303,7 +338,7 @@ mod tests {
             };
             // A key file is read when checked: only the parse is tried for that one.
             if a.key_file.is_none() {
-                assert!(a.into_config().is_ok(), "{argv:?}");
+                assert!(command(&argv).is_ok(), "{argv:?}");
             }
         }
     }
@@ -333,6 +368,28 @@ mod tests {
             let e = config(args).unwrap_err().to_string();
             assert!(e.starts_with(want), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn gen_key_names_a_client_and_no_target() {
+        let cmd = |args: &[&str]| {
+            let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            command(&argv)
+        };
+        assert!(matches!(
+            cmd(&["--gen-key", "fileserver"]),
+            Ok(Parsed::Run((Command::GenKey(n), _))) if n == "fileserver"
+        ));
+        assert!(matches!(
+            cmd(&["tank/b"]),
+            Ok(Parsed::Run((Command::Serve(_), _)))
+        ));
+        assert_eq!(
+            cmd(&["--gen-key", "Bob"]).unwrap_err().to_string(),
+            "--gen-key \"Bob\": wants 1-64 of a-z 0-9 . _ -"
+        );
+        assert!(cmd(&["--gen-key", "bob", "tank/b"]).is_err());
+        assert!(cmd(&["--gen-key"]).is_err());
     }
 
     #[test]

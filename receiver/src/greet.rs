@@ -9,6 +9,7 @@ use crate::tree::join_rel;
 use crate::{Error, Result};
 use log::{info, warn};
 use zfsync_protocol::{auth, Message, Reason, VERSION};
+use zfsync_text::quoted;
 use zfsync_zfs::check_relative_path;
 
 impl Session<'_> {
@@ -20,7 +21,10 @@ impl Session<'_> {
         let peer = self.peer;
         std::thread::spawn(move || {
             if rx.recv_timeout(timeout) == Err(crossbeam_channel::RecvTimeoutError::Timeout) {
-                warn!("greeting not finished in time peer={peer}: closing");
+                warn!(
+                    "greeting not finished in time peer={}: closing",
+                    quoted(peer)
+                );
                 let _ = stream.shutdown(std::net::Shutdown::Both);
             }
         });
@@ -60,7 +64,11 @@ impl Session<'_> {
             match self.authenticate(&client, &dest)? {
                 Some(ok) => ok,
                 None => {
-                    warn!("authentication failed peer={} client={client:?}", self.peer);
+                    warn!(
+                        "authentication failed peer={} client={}",
+                        quoted(self.peer),
+                        quoted(&client)
+                    );
                     return self.refuse_session(Reason::Denied, "authentication failed".into());
                 }
             }
@@ -78,8 +86,11 @@ impl Session<'_> {
             }
         };
         info!(
-            "session start peer={} agent={:?} client={:?} base={:?}",
-            self.peer, agent, client, root_rel
+            "session start peer={} agent={} client={} base={}",
+            quoted(self.peer),
+            quoted(&agent),
+            quoted(&client),
+            quoted(&root_rel)
         );
         self.root_rel = root_rel;
         self.root = root;

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tree::Tree;
+use zfsync_text::IoWords;
 use zfsync_zfs::{Dataset, Zfs};
 
 /// A checked configuration.
@@ -69,7 +70,7 @@ impl fmt::Display for Error {
         match self {
             Error::Protocol(e) => e.fmt(f),
             Error::Zfs(e) => e.fmt(f),
-            Error::Io(e) => e.fmt(f),
+            Error::Io(e) => IoWords(e).fmt(f),
             Error::Violation(s) => write!(f, "protocol violation: {s}"),
             Error::Peer(s) => write!(f, "peer reported: {s}"),
             Error::Setup(s) => f.write_str(s),

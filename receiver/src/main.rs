@@ -6,8 +6,9 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use zfsync_cli::{Exit, OnStop, Output, Program};
-use zfsync_recv::cli::{self, USAGE};
+use zfsync_recv::cli::{self, Command, USAGE};
 use zfsync_recv::{check_target, owner, serve, Config};
+use zfsync_text::quoted;
 use zfsync_zfs::Zfs;
 
 /// Raised on SIGTERM or SIGINT: the service stops accepting and lets streams finish.
@@ -22,10 +23,32 @@ static PROGRAM: Program = Program {
 };
 
 fn main() -> ExitCode {
-    zfsync_cli::main(&PROGRAM, cli::config, run)
+    zfsync_cli::main(&PROGRAM, cli::command, run)
 }
 
-fn run(config: &Config, _: &Output) -> zfsync_recv::Result<Exit> {
+fn run(command: &Command, output: &Output) -> zfsync_recv::Result<Exit> {
+    match command {
+        Command::Serve(config) => serve_target(config, output),
+        Command::GenKey(name) => gen_key(name),
+    }
+}
+
+/// Prints a new key for client `name`: the same line serves both key files (the
+/// receiver's may get a SUBTREE after it).
+fn gen_key(name: &str) -> zfsync_recv::Result<Exit> {
+    let line = format!("{name} {}", zfsync_protocol::auth::new_secret()?);
+    let mut out = std::io::stdout();
+    writeln!(
+        out,
+        "# receiver's key file (zfsync-recv --key-file, mode 600); a SUBTREE may follow:\n\
+         {line}\n\
+         # sender's key file (zfsync-send --key-file, mode 600):\n\
+         {line}"
+    )?;
+    Ok(Exit::Done)
+}
+
+fn serve_target(config: &Config, output: &Output) -> zfsync_recv::Result<Exit> {
     // zfs recv has its own bound (5 x --timeout without data, or to exit after the
     // stream); the commands run to completion get the same.
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
@@ -35,18 +58,18 @@ fn run(config: &Config, _: &Output) -> zfsync_recv::Result<Exit> {
     let _owner = owner::claim(&owner::default_lock_dir(), config.target.as_str())
         .map_err(|e| zfsync_recv::Error::Setup(e.to_string()))?;
     let listener = TcpListener::bind(&config.listen).map_err(|e| {
+        let e = zfsync_text::IoWords(&e);
         zfsync_recv::Error::Setup(format!("cannot listen on {}: {e}", config.listen))
     })?;
     let addr = listener.local_addr()?;
     if config.keys.is_empty() && !addr.ip().is_loopback() {
         let w = format!("listening on {addr} without --key-file: any host that can reach this port can write datasets under {}", config.target);
-        log::warn!("{w}");
-        eprintln!("zfsync-recv: warning: {w}");
+        PROGRAM.warn(&w, output);
     }
     log::info!(
         "listening addr={addr} target={} buffer={}",
-        config.target,
-        config.buffer
+        quoted(&config.target),
+        quoted(&config.buffer)
     );
     let mut out = std::io::stdout();
     let _ = writeln!(out, "listening on {addr}");

@@ -12,6 +12,7 @@ use log::{debug, info, warn};
 use std::collections::HashSet;
 use std::time::Instant;
 use zfsync_protocol::{DatasetKind, Message, Outcome, Plan, Reason};
+use zfsync_text::quoted;
 use zfsync_zfs::{check_snapshot_name, protect, RecvOptions, Snapshot};
 
 /// The snapshots an offer announced, as far as the answer needs them.
@@ -81,10 +82,11 @@ impl Session<'_> {
             Ok(a) => a,
             Err(refusal) => {
                 info!(
-                    "offer refused peer={} dataset={rel:?} reason={} text={:?}",
-                    self.peer,
+                    "offer refused peer={} dataset={} reason={} text={}",
+                    quoted(self.peer),
+                    quoted(rel),
                     refusal.reason.as_str(),
-                    refusal.text
+                    quoted(&refusal.text)
                 );
                 self.writer.send(&Message::Reply(refusal.into_plan()))?;
                 return Ok(());
@@ -93,7 +95,7 @@ impl Session<'_> {
         if accepted.force {
             warn!(
                 "overwriting dataset={} (no snapshots, --allow-overwrite)",
-                accepted.location.dataset()
+                quoted(accepted.location.dataset())
             );
         }
         // Issue 5: the buffer is created only for an accepted offer, so a refused one (bad
@@ -112,8 +114,10 @@ impl Session<'_> {
         );
         if dry_run || !streams {
             debug!(
-                "offer answered peer={} dataset={rel:?} plan={:?} dry_run={dry_run}",
-                self.peer, accepted.plan
+                "offer answered peer={} dataset={} plan={:?} dry_run={dry_run}",
+                quoted(self.peer),
+                quoted(rel),
+                accepted.plan
             );
             return Ok(());
         }
@@ -159,18 +163,19 @@ impl Session<'_> {
         match &outcome {
             Outcome::Done { bytes, newest, .. } => info!(
                 "recv done peer={} dataset={} snap={} bytes={} secs={:.2}",
-                self.peer,
-                ds,
-                newest,
+                quoted(self.peer),
+                quoted(&ds),
+                quoted(newest),
                 bytes,
                 started.elapsed().as_secs_f64()
             ),
             Outcome::Failed { reason, text } => {
                 warn!(
-                    "recv failed peer={} dataset={} reason={} error={text:?}",
-                    self.peer,
-                    ds,
-                    reason.as_str()
+                    "recv failed peer={} dataset={} reason={} error={}",
+                    quoted(self.peer),
+                    quoted(&ds),
+                    reason.as_str(),
+                    quoted(text)
                 )
             }
         }

@@ -73,8 +73,9 @@ impl std::fmt::Display for LockError {
             }
             LockError::Io { path, error } => write!(
                 f,
-                "cannot use the lock file {}: {error} (is its directory writable?)",
-                path.display()
+                "cannot use the lock file {}: {} (is its directory writable?)",
+                path.display(),
+                zfsync_text::IoWords(error)
             ),
         }
     }

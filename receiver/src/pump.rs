@@ -9,6 +9,7 @@ use log::{info, warn};
 use std::os::fd::AsFd;
 use std::time::Duration;
 use zfsync_protocol::{Frame, Message, MoveError, Outcome, Reason};
+use zfsync_text::quoted;
 use zfsync_zfs::{Dataset, DatasetInfo, RecvOptions, Snapshot};
 
 /// Ends a `zfs recv` whose stream was cut or refused: its input is closed (after what is
@@ -171,11 +172,19 @@ impl Session<'_> {
                 resume_token: Some(_),
                 ..
             })) => match zfs.recv_abort(ds) {
-                Ok(()) => info!("discarded partial receive dataset={ds}"),
-                Err(e) => warn!("cannot discard partial receive dataset={ds} error={e}"),
+                Ok(()) => info!("discarded partial receive dataset={}", quoted(ds)),
+                Err(e) => warn!(
+                    "cannot discard partial receive dataset={} error={}",
+                    quoted(ds),
+                    quoted(e)
+                ),
             },
             Ok(_) => {}
-            Err(e) => warn!("cannot check for partial receive dataset={ds} error={e}"),
+            Err(e) => warn!(
+                "cannot check for partial receive dataset={} error={}",
+                quoted(ds),
+                quoted(e)
+            ),
         }
     }
 

@@ -17,6 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zfsync_protocol::{FrameReader, FrameWriter, Message, Reason};
+use zfsync_text::quoted;
 use zfsync_zfs::Dataset;
 
 /// Runs a session on a connection until it ends, then cleans up the buffer (what the
@@ -30,8 +31,8 @@ pub(crate) fn run_session<'a>(
 ) {
     let result = Session::new(shared, stream, peer, busy).and_then(|s| s.run());
     match result {
-        Ok(()) => info!("session end peer={peer}"),
-        Err(e) => warn!("session end peer={peer} error={e}"),
+        Ok(()) => info!("session end peer={}", quoted(peer)),
+        Err(e) => warn!("session end peer={} error={}", quoted(peer), quoted(e)),
     }
     shared.clean_up("connection end");
 }
@@ -91,7 +92,11 @@ impl<'a> Session<'a> {
         let warmed =
             self.keeping_alive(|| tree.catalog.warm(self.shared.zfs, root, &tree.buffer))?;
         if let Err(e) = warmed {
-            debug!("catalog warm-up failed base={root} error={e}");
+            debug!(
+                "catalog warm-up failed base={} error={}",
+                quoted(root),
+                quoted(e)
+            );
         }
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
@@ -103,7 +108,7 @@ impl<'a> Session<'a> {
             }
             let msg = match self.reader.read_message()? {
                 None => {
-                    debug!("peer closed peer={}", self.peer);
+                    debug!("peer closed peer={}", quoted(self.peer));
                     return Ok(());
                 }
                 Some(m) => m,
@@ -135,7 +140,11 @@ impl<'a> Session<'a> {
                     let r = self.shared.tree.cleanup(self.shared.zfs);
                     info!(
                         "cleanup peer={} placed={} removed={} waiting={} failed={}",
-                        self.peer, r.placed, r.removed, r.waiting, r.failed
+                        quoted(self.peer),
+                        r.placed,
+                        r.removed,
+                        r.waiting,
+                        r.failed
                     );
                     self.writer.send(&Message::CleanupDone {
                         placed: r.placed,
@@ -148,7 +157,7 @@ impl<'a> Session<'a> {
                 Message::KeepAlive => {}
                 Message::Bye => return Ok(()),
                 Message::Error { reason, text } => {
-                    return Err(Error::Peer(format!("{}: {text}", reason.as_str())));
+                    return Err(Error::Peer(format!("{}: {text}", reason.words())));
                 }
                 other => return self.violation(&format!("unexpected {} message", other.name())),
             }

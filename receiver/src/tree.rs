@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use zfsync_text::quoted;
 use zfsync_zfs::{protect, Dataset, DatasetInfo, Zfs, MAX_NAME_LEN};
 
 /// Where an offered dataset is, or will be.
@@ -190,7 +191,7 @@ impl Tree {
             self.buffer_exists.store(true, Ordering::SeqCst);
             return Ok(());
         }
-        info!("creating buffer dataset={}", self.buffer);
+        info!("creating buffer dataset={}", quoted(&self.buffer));
         let created = zfs.create(
             &self.buffer,
             false,
@@ -218,7 +219,9 @@ impl Tree {
             destroying,
         } = rollback;
         warn!(
-            "rolling back dataset={dataset} to={to} destroying={destroying:?} (--allow-rollback)"
+            "rolling back dataset={} to={} destroying={destroying:?} (--allow-rollback)",
+            quoted(dataset),
+            quoted(to)
         );
         // Our own hold on what is to go (the newest one received) would make the rollback
         // fail; the operator asked for them to go.
@@ -371,12 +374,17 @@ impl Tree {
                 match renamed {
                     Ok(()) => {
                         self.catalog.mark_present(to.as_str());
-                        info!("cleanup placed from={from} to={to}");
+                        info!("cleanup placed from={} to={}", quoted(&from), quoted(&to));
                         report.placed += 1;
                         protect::hold_receiver_newest(zfs, &to);
                     }
                     Err(e) => {
-                        warn!("cleanup rename failed from={from} to={to} error={e}");
+                        warn!(
+                            "cleanup rename failed from={} to={} error={}",
+                            quoted(&from),
+                            quoted(&to),
+                            quoted(&e)
+                        );
                         report.failed += 1;
                         report.notes.push(format!("rename {from} -> {to}: {e}"));
                     }
@@ -387,7 +395,11 @@ impl Tree {
                 self.catalog.touch(copy.as_str());
                 match destroyed {
                     Ok(()) => {
-                        info!("cleanup dropped stale buffered copy={copy} real={real} (real holds its newest snapshot)");
+                        info!(
+                            "cleanup dropped stale buffered copy={} real={} (real holds its newest snapshot)",
+                            quoted(&copy),
+                            quoted(&real)
+                        );
                         report.removed += 1;
                     }
                     Err(e) => {
@@ -397,7 +409,11 @@ impl Tree {
                 }
             }
             Step::KeepStale { copy, real } => {
-                warn!("cleanup kept stale buffered copy={copy}: {real} exists but lacks the copy's newest snapshot");
+                warn!(
+                    "cleanup kept stale buffered copy={} real={} (real lacks the copy's newest snapshot)",
+                    quoted(&copy),
+                    quoted(&real)
+                );
                 report.waiting += 1;
                 report.notes.push(format!(
                     "{copy}: kept, {real} exists but lacks its newest snapshot"

@@ -42,6 +42,13 @@ Options:
                         gets exactly the ones that match
       --timeout SECS    give up on a silent receiver after SECS seconds (default 60),
                         and kill a zfs command that runs 5 times as long
+      --connect-timeout SECS
+                        give up on a receiver that does not connect and answer the
+                        zfsync greeting within SECS seconds (default 10); one that
+                        never answered it is not tried again
+      --deadline SECS   end the run after SECS seconds: start no more datasets,
+                        abort the streams in flight, report what was not done and
+                        exit 1 (default: no deadline)
       --retries N       retries of a dataset after a transient failure (default 3)
       --mark ID         after each dataset is delivered (or found up to date), set
                         the user property zfsync:base:ID on the snapshot now newest
@@ -63,13 +70,15 @@ Options:
       --zfs PATH        zfs binary (default: zfs)
   -o, --log-file FILE   write the log to FILE instead of stderr; SIGHUP reopens it
   -v, --verbose         more log output (-vv for debug)
-  -q, --quiet           no summary table, only the final line and errors
+  -q, --quiet           no summary table, only the final line and the errors
+                        that make the exit status non-zero, once
   -h, --help            show this help
   -V, --version         show the version
 
 Exit status: 0 when every dataset is done (sent, up to date, or without snapshots),
 1 when at least one dataset failed (the others were still tried), 2 on a usage or
-configuration error.
+configuration error (a bad option, a key file that cannot be used, a DATASET that does
+not exist, --props where this ZFS cannot keep properties out).
 
 Examples:
   zfsync-send -t 8 tank/data backuphost:7611
@@ -95,6 +104,8 @@ pub struct Args {
     pub include_snaps: Vec<String>,
     pub exclude_snaps: Vec<String>,
     pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub deadline: Option<String>,
     pub retries: Option<String>,
     pub mark: Option<String>,
     pub zfs: Option<String>,
@@ -119,6 +130,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optmulti("", "include-snaps", "", "GLOB");
     o.optmulti("", "exclude-snaps", "", "GLOB");
     o.optopt("", "timeout", "", "SECS");
+    o.optopt("", "connect-timeout", "", "SECS");
+    o.optopt("", "deadline", "", "SECS");
     o.optopt("", "retries", "", "N");
     o.optopt("", "mark", "", "ID");
     o.optopt("", "zfs", "", "PATH");
@@ -152,6 +165,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         include_snaps: m.opt_strs("include-snaps"),
         exclude_snaps: m.opt_strs("exclude-snaps"),
         timeout: m.opt_str("timeout"),
+        connect_timeout: m.opt_str("connect-timeout"),
+        deadline: m.opt_str("deadline"),
         retries: m.opt_str("retries"),
         mark: m.opt_str("mark"),
         zfs: m.opt_str("zfs"),
@@ -184,6 +199,16 @@ impl Args {
                 exclude: patterns("--exclude-snaps", &self.exclude_snaps, Pattern::snapshot)?,
             },
             timeout: seconds("--timeout", self.timeout.as_deref(), 60, 1..=u64::MAX)?,
+            connect_timeout: seconds(
+                "--connect-timeout",
+                self.connect_timeout.as_deref(),
+                10,
+                1..=u64::MAX,
+            )?,
+            deadline: match &self.deadline {
+                None => None,
+                Some(d) => Some(seconds("--deadline", Some(d), 0, 1..=u64::MAX)?),
+            },
             retries: number("--retries", self.retries.as_deref(), 3, 0..=u64::MAX)? as u32,
             mark: self.mark.map(check_mark).transpose()?,
             zfs: PathBuf::from(self.zfs.unwrap_or_else(|| "zfs".into())),
@@ -230,6 +255,7 @@ fn check_mark(id: String) -> Result<String, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn config(args: &[&str]) -> Result<Config, UsageError> {
         let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -245,6 +271,12 @@ mod tests {
         assert_eq!(c.address, "backup:7611");
         assert_eq!(c.threads, 8);
         assert_eq!(c.dest, "");
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.deadline, None);
+        let c = config(&["--connect-timeout", "3", "--deadline", "600", "t/d", "h"]).unwrap();
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.deadline, Some(Duration::from_secs(600)));
         assert_eq!(
             config(&["tank/data", "backup:9000"]).unwrap().address,
             "backup:9000"
@@ -276,6 +308,8 @@ mod tests {
         assert!(config(&["tank/data"]).is_err());
         assert!(config(&["tank/data@s", "h"]).is_err());
         assert!(config(&["-t", "0", "tank/data", "h"]).is_err());
+        assert!(config(&["--connect-timeout", "0", "tank/data", "h"]).is_err());
+        assert!(config(&["--deadline", "0", "tank/data", "h"]).is_err());
         assert!(config(&["-d", "../x", "tank/data", "h"]).is_err());
         assert!(config(&["--bogus", "tank/data", "h"]).is_err());
         assert!(config(&["--mark", "Host:1", "tank/data", "h"]).is_err());

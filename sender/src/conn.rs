@@ -7,31 +7,82 @@
 mod greet;
 mod pump;
 
+use crate::deadline::{Deadline, Watch};
 use crate::report::CleanupDone;
 use crate::{Config, Error, Result};
 use std::io::{BufReader, BufWriter};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zfsync_protocol::{
     DatasetKind, FrameReader, FrameWriter, Message, Outcome, Plan, SnapshotInfo,
 };
 use zfsync_zfs::{Kind, Snapshot};
 
+/// The least a greeting is given, however long connecting took.
+const MIN_GREETING: Duration = Duration::from_millis(500);
+
+/// A failed greeting, said as what it means: a peer that never answered, or answered
+/// something else than zfsync, is not a zfsync receiver.
+fn greeting_error(e: Error, config: &Config) -> Error {
+    let address = config.address.clone();
+    match e {
+        Error::Protocol(p) if p.is_timeout() => Error::NoGreeting {
+            address,
+            within: config.connect_timeout,
+        },
+        Error::Protocol(p) if !p.is_retryable() => Error::NotZfsync {
+            address,
+            what: p.to_string(),
+        },
+        e => e,
+    }
+}
+
 pub struct Connection {
+    /// On the run's `--deadline` watch list while open. First, so that it is dropped
+    /// (its clone of the socket closed) before the connection's own descriptors.
+    watch: Option<Watch>,
     reader: FrameReader<BufReader<TcpStream>>,
     writer: FrameWriter<BufWriter<TcpStream>>,
     fd: i32,
     timeout: Duration,
     /// Whether the root's snapshots were announced on this connection (`announce_root`).
     root_announced: bool,
+    /// Stream bytes sent on this connection, and of them those the receiver confirmed
+    /// (streams it reported done): how far a try got, even one that broke off.
+    sent: u64,
+    confirmed: u64,
 }
 
 impl Connection {
-    /// Dials the receiver and greets it.
+    /// Dials the receiver and greets it, both within `--connect-timeout`; the connection
+    /// then has `--timeout` on each read and write.
     pub fn open(config: &Config) -> Result<Connection> {
-        let stream = zfsync_link::dial(&config.address, config.timeout)
-            .map_err(|e| Error::Connect(e.to_string()))?;
-        Connection::greet(stream, config)
+        let started = Instant::now();
+        let limit = config.connect_timeout;
+        let stream = zfsync_link::dial(&config.address, limit).map_err(Error::Connect)?;
+        // What is left of the bound is the greeting's, read by read: a zfsync receiver
+        // answers at once, something else that listens there (an HTTP server waiting for
+        // a request) never does.
+        let left = limit.saturating_sub(started.elapsed()).max(MIN_GREETING);
+        stream.set_read_timeout(Some(left))?;
+        stream.set_write_timeout(Some(left))?;
+        let socket = stream.try_clone()?;
+        let conn = Connection::greet(stream, config).map_err(|e| greeting_error(e, config))?;
+        zfsync_link::configure(&socket, config.timeout)?;
+        Ok(conn)
+    }
+
+    /// Puts the connection on `deadline`'s watch list: cut when the run's deadline passes.
+    pub(crate) fn watch(&mut self, deadline: &Deadline) -> Result<()> {
+        let socket = self.writer.get_ref().get_ref().try_clone()?;
+        self.watch = Some(deadline.watch(socket));
+        Ok(())
+    }
+
+    /// Stream bytes sent so far, and of them those the receiver confirmed.
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        (self.sent, self.confirmed)
     }
 
     /// Reads the next message that is not a keepalive. A clean close or an `Error` frame

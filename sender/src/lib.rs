@@ -9,27 +9,33 @@
 
 pub mod cli;
 mod conn;
+mod deadline;
 mod pool;
 mod replicate;
 mod report;
 mod select;
 
 pub use report::{
-    print_summary, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream, StreamKind,
+    print_summary, Attempt, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream,
+    StreamKind,
 };
 pub use select::{Pattern, SnapshotFilter};
 
 use conn::Connection;
+use deadline::Deadline;
 use log::{info, warn};
 use pool::{run_jobs, Job};
 use replicate::Replicator;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use zfsync_cli::Exit;
 use zfsync_protocol::Reason;
+use zfsync_text::quoted;
+use zfsync_text::IoWords;
 use zfsync_zfs::protect::SourceMarks;
-use zfsync_zfs::{Dataset, Zfs, SYNC_PROPERTY};
+use zfsync_zfs::{Dataset, FailureKind, Zfs, SYNC_PROPERTY};
 
 /// A checked configuration.
 #[derive(Clone, Debug)]
@@ -44,6 +50,10 @@ pub struct Config {
     /// `--include-snaps`, `--exclude-snaps`: the snapshots offered and sent.
     pub snapshots: SnapshotFilter,
     pub timeout: Duration,
+    /// How long connecting and the greeting may take together.
+    pub connect_timeout: Duration,
+    /// The whole run's bound: past it, no dataset is started and streams are aborted.
+    pub deadline: Option<Duration>,
     pub retries: u32,
     /// Receiver id for `zfsync:base:ID` marks on delivered snapshots.
     pub mark: Option<String>,
@@ -64,7 +74,18 @@ pub enum Error {
     Protocol(zfsync_protocol::Error),
     Zfs(zfsync_zfs::Error),
     Io(io::Error),
-    Connect(String),
+    /// The receiver's address could not be resolved or connected to.
+    Connect(zfsync_link::DialError),
+    /// The peer took the connection but did not answer the greeting in time.
+    NoGreeting {
+        address: String,
+        within: Duration,
+    },
+    /// The peer answered the greeting with something that is not zfsync.
+    NotZfsync {
+        address: String,
+        what: String,
+    },
     /// The receiver closed the connection where the conversation expected more.
     Closed,
     /// The receiver sent an `Error` frame.
@@ -76,8 +97,9 @@ pub enum Error {
     Violation(String),
     /// Authentication failed or is missing on one side.
     Auth(String),
-    /// The options ask for what this host's ZFS cannot do safely: a configuration error.
-    Unsupported(String),
+    /// The command line cannot work (a source dataset that does not exist): the user must
+    /// change it. Exit status 2.
+    Usage(String),
 }
 
 impl Error {
@@ -87,7 +109,27 @@ impl Error {
             Error::Protocol(e) => e.is_retryable(),
             Error::Io(_) | Error::Connect(_) | Error::Closed => true,
             Error::Peer { reason, .. } => reason.is_retryable(),
-            Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) | Error::Unsupported(_) => false,
+            Error::Zfs(_) | Error::Violation(_) | Error::Auth(_) | Error::Usage(_) => false,
+            // Whatever listens there is not a zfsync receiver: it will not become one.
+            Error::NoGreeting { .. } | Error::NotZfsync { .. } => false,
+        }
+    }
+
+    /// Whether this error says the receiver cannot be reached at all (nothing there, or
+    /// not a zfsync receiver): when no connection was ever made, the run ends with it at
+    /// once instead of failing every dataset the same way.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect(_) | Error::NoGreeting { .. } | Error::NotZfsync { .. }
+        )
+    }
+
+    /// The exit status of a run this error ended.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Usage(_) => Exit::Usage,
+            _ => Exit::Failed,
         }
     }
 }
@@ -97,18 +139,55 @@ impl fmt::Display for Error {
         match self {
             Error::Protocol(e) => e.fmt(f),
             Error::Zfs(e) => e.fmt(f),
-            Error::Io(e) => e.fmt(f),
-            Error::Connect(s) => f.write_str(s),
+            Error::Io(e) => IoWords(e).fmt(f),
+            Error::Connect(e) => unreachable(f, e),
+            Error::NoGreeting { address, within } => write!(
+                f,
+                "{address} did not answer the zfsync greeting within {} s: is it a zfsync-recv?",
+                within.as_secs()
+            ),
+            Error::NotZfsync { address, what } => write!(
+                f,
+                "{address} does not speak zfsync ({what}): is it a zfsync-recv?"
+            ),
             Error::Closed => f.write_str("receiver closed the connection"),
-            Error::Peer { reason, text } => write!(f, "receiver: {}: {text}", reason.as_str()),
+            Error::Peer { reason, text } => write!(f, "{}: {text}", reason.words()),
             Error::Violation(s) => write!(f, "protocol violation by the receiver: {s}"),
             Error::Auth(s) => write!(f, "authentication: {s}"),
-            Error::Unsupported(s) => f.write_str(s),
+            Error::Usage(s) => f.write_str(s),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// "cannot reach HOST:PORT: connection refused (is zfsync-recv running there?)".
+fn unreachable(f: &mut fmt::Formatter<'_>, e: &zfsync_link::DialError) -> fmt::Result {
+    use zfsync_link::DialError;
+    match e {
+        DialError::Resolve { address, error } => write!(
+            f,
+            "cannot reach {address}: cannot resolve the host name ({})",
+            IoWords(error)
+        ),
+        DialError::Connect {
+            address,
+            error: Some(error),
+        } if error.kind() == io::ErrorKind::ConnectionRefused => write!(
+            f,
+            "cannot reach {address}: {} (is zfsync-recv running there?)",
+            IoWords(error)
+        ),
+        DialError::Connect {
+            address,
+            error: Some(error),
+        } => write!(f, "cannot reach {address}: {}", IoWords(error)),
+        DialError::Connect {
+            address,
+            error: None,
+        } => write!(f, "cannot reach {address}: the host name has no address"),
+    }
+}
 
 impl From<zfsync_protocol::Error> for Error {
     fn from(e: zfsync_protocol::Error) -> Self {
@@ -131,18 +210,25 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Replicates the tree. Errors only when nothing could be tried at all (the source tree
 /// cannot be listed); per-dataset failures are in the report.
 pub fn run(config: &Config) -> Result<RunReport> {
+    let deadline = Deadline::new(config.deadline, Instant::now());
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
     info!("zfs flavor={:?}", zfs.capabilities().flavor);
     check_props(config, zfs.capabilities())?;
     // Greet the receiver while the tree is listed: the receiver lists its side when
     // greeted, so the two listings (the bulk of a no-change run) overlap. The connection
-    // becomes the first worker's. A failure here is retried by the workers as usual.
-    let (tree, early_conn) = std::thread::scope(|s| {
-        let early = s.spawn(|| Connection::open(config).ok());
+    // becomes the first worker's. A receiver that cannot be reached at all ends the run
+    // here; any other failure is retried by the workers as usual.
+    let (tree, early) = std::thread::scope(|s| {
+        let early = s.spawn(|| Connection::open(config));
         let tree = zfs.list_tree(&config.dataset);
-        (tree, early.join().ok().flatten())
+        (tree, early.join().ok())
     });
-    let tree = tree?;
+    let tree = tree.map_err(|e| source_error(&zfs, &config.dataset, e))?;
+    let early_conn = match early {
+        Some(Err(e)) if e.is_unreachable() => return Err(e),
+        Some(conn) => conn.ok(),
+        None => None,
+    };
     // What the receiver judges the root's replica by, on every connection (see
     // `Connection::announce_root`): the snapshots its offers can hold, those the filters keep.
     let root_guids: Vec<u64> = tree
@@ -163,7 +249,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
     }
     let mut excluded = chosen.excluded;
     for e in &excluded {
-        info!("skip dataset={} reason=excluded ({e})", e.dataset);
+        info!("skip dataset={} reason=excluded ({e})", quoted(&e.dataset));
     }
     let by_property = excluded
         .iter()
@@ -191,7 +277,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
             .iter()
             .any(|s| config.snapshots.keeps(&s.name))
         {
-            info!("skip dataset={} reason=no-snapshots", info.name);
+            info!("skip dataset={} reason=no-snapshots", quoted(&info.name));
             reports.push(Report {
                 dataset: info.name,
                 delivery: Delivery::new(Status::NoSnapshots),
@@ -201,6 +287,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
                 info,
                 rel,
                 attempt: 0,
+                failed_tries: Vec::new(),
             });
         }
     }
@@ -223,14 +310,16 @@ pub fn run(config: &Config) -> Result<RunReport> {
         marks: &marks,
         root_guids: &root_guids,
     };
-    let (done, cleanup_conn) = run_jobs(replicator, jobs, early_conn);
+    let (done, cleanup_conn) = run_jobs(replicator, jobs, early_conn, &deadline);
     reports.extend(done);
     // Parents sort before children in the summary.
     reports.sort_by(|a, b| a.dataset.split('/').cmp(b.dataset.split('/')));
     // The receiver places buffered datasets after every connection anyway; asking here
     // places them before this run ends, and the summary says how it went. (A receiver whose
     // buffer has held nothing since its last cleanup answers without a zfs command.)
+    let mut warnings = Vec::new();
     let cleanup = if config.dry_run
+        || deadline.passed()
         || reports
             .iter()
             .all(|r| r.delivery.status == Status::NoSnapshots)
@@ -240,14 +329,14 @@ pub fn run(config: &Config) -> Result<RunReport> {
         }
         None
     } else {
-        match request_cleanup(config, cleanup_conn) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("cleanup request failed error={e}");
-                Some(format!("cleanup request failed: {e}"))
-            }
-        }
+        // Not the run's failure: the datasets are where the run left them, and the
+        // receiver places buffered ones after every connection anyway.
+        request_cleanup(config, cleanup_conn).unwrap_or_else(|e| {
+            warnings.push(format!("cleanup request failed: {e}"));
+            None
+        })
     };
+    let stopped = deadline.passed().then(|| deadline.text());
     Ok(RunReport {
         datasets: reports,
         excluded: match config.dry_run {
@@ -255,6 +344,8 @@ pub fn run(config: &Config) -> Result<RunReport> {
             false => Vec::new(),
         },
         cleanup,
+        warnings,
+        stopped,
     })
 }
 
@@ -264,7 +355,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
 /// ZFS, where the receiver is most likely of the same kind.
 fn check_props(config: &Config, caps: &zfsync_zfs::Capabilities) -> Result<()> {
     if config.props && !caps.recv_exclude {
-        return Err(Error::Unsupported(format!(
+        return Err(Error::Usage(format!(
             "--props is refused on this ZFS ({}): its zfs recv cannot keep properties such \
              as mountpoint out of a stream (no -x), so properties are sent only between \
              OpenZFS hosts",
@@ -272,6 +363,15 @@ fn check_props(config: &Config, caps: &zfsync_zfs::Capabilities) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The error of a source tree that cannot be listed: a usage error when the dataset does
+/// not exist (a typo on the command line), else zfs's own.
+fn source_error(zfs: &Zfs, dataset: &Dataset, e: zfsync_zfs::Error) -> Error {
+    if e.kind() == FailureKind::NotFound && !zfs.exists(dataset).unwrap_or(true) {
+        return Error::Usage(format!("cannot use {dataset}: dataset does not exist"));
+    }
+    e.into()
 }
 
 /// Asks for the receiver's cleanup on `conn`, a worker's connection still open (a new one
@@ -307,7 +407,7 @@ mod tests {
         assert!(check_props(&props, &Capabilities::openzfs("2.2.0")).is_ok());
         assert!(check_props(&plain, &Capabilities::legacy()).is_ok());
         match check_props(&props, &Capabilities::legacy()) {
-            Err(Error::Unsupported(why)) => {
+            Err(Error::Usage(why)) => {
                 assert!(why.starts_with("--props is refused"), "{why}");
                 assert!(why.contains("no -x"), "{why}");
             }

@@ -23,13 +23,25 @@ fn main() -> ExitCode {
 
 fn send(config: &Config, output: &Output) -> zfsync_send::Result<Exit> {
     let report = match run(config) {
-        Err(Error::Unsupported(why)) => {
-            eprintln!("{}: {why}", PROGRAM.name);
-            return Ok(Exit::Usage);
-        }
-        r => r?,
+        Ok(r) => r,
+        // Said once, with the status the error calls for (2 for a usage error).
+        Err(e) => return Ok(PROGRAM.fail(&e, output, Error::exit(&e))),
     };
     let _ = print_summary(&report, output.quiet, &mut std::io::stdout());
+    for w in &report.warnings {
+        PROGRAM.warn(w, output);
+    }
+    let undone = report
+        .datasets
+        .iter()
+        .filter(|r| !r.delivery.status.is_ok());
+    match (&report.stopped, undone.count()) {
+        (Some(why), n) if n > 0 => {
+            let why = format!("{why}: {n} of {} datasets not done", report.datasets.len());
+            return Ok(PROGRAM.fail(&why, output, Exit::Failed));
+        }
+        _ => {}
+    }
     Ok(if report.all_ok() {
         Exit::Done
     } else {

@@ -13,6 +13,7 @@ use crate::select::next_step;
 use crate::{Config, Result};
 use log::{info, warn};
 use zfsync_protocol::{Outcome, Plan, Reason};
+use zfsync_text::quoted;
 use zfsync_zfs::protect::SourceMarks;
 use zfsync_zfs::{DatasetInfo, SendOptions, Snapshot, Zfs};
 
@@ -183,7 +184,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
                 let (t, from, to) = match checked {
                     Ok(checked) => checked,
                     Err(what) => {
-                        warn!("resume token not used dataset={ds}: {what}");
+                        warn!(
+                            "resume token not used dataset={} why={}",
+                            quoted(ds),
+                            quoted(&what)
+                        );
                         conn.abandon(&format!("resume token not used: {what}"))?;
                         steps.push(Step::TokenDiscarded(what));
                         resume_failed = true;
@@ -273,7 +278,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
                 ..Delivery::new(Status::WouldSend)
             });
         }
-        info!("send start dataset={ds} {}", stream.describe());
+        info!(
+            "send start dataset={} stream={}",
+            quoted(ds),
+            quoted(stream.describe())
+        );
         let spawned = match &command {
             SendCommand::Snapshot { name, opts } => zfs.send(name, opts),
             SendCommand::Resume { token } => zfs.send_resume(token),
@@ -301,7 +310,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
             // A resume that fails (stale token, source snapshot gone) is dropped by the
             // receiver: offer again for a normal incremental.
             Outcome::Failed { text, .. } if matches!(command, SendCommand::Resume { .. }) => {
-                warn!("resume failed dataset={ds} error={text}");
+                warn!(
+                    "resume failed dataset={} error={}",
+                    quoted(ds),
+                    quoted(&text)
+                );
                 stream.failed = Some(text);
                 steps.push(Step::Stream(stream));
                 resume_failed = true;
@@ -392,6 +405,7 @@ mod tests {
             },
             rel: String::new(),
             attempt: 0,
+            failed_tries: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::io;
 use zfsync_protocol::Reason;
+use zfsync_text::size;
 
 /// How one dataset ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +34,7 @@ impl Status {
             Status::UpToDate => "up-to-date".into(),
             Status::NoSnapshots => "no-snapshots".into(),
             Status::WouldSend => "would-send".into(),
-            Status::Refused(r) => format!("refused:{}", r.as_str()),
+            Status::Refused(r) => format!("refused ({})", r.words()),
             Status::Failed => "failed".into(),
         }
     }
@@ -109,6 +110,41 @@ pub struct Delivery {
     pub seconds: f64,
     /// How many times the dataset was tried: 1 without retries, 0 if never.
     pub attempts: u32,
+    /// The tries that failed, oldest first: the last one too when the delivery failed on
+    /// a try (its `error` is then that try's `what`).
+    pub failed_tries: Vec<Attempt>,
+}
+
+/// A try of a dataset that failed: how far it got and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first try.
+    pub number: u32,
+    /// Stream bytes sent in this try.
+    pub sent: u64,
+    /// Of them, bytes the receiver confirmed (streams it reported done).
+    pub confirmed: u64,
+    /// How it ended, in words: "cut after 180 MB (connection reset by peer)".
+    pub what: String,
+}
+
+impl Attempt {
+    /// A try that ended with `why`, after `sent` bytes of which `confirmed` arrived for
+    /// sure. `cut`: it broke off (a connection or stream error), rather than ending with
+    /// the receiver's verdict, so the bytes say how far it got.
+    pub(crate) fn new(number: u32, sent: u64, confirmed: u64, why: String, cut: bool) -> Attempt {
+        let what = match (cut && sent > 0, confirmed) {
+            (false, _) => why,
+            (true, 0) => format!("cut after {} ({why})", size(sent)),
+            (true, c) => format!("cut after {}, {} confirmed ({why})", size(sent), size(c)),
+        };
+        Attempt {
+            number,
+            sent,
+            confirmed,
+            what,
+        }
+    }
 }
 
 impl Delivery {
@@ -121,6 +157,7 @@ impl Delivery {
             error: None,
             seconds: 0.0,
             attempts: 0,
+            failed_tries: Vec::new(),
         }
     }
 
@@ -153,10 +190,20 @@ impl Delivery {
         self.streams().map(|s| s.bytes).sum()
     }
 
-    /// The summary's note: the error if there is one, else what was streamed, in order.
+    /// The summary's BYTES: what was streamed, or for a dataset not done, what was sent in
+    /// all its tries.
+    pub fn bytes_sent(&self) -> u64 {
+        if self.status.is_ok() || self.failed_tries.is_empty() {
+            return self.bytes();
+        }
+        self.failed_tries.iter().map(|t| t.sent).sum()
+    }
+
+    /// The summary's note: the error if there is one (with the tries before it), else
+    /// what was streamed, in order.
     pub fn note(&self) -> String {
         if let Some(e) = &self.error {
-            return e.clone();
+            return self.failure(e);
         }
         if self.status == Status::UpToDate {
             return self
@@ -179,6 +226,27 @@ impl Delivery {
             Step::TokenDiscarded(why) => format!("{why}, token discarded"),
         });
         steps.collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl Delivery {
+    /// The note of a delivery that ended with `error`: "3 attempts: 1 cut after 180 MB
+    /// (connection reset by peer), 2 connection refused, 3 connection refused"; the error
+    /// alone for a single try.
+    fn failure(&self, error: &str) -> String {
+        let tries = &self.failed_tries;
+        let history = || {
+            let each = tries.iter().map(|t| format!("{} {}", t.number, t.what));
+            each.collect::<Vec<_>>().join(", ")
+        };
+        let ended_on_a_try = tries.last().is_some_and(|t| t.what == error);
+        match tries.len() {
+            0 => error.to_string(),
+            1 if ended_on_a_try && self.attempts <= 1 => error.to_string(),
+            _ if ended_on_a_try => format!("{} attempts: {}", self.attempts, history()),
+            1 => format!("{error}; before: attempt {}", history()),
+            _ => format!("{error}; before: attempts {}", history()),
+        }
     }
 }
 
@@ -221,6 +289,11 @@ pub struct RunReport {
     pub excluded: Vec<String>,
     /// The receiver's cleanup, if it was asked for and answered.
     pub cleanup: Option<String>,
+    /// What went wrong without costing any dataset (a cleanup request that failed): for
+    /// stderr, not the summary, and no reason for a non-zero exit.
+    pub warnings: Vec<String>,
+    /// Why the run stopped before every dataset was tried (its `--deadline` passed).
+    pub stopped: Option<String>,
 }
 
 impl RunReport {
@@ -274,16 +347,16 @@ pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -
     if !quiet {
         writeln!(
             out,
-            "{:<width$}  {:<22}  {:>14}  {:>8}  NOTE",
+            "{:<width$}  {:<28}  {:>14}  {:>8}  NOTE",
             "DATASET", "OUTCOME", "BYTES", "SECS"
         )?;
         for r in &report.datasets {
             writeln!(
                 out,
-                "{:<width$}  {:<22}  {:>14}  {:>8.2}  {}",
+                "{:<width$}  {:<28}  {:>14}  {:>8.2}  {}",
                 r.dataset,
                 r.delivery.status.label(),
-                r.delivery.bytes(),
+                r.delivery.bytes_sent(),
                 r.delivery.seconds,
                 r.delivery.note().replace('\n', " ")
             )?;
@@ -300,7 +373,11 @@ pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -
     let status = || report.datasets.iter().map(|r| &r.delivery.status);
     let failed = status().filter(|s| !s.is_ok()).count();
     let sent = status().filter(|s| **s == Status::Sent).count();
-    let bytes: u64 = report.datasets.iter().map(|r| r.delivery.bytes()).sum();
+    let bytes: u64 = report
+        .datasets
+        .iter()
+        .map(|r| r.delivery.bytes_sent())
+        .sum();
     writeln!(
         out,
         "zfsync-send: {} datasets, {sent} sent, {failed} failed, {bytes} bytes",
@@ -423,6 +500,75 @@ mod tests {
     }
 
     #[test]
+    fn a_try_that_broke_off_says_how_far_it_got() {
+        let cases = [
+            (
+                180_000_000,
+                0,
+                true,
+                "cut after 180 MB (connection reset by peer)",
+            ),
+            (
+                192_000_000,
+                12_000_000,
+                true,
+                "cut after 192 MB, 12 MB confirmed (connection reset by peer)",
+            ),
+            // Nothing sent: the error alone.
+            (0, 0, true, "connection reset by peer"),
+            // The receiver's verdict, not a cut: its text alone.
+            (5_000_000, 0, false, "connection reset by peer"),
+        ];
+        for (sent, confirmed, cut, want) in cases {
+            let why = "connection reset by peer".to_string();
+            let a = Attempt::new(1, sent, confirmed, why, cut);
+            assert_eq!(a.what, want);
+            assert_eq!((a.sent, a.confirmed), (sent, confirmed));
+        }
+    }
+
+    #[test]
+    fn a_failed_row_keeps_every_try() {
+        let refused = "cannot reach h:7611: connection refused (is zfsync-recv running there?)";
+        let tries = vec![
+            Attempt::new(1, 180_000_000, 0, "connection reset by peer".into(), true),
+            Attempt::new(2, 0, 0, refused.into(), true),
+            Attempt::new(3, 0, 0, refused.into(), true),
+        ];
+        let failed = |tries: &[Attempt], attempts, error: &str| Delivery {
+            attempts,
+            failed_tries: tries.to_vec(),
+            ..Delivery::failed(error)
+        };
+        let d = failed(&tries, 3, refused);
+        assert_eq!(
+            d.note(),
+            format!("3 attempts: 1 cut after 180 MB (connection reset by peer), 2 {refused}, 3 {refused}")
+        );
+        assert_eq!(d.bytes_sent(), 180_000_000);
+        let d = failed(&tries[..1], 1, &tries[0].what);
+        assert_eq!(d.note(), "cut after 180 MB (connection reset by peer)");
+        assert_eq!(d.bytes_sent(), 180_000_000);
+        // Not tried again (the run's deadline passed): the tries before it follow.
+        let d = failed(
+            &tries[..1],
+            1,
+            "not started: the run's --deadline of 4 s passed",
+        );
+        assert_eq!(
+            d.note(),
+            "not started: the run's --deadline of 4 s passed; before: attempt 1 cut after 180 MB (connection reset by peer)"
+        );
+        // A delivery that got through keeps its own note and bytes.
+        let d = Delivery {
+            failed_tries: tries,
+            attempts: 4,
+            ..delivery(Status::Sent, vec![full("s1", 5)], None)
+        };
+        assert_eq!((d.note().as_str(), d.bytes_sent()), ("full @s1", 5));
+    }
+
+    #[test]
     fn a_delivery_says_how_it_began_and_what_it_cost() {
         let d = delivery(
             Status::Sent,
@@ -491,6 +637,8 @@ mod tests {
             ],
             excluded: vec!["tank/data/tmp (zfsync:sync=off)".into()],
             cleanup: Some("receiver cleanup: 1 placed".into()),
+            warnings: vec![],
+            stopped: None,
         };
         let printed = |quiet| {
             let mut out = Vec::new();
@@ -501,11 +649,11 @@ mod tests {
                        zfsync-send: 4 datasets, 1 sent, 1 failed, 15 bytes\n";
         assert_eq!(
             printed(false),
-            "DATASET      OUTCOME                          BYTES      SECS  NOTE\n\
-             tank/data    sent                                12      1.23  full @s1, incremental @s1..@s3 (2 snapshots)\n\
-             tank/data/a  up-to-date                           0      1.23  @s3\n\
-             tank/data/b  failed                               3      1.23  two lines\n\
-             tank/data/c  no-snapshots                         0      1.23  \n\
+            "DATASET      OUTCOME                                BYTES      SECS  NOTE\n\
+             tank/data    sent                                      12      1.23  full @s1, incremental @s1..@s3 (2 snapshots)\n\
+             tank/data/a  up-to-date                                 0      1.23  @s3\n\
+             tank/data/b  failed                                     3      1.23  two lines\n\
+             tank/data/c  no-snapshots                               0      1.23  \n\
              excluded: tank/data/tmp (zfsync:sync=off)\n"
                 .to_string()
                 + closing

@@ -61,20 +61,30 @@ impl SendOutput {
             // Rows end at the cleanup note or the closing line, neither of which starts
             // with a dataset name followed by a known outcome.
             let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(ds), Some(outcome), Some(bytes)) = (f.first(), f.get(1), f.get(2)) else {
+            let (Some(ds), Some(first)) = (f.first(), f.get(1)) else {
                 continue;
             };
             let known = ["sent", "up-to-date", "no-snapshots", "would-send", "failed"];
-            if !(known.contains(outcome) || outcome.starts_with("refused:")) {
+            // "refused (REASON IN WORDS)" takes the words up to the closing parenthesis.
+            let words = if known.contains(first) {
+                1
+            } else if *first == "refused" && f.get(2).is_some_and(|w| w.starts_with('(')) {
+                match f[2..].iter().position(|w| w.ends_with(')')) {
+                    Some(i) => i + 2,
+                    None => continue,
+                }
+            } else {
                 continue;
-            }
-            let Ok(bytes) = bytes.parse() else { continue };
+            };
+            let Some(Ok(bytes)) = f.get(1 + words).map(|b| b.parse()) else {
+                continue;
+            };
             rows.insert(
                 ds.to_string(),
                 SummaryRow {
-                    outcome: outcome.to_string(),
+                    outcome: f[1..1 + words].join(" "),
                     bytes,
-                    note: f.get(4..).map(|n| n.join(" ")).unwrap_or_default(),
+                    note: f.get(3 + words..).map(|n| n.join(" ")).unwrap_or_default(),
                 },
             );
         }
@@ -110,7 +120,7 @@ impl SendOutput {
 /// One row of `zfsync-send`'s summary table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryRow {
-    /// `sent`, `up-to-date`, `no-snapshots`, `would-send`, `refused:REASON`, `failed`.
+    /// `sent`, `up-to-date`, `no-snapshots`, `would-send`, `refused (REASON)`, `failed`.
     pub outcome: String,
     pub bytes: u64,
     pub note: String,
@@ -198,10 +208,11 @@ mod tests {
 DATASET        OUTCOME                          BYTES      SECS  NOTE
 tank/data      sent                           1048576      0.52  3 snapshots
 tank/data/a    up-to-date                           0      0.01
-tank/data/b    refused:diverged                     0      0.02  destination has newer snapshots
+tank/data/b    refused (no common snapshot)         0      0.02  no snapshot in common
+tank/data/d    refused (diverged)                   0      0.02  destination has newer snapshots
 tank/data/c    failed                               0      0.10  zfs recv: exit 1
 removed 2 stale buffered copies
-zfsync-send: 4 datasets, 1 sent, 2 failed, 1048576 bytes
+zfsync-send: 5 datasets, 1 sent, 3 failed, 1048576 bytes
 ";
 
     #[test]
@@ -216,11 +227,17 @@ zfsync-send: 4 datasets, 1 sent, 2 failed, 1048576 bytes
             ("tank/data/a", "up-to-date", 0, ""),
             (
                 "tank/data/b",
-                "refused:diverged",
+                "refused (no common snapshot)",
+                0,
+                "no snapshot in common",
+            ),
+            ("tank/data/c", "failed", 0, "zfs recv: exit 1"),
+            (
+                "tank/data/d",
+                "refused (diverged)",
                 0,
                 "destination has newer snapshots",
             ),
-            ("tank/data/c", "failed", 0, "zfs recv: exit 1"),
         ];
         assert_eq!(got, want);
     }
@@ -228,10 +245,10 @@ zfsync-send: 4 datasets, 1 sent, 2 failed, 1048576 bytes
     #[test]
     fn outcome_and_final_line() {
         let out = output(SUMMARY);
-        assert_eq!(out.outcome("tank/data/b"), "refused:diverged");
+        assert_eq!(out.outcome("tank/data/d"), "refused (diverged)");
         assert_eq!(
             out.final_line(),
-            "zfsync-send: 4 datasets, 1 sent, 2 failed, 1048576 bytes"
+            "zfsync-send: 5 datasets, 1 sent, 3 failed, 1048576 bytes"
         );
     }
 

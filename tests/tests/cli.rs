@@ -103,6 +103,23 @@ fn a_bad_address_is_a_usage_error() {
     }
 }
 
+// issue 15 item 3: a dataset typo is the user's to fix, like a bad option: exit 2 with one
+// clean line, not exit 1 with zfs's command line (once logged, once printed).
+#[test]
+fn a_dataset_that_does_not_exist_is_a_usage_error() {
+    let (_pool, src, target) = source_with_a_snapshot("clityp");
+    let zfs = zfs_bin();
+    let recv = Receiver::start(&target, &["--zfs", &zfs]);
+    let typo = format!("{src}s");
+    let out = run_quick(&sender_bin(), &["--zfs", &zfs, &typo, &recv.addr()]);
+    out.assert_status(2);
+    assert_eq!(
+        out.stderr,
+        format!("zfsync-send: cannot use {typo}: dataset does not exist\n")
+    );
+    assert_eq!(out.stdout, "");
+}
+
 // The first hour: `-l ADDR` without a port listens on the default port, as the sender
 // connects to it for a HOST without one.
 #[test]
@@ -246,7 +263,7 @@ fn sender_reopens_its_log_on_sighup_and_logs_sigterm() {
     let zfs = zfs_bin();
     let mut sender = Sender(
         Command::new(sender_bin())
-            .args(["--zfs", &zfs, "-v", "-o"])
+            .args(["--zfs", &zfs, "--connect-timeout", "600", "-v", "-o"])
             .arg(&log)
             .args([&src, &addr])
             .stdin(Stdio::null())

@@ -39,7 +39,7 @@ fn receiver_side_snapshot_is_refused_without_loss_until_rollback_is_allowed() {
     out.assert_status(1);
     let rows = out.rows();
     let row = &rows[&s.src_ds("b/y")];
-    assert_eq!(row.outcome, "refused:Diverged", "{}", out.stdout);
+    assert_eq!(row.outcome, "refused (diverged)", "{}", out.stdout);
     assert!(row.note.contains("local"), "{}", out.stdout);
     for rel in TREE.iter().filter(|r| **r != "b/y") {
         assert_eq!(
@@ -93,7 +93,7 @@ fn receiver_side_changes_are_refused_without_loss_until_rollback_is_allowed() {
     out.assert_status(1);
     let rows = out.rows();
     let row = &rows[&s.src_ds("a/x/deep")];
-    assert_eq!(row.outcome, "refused:Diverged", "{}", out.stdout);
+    assert_eq!(row.outcome, "refused (diverged)", "{}", out.stdout);
     assert!(row.note.contains("modified"), "{}", out.stdout);
     for rel in TREE.iter().filter(|r| **r != "a/x/deep") {
         assert_eq!(
@@ -151,7 +151,7 @@ fn same_names_other_guids_is_no_common_snapshot_and_left_alone() {
         let rows = out.rows();
         assert_eq!(
             rows[&s.src_ds("a/x")].outcome,
-            "refused:NoCommonSnapshot",
+            "refused (no common snapshot)",
             "receiver {recv_args:?}: {}",
             out.stdout
         );
@@ -190,11 +190,15 @@ fn existing_target_that_is_not_a_replica_is_refused_and_keeps_its_files() {
     let out = s.send(&[]);
     out.assert_status(1);
     let row = &out.rows()[&s.root];
-    assert_eq!(row.outcome, "refused:NotReplica", "{}", out.stdout);
+    assert_eq!(row.outcome, "refused (not a replica)", "{}", out.stdout);
     assert!(row.note.contains("no snapshots"), "{}", out.stdout);
     // Its children are refused too: nothing grows inside a dataset that was refused.
     for (ds, row) in out.rows() {
-        assert_eq!(row.outcome, "refused:NotReplica", "{ds}: {}", out.stdout);
+        assert_eq!(
+            row.outcome, "refused (not a replica)",
+            "{ds}: {}",
+            out.stdout
+        );
     }
     assert_eq!(
         list_datasets(&s.target),
@@ -247,7 +251,7 @@ fn refused_for_a_snapshot_made_on_the_receiver(
     let out = s.send(&[]);
     out.assert_status(1);
     let row = &out.rows()[&s.src_ds("b/y")];
-    assert_eq!(row.outcome, "refused:Diverged", "{}", out.stdout);
+    assert_eq!(row.outcome, "refused (diverged)", "{}", out.stdout);
     let why = format!("after the common snapshot s3 that the source does not have: {snap};");
     assert!(row.note.contains(&why), "{}", out.stdout);
     (s, diverged, out)
@@ -262,7 +266,7 @@ fn assert_children_refused_with_the_root(out: &SendOutput, root: &str, reason: &
     for (ds, row) in children {
         assert_eq!(
             row.outcome,
-            format!("refused:{reason}"),
+            format!("refused ({reason})"),
             "{ds}: {}",
             out.stdout
         );
@@ -289,8 +293,12 @@ fn target_sharing_no_snapshot_with_the_root_gets_no_children() {
     let out = s.send(&[]);
     out.assert_status(1);
     let row = &out.rows()[&s.root];
-    assert_eq!(row.outcome, "refused:NoCommonSnapshot", "{}", out.stdout);
-    assert_children_refused_with_the_root(&out, &s.root, "NoCommonSnapshot");
+    assert_eq!(
+        row.outcome, "refused (no common snapshot)",
+        "{}",
+        out.stdout
+    );
+    assert_children_refused_with_the_root(&out, &s.root, "no common snapshot");
     assert_final(&out, TREE.len(), 0, TREE.len());
     assert_eq!(
         list_datasets(&s.target),
@@ -315,8 +323,12 @@ fn a_subtree_sent_to_the_whole_trees_receiver_is_refused_with_its_children() {
     let out = send_tree(&sub, &s.recv, &[]);
     out.assert_status(1);
     let row = &out.rows()[&sub];
-    assert_eq!(row.outcome, "refused:NoCommonSnapshot", "{}", out.stdout);
-    assert_children_refused_with_the_root(&out, &sub, "NoCommonSnapshot");
+    assert_eq!(
+        row.outcome, "refused (no common snapshot)",
+        "{}",
+        out.stdout
+    );
+    assert_children_refused_with_the_root(&out, &sub, "no common snapshot");
     assert_eq!(tree_snapshots(&s.target), before, "the replica changed");
     assert!(buffered_copies(&s.buffer()).is_empty());
 }

@@ -38,9 +38,18 @@ enum Answer {
 
 type Log = Arc<Mutex<Vec<String>>>;
 
+/// What the scripted receiver answers to a cleanup request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cleanup {
+    /// Nothing to do.
+    Done,
+    /// An error: the receiver is stopping.
+    Stopping,
+}
+
 /// Starts the scripted receiver; returns its address and the log of what it saw after
 /// each bad answer ("PATH: WHAT").
-fn scripted_receiver(answers: BTreeMap<String, Answer>) -> (String, Log) {
+fn scripted_receiver(answers: BTreeMap<String, Answer>, cleanup: Cleanup) -> (String, Log) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().unwrap().to_string();
     let log: Log = Arc::default();
@@ -49,7 +58,7 @@ fn scripted_receiver(answers: BTreeMap<String, Answer>) -> (String, Log) {
         for conn in listener.incoming().flatten() {
             let (answers, log) = (answers.clone(), l.clone());
             std::thread::spawn(move || {
-                let _ = serve(conn, &answers, &log);
+                let _ = serve(conn, &answers, cleanup, &log);
             });
         }
     });
@@ -59,6 +68,7 @@ fn scripted_receiver(answers: BTreeMap<String, Answer>) -> (String, Log) {
 fn serve(
     conn: TcpStream,
     answers: &BTreeMap<String, Answer>,
+    cleanup: Cleanup,
     log: &Log,
 ) -> zfsync_protocol::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(20)))?;
@@ -77,6 +87,10 @@ fn serve(
                 proof: Vec::new(),
             })?,
             Message::KeepAlive | Message::Root { .. } => {}
+            Message::Cleanup if cleanup == Cleanup::Stopping => w.send(&Message::Error {
+                reason: Reason::ShuttingDown,
+                text: "receiver is stopping".into(),
+            })?,
             Message::Cleanup => w.send(&Message::CleanupDone {
                 placed: 0,
                 removed: 0,
@@ -199,7 +213,7 @@ fn lies_of_a_receiver_fail_only_their_dataset_and_the_connection_stays_in_step()
     .into_iter()
     .map(|(p, a)| (p.to_string(), a))
     .collect();
-    let (addr, log) = scripted_receiver(answers);
+    let (addr, log) = scripted_receiver(answers, Cleanup::Done);
 
     // One worker: the datasets are offered one after another on one connection (a new
     // one only after the sender drops it), so each answer's aftermath is in order.
@@ -244,4 +258,34 @@ fn lies_of_a_receiver_fail_only_their_dataset_and_the_connection_stays_in_step()
     // What the sender did right after each bad answer: Abort, not its next offer.
     let log = log.lock().unwrap().clone();
     assert_eq!(log, vec!["a: abort".to_string(), "c: abort".to_string()]);
+}
+
+// issue 15 item 4: the receiver stops before the cleanup request of a run whose datasets
+// were all done. That is a warning on stderr (none with -q), in words, and exit 0: the
+// datasets are where the run put them, and the receiver places buffered ones after every
+// connection anyway. Not a line on stdout, and not the receiver's internal names.
+#[test]
+fn a_failed_cleanup_request_of_a_good_run_is_a_warning_in_words() {
+    let src = Pool::new("cleanw");
+    let root = src.ds("data");
+    create(&root);
+    snapshot_tree(&root, "s1");
+    let (addr, _) = scripted_receiver(BTreeMap::new(), Cleanup::Stopping);
+    let zfs = zfs_bin();
+    for quiet in [false, true] {
+        let mut args = vec!["--zfs", zfs.as_str(), root.as_str(), addr.as_str()];
+        if quiet {
+            args.insert(0, "-q");
+        }
+        let out = run_with_timeout(&sender_bin(), &args, Duration::from_secs(60));
+        out.assert_ok();
+        assert!(!out.stdout.contains("cleanup"), "{}", out.stdout);
+        let want = if quiet {
+            ""
+        } else {
+            "zfsync-send: warning: cleanup request failed: shutting down: receiver is stopping\n"
+        };
+        assert_eq!(out.stderr, want, "quiet={quiet}");
+        assert_final(&out, 1, 0, 0);
+    }
 }

@@ -519,3 +519,27 @@ fn cleanup_leaves_an_unfinished_buffered_copy_in_the_buffer() {
 fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
+
+// issue 15 item 6: log values that can hold spaces are quoted, so a key=value log stays
+// one value per key: a dataset named with a space (ZFS allows it) is logged as
+// `dataset="pool/data/My Documents"` by both sides.
+#[test]
+fn a_dataset_name_with_a_space_is_quoted_in_the_logs() {
+    let s = Setup::bare("space", &[]);
+    let docs = s.src_ds("My Documents");
+    create(&docs);
+    write_file(&docs, "letter.txt", b"dear sir\n");
+    snapshot_tree(&s.root, "s1");
+    let out = s.send(&["-v"]);
+    out.assert_ok();
+    assert_same_snapshots(&s.root, &s.target);
+    let sent = format!("send start dataset=\"{docs}\" stream=\"full @s1\"");
+    assert!(out.stderr.contains(&sent), "{sent}\n{}", out.stderr);
+    let received = format!("dataset=\"{}\" snap=s1 bytes=", s.dst_ds("My Documents"));
+    let log = s.recv.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("recv done peer=") && l.contains(&received)),
+        "{received}\n{log}"
+    );
+}

@@ -330,7 +330,7 @@ test_own_snapshot_after_restart() {
     stop_recv
     start_recv -vv
     "$SEND" src/q "$ADDR" >"$WORK/send.out" && die "the diverged dataset was not reported"
-    [[ $(awk '$1 == "src/q/b" {print $2}' "$WORK/send.out") == refused:Diverged ]] ||
+    [[ $(awk '$1 == "src/q/b" {print $2, $3}' "$WORK/send.out") == "refused (diverged)" ]] ||
         die "src/q/b not refused as diverged: $(cat "$WORK/send.out")"
     grep -q 'common snapshot s1 that the source does not have: local' "$WORK/send.out" ||
         die "the refusal does not name the snapshot: $(cat "$WORK/send.out")"

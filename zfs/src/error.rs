@@ -7,6 +7,7 @@
 use crate::name::NameError;
 use std::fmt;
 use std::io;
+use zfsync_text::IoWords;
 
 /// What kind of failure a zfs command reported, recognised from its stderr. The raw text is
 /// always kept beside it.
@@ -56,7 +57,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Spawn { cmd, source } => write!(f, "{cmd}: cannot run: {source}"),
+            Error::Spawn { cmd, source } => write!(f, "{cmd}: cannot run: {}", IoWords(source)),
             Error::Failed {
                 cmd,
                 status,
@@ -67,7 +68,7 @@ impl fmt::Display for Error {
                 write!(f, "{cmd}: unexpected output {line:?}: {why}")
             }
             Error::Name(e) => e.fmt(f),
-            Error::Io { what, source } => write!(f, "{what}: {source}"),
+            Error::Io { what, source } => write!(f, "{what}: {}", IoWords(source)),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::io::{BufReader, BufWriter};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use zfsync_protocol::{auth, FrameReader, FrameWriter, Message, Reason, VERSION};
+use zfsync_text::quoted;
 
 impl Connection {
     /// Greets (and authenticates to) the receiver on a connected, configured stream:
@@ -18,11 +19,14 @@ impl Connection {
     pub fn greet(stream: TcpStream, config: &Config) -> Result<Connection> {
         let fd = stream.as_raw_fd();
         let mut conn = Connection {
+            watch: None,
             reader: FrameReader::new(BufReader::with_capacity(64 << 10, stream.try_clone()?)),
             writer: FrameWriter::new(BufWriter::with_capacity(64 << 10, stream)),
             fd,
             timeout: config.timeout,
             root_announced: false,
+            sent: 0,
+            confirmed: 0,
         };
         let client = config
             .key
@@ -77,7 +81,11 @@ impl Connection {
                         return Err(Error::Auth("the receiver failed to prove the key".into()));
                     }
                 }
-                debug!("connected addr={} peer_agent={agent:?}", config.address);
+                debug!(
+                    "connected addr={} peer_agent={}",
+                    quoted(&config.address),
+                    quoted(&agent)
+                );
                 Ok(conn)
             }
             Message::Welcome { version, .. } => Err(Error::Peer {

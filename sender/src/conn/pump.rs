@@ -10,6 +10,7 @@ use log::{debug, warn};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 use zfsync_protocol::{splice, Message, MoveError, Outcome, Reason, MAX_DATA};
+use zfsync_text::quoted;
 use zfsync_zfs::ZfsProcess;
 
 /// A frame is sent once the pipe from `zfs send` holds this much, or after [`FRAME_WAIT`]:
@@ -86,7 +87,10 @@ impl Connection {
             }
             let len = n.min(MAX_DATA);
             match self.writer.move_data_from(pipe, len) {
-                Ok(()) => total += len as u64,
+                Ok(()) => {
+                    total += len as u64;
+                    self.sent += len as u64;
+                }
                 Err(MoveError::Network(e)) => return Err(e.into()),
                 Err(MoveError::Local(e)) => {
                     read_error = Some(e);
@@ -97,7 +101,12 @@ impl Connection {
         if let Some(outcome) = early {
             // The receiver gave up (zfs recv failed): stop our side and say so.
             let stderr = proc.kill();
-            debug!("stream stopped early dataset={dataset} cmd={snapshot:?} zfs_send_stderr={stderr:?}");
+            debug!(
+                "stream stopped early dataset={} cmd={} zfs_send_stderr={}",
+                quoted(dataset),
+                quoted(&snapshot),
+                quoted(&stderr)
+            );
             self.writer.send(&Message::Abort {
                 text: "receiver reported a failure".into(),
             })?;
@@ -119,6 +128,7 @@ impl Connection {
             ))
         } else if let Some(e) = read_error {
             let stderr = proc.kill();
+            let e = zfsync_text::IoWords(&e);
             Some(format!("reading zfs send output: {e}: {stderr}"))
         } else {
             // Its output has ended, so zfs send is exiting: the bound is only for one
@@ -131,7 +141,11 @@ impl Connection {
             }
         };
         if let Some(text) = failure {
-            warn!("zfs send failed dataset={dataset} error={text}");
+            warn!(
+                "zfs send failed dataset={} error={}",
+                quoted(dataset),
+                quoted(&text)
+            );
             self.writer.send(&Message::Abort { text: text.clone() })?;
             let _ = self.result()?;
             return Ok((
@@ -147,7 +161,12 @@ impl Connection {
             Outcome::Done { bytes, .. } if bytes != total => Err(Error::Violation(format!(
                 "receiver reported {bytes} bytes received of the {total} sent"
             ))),
-            o => Ok((o, total)),
+            o => {
+                if let Outcome::Done { bytes, .. } = o {
+                    self.confirmed += bytes;
+                }
+                Ok((o, total))
+            }
         }
     }
 }
