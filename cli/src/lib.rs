@@ -2,7 +2,8 @@
 //! ([`Parsed`], [`UsageError`]), the exit codes ([`Exit`]), how help, version and usage
 //! errors are printed, the process's settings ([`Output`]) and logging, signals
 //! ([`signals`]: SIGHUP reopens the log file, SIGTERM and SIGINT are logged), and the
-//! value parsers options share ([`values`]).
+//! value parsers options share ([`values`]), and the clock every tool reads ([`now`]:
+//! `ZFSYNC_NOW` replaces it).
 //!
 //! A binary's `main.rs` is one call:
 //!
@@ -29,6 +30,30 @@ pub use signals::OnStop;
 
 use std::fmt;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The environment variable that replaces the system clock in every zfsync tool: unix
+/// seconds. Tests move time with it.
+pub const NOW_VAR: &str = "ZFSYNC_NOW";
+
+/// The time now: `$ZFSYNC_NOW` if it is set and not empty, else the system clock. A value
+/// that is not unix seconds is a usage error.
+pub fn now() -> Result<SystemTime, UsageError> {
+    now_from(std::env::var(NOW_VAR).ok().as_deref())
+}
+
+/// [`now`] with the variable's value given.
+fn now_from(value: Option<&str>) -> Result<SystemTime, UsageError> {
+    match value {
+        None | Some("") => Ok(SystemTime::now()),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|_| v.bytes().all(|b| b.is_ascii_digit()))
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
+            .ok_or_else(|| format!("{NOW_VAR} wants unix seconds, got {v:?}").into()),
+    }
+}
 
 /// What the scaffold needs to know about a binary.
 #[derive(Clone, Copy, Debug)]
@@ -139,6 +164,24 @@ mod tests {
             examples(usage, "z"),
             Ok(vec![vec!["-v".to_string(), "a".into()], vec!["b".into()]])
         );
+    }
+
+    #[test]
+    fn the_clock_variable_replaces_the_clock() {
+        let at = |v: &str| now_from(Some(v)).map(|t| t.duration_since(UNIX_EPOCH).unwrap());
+        assert_eq!(at("0"), Ok(Duration::ZERO));
+        assert_eq!(at("1835424000"), Ok(Duration::from_secs(1_835_424_000)));
+        for bad in ["-1", "+5", "1.5", "x", " 1", "99999999999999999999"] {
+            assert_eq!(
+                at(bad).unwrap_err().to_string(),
+                format!("ZFSYNC_NOW wants unix seconds, got {bad:?}")
+            );
+        }
+        // Unset or empty: the system clock.
+        for v in [None, Some("")] {
+            let t = now_from(v).unwrap().duration_since(UNIX_EPOCH).unwrap();
+            assert!(t.as_secs() > 1_700_000_000, "{v:?}");
+        }
     }
 
     #[test]
