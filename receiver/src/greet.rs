@@ -58,7 +58,10 @@ impl Session<'_> {
             (String::new(), Vec::new())
         } else {
             match self.authenticate(&client, &dest)? {
-                Some(ok) => ok,
+                Some(ok) => {
+                    self.record.admitted(&client);
+                    ok
+                }
                 None => {
                     warn!("authentication failed peer={} client={client:?}", self.peer);
                     return self.refuse_session(Reason::Denied, "authentication failed".into());

@@ -16,6 +16,7 @@ mod offer;
 pub mod owner;
 mod place;
 mod pump;
+mod record;
 mod session;
 mod tree;
 
@@ -45,6 +46,12 @@ pub struct Config {
     pub zfs: PathBuf,
     /// Keys of the clients allowed in; empty: no authentication.
     pub keys: Vec<zfsync_protocol::auth::Key>,
+    /// Where the history is kept (`history.sqlite`).
+    pub state_dir: PathBuf,
+    /// Days of history kept.
+    pub history_days: u64,
+    /// Where the status page and /metrics are served (`HOST:PORT`); `None`: nowhere.
+    pub http: Option<String>,
 }
 
 /// Errors of the receiver.
@@ -100,6 +107,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) zfs: &'a Zfs,
     pub(crate) tree: Tree,
     pub(crate) stop: &'a AtomicBool,
+    /// What happened: the history store and this process's figures.
+    pub(crate) history: record::History,
 }
 
 /// Checks that TARGET can be received into: it exists, or its parent does.
@@ -130,6 +139,7 @@ pub fn serve(listener: TcpListener, config: &Config, zfs: &Zfs, stop: &AtomicBoo
         zfs,
         tree: Tree::new(config.target.clone(), config.buffer.clone()),
         stop,
+        history: record::History::open(config),
     };
     shared.clean_up("start");
     accept::accept_until_stopped(listener, &shared)?;
