@@ -12,12 +12,15 @@ mod catalog;
 pub mod cli;
 mod compare;
 mod greet;
+pub mod http;
 mod offer;
 pub mod owner;
+mod page;
 mod place;
 mod pump;
 mod record;
 mod session;
+mod status;
 mod tree;
 
 use log::{error, info};
@@ -132,8 +135,15 @@ pub fn check_target(config: &Config, zfs: &Zfs) -> Result<()> {
 /// Serves connections on `listener` until `stop` is raised. Then it stops accepting, wakes
 /// sessions that are waiting between datasets, gives streams in flight up to the timeout
 /// to finish (a receive cut after that is discarded by ZFS, leaving the destination as it
-/// was), and returns.
-pub fn serve(listener: TcpListener, config: &Config, zfs: &Zfs, stop: &AtomicBool) -> Result<()> {
+/// was), and returns. With `http` (bound by [`http::bind`]), the status page and /metrics
+/// are served there meanwhile.
+pub fn serve(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    config: &Config,
+    zfs: &Zfs,
+    stop: &AtomicBool,
+) -> Result<()> {
     let shared = Shared {
         config,
         zfs,
@@ -142,7 +152,15 @@ pub fn serve(listener: TcpListener, config: &Config, zfs: &Zfs, stop: &AtomicBoo
         history: record::History::open(config),
     };
     shared.clean_up("start");
-    accept::accept_until_stopped(listener, &shared)?;
+    std::thread::scope(|scope| -> Result<()> {
+        if let Some(h) = http {
+            http::spawn(scope, h, &shared)?;
+        }
+        let accepted = accept::accept_until_stopped(listener, &shared);
+        // The HTTP threads end with the stop flag, also when accepting failed.
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(accepted?)
+    })?;
     info!("stopped");
     Ok(())
 }

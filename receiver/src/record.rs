@@ -73,7 +73,6 @@ struct Slot {
 
 /// This process's own figures, from zero at start-up.
 #[derive(Default)]
-#[allow(dead_code)] // read by the HTTP server
 pub(crate) struct Live {
     /// Stream bytes of the receives that completed.
     pub(crate) bytes: AtomicU64,
@@ -100,7 +99,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-#[allow(dead_code)] // read by the HTTP server
 impl Live {
     /// Failures and refusals since start-up, by reason (`failure_reason`).
     pub(crate) fn failures(&self) -> BTreeMap<&'static str, u64> {
@@ -208,6 +206,25 @@ impl History {
         self.with_store(|s| s.begin_run(run))
     }
 }
+
+/// Every reason a failure can have (`failure_reason` of each), so /metrics lists each
+/// with 0 before it first happens.
+pub(crate) const FAILURE_REASONS: [Option<Reason>; 14] = [
+    None,
+    Some(Reason::Diverged),
+    Some(Reason::NoCommonSnapshot),
+    Some(Reason::NotReplica),
+    Some(Reason::InvalidPath),
+    Some(Reason::Busy),
+    Some(Reason::ParentMissing),
+    Some(Reason::ZfsFailed),
+    Some(Reason::Internal),
+    Some(Reason::VersionMismatch),
+    Some(Reason::Protocol),
+    Some(Reason::ShuttingDown),
+    Some(Reason::Denied),
+    Some(Reason::StreamFailed),
+];
 
 /// Why a stream failed or an offer was refused, as the metrics' `reason` label says it:
 /// the protocol's reason in snake case, or `connection` when the session broke.
