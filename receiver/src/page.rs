@@ -74,6 +74,11 @@ tr.failing td { background: #fde8ea; }
 tr.failing td.result { color: #b00020; font-weight: bold; }
 td.error { font-family: monospace; font-size: 0.9em; white-space: pre-wrap;
            word-break: break-word; }
+.charts { display: flex; flex-wrap: wrap; gap: 1.5em; }
+figure { margin: 0; }
+figure h2 { margin-bottom: 0.2em; }
+figure .note { margin-top: 0; }
+.ago { white-space: nowrap; }
 svg { background: #fafafa; border: 1px solid #ddd; }
 svg text { font-size: 11px; fill: #444; }
 ";
@@ -92,6 +97,8 @@ pub(crate) fn render(view: &View, charts: &Charts) -> String {
     );
     summary(&mut out, view);
     table(&mut out, view);
+    // Side by side, so a 1200-pixel window shows the table and both charts.
+    out.push_str("<div class=\"charts\">\n<figure>\n");
     let _ = writeln!(out, "<h2>Lag over the last {CHART_DAYS} days</h2>");
     match &charts.lag {
         Some((dataset, points)) if points.len() >= 2 => {
@@ -104,11 +111,14 @@ pub(crate) fn render(view: &View, charts: &Charts) -> String {
         }
         _ => out.push_str("<p class=\"note\">no successful receive to draw yet</p>\n"),
     }
+    out.push_str("</figure>\n<figure>\n");
     let _ = writeln!(
         out,
-        "<h2>Bytes received per day, the last {CHART_DAYS} days (UTC)</h2>"
+        "<h2>Bytes received per day (UTC)</h2>\n<p class=\"note\">the last {CHART_DAYS} days, \
+         all datasets</p>"
     );
     bytes_chart(&mut out, charts, view.now);
+    out.push_str("</figure>\n</div>\n");
     let _ = writeln!(
         out,
         "<p class=\"note\">This process: {} received in {} streams since it started; \
@@ -191,7 +201,11 @@ fn row(out: &mut String, r: &Row, now: i64) {
         );
     }
     let success = match r.last_success {
-        Some(t) => format!("{} ({} ago)", rfc3339(t), duration(now - t)),
+        Some(t) => format!(
+            "<span class=\"ago\">{} ago</span><br><span class=\"note\">{}</span>",
+            duration(now - t),
+            rfc3339(t)
+        ),
         None => "never".to_owned(),
     };
     let newest = r
@@ -211,8 +225,8 @@ fn row(out: &mut String, r: &Row, now: i64) {
     );
 }
 
-const W: f64 = 760.0;
-const H: f64 = 220.0;
+const W: f64 = 540.0;
+const H: f64 = 200.0;
 /// Room for the axis labels: left, right, top, bottom.
 const PAD: (f64, f64, f64, f64) = (70.0, 15.0, 15.0, 30.0);
 
