@@ -340,18 +340,28 @@ fn run_chromium(args: &[&str]) -> String {
 // ---------------------------------------------------------------------------------------
 // The tests
 
-/// Waits until /status.json says a stream is in flight; returns the dataset.
-fn wait_in_flight(http_addr: &str) -> String {
+/// The dataset /status.json says is in flight, if one is.
+fn in_flight(http_addr: &str) -> Option<String> {
+    let body = get(http_addr, "/status.json");
+    let at = body.find("\"in_flight\":{")?;
+    let before = &body[..at];
+    let name_at = before.rfind("{\"dataset\":\"").expect("the row's dataset") + 12;
+    let name = &before[name_at..];
+    Some(name[..name.find('"').expect("closing quote")].to_string())
+}
+
+/// Waits until /status.json shows the same stream in flight twice, half a second apart:
+/// a stream that is stalled, not one that is about to finish. Returns its dataset.
+fn wait_stalled(http_addr: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let body = get(http_addr, "/status.json");
-        if let Some(at) = body.find("\"in_flight\":{") {
-            let before = &body[..at];
-            let name_at = before.rfind("{\"dataset\":\"").expect("the row's dataset") + 12;
-            let name = &before[name_at..];
-            return name[..name.find('"').expect("closing quote")].to_string();
+        if let Some(first) = in_flight(http_addr) {
+            std::thread::sleep(Duration::from_millis(500));
+            if in_flight(http_addr).as_ref() == Some(&first) {
+                return first;
+            }
         }
-        assert!(Instant::now() < deadline, "no stream in flight: {body}");
+        assert!(Instant::now() < deadline, "no stream stalled in flight");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -407,7 +417,7 @@ fn history_metrics_and_page_tell_what_happened() {
         .stderr(Stdio::null())
         .spawn()
         .expect("run zfsync-send");
-    let cut = wait_in_flight(&web);
+    let cut = wait_stalled(&web);
     signal(sender.id(), SIGKILL);
     let _ = sender.wait();
     drop(proxy);
@@ -641,17 +651,15 @@ fn history_metrics_and_page_tell_what_happened() {
     // 4. The next run heals the cut dataset (b/y is still refused); then the page, in a
     // real browser: every dataset with its lag, one failing, two charts.
     s.send(&[]).assert_status(1);
+    // b/y stays at S2, everything else has S4 now.
+    let healed_lag = |rel: &str| if rel == "b/y" { NOW - S2.1 } else { NOW - S4.1 };
     let url = format!("http://{web}/");
     let dom = run_chromium(&["--dump-dom", &url]);
     assert!(dom.contains("1 failing"), "{dom}");
     assert_eq!(dom.matches("<svg ").count(), 2, "{dom}");
     for rel in TREE {
         let d = dst_ds(rel);
-        let lag = if *rel == "b/y" {
-            NOW - S2.1
-        } else {
-            NOW - S4.1
-        };
+        let lag = healed_lag(rel);
         let cell =
             format!("<td class=\"dataset\">{d}</td><td class=\"num lag\" data-seconds=\"{lag}\">");
         assert!(dom.contains(&cell), "{cell} in:\n{dom}");
@@ -681,11 +689,7 @@ fn history_metrics_and_page_tell_what_happened() {
     let later = parse_metrics(&text);
     for rel in TREE {
         let d = dst_ds(rel);
-        let before = if *rel == "b/y" {
-            NOW - S2.1
-        } else {
-            NOW - S4.1
-        };
+        let before = healed_lag(rel);
         assert_eq!(
             value(
                 &later,
