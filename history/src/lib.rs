@@ -52,8 +52,8 @@ mod time;
 pub use error::{Error, Result};
 pub use format::Format;
 pub use record::{
-    Attempt, AttemptEnd, AttemptId, AttemptQuery, AttemptStart, DatasetStatus, Kind, Outcome, Role,
-    Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef,
+    Attempt, AttemptEnd, AttemptId, AttemptQuery, AttemptStart, DatasetStatus, DayTotal, Kind,
+    Outcome, Role, Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef,
 };
 pub use schema::latest as schema_version;
 pub use store::{Store, ABANDONED, FILE_NAME};

@@ -223,6 +223,16 @@ pub struct RunQuery {
     pub limit: Option<usize>,
 }
 
+/// One day's received or sent bytes (see [`Store::bytes_per_day`](crate::Store::bytes_per_day)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayTotal {
+    /// UTC days since 1970-01-01 (unix seconds / 86400).
+    pub day: i64,
+    pub bytes: u64,
+    /// How many streams (attempts done) the bytes came in.
+    pub streams: u64,
+}
+
 /// Where one dataset stands with one peer, from one side's point of view.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DatasetStatus {

@@ -6,8 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::record::{
-    Attempt, AttemptEnd, AttemptId, AttemptQuery, AttemptStart, DatasetStatus, Kind, Outcome, Role,
-    Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef,
+    Attempt, AttemptEnd, AttemptId, AttemptQuery, AttemptStart, DatasetStatus, DayTotal, Kind,
+    Outcome, Role, Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef,
 };
 use crate::schema;
 use rusqlite::types::{Type, Value};
@@ -374,6 +374,33 @@ impl Store {
             last_failure,
             failures_since_success: failures_since_success as u64,
         }))
+    }
+
+    /// Stream bytes and streams of the finished attempts with outcome `done` of one side's
+    /// `job`, per UTC day (unix seconds / 86400) of their start, for the days from `since`
+    /// (unix seconds) on, oldest first. One aggregate query: at most one row a day,
+    /// however many attempts the days hold.
+    pub fn bytes_per_day(&self, role: Role, job: &str, since: i64) -> Result<Vec<DayTotal>> {
+        let sql = "SELECT started / 86400 AS day, SUM(bytes), COUNT(*) FROM attempts \
+                   WHERE role = ? AND job = ? AND outcome = 'done' AND started >= ? \
+                   GROUP BY day ORDER BY day LIMIT 100000";
+        let values = vec![
+            Value::Text(role.as_str().to_owned()),
+            Value::Text(job.to_owned()),
+            Value::Integer(since),
+        ];
+        self.select(
+            sql,
+            values,
+            |row| {
+                Ok(DayTotal {
+                    day: row.get(0)?,
+                    bytes: row.get::<_, Option<i64>>(1)?.unwrap_or(0).max(0) as u64,
+                    streams: row.get::<_, i64>(2)?.max(0) as u64,
+                })
+            },
+            "summing bytes per day",
+        )
     }
 
     /// Deletes what started before `older_than` (unix seconds; the caller's now minus the
@@ -1280,6 +1307,49 @@ mod tests {
                 key("tank/b", "backup:9000", Role::Send, 0),
             ]
         );
+    }
+
+    #[test]
+    fn bytes_per_day_sums_the_done_attempts_of_one_job() {
+        let (_tmp, store) = with_runs("per-day");
+        let day = 86_400;
+        let cases = [
+            ("tank/a", 10 * day + 5, "done", 100),
+            ("tank/b", 10 * day + 7, "done", 20),
+            ("tank/a", 10 * day + 9, "failed", 999),
+            ("tank/a", 12 * day, "done", 3),
+            ("tank/a", 9 * day, "done", 1000), // before `since`
+        ];
+        for (ds, started, outcome, bytes) in cases {
+            let mut e = end(started, outcome);
+            e.bytes = bytes;
+            store.record_attempt(&start(ds, started), &e).unwrap();
+        }
+        let mut other_job = start("tank/a", 10 * day);
+        other_job.job = "other".into();
+        let mut e = end(10 * day, "done");
+        e.bytes = 5000;
+        store.record_attempt(&other_job, &e).unwrap();
+        let got = store
+            .bytes_per_day(Role::Send, "nightly", 10 * day)
+            .unwrap();
+        let want = [
+            DayTotal {
+                day: 10,
+                bytes: 120,
+                streams: 2,
+            },
+            DayTotal {
+                day: 12,
+                bytes: 3,
+                streams: 1,
+            },
+        ];
+        assert_eq!(got, want);
+        assert!(store
+            .bytes_per_day(Role::Recv, "nightly", 0)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -49,6 +49,15 @@ Options:
                            hex digits): its line for this side's key file and for
                            the sender's, then exit
       --zfs PATH           zfs binary (default: zfs)
+      --state-dir DIR      keep the history of receives in DIR/history.sqlite
+                           (default /var/lib/zfsync); a state dir that fails
+                           costs a warning, never a receive
+      --history-days N     keep N days of history (default 90; the newest
+                           attempt and success of each dataset are always kept)
+      --http ADDR[:PORT]   serve a status page (/), /status.json and /metrics
+                           (Prometheus) on ADDR (default: off; PORT defaults to
+                           9611); they name the datasets: keep ADDR on loopback
+                           or a trusted network
   -o, --log-file FILE      write the log to FILE instead of stderr; SIGHUP reopens
                            it (logrotate: rename FILE, then send SIGHUP)
   -v, --verbose            more log output (-v debug, -vv trace; default info)
@@ -56,20 +65,27 @@ Options:
   -V, --version            show the version
 
 Prints 'listening on ADDR:PORT' on stdout once it accepts connections.
+ZFSYNC_NOW (unix seconds), when set, replaces the clock of the history and the page.
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.
 
 Examples:
   zfsync-recv -o /var/log/zfsync-recv.log backup/hosts/fileserver
       receive one source's tree on port 7611 of every address, log to a file
       (SIGHUP reopens it: logrotate's postrotate is 'pkill -HUP -x zfsync-recv')
-  zfsync-recv --key-file /etc/zfsync/keys backup/clients
-      several sources, each confined to the subtree its key names
-  zfsync-recv --keep hourly=48,daily=90,monthly=24 backup/hosts/fileserver
-      keep two days of hours, three months of days and two years of months of
-      what arrives, whatever the source keeps
+  zfsync-recv --key-file /etc/zfsync/keys --keep hourly=48,daily=90,monthly=24 \
+      --http 127.0.0.1:9611 backup/clients
+      several sources, each confined to the subtree its key names; keep two days of
+      hours, three months of days and two years of months of what arrives, whatever
+      the sources keep; a status page and /metrics on a local port
   zfsync-recv --gen-key fileserver
       make a key for a sender called fileserver
 ";
+
+/// Where the history is kept unless --state-dir says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/zfsync";
+
+/// The port of --http when none is given.
+pub const HTTP_PORT: u16 = 9611;
 
 /// Options as given, before any check; the process's options are already an [`Output`].
 #[derive(Debug, Default)]
@@ -88,6 +104,9 @@ pub struct Args {
     pub tz: Option<String>,
     /// `--gen-key NAME`: make a key instead of serving.
     pub gen_key: Option<String>,
+    pub state_dir: Option<String>,
+    pub history_days: Option<String>,
+    pub http: Option<String>,
     pub output: Output,
 }
 
@@ -133,6 +152,9 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optopt("", "keep", "", "PLAN");
     o.optopt("", "tz", "", "ZONE");
     o.optopt("", "gen-key", "", "NAME");
+    o.optopt("", "state-dir", "", "DIR");
+    o.optopt("", "history-days", "", "N");
+    o.optopt("", "http", "", "ADDR:PORT");
     let (m, output) = match parse_options(o, argv)? {
         Parsed::Run(r) => r,
         Parsed::Special(s) => return Ok(Parsed::Special(s)),
@@ -159,6 +181,9 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         keep: m.opt_str("keep"),
         tz: m.opt_str("tz"),
         gen_key,
+        state_dir: m.opt_str("state-dir"),
+        history_days: m.opt_str("history-days"),
+        http: m.opt_str("http"),
         output,
     }))
 }
@@ -186,6 +211,16 @@ impl Args {
         let listen = self.listen.as_deref().unwrap_or("0.0.0.0");
         let listen = HostPort::parse(listen, zfsync_protocol::DEFAULT_PORT, 0)
             .map_err(|e| e.context("--listen"))?;
+        let http = match &self.http {
+            Some(a) => Some(
+                HostPort::parse(a, HTTP_PORT, 0)
+                    .map_err(|e| e.context("--http"))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        // Checked once here, so the clock never fails later.
+        zfsync_cli::now()?;
         let config = Config {
             target,
             buffer,
@@ -216,6 +251,17 @@ impl Args {
                 }
                 (None, None) => None,
             },
+            state_dir: PathBuf::from(
+                self.state_dir
+                    .unwrap_or_else(|| DEFAULT_STATE_DIR.to_owned()),
+            ),
+            history_days: number(
+                "--history-days",
+                self.history_days.as_deref(),
+                90,
+                1..=36_500,
+            )?,
+            http,
         };
         Ok((config, self.output))
     }
@@ -269,6 +315,9 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:7611");
         assert!(!c.allow_rollback);
         assert_eq!(c.parent_wait, Duration::from_secs(2));
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/zfsync"));
+        assert_eq!(c.history_days, 90);
+        assert_eq!(c.http, None);
         let c = config(&["--parent-wait", "0", "tank/backup"]).unwrap();
         assert_eq!(c.parent_wait, Duration::ZERO);
     }
@@ -289,6 +338,37 @@ mod tests {
                 .to_string(),
             "--listen: port 99999 is out of range 0-65535"
         );
+    }
+
+    #[test]
+    fn history_and_http_options() {
+        let c = config(&[
+            "--state-dir",
+            "/tmp/st",
+            "--history-days",
+            "7",
+            "--http",
+            "127.0.0.1",
+            "tank/b",
+        ])
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/st"));
+        assert_eq!(c.history_days, 7);
+        assert_eq!(c.http.as_deref(), Some("127.0.0.1:9611"));
+        let c = config(&["--http", "[::1]:8080", "tank/b"]).unwrap();
+        assert_eq!(c.http.as_deref(), Some("[::1]:8080"));
+        for (args, want) in [
+            (
+                &["--history-days", "0", "tank/b"][..],
+                "--history-days wants a whole number from 1 to 36500, got \"0\"",
+            ),
+            (
+                &["--http", "127.0.0.1:70000", "tank/b"][..],
+                "--http: port 70000 is out of range 0-65535",
+            ),
+        ] {
+            assert_eq!(config(args).unwrap_err().to_string(), want, "{args:?}");
+        }
     }
 
     #[test]
@@ -331,7 +411,7 @@ mod tests {
     #[test]
     fn help_ends_with_examples_that_parse() {
         let examples = zfsync_cli::examples(USAGE, "zfsync-recv").unwrap();
-        assert_eq!(examples.len(), 4);
+        assert_eq!(examples.len(), 3);
         for argv in examples {
             let Ok(Parsed::Run(a)) = parse(&argv) else {
                 panic!("{argv:?}");

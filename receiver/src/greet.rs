@@ -62,7 +62,10 @@ impl Session<'_> {
             (String::new(), Vec::new())
         } else {
             match self.authenticate(&client, &dest)? {
-                Some(ok) => ok,
+                Some(ok) => {
+                    self.record.admitted(&client);
+                    ok
+                }
                 None => {
                     warn!(
                         "authentication failed peer={} client={}",

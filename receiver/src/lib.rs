@@ -12,12 +12,16 @@ mod catalog;
 pub mod cli;
 mod compare;
 mod greet;
+pub mod http;
 mod offer;
 pub mod owner;
+mod page;
 mod place;
 mod prune;
 mod pump;
+mod record;
 mod session;
+mod status;
 mod tree;
 
 use log::{error, info};
@@ -49,6 +53,12 @@ pub struct Config {
     pub keys: Vec<zfsync_protocol::auth::Key>,
     /// `--keep PLAN [--tz ZONE]`: prune each dataset by this plan after a receive into it.
     pub keep: Option<zfsync_retention::Keep>,
+    /// Where the history is kept (`history.sqlite`).
+    pub state_dir: PathBuf,
+    /// Days of history kept.
+    pub history_days: u64,
+    /// Where the status page and /metrics are served (`HOST:PORT`); `None`: nowhere.
+    pub http: Option<String>,
 }
 
 /// Errors of the receiver.
@@ -104,6 +114,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) zfs: &'a Zfs,
     pub(crate) tree: Tree,
     pub(crate) stop: &'a AtomicBool,
+    /// What happened: the history store and this process's figures.
+    pub(crate) history: record::History,
 }
 
 /// Checks that TARGET can be received into: it exists, or its parent does.
@@ -127,16 +139,32 @@ pub fn check_target(config: &Config, zfs: &Zfs) -> Result<()> {
 /// Serves connections on `listener` until `stop` is raised. Then it stops accepting, wakes
 /// sessions that are waiting between datasets, gives streams in flight up to the timeout
 /// to finish (a receive cut after that is discarded by ZFS, leaving the destination as it
-/// was), and returns.
-pub fn serve(listener: TcpListener, config: &Config, zfs: &Zfs, stop: &AtomicBool) -> Result<()> {
+/// was), and returns. With `http` (bound by [`http::bind`]), the status page and /metrics
+/// are served there meanwhile.
+pub fn serve(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    config: &Config,
+    zfs: &Zfs,
+    stop: &AtomicBool,
+) -> Result<()> {
     let shared = Shared {
         config,
         zfs,
         tree: Tree::new(config.target.clone(), config.buffer.clone()),
         stop,
+        history: record::History::open(config),
     };
     shared.clean_up("start");
-    accept::accept_until_stopped(listener, &shared)?;
+    std::thread::scope(|scope| -> Result<()> {
+        if let Some(h) = http {
+            http::spawn(scope, h, &shared)?;
+        }
+        let accepted = accept::accept_until_stopped(listener, &shared);
+        // The HTTP threads end with the stop flag, also when accepting failed.
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(accepted?)
+    })?;
     info!("stopped");
     Ok(())
 }

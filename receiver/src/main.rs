@@ -61,6 +61,22 @@ fn serve_target(config: &Config, output: &Output) -> zfsync_recv::Result<Exit> {
         let e = zfsync_text::IoWords(&e);
         zfsync_recv::Error::Setup(format!("cannot listen on {}: {e}", config.listen))
     })?;
+    let http =
+        match &config.http {
+            Some(a) => Some(zfsync_recv::http::bind(a).map_err(|e| {
+                zfsync_recv::Error::Setup(format!("cannot serve --http on {a}: {e}"))
+            })?),
+            None => None,
+        };
+    if let Some(h) = &http {
+        let at = h.local_addr()?;
+        if !at.ip().is_loopback() {
+            let w = format!("serving the status page and /metrics on {at}: any host that can reach this port can read the names and state of the datasets under {}", config.target);
+            log::warn!("{w}");
+            eprintln!("zfsync-recv: warning: {w}");
+        }
+        log::info!("http addr={at}");
+    }
     let addr = listener.local_addr()?;
     if config.keys.is_empty() && !addr.ip().is_loopback() {
         let w = format!("listening on {addr} without --key-file: any host that can reach this port can write datasets under {}", config.target);
@@ -74,6 +90,6 @@ fn serve_target(config: &Config, output: &Output) -> zfsync_recv::Result<Exit> {
     let mut out = std::io::stdout();
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
-    serve(listener, config, &zfs, &STOP)?;
+    serve(listener, http, config, &zfs, &STOP)?;
     Ok(Exit::Done)
 }

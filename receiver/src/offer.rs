@@ -62,6 +62,7 @@ impl Session<'_> {
             bad_name,
             root_missing,
         } = self.read_announced(count, dest, is_root)?;
+        self.record.offered(first.as_ref(), last.as_ref());
         // The root's children were judged by what the sender announced for it: its own
         // offer must hold what of that the destination has, so that one claim cannot pass
         // the children and another be refused for the root.
@@ -88,7 +89,9 @@ impl Session<'_> {
                     refusal.reason.as_str(),
                     quoted(&refusal.text)
                 );
-                self.writer.send(&Message::Reply(refusal.into_plan()))?;
+                let plan = refusal.into_plan();
+                self.record.answered(&plan);
+                self.writer.send(&Message::Reply(plan))?;
                 return Ok(());
             }
         };
@@ -102,11 +105,13 @@ impl Session<'_> {
         // snapshot name, no snapshots) leaves the receiving pool untouched.
         if !dry_run && matches!(accepted.location, Location::Buffered(_)) {
             if let Err(e) = self.shared.tree.ensure_buffer(self.shared.zfs) {
-                self.writer
-                    .send(&Message::Reply(Refusal::zfs(e).into_plan()))?;
+                let plan = Refusal::zfs(e).into_plan();
+                self.record.answered(&plan);
+                self.writer.send(&Message::Reply(plan))?;
                 return Ok(());
             }
         }
+        self.record.answered(&accepted.plan);
         self.writer.send(&Message::Reply(accepted.plan.clone()))?;
         let streams = matches!(
             accepted.plan,
@@ -138,6 +143,9 @@ impl Session<'_> {
             _ => None,
         };
         let outcome = self.receive(&ds, &opts, ends_with);
+        if let Ok(o) = &outcome {
+            self.record.received(o);
+        }
         // Whatever came of it (even a cut connection), the dataset is no longer what a
         // listing taken before now shows; this runs before the dataset's lock is released.
         self.shared.tree.catalog.touch(ds.as_str());

@@ -8,6 +8,8 @@
 //! configured timeout, so a silent or broken peer costs this one connection.
 
 use crate::place::Refusal;
+use crate::record::RunRecord;
+use crate::tree::join_rel;
 use crate::{Error, Result, Shared};
 use log::{debug, info, warn};
 use std::cell::OnceCell;
@@ -56,6 +58,8 @@ pub(crate) struct Session<'a> {
     /// being one of this sender's root, and children are not grown inside a dataset that
     /// was refused (see `place.rs`). Judged once per session, at the first child offered.
     pub(crate) root_verdict: OnceCell<Option<Refusal>>,
+    /// This connection's run and its offers, as the history records them.
+    pub(crate) record: RunRecord<'a>,
 }
 
 impl<'a> Session<'a> {
@@ -78,6 +82,7 @@ impl<'a> Session<'a> {
             root: shared.tree.target.clone(),
             root_guids: None,
             root_verdict: OnceCell::new(),
+            record: RunRecord::new(&shared.history, peer.ip()),
         })
     }
 
@@ -132,7 +137,14 @@ impl<'a> Session<'a> {
                         return self.violation("expected root, got offer");
                     }
                     self.busy.store(true, Ordering::SeqCst);
+                    let lands_at = match join_rel(&self.root_rel, &path) {
+                        rel if rel.is_empty() => self.shared.tree.target.to_string(),
+                        rel => format!("{}/{rel}", self.shared.tree.target),
+                    };
+                    self.record.offer(lands_at, dry_run);
                     let r = self.offer(&path, kind, count, dry_run);
+                    self.record
+                        .ended(r.as_ref().err().map(|e| e as &dyn std::fmt::Display));
                     self.busy.store(false, Ordering::SeqCst);
                     r?;
                 }

@@ -1,8 +1,8 @@
 //! A running `zfsync-recv`, stopped on drop.
 //!
 //! Owns: `Receiver` (start on 127.0.0.1:0 or on a fixed port, wait for its `listening on`
-//! line, keep its stderr in a log file, stop it with SIGTERM then SIGKILL) and
-//! `free_port`. Must not: panic in `Drop` (a panic while unwinding aborts the whole test
+//! line, keep its stderr in a log file, give it a state directory of its own unless the
+//! test names one, stop it with SIGTERM then SIGKILL) and `free_port`. Must not: panic in `Drop` (a panic while unwinding aborts the whole test
 //! binary; it prints the receiver's log instead), or leave the process unreaped.
 
 use std::fs;
@@ -27,14 +27,33 @@ pub struct Receiver {
     addr: String,
     log: PathBuf,
     dir: PathBuf,
+    /// The `--state-dir` the harness chose (removed with the receiver), if it chose one.
+    state_dir: Option<PathBuf>,
     status: Option<ExitStatus>,
+}
+
+/// `extra_args` with `--state-dir DIR` (a new temporary directory) in front, unless they
+/// name a state directory already: tests never write the host's /var/lib/zfsync.
+fn with_state_dir(extra_args: &[&str]) -> (Vec<String>, Option<PathBuf>) {
+    let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+    if extra_args.contains(&"--state-dir") {
+        return (args, None);
+    }
+    let dir = temp_dir("recvstate");
+    let path = dir.to_str().expect("temporary paths are UTF-8").to_string();
+    args.splice(0..0, ["--state-dir".to_string(), path]);
+    (args, Some(dir))
 }
 
 impl Receiver {
     /// Starts `zfsync-recv -l 127.0.0.1:0 EXTRA... TARGET` and waits for its
     /// `listening on 127.0.0.1:PORT` line.
     pub fn start(target: &str, extra_args: &[&str]) -> Receiver {
-        Receiver::spawn(&receiver_bin(), target, extra_args)
+        let (args, state) = with_state_dir(extra_args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut r = Receiver::spawn(&receiver_bin(), target, &args);
+        r.state_dir = state;
+        r
     }
 
     /// `start`, but listening on 127.0.0.1:`port` (see `free_port`), so that a receiver
@@ -56,7 +75,11 @@ impl Receiver {
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
         fs::set_permissions(&wrapper, perm)
             .unwrap_or_else(|e| panic!("chmod {}: {e}", wrapper.display()));
-        Receiver::spawn(&wrapper, target, extra_args)
+        let (args, state) = with_state_dir(extra_args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut r = Receiver::spawn(&wrapper, target, &args);
+        r.state_dir = state;
+        r
     }
 
     /// `start` with another program in place of `zfsync-recv`: for the harness's own
@@ -93,6 +116,7 @@ impl Receiver {
             addr: String::new(),
             log,
             dir,
+            state_dir: None,
             status: None,
         };
         let line = match rx.recv_timeout(LISTEN_TIMEOUT) {
@@ -195,6 +219,9 @@ impl Drop for Receiver {
             );
         } else {
             let _ = fs::remove_dir_all(&self.dir);
+            if let Some(d) = &self.state_dir {
+                let _ = fs::remove_dir_all(d);
+            }
         }
     }
 }
