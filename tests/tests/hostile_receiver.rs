@@ -239,7 +239,7 @@ fn lies_of_a_receiver_fail_only_their_dataset_and_the_connection_stays_in_step()
     let row = |c: &str| rows[&format!("{root}/{c}")].clone();
     assert_eq!(rows[&root].outcome, "up-to-date", "{}", out.stdout);
     let expect = [
-        ("a", "which this source does not have"),
+        ("a", "which this run did not offer"),
         (
             "b",
             "says up to date with @s2-elsewhere, but the newest snapshot is @s2",
