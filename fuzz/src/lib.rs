@@ -205,7 +205,7 @@ impl Recipe<'_> {
         codes[self.u8() as usize % codes.len()]
     }
     fn message(&mut self) -> Message {
-        match self.u8() % 22 {
+        match self.u8() % 23 {
             // Only this version's greetings have an exact layout: another version's
             // Hello/Welcome is read up to its version number alone, by design.
             0 => Message::Hello {
@@ -227,6 +227,10 @@ impl Recipe<'_> {
             },
             20 => Message::Reply(Plan::Resume {
                 token: self.string(MAX_TEXT),
+            }),
+            22 => Message::Reply(Plan::Placeholder {
+                made: self.bool(),
+                buffered: self.bool(),
             }),
             2 => Message::Offer {
                 path: self.string(MAX_NAME),
@@ -350,6 +354,7 @@ fn expected(msg: &Message) -> Option<Message> {
             true
         }
         Message::Reply(Plan::Full { .. })
+        | Message::Reply(Plan::Placeholder { .. })
         | Message::Data(_)
         | Message::End { .. }
         | Message::Cleanup
@@ -400,13 +405,13 @@ pub fn seed_messages() -> Vec<Message> {
     };
     vec![
         Message::Hello {
-            version: 1,
+            version: zfsync_protocol::VERSION,
             agent: "zfsync-send 0.1.0".into(),
             dest: "".into(),
             client: "".into(),
         },
         Message::Hello {
-            version: 1,
+            version: zfsync_protocol::VERSION,
             agent: "a".repeat(MAX_AGENT),
             dest: "hosts/alpha".into(),
             client: "alpha".into(),
@@ -419,13 +424,13 @@ pub fn seed_messages() -> Vec<Message> {
             mac: (0..NONCE as u8).rev().collect(),
         },
         Message::Welcome {
-            version: 1,
+            version: zfsync_protocol::VERSION,
             agent: "zfsync-recv 0.1.0".into(),
             features: 0,
             proof: vec![],
         },
         Message::Welcome {
-            version: 1,
+            version: zfsync_protocol::VERSION,
             agent: "zfsync-recv 0.1.0".into(),
             features: 1,
             proof: vec![9; NONCE],
@@ -453,6 +458,10 @@ pub fn seed_messages() -> Vec<Message> {
             from_name: "s1".into(),
         }),
         Message::Reply(Plan::Full { buffered: true }),
+        Message::Reply(Plan::Placeholder {
+            made: false,
+            buffered: true,
+        }),
         Message::Reply(Plan::Refused {
             reason: Reason::InvalidPath,
             text: "invalid name \"..\"".into(),

@@ -313,6 +313,10 @@ mod tests {
             Message::Reply(Plan::Resume {
                 token: "1-e604ea4bf-e0-789c63a2".into(),
             }),
+            Message::Reply(Plan::Placeholder {
+                made: true,
+                buffered: false,
+            }),
             Message::Reply(Plan::Refused {
                 reason: Reason::Diverged,
                 text: "newer snapshots: x".into(),

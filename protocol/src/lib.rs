@@ -43,7 +43,7 @@ use std::io;
 
 /// The protocol version this build speaks. Peers must speak the same version: a mismatch is
 /// refused at the greeting, with both numbers in the error.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// The bytes that open every `Hello` payload, so that a zfsync receiver talking to something
 /// else (or the other way round) fails at once and says so.

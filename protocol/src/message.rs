@@ -52,7 +52,9 @@ pub enum Message {
         proof: Vec<u8>,
     },
     /// Sender: "here is a dataset and its snapshots". Followed by exactly `count`
-    /// [`Message::Snap`] frames, oldest snapshot first.
+    /// [`Message::Snap`] frames, oldest snapshot first. `count` 0 offers a filesystem
+    /// without snapshots that has descendants with some: the receiver makes it a
+    /// placeholder parent if it has no dataset there (answered [`Plan::Placeholder`]).
     ///
     /// # Format
     /// kind `0x10`: `path:str(1024) kind:u8 count:u32 dry_run:bool`. `path` is relative to
@@ -80,6 +82,9 @@ pub enum Message {
     /// - 3 refused: `reason:u16 text:str(16384)`
     /// - 4 resume: `token:str(16384)` (an interrupted stream left this token: send the
     ///   rest with `zfs send -t TOKEN`)
+    /// - 5 placeholder (the answer to an offer without snapshots): `made:bool buffered:bool`
+    ///   (made: the receiver made a placeholder parent, or would in a dry run; else a
+    ///   dataset is there already; buffered: in the buffer dataset, its parent missing)
     Reply(Plan),
     /// A piece of the `zfs send` stream. Sent only after a `Reply` of full or incremental,
     /// and always ended by `End` or `Abort`.
@@ -161,11 +166,28 @@ pub struct SnapshotInfo {
 /// The receiver's decision for one offered dataset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
-    UpToDate { name: String },
-    Incremental { from_guid: u64, from_name: String },
-    Full { buffered: bool },
-    Refused { reason: Reason, text: String },
-    Resume { token: String },
+    UpToDate {
+        name: String,
+    },
+    Incremental {
+        from_guid: u64,
+        from_name: String,
+    },
+    Full {
+        buffered: bool,
+    },
+    Refused {
+        reason: Reason,
+        text: String,
+    },
+    Resume {
+        token: String,
+    },
+    /// The answer to an offer without snapshots: nothing is streamed.
+    Placeholder {
+        made: bool,
+        buffered: bool,
+    },
 }
 
 /// The result of one stream.
@@ -332,6 +354,11 @@ impl Message {
                     e.u8(4);
                     e.exact(token, MAX_TEXT)?;
                 }
+                Plan::Placeholder { made, buffered } => {
+                    e.u8(5);
+                    e.u8(*made as u8);
+                    e.u8(*buffered as u8);
+                }
             },
             Message::Data(bytes) => e.out.extend_from_slice(bytes),
             Message::End { bytes } => e.u64(*bytes),
@@ -481,6 +508,10 @@ impl Message {
                 },
                 4 => Plan::Resume {
                     token: d.str(MAX_TEXT)?,
+                },
+                5 => Plan::Placeholder {
+                    made: d.bool()?,
+                    buffered: d.bool()?,
                 },
                 t => return Err(d.bad(&format!("unknown plan tag {t}"))),
             }),

@@ -82,7 +82,7 @@ const NONCE: usize = 32;
 /// A random valid message: every field within its limit, so it must survive the trip
 /// unchanged. Data is kept small except now and then, to keep the tests fast.
 fn message(rng: &mut Rng) -> Message {
-    match rng.below(20) {
+    match rng.below(21) {
         0 => Message::Hello {
             version: zfsync_protocol::VERSION,
             agent: rng.string(MAX_AGENT),
@@ -133,6 +133,10 @@ fn message(rng: &mut Rng) -> Message {
         }),
         10 => Message::Reply(Plan::Resume {
             token: rng.string(MAX_TEXT),
+        }),
+        19 => Message::Reply(Plan::Placeholder {
+            made: rng.bool(),
+            buffered: rng.bool(),
         }),
         11 => {
             let n = if rng.below(50) == 0 {
@@ -455,7 +459,7 @@ fn a_frame_at_its_limit_takes_exactly_header_plus_limit() {
 #[test]
 fn private_limits_are_what_these_tests_assume() {
     let hello = |agent: usize, client: usize| Message::Hello {
-        version: 1,
+        version: zfsync_protocol::VERSION,
         agent: "a".repeat(agent),
         dest: String::new(),
         client: "c".repeat(client),

@@ -62,6 +62,7 @@ impl Session<'_> {
                 placement,
                 decision,
                 count,
+                kind,
                 self.shared.config.allow_overwrite,
             ),
         };
@@ -78,20 +79,16 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        if accepted.force {
+        if accepted.replaces_placeholder {
+            info!(
+                "replacing placeholder dataset={} (the source's dataset has snapshots now)",
+                accepted.location.dataset()
+            );
+        } else if accepted.force {
             warn!(
                 "overwriting dataset={} (no snapshots, --allow-overwrite)",
                 accepted.location.dataset()
             );
-        }
-        // Issue 5: the buffer is created only for an accepted offer, so a refused one (bad
-        // snapshot name, no snapshots) leaves the receiving pool untouched.
-        if !dry_run && matches!(accepted.location, Location::Buffered(_)) {
-            if let Err(e) = self.shared.tree.ensure_buffer(self.shared.zfs) {
-                self.writer
-                    .send(&Message::Reply(Refusal::zfs(e).into_plan()))?;
-                return Ok(());
-            }
         }
         self.writer.send(&Message::Reply(accepted.plan.clone()))?;
         let streams = matches!(
@@ -132,6 +129,9 @@ impl Session<'_> {
             self.shared.tree.mark_buffer_used();
         }
         let outcome = outcome?;
+        if accepted.replaces_placeholder && matches!(outcome, Outcome::Done { .. }) {
+            self.shared.tree.clear_placeholder(self.shared.zfs, &ds);
+        }
         if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
         {
             protect::move_receiver_hold(
@@ -202,8 +202,9 @@ impl Session<'_> {
         })
     }
 
-    /// Applies the change an accepted answer needs before its stream, an allowed rollback,
-    /// under the tree's lock and the dataset's. A dry run changes nothing.
+    /// Applies the changes an accepted answer needs before it is sent: the buffer for a
+    /// dataset that lands there, an allowed rollback, a placeholder to make; under the
+    /// tree's lock and the dataset's. A dry run changes nothing.
     fn apply<'a>(
         &self,
         accepted: Accepted<'a>,
@@ -212,10 +213,18 @@ impl Session<'_> {
         if dry_run {
             return Ok(accepted);
         }
+        let (tree, zfs) = (&self.shared.tree, self.shared.zfs);
+        // Issue 5: the buffer is created only for an accepted offer, so a refused one (bad
+        // snapshot name, no snapshots) leaves the receiving pool untouched.
+        if matches!(accepted.location, Location::Buffered(_)) {
+            tree.ensure_buffer(zfs).map_err(Refusal::zfs)?;
+        }
         if let (Some(rollback), Some(lock)) = (&accepted.rollback, &accepted.lock) {
-            let tree = &self.shared.tree;
-            tree.roll_back(self.shared.zfs, lock, rollback)
-                .map_err(Refusal::zfs)?;
+            tree.roll_back(zfs, lock, rollback).map_err(Refusal::zfs)?;
+        }
+        if let (true, Some(lock)) = (accepted.make_placeholder, &accepted.lock) {
+            let ds = accepted.location.dataset();
+            tree.make_placeholder(zfs, lock, ds).map_err(Refusal::zfs)?;
         }
         Ok(accepted)
     }

@@ -5,17 +5,23 @@
 
 use crate::compare::Decision;
 use crate::session::Session;
-use crate::tree::{DatasetLock, Location, Rollback};
+use crate::tree::{is_placeholder, DatasetLock, Location, Rollback};
 use std::time::Duration;
-use zfsync_protocol::{Plan, Reason};
+use zfsync_protocol::{DatasetKind, Plan, Reason};
 use zfsync_zfs::{check_relative_path, DatasetInfo};
 
 /// What the receiver will do for an offer it accepted, decided before anything changes.
 pub(crate) struct Accepted<'a> {
     pub(crate) location: Location,
     pub(crate) plan: Plan,
-    /// `zfs recv -F`: only to replace a dataset that no receive made (`--allow-overwrite`).
+    /// `zfs recv -F`: only to replace a dataset that no receive made (`--allow-overwrite`),
+    /// or a placeholder (see `replaces_placeholder`).
     pub(crate) force: bool,
+    /// The stream replaces a placeholder the receiver made (it has no data of its own to
+    /// lose, and its children stay); it is a replica once the receive is done.
+    pub(crate) replaces_placeholder: bool,
+    /// An offer without snapshots, and nothing there: the offer makes a placeholder.
+    pub(crate) make_placeholder: bool,
     /// The snapshot that carries the receiver's hold before this receive, whence the hold
     /// moves to the new newest: the base of an incremental (after a rollback, the
     /// destination's newest is gone), the destination's newest for a resume.
@@ -31,6 +37,9 @@ pub(crate) struct Placement<'a> {
     pub(crate) location: Location,
     /// The dataset at `location` with its snapshots, if it exists.
     pub(crate) existing: Option<DatasetInfo>,
+    /// The existing dataset is a placeholder the receiver made (looked up only for one
+    /// without snapshots).
+    pub(crate) placeholder: bool,
     /// The dataset's lock, held until the offer is done; none on a dry run, which changes
     /// nothing.
     pub(crate) lock: Option<DatasetLock<'a>>,
@@ -70,6 +79,26 @@ impl Refusal {
     }
 }
 
+impl<'a> Placement<'a> {
+    /// An existing dataset at `location`: whether it is a placeholder is looked up only
+    /// when it has no snapshots (a replica never is one).
+    fn existing(
+        zfs: &zfsync_zfs::Zfs,
+        location: Location,
+        info: DatasetInfo,
+        lock: Option<DatasetLock<'a>>,
+    ) -> Result<Placement<'a>, Refusal> {
+        let placeholder = info.snapshots.is_empty()
+            && is_placeholder(zfs, location.dataset()).map_err(Refusal::zfs)?;
+        Ok(Placement {
+            location,
+            existing: Some(info),
+            placeholder,
+            lock,
+        })
+    }
+}
+
 impl<'a> Session<'a> {
     /// Where the offered dataset is, its snapshots there (if it exists), and its lock.
     pub(crate) fn locate(
@@ -105,11 +134,7 @@ impl<'a> Session<'a> {
             .dataset(zfs, &self.root, &tree.buffer, &real)
             .map_err(Refusal::zfs)?
         {
-            return Ok(Placement {
-                location: Location::InPlace(real),
-                existing: Some(info),
-                lock,
-            });
+            return Placement::existing(zfs, Location::InPlace(real), info, lock);
         }
         let buffered = tree.buffer_name(rel);
         if let Some(b) = &buffered {
@@ -117,11 +142,7 @@ impl<'a> Session<'a> {
                 .dataset(zfs, &self.root, &tree.buffer, b)
                 .map_err(Refusal::zfs)?
             {
-                return Ok(Placement {
-                    location: Location::Buffered(b.clone()),
-                    existing: Some(info),
-                    lock,
-                });
+                return Placement::existing(zfs, Location::Buffered(b.clone()), info, lock);
             }
         }
         // A parent that another session is receiving may be a half-received new dataset:
@@ -140,6 +161,7 @@ impl<'a> Session<'a> {
             return Ok(Placement {
                 location: Location::InPlace(real),
                 existing: None,
+                placeholder: false,
                 lock,
             });
         }
@@ -162,6 +184,7 @@ impl<'a> Session<'a> {
         Ok(Placement {
             location: Location::Buffered(b),
             existing: None,
+            placeholder: false,
             lock,
         })
     }
@@ -199,7 +222,9 @@ impl<'a> Session<'a> {
             return Ok(None);
         }
         let v = match cat.dataset(zfs, root, &tree.buffer, root).map_err(Refusal::zfs)? {
-            Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && root.parent().is_some() => Some(format!(
+            // A placeholder the receiver made for a root without snapshots is a parent for
+            // the root's children.
+            Some(info) if info.snapshots.is_empty() && info.resume_token.is_none() && root.parent().is_some() && !is_placeholder(zfs, root).map_err(Refusal::zfs)? => Some(format!(
                 "{root}, where the sent root lands, exists but has no snapshots, so it is not a replica: its children are not received into it either (start zfsync-recv with --allow-overwrite to replace it)"
             )),
             _ => None,
@@ -210,33 +235,56 @@ impl<'a> Session<'a> {
 }
 
 /// Turns the snapshot comparison into the answer to an offer: a plan, or a refusal.
-/// Changes nothing: an allowed rollback is part of the answer, for the offer to apply
-/// before the stream (never on a dry run).
+/// Changes nothing: an allowed rollback, or a placeholder to make, is part of the answer,
+/// for the offer to apply before it answers (never on a dry run).
 pub(crate) fn answer(
     placement: Placement<'_>,
     decision: Decision,
     count: u32,
+    kind: DatasetKind,
     allow_overwrite: bool,
 ) -> Result<Accepted<'_>, Refusal> {
     let Placement {
         location,
         existing,
+        placeholder,
         lock,
     } = placement;
-    if count == 0 {
-        return Err(Refusal::new(Reason::Protocol, "offer without snapshots"));
-    }
     let ds = location.dataset().clone();
+    let buffered = matches!(location, Location::Buffered(_));
+    if count == 0 {
+        // A source dataset without snapshots, offered because its descendants have some:
+        // they need a parent. A volume has no children.
+        if kind != DatasetKind::Filesystem {
+            return Err(Refusal::new(
+                Reason::Protocol,
+                "a volume offered without snapshots: only a filesystem can be a parent",
+            ));
+        }
+        return Ok(Accepted {
+            plan: Plan::Placeholder {
+                made: existing.is_none(),
+                buffered,
+            },
+            location,
+            force: false,
+            replaces_placeholder: false,
+            make_placeholder: existing.is_none(),
+            held_before: None,
+            rollback: None,
+            lock,
+        });
+    }
     let newest = existing
         .as_ref()
         .and_then(|i| i.snapshots.last())
         .map(|s| s.name.clone());
     let full = Accepted {
-        plan: Plan::Full {
-            buffered: matches!(location, Location::Buffered(_)),
-        },
+        plan: Plan::Full { buffered },
         location,
         force: false,
+        replaces_placeholder: false,
+        make_placeholder: false,
         held_before: None,
         rollback: None,
         lock,
@@ -251,6 +299,16 @@ pub(crate) fn answer(
         }) => Accepted {
             plan: Plan::Resume { token },
             held_before: newest,
+            // A full receive that replaces a placeholder goes on as it began.
+            force: placeholder,
+            ..full
+        },
+        // A placeholder has no data of its own: the source's dataset has snapshots now,
+        // and a full stream replaces it (`zfs recv -F`, which keeps its children and
+        // refuses a destination that has snapshots).
+        Some(_) if placeholder => Accepted {
+            force: true,
+            replaces_placeholder: true,
             ..full
         },
         Some(info) if info.snapshots.is_empty() => {
@@ -313,6 +371,8 @@ mod tests {
     use crate::compare::tests::snaps;
     use zfsync_zfs::{Dataset, Kind};
 
+    const FS: DatasetKind = DatasetKind::Filesystem;
+
     /// pool/t/a in place, with the snapshots `existing` ("a:1 b:2"; `None`: not there).
     fn placed(existing: Option<&str>, token: Option<&str>) -> Placement<'static> {
         let ds = Dataset::new("pool/t/a").unwrap();
@@ -325,6 +385,7 @@ mod tests {
                 resume_token: token.map(String::from),
             }),
             location: Location::InPlace(ds),
+            placeholder: false,
             lock: None,
         }
     }
@@ -346,7 +407,7 @@ mod tests {
 
     #[test]
     fn new_dataset_is_received_full() {
-        let a = answer(placed(None, None), Decision::NothingOffered, 1, false).unwrap();
+        let a = answer(placed(None, None), Decision::NothingOffered, 1, FS, false).unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: false });
         assert!(!a.force && a.rollback.is_none() && a.held_before.is_none());
     }
@@ -355,14 +416,14 @@ mod tests {
     fn buffered_new_dataset_says_so() {
         let mut p = placed(None, None);
         p.location = Location::Buffered(Dataset::new("pool/buf/61").unwrap());
-        let a = answer(p, Decision::NothingOffered, 1, false).unwrap();
+        let a = answer(p, Decision::NothingOffered, 1, FS, false).unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: true });
     }
 
     #[test]
     fn partial_state_is_resumed_first() {
         let d = incremental("b:2", false, &[]);
-        let a = answer(placed(Some("a:1 b:2"), Some("tok")), d, 3, false).unwrap();
+        let a = answer(placed(Some("a:1 b:2"), Some("tok")), d, 3, FS, false).unwrap();
         assert_eq!(
             a.plan,
             Plan::Resume {
@@ -374,13 +435,26 @@ mod tests {
 
     #[test]
     fn dataset_without_snapshots_is_refused() {
-        let r = answer(placed(Some(""), None), Decision::NothingOffered, 1, false);
+        let r = answer(
+            placed(Some(""), None),
+            Decision::NothingOffered,
+            1,
+            FS,
+            false,
+        );
         assert_eq!(refused(r), Reason::NotReplica);
     }
 
     #[test]
     fn dataset_without_snapshots_is_overwritten_when_allowed() {
-        let a = answer(placed(Some(""), None), Decision::NothingOffered, 1, true).unwrap();
+        let a = answer(
+            placed(Some(""), None),
+            Decision::NothingOffered,
+            1,
+            FS,
+            true,
+        )
+        .unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: false });
         assert!(a.force);
     }
@@ -388,7 +462,7 @@ mod tests {
     #[test]
     fn incremental_moves_the_hold_from_its_base() {
         let d = incremental("a:1", false, &[]);
-        let a = answer(placed(Some("a:1"), None), d, 2, false).unwrap();
+        let a = answer(placed(Some("a:1"), None), d, 2, FS, false).unwrap();
         assert_eq!(
             a.plan,
             Plan::Incremental {
@@ -404,7 +478,7 @@ mod tests {
     #[test]
     fn allowed_rollback_is_planned_not_done() {
         let d = incremental("a:1", true, &["local"]);
-        let a = answer(placed(Some("a:1 local:7"), None), d, 2, false).unwrap();
+        let a = answer(placed(Some("a:1 local:7"), None), d, 2, FS, false).unwrap();
         assert_eq!(
             a.rollback,
             Some(Rollback {
@@ -435,14 +509,72 @@ mod tests {
             (Decision::NothingOffered, Reason::Protocol),
         ];
         for (decision, reason) in cases {
-            let r = answer(placed(Some("a:1"), None), decision, 1, false);
+            let r = answer(placed(Some("a:1"), None), decision, 1, FS, false);
             assert_eq!(refused(r), reason);
         }
     }
 
+    // issue 14 item 2: a source parent without snapshots gets a placeholder where there
+    // is nothing, and nothing where there is a dataset.
     #[test]
-    fn offer_without_snapshots_is_refused() {
-        let r = answer(placed(None, None), Decision::NothingOffered, 0, false);
+    fn offer_without_snapshots_makes_a_placeholder_only_where_nothing_is() {
+        let a = answer(placed(None, None), Decision::NothingOffered, 0, FS, false).unwrap();
+        let want = Plan::Placeholder {
+            made: true,
+            buffered: false,
+        };
+        assert_eq!((a.plan, a.make_placeholder, a.force), (want, true, false));
+        for existing in ["", "a:1"] {
+            let p = placed(Some(existing), None);
+            let a = answer(p, Decision::NothingOffered, 0, FS, false).unwrap();
+            let want = Plan::Placeholder {
+                made: false,
+                buffered: false,
+            };
+            assert_eq!((a.plan, a.make_placeholder), (want, false), "{existing:?}");
+        }
+    }
+
+    #[test]
+    fn buffered_placeholder_says_so() {
+        let mut p = placed(None, None);
+        p.location = Location::Buffered(Dataset::new("pool/buf/61").unwrap());
+        let a = answer(p, Decision::NothingOffered, 0, FS, false).unwrap();
+        let want = Plan::Placeholder {
+            made: true,
+            buffered: true,
+        };
+        assert_eq!(a.plan, want);
+    }
+
+    #[test]
+    fn volume_without_snapshots_is_refused() {
+        let r = answer(
+            placed(None, None),
+            Decision::NothingOffered,
+            0,
+            DatasetKind::Volume,
+            false,
+        );
         assert_eq!(refused(r), Reason::Protocol);
+    }
+
+    // issue 14 item 2: only a placeholder is replaced by a full stream without
+    // --allow-overwrite; any other dataset without snapshots is still refused.
+    #[test]
+    fn placeholder_is_replaced_by_a_full_stream() {
+        let mut p = placed(Some(""), None);
+        p.placeholder = true;
+        let a = answer(p, Decision::NothingOffered, 2, FS, false).unwrap();
+        assert_eq!(a.plan, Plan::Full { buffered: false });
+        assert!(a.force && a.replaces_placeholder && !a.make_placeholder);
+        let r = answer(
+            placed(Some(""), None),
+            Decision::NothingOffered,
+            2,
+            FS,
+            false,
+        );
+        assert_eq!(refused(r), Reason::NotReplica);
     }
 }

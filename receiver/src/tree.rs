@@ -1,12 +1,12 @@
 //! The receiver's dataset tree: where an offered dataset lives (in place, or in the
-//! buffer), who may touch it (per-dataset locks), and the cleanup that renames buffered
-//! datasets into place.
+//! buffer), who may touch it (per-dataset locks), the placeholders it makes for parents
+//! without snapshots, and the cleanup that renames buffered datasets into place.
 //!
 //! Datasets are keyed by their path relative to TARGET, so a dataset and its buffered copy
-//! share one lock. Changes to the tree (creating the buffer, renames into place, dropping
-//! stale buffered copies, an allowed rollback) happen under one tree lock, planned first
-//! and then applied: a cleanup plans its steps here, an offer's rollback is planned by its
-//! answer (`place.rs`).
+//! share one lock. Changes to the tree (creating the buffer, making a placeholder, renames
+//! into place, dropping stale buffered copies, an allowed rollback) happen under one tree
+//! lock, planned first and then applied: a cleanup plans its steps here, an offer's
+//! rollback or placeholder is planned by its answer (`place.rs`).
 
 use crate::catalog::Catalog;
 use log::{info, warn};
@@ -15,6 +15,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zfsync_zfs::{protect, Dataset, DatasetInfo, Zfs, MAX_NAME_LEN};
+
+/// The user property that marks a placeholder: a filesystem the receiver made because the
+/// source has a dataset there without snapshots, whose descendants have some and need a
+/// parent. Only a value set on the dataset itself counts: its children inherit it.
+pub const PLACEHOLDER: &str = "zfsync:placeholder";
+
+/// Whether `ds` is a placeholder (see [`PLACEHOLDER`]): it carries the property itself.
+pub fn is_placeholder(zfs: &Zfs, ds: &Dataset) -> zfsync_zfs::Result<bool> {
+    Ok(zfs.get_local(ds.as_str(), PLACEHOLDER)?.as_deref() == Some("on"))
+}
 
 /// Where an offered dataset is, or will be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +213,41 @@ impl Tree {
         created
     }
 
+    /// Makes a placeholder at `ds` under the tree's lock: a marked filesystem with no data,
+    /// never mounted (`canmount=off`), with `mountpoint=none` for its children to inherit:
+    /// zfs-fuse mounts what it receives wherever the mountpoint says. The caller holds the
+    /// dataset's lock (`_held`) and has checked that nothing is there.
+    pub fn make_placeholder(
+        &self,
+        zfs: &Zfs,
+        _held: &DatasetLock<'_>,
+        ds: &Dataset,
+    ) -> zfsync_zfs::Result<()> {
+        let _changing = self.change_lock();
+        info!("making placeholder dataset={ds}");
+        let props = [
+            (PLACEHOLDER, "on"),
+            ("canmount", "off"),
+            ("mountpoint", "none"),
+        ];
+        let made = zfs.create(ds, false, &props);
+        self.catalog.touch(ds.as_str());
+        if made.is_ok() {
+            self.catalog.mark_present(ds.as_str());
+        }
+        made
+    }
+
+    /// Unmarks `ds`, a placeholder a full stream has just replaced: it is a replica now
+    /// (`zfs recv -F` keeps the properties of the dataset it replaces). Best effort: a mark
+    /// left on a dataset with snapshots is never read.
+    pub fn clear_placeholder(&self, zfs: &Zfs, ds: &Dataset) {
+        match zfs.inherit(ds.as_str(), PLACEHOLDER) {
+            Ok(()) => info!("placeholder replaced by a replica dataset={ds}"),
+            Err(e) => warn!("cannot clear {PLACEHOLDER} dataset={ds} error={e}"),
+        }
+    }
+
     /// Applies an allowed rollback (`zfs rollback -r`) under the tree's lock. The caller
     /// holds the dataset's lock (`_held`): no receive or cleanup touches it meanwhile.
     pub fn roll_back(
@@ -342,8 +387,12 @@ impl Tree {
         }
         // Only a finished receive goes into place. A copy without a snapshot, or with the
         // partial state of an interrupted receive, would stand in place as a dataset that is
-        // no replica; the next offer of it resumes or redoes the receive into the buffer.
-        if info.resume_token.is_some() || info.snapshots.is_empty() {
+        // no replica; the next offer of it resumes or redoes the receive into the buffer. A
+        // placeholder has no snapshot by design, and goes into place like a replica.
+        let unfinished = info.resume_token.is_some()
+            || (info.snapshots.is_empty()
+                && !is_placeholder(zfs, &copy).map_err(|e| e.to_string())?);
+        if unfinished {
             return Ok(Step::Skip {
                 copy,
                 why: "its receive has not finished (no snapshot yet, or partial state to resume); left for the next offer of it".into(),

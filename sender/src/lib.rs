@@ -2,7 +2,9 @@
 //! the per-dataset reports.
 //!
 //! The tree is listed once (one zfs command), every dataset with snapshots becomes a job on
-//! a channel, and `threads` workers each hold one connection, reused dataset after dataset.
+//! a channel (and so does every dataset without snapshots that has descendants with some:
+//! the receiver needs a parent for them), and `threads` workers each hold one connection,
+//! reused dataset after dataset.
 //! A failure costs its dataset: the others go on. Transient failures (a dropped
 //! connection, a busy dataset, a parent that has not arrived yet) are retried a bounded
 //! number of times with backoff; refusals (divergence) are not.
@@ -14,13 +16,15 @@ mod replicate;
 mod report;
 
 pub use report::{
-    print_summary, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream, StreamKind,
+    print_summary, Delivery, Parent, Report, RunReport, SnapshotRef, Status, Step, Stream,
+    StreamKind,
 };
 
 use conn::Connection;
 use log::{info, warn};
 use pool::{run_jobs, Job};
 use replicate::Replicator;
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -134,12 +138,15 @@ pub fn run(config: &Config) -> Result<RunReport> {
         (tree, early.join().ok().flatten())
     });
     let tree = tree?;
+    let parents = parents_of_snapshots(&tree);
     let mut reports = Vec::new();
     let mut jobs = Vec::new();
     for info in tree {
         let ds = Dataset::new(&info.name).map_err(zfsync_zfs::Error::from)?;
         let rel = ds.relative_to(&config.dataset).unwrap_or("").to_string();
-        if info.snapshots.is_empty() {
+        // A dataset without snapshots is offered only when something below it has some:
+        // the receiver makes a placeholder for it, or its children would wait for ever.
+        if info.snapshots.is_empty() && !parents.contains(&info.name) {
             info!("skip dataset={} reason=no-snapshots", info.name);
             reports.push(Report {
                 dataset: info.name,
@@ -202,6 +209,21 @@ pub fn run(config: &Config) -> Result<RunReport> {
     })
 }
 
+/// The datasets of `tree` that have a descendant with snapshots.
+fn parents_of_snapshots(tree: &[zfsync_zfs::DatasetInfo]) -> HashSet<String> {
+    let mut parents = HashSet::new();
+    for info in tree.iter().filter(|i| !i.snapshots.is_empty()) {
+        let mut name = info.name.as_str();
+        while let Some((parent, _)) = name.rsplit_once('/') {
+            if !parents.insert(parent.to_string()) {
+                break; // and its ancestors, from a sibling
+            }
+            name = parent;
+        }
+    }
+    parents
+}
+
 /// Asks for the receiver's cleanup on `conn`, a worker's connection still open (a new one
 /// could find the receiver's connection slots still taken by the workers' just closed).
 /// Returns the summary's line for it.
@@ -213,4 +235,47 @@ fn request_cleanup(config: &Config, conn: Option<Connection>) -> Result<Option<S
     let done = conn.cleanup()?;
     conn.bye();
     Ok(done.line())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zfsync_zfs::{DatasetInfo, Kind, Snapshot};
+
+    /// "name" without snapshots, "name@" with one.
+    fn tree(names: &[&str]) -> Vec<DatasetInfo> {
+        names
+            .iter()
+            .map(|n| DatasetInfo {
+                name: n.trim_end_matches('@').into(),
+                kind: Kind::Filesystem,
+                snapshots: if n.ends_with('@') {
+                    vec![Snapshot {
+                        name: "s".into(),
+                        guid: 1,
+                        createtxg: 1,
+                    }]
+                } else {
+                    Vec::new()
+                },
+                encrypted: false,
+                resume_token: None,
+            })
+            .collect()
+    }
+
+    // issue 14 item 2: only a dataset with snapshots below it needs a parent on the
+    // receiver; a lone dataset without snapshots is not offered.
+    #[test]
+    fn parents_are_the_ancestors_of_datasets_with_snapshots() {
+        let t = tree(&[
+            "p/r", "p/r/a", "p/r/a/b@", "p/r/a/c", "p/r/d", "p/r/e@", "p/r/e/f",
+        ]);
+        let mut got: Vec<String> = parents_of_snapshots(&t)
+            .into_iter()
+            .filter(|p| p.starts_with("p/r"))
+            .collect();
+        got.sort();
+        assert_eq!(got, ["p/r", "p/r/a"]);
+    }
 }

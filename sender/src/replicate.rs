@@ -8,8 +8,8 @@
 
 use crate::conn::Connection;
 use crate::pool::Job;
-use crate::report::{Delivery, SnapshotRef, Status, Step, Stream, StreamKind};
-use crate::{Config, Result};
+use crate::report::{Delivery, Parent, SnapshotRef, Status, Step, Stream, StreamKind};
+use crate::{Config, Error, Result};
 use log::{info, warn};
 use zfsync_protocol::{Outcome, Plan, Reason};
 use zfsync_zfs::protect::SourceMarks;
@@ -90,10 +90,43 @@ enum SendCommand {
     Resume { token: String },
 }
 
+/// A dataset without snapshots, whose descendants have some: offered without snapshots,
+/// so that the receiver makes a placeholder for them to land under if nothing is there.
+fn offer_parent(conn: &mut Connection, config: &Config, job: &Job) -> Result<Delivery> {
+    let parent = match conn.offer(&job.rel, job.info.kind, &[], config.dry_run)? {
+        Plan::Placeholder { made: false, .. } => Parent::Exists,
+        Plan::Placeholder { made: true, .. } if config.dry_run => Parent::WouldMake,
+        Plan::Placeholder {
+            made: true,
+            buffered,
+        } => Parent::Made { buffered },
+        Plan::Refused { reason, text } => {
+            return Ok(Delivery {
+                error: Some(text),
+                ..Delivery::new(Status::Refused(reason))
+            })
+        }
+        // A receiver that wants a stream for nothing breaks the protocol: the connection
+        // goes (its state is unknown).
+        other => {
+            return Err(Error::Violation(format!(
+                "answered {other:?} to an offer without snapshots"
+            )))
+        }
+    };
+    Ok(Delivery {
+        steps: vec![Step::Parent(parent)],
+        ..Delivery::new(Status::NoSnapshots)
+    })
+}
+
 /// One dataset's session: offer, and stream what the receiver asks for. A new dataset
 /// gets its oldest snapshot in full, then the rest incrementally, on the same connection;
 /// an interrupted stream is first resumed. Each round ends with the receiver's verdict.
 fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Result<Delivery> {
+    if job.info.snapshots.is_empty() {
+        return offer_parent(conn, config, job);
+    }
     let snaps = &job.info.snapshots;
     let newest = snaps.last().expect("jobs have snapshots");
     let ds = &job.info.name;
@@ -129,6 +162,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
             Plan::UpToDate { .. } => return Ok(ended_at_newest(Status::Sent, steps)),
             Plan::Refused { reason, text } => {
                 return Ok(ended_with_error(Status::Refused(reason), steps, text))
+            }
+            Plan::Placeholder { .. } => {
+                return Err(Error::Violation(
+                    "answered placeholder to an offer with snapshots".into(),
+                ))
             }
             Plan::Resume { token } => {
                 if resume_failed {

@@ -85,6 +85,18 @@ pub struct Stream {
     pub failed: Option<String>,
 }
 
+/// What the receiver did for a dataset without snapshots, offered because its descendants
+/// have some and need a parent there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parent {
+    /// It made a placeholder; in its buffer when `buffered` (its own parent was not there).
+    Made { buffered: bool },
+    /// It would make one (a dry run).
+    WouldMake,
+    /// A dataset is there already.
+    Exists,
+}
+
 /// A step of a dataset's session, in the order they happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -92,6 +104,8 @@ pub enum Step {
     /// A resume token the receiver offered that was not used: why (the receiver drops
     /// its partial state, and the next offer starts afresh).
     TokenDiscarded(String),
+    /// The answer to an offer without snapshots.
+    Parent(Parent),
 }
 
 /// What one dataset's replication delivered, and how it ended: the record a run keeps of
@@ -135,7 +149,7 @@ impl Delivery {
     pub fn streams(&self) -> impl Iterator<Item = &Stream> {
         self.steps.iter().filter_map(|s| match s {
             Step::Stream(s) => Some(s),
-            Step::TokenDiscarded(_) => None,
+            Step::TokenDiscarded(_) | Step::Parent(_) => None,
         })
     }
 
@@ -177,8 +191,22 @@ impl Delivery {
         let steps = self.steps.iter().map(|step| match step {
             Step::Stream(s) => s.describe(),
             Step::TokenDiscarded(why) => format!("{why}, token discarded"),
+            Step::Parent(p) => p.describe().to_string(),
         });
         steps.collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl Parent {
+    fn describe(&self) -> &'static str {
+        match self {
+            Parent::Made { buffered: false } => "placeholder made on the receiver",
+            Parent::Made { buffered: true } => {
+                "placeholder made in the receiver's buffer (parent not there yet)"
+            }
+            Parent::WouldMake => "would make a placeholder on the receiver",
+            Parent::Exists => "exists on the receiver",
+        }
     }
 }
 
@@ -409,6 +437,19 @@ mod tests {
                 "diverged at @s2",
             ),
             (Delivery::new(NoSnapshots), ""),
+            // issue 14 item 2: a parent without snapshots, made a placeholder or there.
+            (
+                delivery(NoSnapshots, vec![Step::Parent(Parent::Made { buffered: false })], None),
+                "placeholder made on the receiver",
+            ),
+            (
+                delivery(NoSnapshots, vec![Step::Parent(Parent::Exists)], None),
+                "exists on the receiver",
+            ),
+            (
+                delivery(NoSnapshots, vec![Step::Parent(Parent::WouldMake)], None),
+                "would make a placeholder on the receiver",
+            ),
         ];
         for (d, want) in cases {
             assert_eq!(d.note(), want, "{d:?}");

@@ -694,7 +694,8 @@ fn hostile_destinations_in_the_greeting_are_refused() {
 #[test]
 fn a_wrong_protocol_version_gets_version_mismatch() {
     let mut site = Site::new("hvers", &[]);
-    for version in [0, VERSION + 1, u16::MAX] {
+    // The version before this one too: its senders do not offer parents without snapshots.
+    for version in [0, VERSION - 1, VERSION + 1, u16::MAX] {
         let mut p = Peer::connect(&site.addr());
         match p.hello(version, "") {
             Message::Error {
@@ -720,8 +721,8 @@ fn a_wrong_protocol_version_gets_version_mismatch() {
 
 #[test]
 fn a_hello_of_a_future_layout_still_gets_version_mismatch() {
-    // What a version-2 sender might say: the frozen start ("ZFSYNC", version), then fields
-    // version 1 does not know.
+    // What a sender of the next version might say: the frozen start ("ZFSYNC", version),
+    // then fields this version does not know.
     let mut site = Site::new("hfut", &[]);
     let mut payload = b"ZFSYNC".to_vec();
     payload.extend_from_slice(&(VERSION + 1).to_be_bytes());

@@ -424,12 +424,44 @@ test_stream_properties_excluded() {
     note "mountpoint, canmount and shares in the stream were not applied; a user property was"
 }
 
+# A root and a middle dataset without snapshots, a leaf with some: the receiver makes
+# placeholders (marked, never mounted) and the leaf lands in place under them. Once the
+# middle dataset has a snapshot, a full receive with -F (and -u -s -o canmount=noauto -x
+# ...) replaces its placeholder, keeps the leaf, and the mark goes.
+test_placeholder_parents() {
+    zfs create -p src/ph/mid/leaf
+    echo leaf >/src/ph/mid/leaf/f
+    zfs snapshot src/ph/mid/leaf@s1
+    start_recv
+    "$SEND" src/ph "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send under parents without snapshots failed"; }
+    grep -q 'placeholder made on the receiver' "$WORK/send.out" || die "no placeholder reported: $(cat "$WORK/send.out")"
+    local ds
+    for ds in $TARGET $TARGET/mid; do
+        [[ $(zfs get -H -o value,source zfsync:placeholder $ds) == $'on\tlocal' ]] || die "$ds is not marked a placeholder"
+        [[ $(zfs get -H -o value canmount $ds) == off ]] || die "$ds canmount is $(zfs get -H -o value canmount $ds)"
+    done
+    same_snaps src/ph/mid/leaf $TARGET/mid/leaf
+    [[ -z $(zfs list -H -o name -r ${TARGET}_zfsync_buffer 2>/dev/null | tail -n +2) ]] || die "datasets left in the buffer"
+    echo mid >/src/ph/mid/m
+    zfs snapshot src/ph/mid@p1
+    "$SEND" src/ph "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send replacing the placeholder failed"; }
+    grep -q 'full @p1' "$WORK/send.out" || die "the placeholder was not replaced by a full stream: $(cat "$WORK/send.out")"
+    same_snaps src/ph/mid $TARGET/mid
+    same_files src/ph/mid $TARGET/mid p1
+    same_snaps src/ph/mid/leaf $TARGET/mid/leaf
+    [[ $(zfs get -H -o source zfsync:placeholder $TARGET/mid) != local ]] || die "the replica is still marked a placeholder"
+    local mounted
+    mounted=$(zfs get -H -r -t filesystem -o value mounted $TARGET | sort -u)
+    [[ $mounted == no ]] || die "something below TARGET is mounted: $mounted"
+    note "placeholders for parents without snapshots; one replaced by -F, its child kept"
+}
+
 # -- run -------------------------------------------------------------------------------
 
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_placeholder_parents)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null

@@ -433,6 +433,15 @@ impl Zfs {
             .collect()
     }
 
+    /// The value of `prop` set on `name` itself (`zfs get -H -s local`), or `None` when
+    /// it is not set there: a user property set on a parent shows on its children as
+    /// inherited, and that does not count.
+    pub fn get_local(&self, name: &str, prop: &str) -> Result<Option<String>> {
+        let out = self.output(&["get", "-H", "-s", "local", "-o", "value", prop, name])?;
+        let value = out.trim_end_matches('\n');
+        Ok((!value.is_empty()).then(|| value.to_string()))
+    }
+
     /// `zfs inherit PROP NAME`: clears a local (user) property.
     pub fn inherit(&self, name: &str, prop: &str) -> Result<()> {
         self.output(&["inherit", prop, name]).map(drop)
