@@ -26,7 +26,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use tree::Tree;
+use tree::{Left, Tree};
 use zfsync_zfs::{Dataset, Zfs};
 
 /// A checked configuration.
@@ -143,14 +143,19 @@ impl Shared<'_> {
     /// Puts buffered datasets in place (see `Tree::cleanup`) and logs what that did.
     pub(crate) fn clean_up(&self, when: &str) {
         let r = self.tree.cleanup(self.zfs);
-        if r.placed + r.removed + r.waiting + r.failed > 0 {
+        let left = |l| r.count(l);
+        if !r.entries.is_empty() {
             info!(
-                "cleanup when={when:?} placed={} removed={} waiting={} failed={}",
-                r.placed, r.removed, r.waiting, r.failed
+                "cleanup when={when:?} placed={} removed={} waiting={} busy={} failed={}",
+                left(Left::Placed),
+                left(Left::Removed),
+                left(Left::Waiting),
+                left(Left::Busy),
+                left(Left::Failed)
             );
         }
-        for n in &r.notes {
-            if r.failed > 0 {
+        for n in r.notes() {
+            if left(Left::Failed) > 0 {
                 error!("cleanup: {n}");
             } else {
                 info!("cleanup: {n}");

@@ -7,6 +7,7 @@
 //! rules and joined under TARGET, every snapshot name is checked, and every read has the
 //! configured timeout, so a silent or broken peer costs this one connection.
 
+use crate::tree::Left;
 use crate::{Error, Result, Shared};
 use log::{debug, info, warn};
 use std::io::{BufReader, BufWriter};
@@ -114,17 +115,30 @@ impl<'a> Session<'a> {
                     r?;
                 }
                 Message::Cleanup => {
+                    // The sender is told about its own tree's copies: another tree's, or
+                    // one a session is still working on, is no reason for its run to fail.
                     let r = self.shared.tree.cleanup(self.shared.zfs);
+                    let r = r.within(&self.root_rel);
+                    let left = |l| r.count(l);
                     info!(
-                        "cleanup peer={} placed={} removed={} waiting={} failed={}",
-                        self.peer, r.placed, r.removed, r.waiting, r.failed
+                        "cleanup peer={} placed={} removed={} waiting={} busy={} failed={}",
+                        self.peer,
+                        left(Left::Placed),
+                        left(Left::Removed),
+                        left(Left::Waiting),
+                        left(Left::Busy),
+                        left(Left::Failed)
                     );
+                    let told = r.entries.iter().filter(|e| e.left != Left::Busy);
                     self.writer.send(&Message::CleanupDone {
-                        placed: r.placed,
-                        removed: r.removed,
-                        waiting: r.waiting,
-                        failed: r.failed,
-                        text: r.notes.join("\n"),
+                        placed: left(Left::Placed),
+                        removed: left(Left::Removed),
+                        waiting: left(Left::Waiting),
+                        failed: left(Left::Failed),
+                        text: told
+                            .filter_map(|e| e.note.as_deref())
+                            .collect::<Vec<_>>()
+                            .join("\n"),
                     })?;
                 }
                 Message::KeepAlive => {}

@@ -80,14 +80,78 @@ pub struct Rollback {
     pub destroying: Vec<String>,
 }
 
-/// What one cleanup pass did.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// How a cleanup left one buffered copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Left {
+    /// Renamed into place.
+    Placed,
+    /// Dropped: the real dataset holds its newest snapshot.
+    Removed,
+    /// Still in the buffer, and nothing under way will change that: its parent is
+    /// missing, its receive never finished, or it is a stale copy kept for an operator.
+    Waiting,
+    /// Still in the buffer while a session works on it or on its parent: the next
+    /// cleanup decides.
+    Busy,
+    Failed,
+}
+
+/// One buffered copy (or the buffer itself) in a cleanup's report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CleanupEntry {
+    /// The copy's dataset path relative to TARGET; none for the buffer itself, or for a
+    /// copy whose name is not one zfsync gives.
+    pub rel: Option<String>,
+    pub left: Left,
+    /// What an operator (or the sender) is told about it.
+    pub note: Option<String>,
+}
+
+/// What one cleanup pass did, copy by copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CleanupReport {
-    pub placed: u32,
-    pub removed: u32,
-    pub waiting: u32,
-    pub failed: u32,
-    pub notes: Vec<String>,
+    pub entries: Vec<CleanupEntry>,
+}
+
+impl CleanupReport {
+    fn add(&mut self, rel: Option<&str>, left: Left, note: Option<String>) {
+        self.entries.push(CleanupEntry {
+            rel: rel.map(String::from),
+            left,
+            note,
+        });
+    }
+
+    pub fn count(&self, left: Left) -> u32 {
+        self.entries.iter().filter(|e| e.left == left).count() as u32
+    }
+
+    pub fn notes(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|e| e.note.as_deref())
+    }
+
+    /// What a sender whose tree lands at `root_rel` is told: its own datasets' copies,
+    /// and failures that concern no dataset in particular (the buffer could not be
+    /// listed); not other trees' copies, nor a foreign dataset in the buffer.
+    pub fn within(self, root_rel: &str) -> CleanupReport {
+        let mine = |rel: &str| {
+            root_rel.is_empty()
+                || rel == root_rel
+                || rel
+                    .strip_prefix(root_rel)
+                    .is_some_and(|r| r.starts_with('/'))
+        };
+        CleanupReport {
+            entries: self
+                .entries
+                .into_iter()
+                .filter(|e| match &e.rel {
+                    Some(rel) => mine(rel),
+                    None => e.left == Left::Failed,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One step of a cleanup, decided before anything is changed.
@@ -107,9 +171,17 @@ enum Step {
         copy: Dataset,
         real: Dataset,
     },
+    /// The real dataset's parent does not exist.
     Wait {
         copy: Dataset,
+        real: Dataset,
         missing: Dataset,
+    },
+    /// A session is receiving the real dataset's parent.
+    ParentBusy {
+        copy: Dataset,
+        real: Dataset,
+        parent: Dataset,
     },
     Skip {
         copy: Dataset,
@@ -280,7 +352,8 @@ impl Tree {
     pub fn cleanup(&self, zfs: &Zfs) -> CleanupReport {
         let _changing = self.change_lock();
         let report = self.cleanup_pass(zfs);
-        if report.waiting + report.failed > 0 {
+        let left = |l| report.count(l);
+        if left(Left::Waiting) + left(Left::Busy) + left(Left::Failed) > 0 {
             self.buffer_dirty.store(true, Ordering::SeqCst);
         }
         report
@@ -307,10 +380,8 @@ impl Tree {
                 return report;
             }
             Err(e) => {
-                report.failed += 1;
-                report
-                    .notes
-                    .push(format!("cannot list buffer {}: {e}", self.buffer));
+                let note = format!("cannot list buffer {}: {e}", self.buffer);
+                report.add(None, Left::Failed, Some(note));
                 return report;
             }
         };
@@ -328,31 +399,27 @@ impl Tree {
                     entries.push((rel, copy, info))
                 }
                 _ => {
-                    report.waiting += 1;
-                    report
-                        .notes
-                        .push(format!("{copy}: not a zfsync buffer name, left alone"));
+                    let note = format!("{copy}: not a zfsync buffer name, left alone");
+                    report.add(None, Left::Waiting, Some(note));
                 }
             }
         }
         entries.sort_by_key(|(rel, _, _)| rel.matches('/').count());
         for (rel, copy, info) in entries {
             let Some(_lock) = self.lock(&rel, Duration::ZERO) else {
-                report.waiting += 1;
-                report
-                    .notes
-                    .push(format!("{copy}: busy, left for the next cleanup"));
+                let note = format!("{copy}: busy, left for the next cleanup");
+                report.add(Some(&rel), Left::Busy, Some(note));
                 continue;
             };
             let step = match self.plan_step(zfs, &rel, copy, info) {
                 Ok(s) => s,
                 Err(e) => {
-                    report.failed += 1;
-                    report.notes.push(e);
+                    report.add(Some(&rel), Left::Failed, Some(e));
                     continue;
                 }
             };
-            self.apply(zfs, step, &mut report);
+            let (left, note) = self.apply(zfs, step);
+            report.add(Some(&rel), left, note);
         }
         report
     }
@@ -399,9 +466,13 @@ impl Tree {
             });
         }
         let parent = real.parent().expect("a path below TARGET has a parent");
-        if self.is_locked(parent_rel(rel)) || !zfs.exists(&parent).map_err(|e| e.to_string())? {
+        if self.is_locked(parent_rel(rel)) {
+            return Ok(Step::ParentBusy { copy, real, parent });
+        }
+        if !zfs.exists(&parent).map_err(|e| e.to_string())? {
             return Ok(Step::Wait {
                 copy,
+                real,
                 missing: parent,
             });
         }
@@ -411,7 +482,8 @@ impl Tree {
         })
     }
 
-    fn apply(&self, zfs: &Zfs, step: Step, report: &mut CleanupReport) {
+    /// Applies one step: how it left the copy, and what to tell about it.
+    fn apply(&self, zfs: &Zfs, step: Step) -> (Left, Option<String>) {
         match step {
             Step::Place { from, to } => {
                 let renamed = zfs.rename(&from, &to);
@@ -421,13 +493,12 @@ impl Tree {
                     Ok(()) => {
                         self.catalog.mark_present(to.as_str());
                         info!("cleanup placed from={from} to={to}");
-                        report.placed += 1;
                         protect::hold_receiver_newest(zfs, &to);
+                        (Left::Placed, None)
                     }
                     Err(e) => {
                         warn!("cleanup rename failed from={from} to={to} error={e}");
-                        report.failed += 1;
-                        report.notes.push(format!("rename {from} -> {to}: {e}"));
+                        (Left::Failed, Some(format!("rename {from} -> {to}: {e}")))
                     }
                 }
             }
@@ -437,29 +508,32 @@ impl Tree {
                 match destroyed {
                     Ok(()) => {
                         info!("cleanup dropped stale buffered copy={copy} real={real} (real holds its newest snapshot)");
-                        report.removed += 1;
+                        (Left::Removed, None)
                     }
-                    Err(e) => {
-                        report.failed += 1;
-                        report.notes.push(format!("destroy stale copy {copy}: {e}"));
-                    }
+                    Err(e) => (
+                        Left::Failed,
+                        Some(format!("destroy stale copy {copy}: {e}")),
+                    ),
                 }
             }
             Step::KeepStale { copy, real } => {
                 warn!("cleanup kept stale buffered copy={copy}: {real} exists but lacks the copy's newest snapshot");
-                report.waiting += 1;
-                report.notes.push(format!(
-                    "{copy}: kept, {real} exists but lacks its newest snapshot"
-                ));
+                let note = format!("{copy}: kept, {real} exists but lacks its newest snapshot");
+                (Left::Waiting, Some(note))
             }
-            Step::Wait { copy, missing } => {
-                report.waiting += 1;
-                report.notes.push(format!("{copy}: waiting for {missing}"));
+            Step::Wait {
+                copy,
+                real,
+                missing,
+            } => {
+                let note = format!("{real} (in the buffer as {copy}): waiting for {missing}, its parent, which does not exist on the receiver");
+                (Left::Waiting, Some(note))
             }
-            Step::Skip { copy, why } => {
-                report.waiting += 1;
-                report.notes.push(format!("{copy}: left alone: {why}"));
+            Step::ParentBusy { copy, real, parent } => {
+                let note = format!("{real} (in the buffer as {copy}): its parent {parent} is being received, left for the next cleanup");
+                (Left::Busy, Some(note))
             }
+            Step::Skip { copy, why } => (Left::Waiting, Some(format!("{copy}: left alone: {why}"))),
         }
     }
 }
@@ -501,6 +575,28 @@ mod tests {
     fn too_long_buffer_name_is_none_not_cut() {
         let rel = "x".repeat(120);
         assert!(tree().buffer_name(&rel).is_none());
+    }
+
+    // issue 14 item 2: a sender is told about its own tree's copies in the buffer, and
+    // about a buffer that could not be listed; not about another tree's, nor a dataset
+    // in the buffer that zfsync did not put there.
+    #[test]
+    fn a_sender_is_told_about_its_own_tree() {
+        let mut r = CleanupReport::default();
+        r.add(Some("a/x"), Left::Waiting, Some("a/x".into()));
+        r.add(Some("a"), Left::Placed, None);
+        r.add(Some("ab/y"), Left::Waiting, Some("ab/y".into()));
+        r.add(None, Left::Waiting, Some("foreign".into()));
+        r.add(None, Left::Failed, Some("cannot list".into()));
+        let told = |root: &str| {
+            let r = r.clone().within(root);
+            let notes: Vec<String> = r.notes().map(String::from).collect();
+            (r.count(Left::Waiting), notes.join(" "))
+        };
+        assert_eq!(told("a"), (1, "a/x cannot list".into()));
+        assert_eq!(told("a/x"), (1, "a/x cannot list".into()));
+        assert_eq!(told("b"), (0, "cannot list".into()));
+        assert_eq!(told(""), (2, "a/x ab/y cannot list".into()));
     }
 
     #[test]

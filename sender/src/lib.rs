@@ -185,7 +185,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
     // The receiver places buffered datasets after every connection anyway; asking here
     // places them before this run ends, and the summary says how it went. (A receiver whose
     // buffer has held nothing since its last cleanup answers without a zfs command.)
-    let cleanup = if config.dry_run
+    let (cleanup, waiting) = if config.dry_run
         || reports
             .iter()
             .all(|r| r.delivery.status == Status::NoSnapshots)
@@ -193,19 +193,26 @@ pub fn run(config: &Config) -> Result<RunReport> {
         if let Some(c) = cleanup_conn {
             c.bye();
         }
-        None
+        (None, 0)
     } else {
         match request_cleanup(config, cleanup_conn) {
-            Ok(s) => s,
+            // Copies of this tree left in the buffer: the run is not done.
+            Ok(done) => (done.line(), done.waiting + done.failed),
             Err(e) => {
                 warn!("cleanup request failed error={e}");
-                Some(format!("cleanup request failed: {e}"))
+                // Whether what this run put in the buffer is in place now is unknown.
+                let buffered = reports.iter().filter(|r| r.delivery.buffered()).count();
+                (
+                    Some(format!("cleanup request failed: {e}")),
+                    buffered as u32,
+                )
             }
         }
     };
     Ok(RunReport {
         datasets: reports,
         cleanup,
+        waiting,
     })
 }
 
@@ -226,15 +233,14 @@ fn parents_of_snapshots(tree: &[zfsync_zfs::DatasetInfo]) -> HashSet<String> {
 
 /// Asks for the receiver's cleanup on `conn`, a worker's connection still open (a new one
 /// could find the receiver's connection slots still taken by the workers' just closed).
-/// Returns the summary's line for it.
-fn request_cleanup(config: &Config, conn: Option<Connection>) -> Result<Option<String>> {
+fn request_cleanup(config: &Config, conn: Option<Connection>) -> Result<report::CleanupDone> {
     let mut conn = match conn {
         Some(c) => c,
         None => Connection::open(config)?,
     };
     let done = conn.cleanup()?;
     conn.bye();
-    Ok(done.line())
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -167,6 +167,15 @@ impl Delivery {
         self.streams().map(|s| s.bytes).sum()
     }
 
+    /// Whether something of this dataset went into the receiver's buffer.
+    pub fn buffered(&self) -> bool {
+        self.steps.iter().any(|s| match s {
+            Step::Stream(s) => s.buffered,
+            Step::Parent(p) => *p == Parent::Made { buffered: true },
+            Step::TokenDiscarded(_) => false,
+        })
+    }
+
     /// The summary's note: the error if there is one, else what was streamed, in order.
     pub fn note(&self) -> String {
         if let Some(e) = &self.error {
@@ -245,13 +254,18 @@ pub struct Report {
 #[derive(Debug)]
 pub struct RunReport {
     pub datasets: Vec<Report>,
-    /// The receiver's cleanup, if it was asked for and answered.
+    /// The receiver's cleanup, if it was asked for and answered (or why it was not).
     pub cleanup: Option<String>,
+    /// Datasets of this tree the receiver's cleanup left in its buffer (waiting for a
+    /// parent, or failed to place): received, but not in place. When the cleanup request
+    /// failed, the datasets this run put in the buffer.
+    pub waiting: u32,
 }
 
 impl RunReport {
+    /// Every dataset done, and none of them left waiting in the receiver's buffer.
     pub fn all_ok(&self) -> bool {
-        self.datasets.iter().all(|r| r.delivery.status.is_ok())
+        self.waiting == 0 && self.datasets.iter().all(|r| r.delivery.status.is_ok())
     }
 }
 
@@ -322,9 +336,13 @@ pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -
     let failed = status().filter(|s| !s.is_ok()).count();
     let sent = status().filter(|s| **s == Status::Sent).count();
     let bytes: u64 = report.datasets.iter().map(|r| r.delivery.bytes()).sum();
+    let waiting = match report.waiting {
+        0 => String::new(),
+        n => format!(", {n} waiting in the receiver's buffer (see above)"),
+    };
     writeln!(
         out,
-        "zfsync-send: {} datasets, {sent} sent, {failed} failed, {bytes} bytes",
+        "zfsync-send: {} datasets, {sent} sent, {failed} failed, {bytes} bytes{waiting}",
         report.datasets.len()
     )
 }
@@ -524,6 +542,7 @@ mod tests {
                 report("tank/data/c", Delivery::new(Status::NoSnapshots)),
             ],
             cleanup: Some("receiver cleanup: 1 placed".into()),
+            waiting: 0,
         };
         let printed = |quiet| {
             let mut out = Vec::new();
@@ -543,5 +562,27 @@ mod tests {
                 + closing
         );
         assert_eq!(printed(true), closing);
+    }
+
+    // issue 14 item 2: a run whose datasets wait in the receiver's buffer is not done,
+    // and says so.
+    #[test]
+    fn datasets_left_waiting_fail_the_run() {
+        let run = |waiting| RunReport {
+            datasets: vec![Report {
+                dataset: "tank/data/a".into(),
+                delivery: delivery(Status::Sent, vec![full("s1", 5)], None),
+            }],
+            cleanup: None,
+            waiting,
+        };
+        assert!(run(0).all_ok());
+        assert!(!run(2).all_ok());
+        let mut out = Vec::new();
+        print_summary(&run(2), true, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "zfsync-send: 1 datasets, 1 sent, 0 failed, 5 bytes, 2 waiting in the receiver's buffer (see above)\n"
+        );
     }
 }
