@@ -103,12 +103,16 @@ impl Session<'_> {
             return Ok(());
         }
         let ds = accepted.location.dataset().clone();
+        let full = matches!(accepted.plan, Plan::Full { .. });
         let opts = RecvOptions {
             force: accepted.force,
             resumable: true,
             // Only a new filesystem can take the property; a volume cannot mount anyway.
-            no_automount: matches!(accepted.plan, Plan::Full { .. })
-                && kind == DatasetKind::Filesystem,
+            no_automount: full && kind == DatasetKind::Filesystem,
+            // Replicas are read-only: TARGET is, when a receive makes it, and everything
+            // below inherits it. Reading a mounted writable replica (access times) is
+            // enough to break its next incremental.
+            read_only: full && ds == self.shared.tree.target,
         };
         // What the stream ends with, by the plan's definition (PROTOCOL.md): a full stream
         // is of the oldest snapshot offered, an incremental runs to the newest. A resumed
@@ -129,8 +133,13 @@ impl Session<'_> {
             self.shared.tree.mark_buffer_used();
         }
         let outcome = outcome?;
-        if accepted.replaces_placeholder && matches!(outcome, Outcome::Done { .. }) {
-            self.shared.tree.clear_placeholder(self.shared.zfs, &ds);
+        if let Outcome::Done { .. } = outcome {
+            if accepted.replaces_placeholder {
+                self.shared.tree.clear_placeholder(self.shared.zfs, &ds);
+            }
+            if opts.read_only {
+                self.shared.tree.make_read_only(self.shared.zfs, &ds);
+            }
         }
         if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
         {

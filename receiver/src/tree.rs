@@ -297,17 +297,33 @@ impl Tree {
     ) -> zfsync_zfs::Result<()> {
         let _changing = self.change_lock();
         info!("making placeholder dataset={ds}");
-        let props = [
+        let mut props = vec![
             (PLACEHOLDER, "on"),
             ("canmount", "off"),
             ("mountpoint", "none"),
         ];
+        // TARGET is read-only for everything below it to inherit (see `make_read_only`).
+        if *ds == self.target {
+            props.push(("readonly", "on"));
+        }
         let made = zfs.create(ds, false, &props);
         self.catalog.touch(ds.as_str());
         if made.is_ok() {
             self.catalog.mark_present(ds.as_str());
         }
         made
+    }
+
+    /// After a full receive made `ds` (TARGET): `readonly=on` where `zfs recv -o` could not
+    /// set it (zfs-fuse), for everything below to inherit. Best effort: a replica that is
+    /// not read-only is still a replica.
+    pub fn make_read_only(&self, zfs: &Zfs, ds: &Dataset) {
+        if zfs.capabilities().recv_unmounted {
+            return; // received with -o readonly=on
+        }
+        if let Err(e) = zfs.set(ds.as_str(), "readonly", "on") {
+            warn!("cannot make the replica read-only dataset={ds} error={e}");
+        }
     }
 
     /// Unmarks `ds`, a placeholder a full stream has just replaced: it is a replica now

@@ -456,12 +456,37 @@ test_placeholder_parents() {
     note "placeholders for parents without snapshots; one replaced by -F, its child kept"
 }
 
+# Replicas are read-only: TARGET is received with -o readonly=on, everything below
+# inherits it, and a stream that carries readonly=off (`send -p` from a writable source)
+# does not make a replica writable (-x readonly).
+test_read_only_replicas() {
+    printf '%s\n' '#!/bin/bash' \
+        'if [[ $1 == send ]]; then shift; exec zfs send -p "$@"; fi' \
+        'exec zfs "$@"' >"$WORK/propzfs"
+    chmod +x "$WORK/propzfs"
+    zfs create -o readonly=off src/w
+    zfs create -o readonly=off src/w/kid
+    echo 1 >/src/w/kid/f
+    zfs snapshot -r src/w@s1
+    start_recv
+    "$SEND" --zfs "$WORK/propzfs" src/w "$ADDR" >"$WORK/send.out" 2>"$WORK/send.log" || { cat "$WORK/send.out"; die "send failed"; }
+    grep -q -- '-o readonly=on' "$WORK/recv.log" || die "TARGET not received with -o readonly=on: $(grep 'zfs start' "$WORK/recv.log")"
+    [[ $(zfs get -H -o value,source readonly $TARGET) == $'on\tlocal' ]] || die "TARGET: $(zfs get -H -o value,source readonly $TARGET)"
+    [[ $(zfs get -H -o value,source readonly $TARGET/kid) == $'on\tinherited from '$TARGET ]] || die "kid: $(zfs get -H -o value,source readonly $TARGET/kid)"
+    echo 2 >/src/w/kid/g
+    zfs snapshot -r src/w@s2
+    "$SEND" --zfs "$WORK/propzfs" src/w "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "incremental failed"; }
+    same_snaps src/w/kid $TARGET/kid
+    [[ $(zfs get -H -o value readonly $TARGET/kid) == on ]] || die "the stream made the replica writable"
+    note "TARGET received read-only; readonly=off in the stream not applied"
+}
+
 # -- run -------------------------------------------------------------------------------
 
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_placeholder_parents)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_placeholder_parents test_read_only_replicas)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null

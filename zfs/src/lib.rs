@@ -47,8 +47,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Properties a received stream may not set (`zfs recv -x`, where `-u` is there too):
-/// they would decide where the backup host mounts the data or whom it shares it with.
-pub const RECV_EXCLUDED: [&str; 4] = ["mountpoint", "canmount", "sharenfs", "sharesmb"];
+/// they would decide where the backup host mounts the data or whom it shares it with, or
+/// make a replica writable (a write, even a mount that updates access times, breaks the
+/// next incremental).
+pub const RECV_EXCLUDED: [&str; 5] = ["mountpoint", "canmount", "sharenfs", "sharesmb", "readonly"];
 
 /// Options of `zfs send`, each used only where the capabilities allow.
 #[derive(Clone, Debug, Default)]
@@ -74,6 +76,9 @@ pub struct RecvOptions {
     /// `-o canmount=noauto` (OpenZFS, new filesystems): a received filesystem never mounts
     /// itself later over the backup host's own paths.
     pub no_automount: bool,
+    /// `-o readonly=on` (OpenZFS; elsewhere the caller sets it after the receive): for
+    /// the replica's root, whose children inherit it.
+    pub read_only: bool,
     /// `-s`: leave a resume token when interrupted.
     pub resumable: bool,
 }
@@ -285,30 +290,7 @@ impl Zfs {
     /// Starts `zfs recv` into `target`, reading the stream from the process's stdin.
     /// Received datasets are not mounted where the ZFS allows it (`-u`).
     pub fn recv(&self, target: &Dataset, opts: &RecvOptions) -> Result<ZfsProcess> {
-        let mut args = vec!["recv"];
-        if self.caps.recv_unmounted {
-            args.push("-u");
-        }
-        if opts.force {
-            args.push("-F");
-        }
-        if opts.resumable && self.caps.resumable {
-            args.push("-s");
-        }
-        if opts.no_automount && self.caps.recv_unmounted {
-            args.extend(["-o", "canmount=noauto"]);
-        }
-        if self.caps.recv_unmounted {
-            // The stream comes from the network: properties in it (a `send -p` or `-R`
-            // stream) must not decide where anything mounts or what is shared on this host.
-            for p in RECV_EXCLUDED {
-                if !(opts.no_automount && p == "canmount") {
-                    args.extend(["-x", p]);
-                }
-            }
-        }
-        args.push(target.as_str());
-        self.spawn(&args, true, false)
+        self.spawn(&recv_args(&self.caps, target, opts), true, false)
     }
 
     /// Starts `zfs send -t TOKEN`: the rest of an interrupted stream. The token carries
@@ -448,11 +430,91 @@ impl Zfs {
     }
 }
 
+/// The arguments of `zfs recv` into `target` with `opts`, as far as `caps` allow.
+fn recv_args<'a>(caps: &Capabilities, target: &'a Dataset, opts: &RecvOptions) -> Vec<&'a str> {
+    let mut args = vec!["recv"];
+    if caps.recv_unmounted {
+        args.push("-u");
+    }
+    if opts.force {
+        args.push("-F");
+    }
+    if opts.resumable && caps.resumable {
+        args.push("-s");
+    }
+    // `-o` and `-x` came with `-u` (OpenZFS); a property is given one of them at most.
+    if opts.no_automount && caps.recv_unmounted {
+        args.extend(["-o", "canmount=noauto"]);
+    }
+    if opts.read_only && caps.recv_unmounted {
+        args.extend(["-o", "readonly=on"]);
+    }
+    if caps.recv_unmounted {
+        // The stream comes from the network: properties in it (a `send -p` or `-R`
+        // stream) must not decide where anything mounts or what is shared on this host,
+        // nor make a replica writable.
+        for p in RECV_EXCLUDED {
+            let set = (opts.no_automount && p == "canmount") || (opts.read_only && p == "readonly");
+            if !set {
+                args.extend(["-x", p]);
+            }
+        }
+    }
+    args.push(target.as_str());
+    args
+}
+
 /// Asks for a 1 MiB pipe buffer; failing that (an old kernel, a lower limit), keeps the
 /// default.
 fn grow_pipe(fd: std::os::fd::RawFd) {
     // SAFETY: fcntl on a pipe fd we own; no memory is passed.
     unsafe {
         libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(caps: Capabilities, opts: RecvOptions) -> String {
+        let target = Dataset::new("pool/t").unwrap();
+        recv_args(&caps, &target, &opts).join(" ")
+    }
+
+    // issue 14 item 4: no stream can make a replica writable on OpenZFS (`-x readonly`),
+    // and the replica's root is received read-only (`-o readonly=on`, not `-x` too).
+    #[test]
+    fn recv_keeps_the_streams_properties_out_where_it_can() {
+        let cases = [
+            (
+                Capabilities::openzfs("2.3.2"),
+                RecvOptions::default(),
+                "recv -u -x mountpoint -x canmount -x sharenfs -x sharesmb -x readonly pool/t",
+            ),
+            (
+                Capabilities::openzfs("2.3.2"),
+                RecvOptions {
+                    force: true,
+                    resumable: true,
+                    no_automount: true,
+                    read_only: true,
+                },
+                "recv -u -F -s -o canmount=noauto -o readonly=on -x mountpoint -x sharenfs -x sharesmb pool/t",
+            ),
+            (
+                Capabilities::legacy(),
+                RecvOptions {
+                    force: true,
+                    resumable: true,
+                    no_automount: true,
+                    read_only: true,
+                },
+                "recv -F pool/t",
+            ),
+        ];
+        for (caps, opts, want) in cases {
+            assert_eq!(args(caps, opts), want);
+        }
     }
 }
