@@ -81,3 +81,43 @@ fn a_placeholder_target_is_read_only() {
     assert_eq!(prop(&s.target, "readonly"), ("on".into(), "local".into()));
     assert_eq!(prop(&s.dst_ds("kid"), "readonly").0, "on");
 }
+
+// issue 14 item 4: zfs-fuse mounts what it receives (it has no `zfs recv -u`): a
+// receiver whose TARGET would be mounted does not start, and says how to fix it;
+// `canmount=off` on the parent is no fix (TARGET still inherits its mountpoint).
+#[test]
+fn a_target_that_would_be_mounted_is_refused_at_start() {
+    if zfs_try(&["version"]).is_ok() {
+        println!("skipped: this ZFS receives without mounting (zfs recv -u)");
+        return;
+    }
+    let pool = Pool::new("mntpar");
+    let parent = pool.ds("hosts");
+    create(&parent);
+    let target = pool.ds("hosts/backup");
+    let zfs_bin = zfs_bin();
+    let start = |args: &[&str]| {
+        let mut all = vec!["-l", "127.0.0.1:0", "--zfs", zfs_bin.as_str()];
+        all.extend_from_slice(args);
+        all.push(target.as_str());
+        run_with_timeout(&receiver_bin(), &all, Duration::from_secs(30))
+    };
+    for how in ["mounted", "canmount=off"] {
+        if how != "mounted" {
+            zfs(&["set", how, &parent]);
+        }
+        let out = start(&[]);
+        assert_ne!(out.status, 0, "{how}: the receiver started\n{}", out.stdout);
+        assert!(
+            !out.stdout.contains("listening on"),
+            "{how}: {}",
+            out.stdout
+        );
+        let remedy = format!("zfs set mountpoint=none {parent}");
+        assert!(out.stderr.contains(&remedy), "{how}: {}", out.stderr);
+        assert!(!exists(&target), "{how}: TARGET was made");
+    }
+    zfs(&["set", "mountpoint=none", &parent]);
+    let recv = start_receiver(&target, &[]);
+    assert!(recv.addr().starts_with("127.0.0.1:"));
+}

@@ -415,6 +415,12 @@ impl Zfs {
             .collect()
     }
 
+    /// The value of `prop` on `name` (`zfs get -H -o value`), wherever it comes from.
+    pub fn get(&self, name: &str, prop: &str) -> Result<String> {
+        let out = self.output(&["get", "-H", "-o", "value", prop, name])?;
+        Ok(out.trim_end_matches('\n').to_string())
+    }
+
     /// The value of `prop` set on `name` itself (`zfs get -H -s local`), or `None` when
     /// it is not set there: a user property set on a parent shows on its children as
     /// inherited, and that does not count.
