@@ -253,6 +253,7 @@ impl Recipe<'_> {
             5 => Message::Reply(Plan::Incremental {
                 from_guid: self.u64(),
                 from_name: self.string(MAX_NAME),
+                rollback: self.string(MAX_TEXT),
             }),
             6 => Message::Reply(Plan::Full {
                 buffered: self.bool(),
@@ -343,7 +344,14 @@ fn expected(msg: &Message) -> Option<Message> {
         Message::Offer { path, .. } => name_ok(path),
         Message::Snap(s) => name_ok(&s.name),
         Message::Reply(Plan::UpToDate { name }) => name_ok(name),
-        Message::Reply(Plan::Incremental { from_name, .. }) => name_ok(from_name),
+        Message::Reply(Plan::Incremental {
+            from_name,
+            rollback,
+            ..
+        }) => {
+            *rollback = clip_text(rollback);
+            name_ok(from_name)
+        }
         Message::Result(Outcome::Done { newest, .. }) => name_ok(newest),
         Message::Reply(Plan::Refused { text, .. })
         | Message::Result(Outcome::Failed { text, .. })
@@ -456,6 +464,7 @@ pub fn seed_messages() -> Vec<Message> {
         Message::Reply(Plan::Incremental {
             from_guid: 42,
             from_name: "s1".into(),
+            rollback: String::new(),
         }),
         Message::Reply(Plan::Full { buffered: true }),
         Message::Reply(Plan::Placeholder {

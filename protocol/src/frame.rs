@@ -308,6 +308,7 @@ mod tests {
             Message::Reply(Plan::Incremental {
                 from_guid: 42,
                 from_name: "s1".into(),
+                rollback: "rolled back to @s1, destroying @x".into(),
             }),
             Message::Reply(Plan::Full { buffered: true }),
             Message::Reply(Plan::Resume {

@@ -77,7 +77,9 @@ pub enum Message {
     /// # Format
     /// kind `0x12`: `tag:u8` then
     /// - 0 up to date: `name:str(1024)` (the newest snapshot, which both sides have)
-    /// - 1 incremental: `from_guid:u64 from_name:str(1024)`
+    /// - 1 incremental: `from_guid:u64 from_name:str(1024) rollback:str(16384)` (`rollback`:
+    ///   how the receiver rolled the destination back first, and which snapshots that
+    ///   destroyed; empty when it did not)
     /// - 2 full: `buffered:bool` (true: parent missing, it lands in the buffer dataset)
     /// - 3 refused: `reason:u16 text:str(16384)`
     /// - 4 resume: `token:str(16384)` (an interrupted stream left this token: send the
@@ -172,6 +174,8 @@ pub enum Plan {
     Incremental {
         from_guid: u64,
         from_name: String,
+        /// The receiver's account of the rollback it made first; empty if none.
+        rollback: String,
     },
     Full {
         buffered: bool,
@@ -336,10 +340,12 @@ impl Message {
                 Plan::Incremental {
                     from_guid,
                     from_name,
+                    rollback,
                 } => {
                     e.u8(1);
                     e.u64(*from_guid);
                     e.name(from_name)?;
+                    e.text(rollback, MAX_TEXT);
                 }
                 Plan::Full { buffered } => {
                     e.u8(2);
@@ -498,6 +504,7 @@ impl Message {
                 1 => Plan::Incremental {
                     from_guid: d.u64()?,
                     from_name: d.str(MAX_NAME)?,
+                    rollback: d.str(MAX_TEXT)?,
                 },
                 2 => Plan::Full {
                     buffered: d.bool()?,

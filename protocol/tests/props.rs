@@ -123,6 +123,7 @@ fn message(rng: &mut Rng) -> Message {
         7 => Message::Reply(Plan::Incremental {
             from_guid: rng.next(),
             from_name: rng.string(MAX_NAME),
+            rollback: rng.string(MAX_TEXT),
         }),
         8 => Message::Reply(Plan::Full {
             buffered: rng.bool(),

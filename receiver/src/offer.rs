@@ -66,7 +66,7 @@ impl Session<'_> {
                 self.shared.config.allow_overwrite,
             ),
         };
-        let accepted = match accepted.and_then(|a| self.apply(a, dry_run)) {
+        let mut accepted = match accepted.and_then(|a| self.apply(a, dry_run)) {
             Ok(a) => a,
             Err(refusal) => {
                 info!(
@@ -79,6 +79,12 @@ impl Session<'_> {
                 return Ok(());
             }
         };
+        // The sender's summary names every rollback (the log has it too).
+        if let (Some(done), Plan::Incremental { rollback, .. }) =
+            (&accepted.rollback, &mut accepted.plan)
+        {
+            *rollback = done.describe(dry_run);
+        }
         if accepted.replaces_placeholder {
             info!(
                 "replacing placeholder dataset={} (the source's dataset has snapshots now)",

@@ -340,6 +340,8 @@ pub(crate) fn answer(
                 plan: Plan::Incremental {
                     from_guid: from.guid,
                     from_name: from.name,
+                    // Said once the rollback is done (see `offer`).
+                    rollback: String::new(),
                 },
                 ..full
             },
@@ -467,7 +469,8 @@ mod tests {
             a.plan,
             Plan::Incremental {
                 from_guid: 1,
-                from_name: "a".into()
+                from_name: "a".into(),
+                rollback: String::new(),
             }
         );
         assert_eq!(a.held_before.as_deref(), Some("a"));

@@ -80,6 +80,23 @@ pub struct Rollback {
     pub destroying: Vec<String>,
 }
 
+impl Rollback {
+    /// What it does, for the sender's summary: "rolled back to @s3 (destroying @a, @b;
+    /// --allow-rollback)"; in a dry run, what it would do.
+    pub fn describe(&self, dry_run: bool) -> String {
+        let done = if dry_run {
+            "would roll back"
+        } else {
+            "rolled back"
+        };
+        let destroyed = match self.destroying.as_slice() {
+            [] => "no snapshot destroyed".to_string(),
+            names => format!("destroying @{}", names.join(", @")),
+        };
+        format!("{done} to @{} ({destroyed}; --allow-rollback)", self.to)
+    }
+}
+
 /// How a cleanup left one buffered copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Left {
@@ -613,6 +630,36 @@ mod tests {
         assert_eq!(told("a/x"), (1, "a/x cannot list".into()));
         assert_eq!(told("b"), (0, "cannot list".into()));
         assert_eq!(told(""), (2, "a/x ab/y cannot list".into()));
+    }
+
+    // issue 14 item 4: the sender's summary names every rollback and what it destroyed.
+    #[test]
+    fn a_rollback_says_what_it_destroys() {
+        let rb = |destroying: &[&str]| Rollback {
+            dataset: Dataset::new("pool/t/a").unwrap(),
+            to: "s3".into(),
+            destroying: destroying.iter().map(|s| s.to_string()).collect(),
+        };
+        let cases = [
+            (
+                rb(&[]),
+                false,
+                "rolled back to @s3 (no snapshot destroyed; --allow-rollback)",
+            ),
+            (
+                rb(&["x", "y"]),
+                false,
+                "rolled back to @s3 (destroying @x, @y; --allow-rollback)",
+            ),
+            (
+                rb(&["x"]),
+                true,
+                "would roll back to @s3 (destroying @x; --allow-rollback)",
+            ),
+        ];
+        for (r, dry_run, want) in cases {
+            assert_eq!(r.describe(dry_run), want);
+        }
     }
 
     #[test]

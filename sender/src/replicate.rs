@@ -229,7 +229,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
             Plan::Incremental {
                 from_guid,
                 from_name,
+                rollback,
             } => {
+                if !rollback.is_empty() {
+                    steps.push(Step::RolledBack(rollback));
+                }
                 let Some(from) = snaps.iter().find(|s| s.guid == from_guid) else {
                     let text = format!("receiver named base @{from_name} (guid {from_guid}), which this source does not have");
                     conn.abandon(&text)?;

@@ -106,6 +106,9 @@ pub enum Step {
     TokenDiscarded(String),
     /// The answer to an offer without snapshots.
     Parent(Parent),
+    /// The receiver rolled the destination back before an incremental: its account of
+    /// it (to which snapshot, destroying which).
+    RolledBack(String),
 }
 
 /// What one dataset's replication delivered, and how it ended: the record a run keeps of
@@ -149,7 +152,7 @@ impl Delivery {
     pub fn streams(&self) -> impl Iterator<Item = &Stream> {
         self.steps.iter().filter_map(|s| match s {
             Step::Stream(s) => Some(s),
-            Step::TokenDiscarded(_) | Step::Parent(_) => None,
+            Step::TokenDiscarded(_) | Step::Parent(_) | Step::RolledBack(_) => None,
         })
     }
 
@@ -172,7 +175,7 @@ impl Delivery {
         self.steps.iter().any(|s| match s {
             Step::Stream(s) => s.buffered,
             Step::Parent(p) => *p == Parent::Made { buffered: true },
-            Step::TokenDiscarded(_) => false,
+            Step::TokenDiscarded(_) | Step::RolledBack(_) => false,
         })
     }
 
@@ -189,18 +192,29 @@ impl Delivery {
                 .unwrap_or_default();
         }
         if self.status == Status::WouldSend {
-            // A dry run would send one stream, or a full one and the incremental after it.
+            // A dry run would roll back if the receiver says so, then send one stream, or a
+            // full one and the incremental after it.
+            let mut parts: Vec<String> = self
+                .steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::RolledBack(what) => Some(what.clone()),
+                    _ => None,
+                })
+                .collect();
             let mut streams = self.streams();
             let mut note = streams.next().map(Stream::describe).unwrap_or_default();
             for s in streams {
                 note.push_str(&format!(", then {}", s.range()));
             }
-            return note;
+            parts.push(note);
+            return parts.join(", ");
         }
         let steps = self.steps.iter().map(|step| match step {
             Step::Stream(s) => s.describe(),
             Step::TokenDiscarded(why) => format!("{why}, token discarded"),
             Step::Parent(p) => p.describe().to_string(),
+            Step::RolledBack(what) => what.clone(),
         });
         steps.collect::<Vec<_>>().join(", ")
     }
@@ -455,6 +469,29 @@ mod tests {
                 "diverged at @s2",
             ),
             (Delivery::new(NoSnapshots), ""),
+            // issue 14 item 4: a rollback the receiver made is named.
+            (
+                delivery(
+                    Sent,
+                    vec![
+                        Step::RolledBack("rolled back to @s2 (destroying @x; --allow-rollback)".into()),
+                        incremental("s2", "s3", 1, 1),
+                    ],
+                    None,
+                ),
+                "rolled back to @s2 (destroying @x; --allow-rollback), incremental @s2..@s3 (1 snapshot)",
+            ),
+            (
+                delivery(
+                    WouldSend,
+                    vec![
+                        Step::RolledBack("would roll back to @s2 (destroying @x; --allow-rollback)".into()),
+                        incremental("s2", "s3", 1, 0),
+                    ],
+                    None,
+                ),
+                "would roll back to @s2 (destroying @x; --allow-rollback), incremental @s2..@s3 (1 snapshot)",
+            ),
             // issue 14 item 2: a parent without snapshots, made a placeholder or there.
             (
                 delivery(NoSnapshots, vec![Step::Parent(Parent::Made { buffered: false })], None),
