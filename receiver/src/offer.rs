@@ -6,7 +6,7 @@
 use crate::compare::{Decision, Matcher};
 use crate::place::{answer, Accepted, Placement, Refusal};
 use crate::session::Session;
-use crate::tree::{join_rel, Location};
+use crate::tree::{join_rel, rollback_allowed_once, Location};
 use crate::{Error, Result};
 use log::{debug, info, warn};
 use std::time::Instant;
@@ -17,6 +17,8 @@ use zfsync_zfs::{check_snapshot_name, protect, RecvOptions, Snapshot};
 struct Announced {
     /// How they compare with the destination's.
     decision: Decision,
+    /// The same, were rolling back allowed.
+    if_allowed: Decision,
     /// The oldest and newest: where a full or an incremental stream ends.
     first: Option<Snapshot>,
     last: Option<Snapshot>,
@@ -48,6 +50,7 @@ impl Session<'_> {
         // conversation must stay in step.
         let Announced {
             decision,
+            if_allowed,
             first,
             last,
             bad_name,
@@ -58,13 +61,17 @@ impl Session<'_> {
                 Reason::InvalidPath,
                 format!("snapshot name refused: {bad}"),
             )),
-            (Ok(placement), None) => answer(
-                placement,
-                decision,
-                count,
-                kind,
-                self.shared.config.allow_overwrite,
-            ),
+            (Ok(placement), None) => {
+                self.permitted(&placement, decision, if_allowed)
+                    .and_then(|(decision, once)| {
+                        let allow_overwrite = self.shared.config.allow_overwrite;
+                        let mut a = answer(placement, decision, count, kind, allow_overwrite)?;
+                        if let Some(rollback) = a.rollback.as_mut() {
+                            rollback.once = once;
+                        }
+                        Ok(a)
+                    })
+            }
         };
         let mut accepted = match accepted.and_then(|a| self.apply(a, dry_run)) {
             Ok(a) => a,
@@ -211,10 +218,33 @@ impl Session<'_> {
         }
         Ok(Announced {
             decision: matcher.decide(self.shared.config.allow_rollback),
+            if_allowed: matcher.decide(true),
             first,
             last,
             bad_name,
         })
+    }
+
+    /// The decision to answer with, and whether a one-time permission made it: `decision`,
+    /// or `if_allowed` where rolling back could be what the destination needs and its
+    /// admin allowed that once (`zfsync:rollback=once` set on it, on the backup host: never
+    /// a sender's choice). Looked up only then, without `--allow-rollback`: one zfs command
+    /// for an incremental or a divergence, none for a dataset that is up to date.
+    fn permitted(
+        &self,
+        placement: &Placement<'_>,
+        decision: Decision,
+        if_allowed: Decision,
+    ) -> std::result::Result<(Decision, bool), Refusal> {
+        let allowed = self.shared.config.allow_rollback;
+        if allowed || placement.existing.is_none() || !decision.may_need_rollback() {
+            return Ok((decision, false));
+        }
+        let ds = placement.location.dataset();
+        match rollback_allowed_once(self.shared.zfs, ds).map_err(Refusal::zfs)? {
+            true => Ok((if_allowed, true)),
+            false => Ok((decision, false)),
+        }
     }
 
     /// Applies the changes an accepted answer needs before it is sent: the buffer for a

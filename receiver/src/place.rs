@@ -335,6 +335,7 @@ pub(crate) fn answer(
                     dataset: ds,
                     to: from.name.clone(),
                     destroying: newer,
+                    once: false,
                 }),
                 held_before: Some(from.name.clone()),
                 plan: Plan::Incremental {
@@ -349,7 +350,7 @@ pub(crate) fn answer(
                 return Err(Refusal::new(
                     Reason::Diverged,
                     format!(
-                        "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
+                        "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (to destroy them, allow it for this dataset once: zfs set zfsync:rollback=once {ds} on the receiver; or for every dataset: start zfsync-recv with --allow-rollback)",
                         newer.join(", ")
                     ),
                 ))
@@ -488,6 +489,7 @@ mod tests {
                 dataset: Dataset::new("pool/t/a").unwrap(),
                 to: "a".into(),
                 destroying: vec!["local".into()],
+                once: false,
             })
         );
         assert_eq!(a.held_before.as_deref(), Some("a"));

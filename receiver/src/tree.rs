@@ -71,13 +71,25 @@ impl Drop for DatasetLock<'_> {
     }
 }
 
-/// An allowed rollback (`--allow-rollback`), decided before anything changes: `dataset`
-/// goes back to its snapshot `to`, and its snapshots `destroying` (newer than `to`) go.
+/// The user property by which the backup host's admin allows one rollback of one
+/// dataset: `zfs set zfsync:rollback=once DS`. Only a value set on the dataset itself
+/// counts (not one inherited, nor one received in a stream), and the rollback clears it.
+pub const ROLLBACK: &str = "zfsync:rollback";
+
+/// Whether the admin allowed one rollback of `ds` (see [`ROLLBACK`]).
+pub fn rollback_allowed_once(zfs: &Zfs, ds: &Dataset) -> zfsync_zfs::Result<bool> {
+    Ok(zfs.get_local(ds.as_str(), ROLLBACK)?.as_deref() == Some("once"))
+}
+
+/// An allowed rollback, decided before anything changes: `dataset` goes back to its
+/// snapshot `to`, and its snapshots `destroying` (newer than `to`) go. Allowed by
+/// `--allow-rollback`, or once, by [`ROLLBACK`] on the dataset (`once`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rollback {
     pub dataset: Dataset,
     pub to: String,
     pub destroying: Vec<String>,
+    pub once: bool,
 }
 
 impl Rollback {
@@ -93,7 +105,20 @@ impl Rollback {
             [] => "no snapshot destroyed".to_string(),
             names => format!("destroying @{}", names.join(", @")),
         };
-        format!("{done} to @{} ({destroyed}; --allow-rollback)", self.to)
+        format!(
+            "{done} to @{} ({destroyed}; {})",
+            self.to,
+            self.allowed_by()
+        )
+    }
+
+    /// What allowed it, as the admin set it.
+    fn allowed_by(&self) -> &'static str {
+        if self.once {
+            "zfsync:rollback=once"
+        } else {
+            "--allow-rollback"
+        }
     }
 }
 
@@ -353,8 +378,9 @@ impl Tree {
         }
     }
 
-    /// Applies an allowed rollback (`zfs rollback -r`) under the tree's lock. The caller
-    /// holds the dataset's lock (`_held`): no receive or cleanup touches it meanwhile.
+    /// Applies an allowed rollback (`zfs rollback -r`) under the tree's lock, and clears a
+    /// one-time permission it used: the next divergence is refused again. The caller holds
+    /// the dataset's lock (`_held`): no receive or cleanup touches it meanwhile.
     pub fn roll_back(
         &self,
         zfs: &Zfs,
@@ -366,17 +392,24 @@ impl Tree {
             dataset,
             to,
             destroying,
+            once,
         } = rollback;
-        warn!(
-            "rolling back dataset={dataset} to={to} destroying={destroying:?} (--allow-rollback)"
-        );
+        let by = rollback.allowed_by();
+        warn!("rolling back dataset={dataset} to={to} destroying={destroying:?} ({by})");
         // Our own hold on what is to go (the newest one received) would make the rollback
         // fail; the operator asked for them to go.
         protect::release_for_rollback(zfs, dataset, destroying)?;
         let rolled = zfs.rollback(dataset, to, true);
         // After the change: a listing taken meanwhile must not speak for it.
         self.catalog.touch(dataset.as_str());
-        rolled
+        rolled?;
+        if *once {
+            // Used: a permission left behind would allow the next divergence too. Failing
+            // to clear it fails the offer, for the admin to look at.
+            zfs.inherit(dataset.as_str(), ROLLBACK)?;
+            info!("cleared {ROLLBACK}=once dataset={dataset}: its rollback is done");
+        }
+        Ok(())
     }
 
     /// Renames buffered datasets into place, parents first. Safe to run at any time and any
@@ -635,26 +668,32 @@ mod tests {
     // issue 14 item 4: the sender's summary names every rollback and what it destroyed.
     #[test]
     fn a_rollback_says_what_it_destroys() {
-        let rb = |destroying: &[&str]| Rollback {
+        let rb = |destroying: &[&str], once| Rollback {
             dataset: Dataset::new("pool/t/a").unwrap(),
             to: "s3".into(),
             destroying: destroying.iter().map(|s| s.to_string()).collect(),
+            once,
         };
         let cases = [
             (
-                rb(&[]),
+                rb(&[], false),
                 false,
                 "rolled back to @s3 (no snapshot destroyed; --allow-rollback)",
             ),
             (
-                rb(&["x", "y"]),
+                rb(&["x", "y"], false),
                 false,
                 "rolled back to @s3 (destroying @x, @y; --allow-rollback)",
             ),
             (
-                rb(&["x"]),
+                rb(&["x"], false),
                 true,
                 "would roll back to @s3 (destroying @x; --allow-rollback)",
+            ),
+            (
+                rb(&[], true),
+                false,
+                "rolled back to @s3 (no snapshot destroyed; zfsync:rollback=once)",
             ),
         ];
         for (r, dry_run, want) in cases {

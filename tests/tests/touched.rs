@@ -121,3 +121,90 @@ fn a_target_that_would_be_mounted_is_refused_at_start() {
     let recv = start_receiver(&target, &[]);
     assert!(recv.addr().starts_with("127.0.0.1:"));
 }
+
+// issue 14 item 4: one dataset changed by hand on the backup host (readonly turned off,
+// mounted, written to) and another given a snapshot of its own are refused; their admin
+// allows each one rollback with `zfsync:rollback=once`, without opening rollbacks for
+// every dataset; the next run rolls them back and receives, the summary says what was
+// destroyed, the permission is gone, and the next change by hand is refused again.
+#[test]
+fn a_replica_changed_by_hand_is_recovered_by_a_one_time_permission() {
+    let s = initial_sync("once");
+    let written = s.dst_ds("b/y");
+    let snapped = s.dst_ds("a/x/deep");
+    write_file_unmounted(&written, "local.txt", b"written on the backup host\n");
+    snapshot(&format!("{snapped}@mine"));
+    s.change(3);
+    snapshot_tree(&s.root, "s4");
+
+    let out = s.send(&[]);
+    out.assert_status(1);
+    let rows = out.rows();
+    for ds in [&written, &snapped] {
+        let row = &rows[&ds.replace(&s.target, &s.root)];
+        assert_eq!(row.outcome, "refused:Diverged", "{ds}: {}", out.stdout);
+        let remedy = format!("zfs set zfsync:rollback=once {ds}");
+        assert!(row.note.contains(&remedy), "{ds}: {}", out.stdout);
+    }
+    assert_final(&out, TREE.len(), TREE.len() - 2, 2);
+
+    // A permission set on a parent is not one for its children.
+    zfs(&["set", "zfsync:rollback=once", &s.dst_ds("b")]);
+    let out = s.send(&[]);
+    out.assert_status(1);
+    assert_eq!(
+        out.outcome(&s.src_ds("b/y")),
+        "refused:Diverged",
+        "{}",
+        out.stdout
+    );
+    zfs(&["inherit", "zfsync:rollback", &s.dst_ds("b")]);
+
+    for ds in [&written, &snapped] {
+        zfs(&["set", "zfsync:rollback=once", ds]);
+    }
+    let out = s.send(&[]);
+    out.assert_ok();
+    let rows = out.rows();
+    let note = |ds: &str| rows[&ds.replace(&s.target, &s.root)].note.clone();
+    assert!(
+        note(&written).starts_with(
+            "rolled back to @s3 (no snapshot destroyed; zfsync:rollback=once), incremental @s3..@s4"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        note(&snapped).starts_with("rolled back to @s3 (destroying @mine; zfsync:rollback=once)"),
+        "{}",
+        out.stdout
+    );
+    for ds in [&written, &snapped] {
+        assert_eq!(
+            prop(ds, "zfsync:rollback").0,
+            "-",
+            "{ds}: the permission is left"
+        );
+    }
+    assert_same_snapshots(&s.root, &s.target);
+    assert_same_files(&s.root, &s.target, "s4");
+    assert!(
+        s.recv.log().contains("cleared zfsync:rollback=once"),
+        "{}",
+        s.recv.log()
+    );
+
+    // Used up: the next change by hand is refused again.
+    write_file_unmounted(&written, "again.txt", b"and again\n");
+    s.change(4);
+    snapshot_tree(&s.root, "s5");
+    let out = s.send(&[]);
+    out.assert_status(1);
+    assert_eq!(
+        out.outcome(&s.src_ds("b/y")),
+        "refused:Diverged",
+        "{}",
+        out.stdout
+    );
+    assert_final(&out, TREE.len(), TREE.len() - 1, 1);
+}

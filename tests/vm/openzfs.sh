@@ -481,12 +481,53 @@ test_read_only_replicas() {
     note "TARGET received read-only; readonly=off in the stream not applied"
 }
 
+# A replica written to by hand (readonly turned off, mounted, a file written) is refused
+# ("modified since most recent snapshot"); zfsync:rollback=once on that dataset lets the
+# next run roll it back and receive, names the rollback in the summary, and is cleared;
+# the next change by hand is refused again.
+test_rollback_once() {
+    zfs create src/o
+    zfs create src/o/kid
+    echo 1 >/src/o/kid/f
+    zfs snapshot -r src/o@s1
+    start_recv
+    "$SEND" src/o "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "full send failed"; }
+    touch_by_hand() {
+        zfs set readonly=off $TARGET/kid
+        zfs set mountpoint=/hand $TARGET/kid
+        zfs mount $TARGET/kid 2>/dev/null || true
+        echo "$1" >/hand/by-hand
+        zfs unmount $TARGET/kid
+        zfs set mountpoint=none $TARGET/kid
+        zfs inherit readonly $TARGET/kid
+    }
+    touch_by_hand one
+    echo 2 >/src/o/kid/f
+    zfs snapshot -r src/o@s2
+    "$SEND" src/o "$ADDR" >"$WORK/send.out" && die "the dataset changed by hand was not refused"
+    [[ $(awk '$1 == "src/o/kid" {print $2}' "$WORK/send.out") == refused:Diverged ]] || die "not refused as diverged: $(cat "$WORK/send.out")"
+    grep -q "zfs set zfsync:rollback=once $TARGET/kid" "$WORK/send.out" || die "the refusal names no remedy: $(cat "$WORK/send.out")"
+    zfs set zfsync:rollback=once $TARGET/kid
+    "$SEND" src/o "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send with the permission failed"; }
+    grep -q 'rolled back to @s1 (no snapshot destroyed; zfsync:rollback=once), incremental @s1..@s2' "$WORK/send.out" || die "the rollback is not in the summary: $(cat "$WORK/send.out")"
+    [[ $(zfs get -H -o source zfsync:rollback $TARGET/kid) != local ]] || die "the permission was not cleared"
+    same_snaps src/o/kid $TARGET/kid
+    same_files src/o/kid $TARGET/kid s2
+    zfs holds -H $TARGET/kid@s2 | grep -q zfsync-recv || die "no receiver hold on the new base"
+    touch_by_hand two
+    echo 3 >/src/o/kid/f
+    zfs snapshot -r src/o@s3
+    "$SEND" src/o "$ADDR" >"$WORK/send.out" && die "a second change by hand was not refused"
+    [[ $(awk '$1 == "src/o/kid" {print $2}' "$WORK/send.out") == refused:Diverged ]] || die "not refused again: $(cat "$WORK/send.out")"
+    note "a change by hand refused, rolled back once by zfsync:rollback=once, refused again"
+}
+
 # -- run -------------------------------------------------------------------------------
 
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_placeholder_parents test_read_only_replicas)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_placeholder_parents test_read_only_replicas test_rollback_once)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null
