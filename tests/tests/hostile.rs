@@ -102,10 +102,21 @@ impl Peer {
 
     /// Offers `path` with `snaps` (name, guid) and returns the reply.
     fn offer(&mut self, path: &str, snaps: &[(&str, u64)], dry_run: bool) -> Message {
+        self.offer_as(path, DatasetKind::Filesystem, snaps, dry_run)
+    }
+
+    /// [`Peer::offer`] of a dataset of `kind`.
+    fn offer_as(
+        &mut self,
+        path: &str,
+        kind: DatasetKind,
+        snaps: &[(&str, u64)],
+        dry_run: bool,
+    ) -> Message {
         self.writer
             .write_message(&Message::Offer {
                 path: path.into(),
-                kind: DatasetKind::Filesystem,
+                kind,
                 count: snaps.len() as u32,
                 dry_run,
             })
@@ -592,13 +603,18 @@ fn hostile_dataset_paths_are_refused_and_create_nothing() {
     ];
     let mut p = Peer::greeted(&site.addr());
     for path in &paths {
-        for dry_run in [false, true] {
-            let reply = p.offer(path, &[("s1", 1)], dry_run);
+        // Without snapshots too: a placeholder parent is never made outside TARGET.
+        for (snaps, dry_run) in [
+            (&[("s1", 1)][..], false),
+            (&[("s1", 1)], true),
+            (&[], false),
+        ] {
+            let reply = p.offer(path, snaps, dry_run);
             let (reason, text) = refusal(reply);
             assert_eq!(
                 reason,
                 Reason::InvalidPath,
-                "path {path:?} dry_run={dry_run}: {text}"
+                "path {path:?} snapshots={snaps:?} dry_run={dry_run}: {text}"
             );
             assert!(!reason.is_retryable());
         }
@@ -606,8 +622,10 @@ fn hostile_dataset_paths_are_refused_and_create_nothing() {
     // A valid path whose buffered name would exceed ZFS's 255 bytes: refused as "parent
     // missing" (retryable: it fits once the parent exists), not cut to another name.
     let long_child = format!("p/{}", "c".repeat(120));
-    let (reason, text) = refusal(p.offer(&long_child, &[("s1", 1)], false));
-    assert_eq!(reason, Reason::ParentMissing, "{text}");
+    for snaps in [&[("s1", 1)][..], &[]] {
+        let (reason, text) = refusal(p.offer(&long_child, snaps, false));
+        assert_eq!(reason, Reason::ParentMissing, "{snaps:?}: {text}");
+    }
     // Hostile snapshot names, offered for TARGET itself (which may be created).
     for name in [
         "", "..", ".", "a/b", "a@b", "a#b", "a%b", "x\n", "\0", "s;id",
@@ -637,14 +655,14 @@ fn hostile_dataset_paths_are_refused_and_create_nothing() {
 #[test]
 fn a_refused_offer_below_a_missing_parent_creates_nothing() {
     // A valid path whose parent is missing would land in the buffer; when the offer is
-    // refused anyway (a bad snapshot name, no snapshots), nothing may be created for it,
-    // not even the buffer dataset.
+    // refused anyway (a bad snapshot name, a volume without snapshots), nothing may be
+    // created for it, not even the buffer dataset.
     let mut site = Site::new("hbuf", &[]);
     let before = site.contents();
     let mut p = Peer::greeted(&site.addr());
     let (reason, text) = refusal(p.offer("a/b", &[("s1", 1), ("../x", 2)], false));
     assert_eq!(reason, Reason::InvalidPath, "{text}");
-    let (reason, text) = refusal(p.offer("a/c", &[], false));
+    let (reason, text) = refusal(p.offer_as("a/c", DatasetKind::Volume, &[], false));
     assert_eq!(reason, Reason::Protocol, "{text}");
     assert_eq!(
         site.contents(),
@@ -668,6 +686,27 @@ fn a_refused_offer_below_a_missing_parent_creates_nothing() {
             ..
         })
     ));
+    // A parent without snapshots below a missing parent: a placeholder, in the buffer
+    // under its hex name (issue 14 item 2), and nothing else.
+    match p.offer("a/e", &[], false) {
+        Message::Reply(Plan::Placeholder {
+            made: true,
+            buffered: true,
+        }) => {}
+        other => panic!("parent without snapshots below a missing parent: {other:?}"),
+    }
+    let copy = format!("{buffer}/612f65");
+    let mark = zfs(&[
+        "get",
+        "-H",
+        "-s",
+        "local",
+        "-o",
+        "value",
+        "zfsync:placeholder",
+        &copy,
+    ]);
+    assert_eq!(mark.trim(), "on", "{copy}");
     p.send(&Message::Bye);
     site.assert_alive();
 }
