@@ -115,6 +115,11 @@ impl<'a> Session<'a> {
                     r?;
                 }
                 Message::Cleanup => {
+                    // The sender's datasets are done, but an offer may still hold its lock
+                    // for a moment after its result (the receiver's hold, read-only):
+                    // wait for that as for a parent, or a copy below it is only "busy".
+                    let (tree, wait) = (&self.shared.tree, self.shared.config.parent_wait);
+                    self.keeping_alive(|| tree.wait_quiet(&self.root_rel, wait))?;
                     // The sender is told about its own tree's copies: another tree's, or
                     // one a session is still working on, is no reason for its run to fail.
                     let r = self.shared.tree.cleanup(self.shared.zfs);

@@ -262,11 +262,32 @@ impl Tree {
         self.wait_free(rel, wait).is_some()
     }
 
+    /// Waits up to `wait` until no session holds the lock of a dataset at or below `rel`
+    /// ("" for all of TARGET); false if one still does.
+    pub fn wait_quiet(&self, rel: &str, wait: Duration) -> bool {
+        let below = |key: &String| {
+            rel.is_empty()
+                || key == rel
+                || key.strip_prefix(rel).is_some_and(|r| r.starts_with('/'))
+        };
+        self.wait_until(wait, |set| !set.iter().any(below))
+            .is_some()
+    }
+
     /// The set of locked datasets, once `rel` is not in it (waiting up to `wait`).
     fn wait_free(&self, rel: &str, wait: Duration) -> Option<MutexGuard<'_, HashSet<String>>> {
+        self.wait_until(wait, |set| !set.contains(rel))
+    }
+
+    /// The set of locked datasets, once `done` says so of it (waiting up to `wait`).
+    fn wait_until(
+        &self,
+        wait: Duration,
+        done: impl Fn(&HashSet<String>) -> bool,
+    ) -> Option<MutexGuard<'_, HashSet<String>>> {
         let deadline = Instant::now() + wait;
         let mut set = self.locked.lock().unwrap_or_else(|p| p.into_inner());
-        while set.contains(rel) {
+        while !done(&set) {
             let left = deadline.checked_duration_since(Instant::now())?;
             set = self
                 .released
@@ -699,6 +720,25 @@ mod tests {
         for (r, dry_run, want) in cases {
             assert_eq!(r.describe(dry_run), want);
         }
+    }
+
+    #[test]
+    fn a_tree_is_quiet_when_nothing_at_or_below_it_is_locked() {
+        let t = tree();
+        let held = t.lock("a/x", Duration::ZERO).unwrap();
+        let quiet = |rel| t.wait_quiet(rel, Duration::ZERO);
+        assert_eq!(
+            [
+                quiet(""),
+                quiet("a"),
+                quiet("a/x"),
+                quiet("a/xy"),
+                quiet("b")
+            ],
+            [false, false, false, true, true]
+        );
+        drop(held);
+        assert!(quiet("a"));
     }
 
     #[test]
