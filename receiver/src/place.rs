@@ -573,13 +573,6 @@ mod tests {
         let a = answer(p, Decision::NothingOffered, 2, FS, false).unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: false });
         assert!(a.force && a.replaces_placeholder && !a.make_placeholder);
-        let r = answer(
-            placed(Some(""), None),
-            Decision::NothingOffered,
-            2,
-            FS,
-            false,
-        );
-        assert_eq!(refused(r), Reason::NotReplica);
+        // Without the mark: dataset_without_snapshots_is_refused.
     }
 }

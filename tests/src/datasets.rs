@@ -9,6 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::inspect::property;
 use crate::scratch::temp_dir;
 use crate::zfs_cmd::{zfs, zfs_retry_busy};
 
@@ -62,12 +63,8 @@ pub fn write_file(ds: &str, relpath: &str, bytes: &[u8]) {
 pub fn write_file_unmounted(ds: &str, relpath: &str, bytes: &[u8]) {
     let dir = temp_dir("mnt");
     let dir_s = dir.to_str().expect("temp dir path is UTF-8");
-    let readonly = zfs(&["get", "-H", "-o", "value,source", "readonly", ds]);
-    let local_readonly = readonly
-        .trim_end()
-        .split_once('\t')
-        .and_then(|(v, src)| (src == "local").then_some(v.to_string()));
-    if readonly.starts_with("on") {
+    let (readonly, source) = property(ds, "readonly");
+    if readonly == "on" {
         zfs(&["set", "readonly=off", ds]);
     }
     zfs(&["set", &format!("mountpoint={dir_s}"), ds]);
@@ -79,9 +76,9 @@ pub fn write_file_unmounted(ds: &str, relpath: &str, bytes: &[u8]) {
     if let Err(e) = zfs_retry_busy(&["set", "mountpoint=none", ds]) {
         panic!("{e}");
     }
-    match local_readonly {
-        Some(v) => zfs(&["set", &format!("readonly={v}"), ds]),
-        None => zfs(&["inherit", "readonly", ds]),
+    match source.as_str() {
+        "local" => zfs(&["set", &format!("readonly={readonly}"), ds]),
+        _ => zfs(&["inherit", "readonly", ds]),
     };
     let _ = fs::remove_dir(&dir);
 }

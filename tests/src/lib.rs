@@ -43,7 +43,7 @@ pub use datasets::{
     create, mountpoint, random_bytes, snapshot, snapshot_tree, write_file, write_file_unmounted,
 };
 pub use inspect::{
-    exists, files_of, list_datasets, snapshot_guids, tree_snapshots, try_tree_snapshots,
+    exists, files_of, list_datasets, property, snapshot_guids, tree_snapshots, try_tree_snapshots,
 };
 pub use pool::{Pool, DEFAULT_POOL_SIZE};
 pub use process::{child_pids, describe_status, signal, SIGKILL};

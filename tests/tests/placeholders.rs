@@ -10,28 +10,17 @@ mod common;
 use common::*;
 use zfsync_tests::*;
 
-/// `zfs get -H -o value PROP DS`, and where the value comes from (`local`, `inherited
-/// from X`, `default`, `-`).
-fn prop(ds: &str, prop: &str) -> (String, String) {
-    let out = zfs(&["get", "-H", "-o", "value,source", prop, ds]);
-    let (value, source) = out
-        .trim_end()
-        .split_once('\t')
-        .unwrap_or_else(|| panic!("zfs get {prop} {ds}: {out:?}"));
-    (value.to_string(), source.to_string())
-}
-
 /// Panics unless `ds` is a placeholder as the receiver makes them: the mark set on it,
 /// never mounted, no snapshots.
 fn assert_placeholder(ds: &str) {
     assert_eq!(
-        prop(ds, "zfsync:placeholder"),
+        property(ds, "zfsync:placeholder"),
         ("on".into(), "local".into()),
         "{ds}"
     );
-    assert_eq!(prop(ds, "canmount").0, "off", "{ds}");
-    assert_eq!(prop(ds, "mountpoint").0, "none", "{ds}");
-    assert_eq!(prop(ds, "mounted").0, "no", "{ds}");
+    assert_eq!(property(ds, "canmount").0, "off", "{ds}");
+    assert_eq!(property(ds, "mountpoint").0, "none", "{ds}");
+    assert_eq!(property(ds, "mounted").0, "no", "{ds}");
     assert_eq!(snapshot_guids(ds), Vec::<(String, u64)>::new(), "{ds}");
 }
 
@@ -93,7 +82,7 @@ fn parents_without_snapshots_become_placeholders_and_are_replaced_later() {
         );
     }
     // Below a placeholder nothing is mounted either: the mountpoint is inherited `none`.
-    assert_eq!(prop(&s.dst_ds("mid/leaf"), "mounted").0, "no");
+    assert_eq!(property(&s.dst_ds("mid/leaf"), "mounted").0, "no");
     assert_eq!(rows[&s.src_ds("lone")].outcome, "no-snapshots");
     assert_eq!(rows[&s.src_ds("lone")].note, "", "{}", out.stdout);
     assert!(
@@ -135,7 +124,7 @@ fn parents_without_snapshots_become_placeholders_and_are_replaced_later() {
             Some(&b"now with a snapshot\n"[..])
         );
         assert!(
-            !prop(&dst, "zfsync:placeholder").1.starts_with("local"),
+            !property(&dst, "zfsync:placeholder").1.starts_with("local"),
             "{dst} is still marked a placeholder"
         );
         assert_eq!(snapshot_guids(&s.dst_ds("mid/leaf")), leaf_before);
@@ -144,7 +133,7 @@ fn parents_without_snapshots_become_placeholders_and_are_replaced_later() {
             snapshot_guids(&s.src_ds("other"))
         );
     }
-    assert_eq!(prop(&s.target, "mounted").0, "no");
+    assert_eq!(property(&s.target, "mounted").0, "no");
     assert_eq!(buffered_copies(&s.buffer()), Vec::<String>::new());
 }
 
@@ -163,7 +152,7 @@ fn a_dataset_without_the_mark_of_its_own_is_not_replaced() {
     let handmade = s.dst_ds("mid/hand");
     create(&handmade);
     write_file_unmounted(&handmade, "mine.txt", b"the admin's\n");
-    assert_eq!(prop(&handmade, "zfsync:placeholder").0, "on");
+    assert_eq!(property(&handmade, "zfsync:placeholder").0, "on");
     create(&s.src_ds("mid/hand"));
     snapshot(&format!("{}@s1", s.src_ds("mid/hand")));
 

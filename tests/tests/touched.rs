@@ -9,14 +9,13 @@ use common::*;
 use std::time::Duration;
 use zfsync_tests::*;
 
-/// `zfs get -H -o value,source PROP DS` as (value, source).
-fn prop(ds: &str, prop: &str) -> (String, String) {
-    let out = zfs(&["get", "-H", "-o", "value,source", prop, ds]);
-    let (value, source) = out
-        .trim_end()
-        .split_once('\t')
-        .unwrap_or_else(|| panic!("zfs get {prop} {ds}: {out:?}"));
-    (value.to_string(), source.to_string())
+/// Sends, and panics unless the run fails with the source's `rel` refused as diverged.
+fn refused_again(s: &Setup, rel: &str) -> SendOutput {
+    let out = s.send(&[]);
+    out.assert_status(1);
+    let outcome = out.outcome(&s.src_ds(rel));
+    assert_eq!(outcome, "refused:Diverged", "{rel:?}: {}", out.stdout);
+    out
 }
 
 /// Mounts `ds` at a temp dir, reads every file in it, and unmounts it again: what a user
@@ -25,7 +24,7 @@ fn mount_and_read(ds: &str) -> usize {
     let dir = temp_dir("browse");
     let dir_s = dir.to_str().expect("temp dir path is UTF-8");
     zfs(&["set", &format!("mountpoint={dir_s}"), ds]);
-    if prop(ds, "mounted").0 != "yes" {
+    if property(ds, "mounted").0 != "yes" {
         zfs(&["mount", ds]);
     }
     let mut read = 0;
@@ -53,9 +52,12 @@ fn mount_and_read(ds: &str) -> usize {
 #[test]
 fn a_replica_is_read_only_and_reading_it_breaks_nothing() {
     let s = initial_sync("ronly");
-    assert_eq!(prop(&s.target, "readonly"), ("on".into(), "local".into()));
+    assert_eq!(
+        property(&s.target, "readonly"),
+        ("on".into(), "local".into())
+    );
     for rel in ["a", "a/x/deep", "b/y"] {
-        let (value, source) = prop(&s.dst_ds(rel), "readonly");
+        let (value, source) = property(&s.dst_ds(rel), "readonly");
         assert_eq!(value, "on", "{rel:?}");
         assert!(source.starts_with("inherited"), "{rel:?}: {source}");
     }
@@ -78,8 +80,11 @@ fn a_placeholder_target_is_read_only() {
     create(&s.src_ds("kid"));
     snapshot(&format!("{}@s1", s.src_ds("kid")));
     s.send(&[]).assert_ok();
-    assert_eq!(prop(&s.target, "readonly"), ("on".into(), "local".into()));
-    assert_eq!(prop(&s.dst_ds("kid"), "readonly").0, "on");
+    assert_eq!(
+        property(&s.target, "readonly"),
+        ("on".into(), "local".into())
+    );
+    assert_eq!(property(&s.dst_ds("kid"), "readonly").0, "on");
 }
 
 // issue 14 item 4: zfs-fuse mounts what it receives (it has no `zfs recv -u`): a
@@ -150,14 +155,7 @@ fn a_replica_changed_by_hand_is_recovered_by_a_one_time_permission() {
 
     // A permission set on a parent is not one for its children.
     zfs(&["set", "zfsync:rollback=once", &s.dst_ds("b")]);
-    let out = s.send(&[]);
-    out.assert_status(1);
-    assert_eq!(
-        out.outcome(&s.src_ds("b/y")),
-        "refused:Diverged",
-        "{}",
-        out.stdout
-    );
+    let _ = refused_again(&s, "b/y");
     zfs(&["inherit", "zfsync:rollback", &s.dst_ds("b")]);
 
     for ds in [&written, &snapped] {
@@ -181,7 +179,7 @@ fn a_replica_changed_by_hand_is_recovered_by_a_one_time_permission() {
     );
     for ds in [&written, &snapped] {
         assert_eq!(
-            prop(ds, "zfsync:rollback").0,
+            property(ds, "zfsync:rollback").0,
             "-",
             "{ds}: the permission is left"
         );
@@ -198,13 +196,6 @@ fn a_replica_changed_by_hand_is_recovered_by_a_one_time_permission() {
     write_file_unmounted(&written, "again.txt", b"and again\n");
     s.change(4);
     snapshot_tree(&s.root, "s5");
-    let out = s.send(&[]);
-    out.assert_status(1);
-    assert_eq!(
-        out.outcome(&s.src_ds("b/y")),
-        "refused:Diverged",
-        "{}",
-        out.stdout
-    );
+    let out = refused_again(&s, "b/y");
     assert_final(&out, TREE.len(), TREE.len() - 1, 1);
 }

@@ -183,6 +183,15 @@ test_raw_encrypted() {
     note "raw full + incremental of an encrypted dataset; contents equal with the key"
 }
 
+# A zfs for the sender whose `zfs send` adds -p: a stream that carries the source's
+# properties, at $WORK/propzfs.
+prop_zfs() {
+    printf '%s\n' '#!/bin/bash' \
+        'if [[ $1 == send ]]; then shift; exec zfs send -p "$@"; fi' \
+        'exec zfs "$@"' >"$WORK/propzfs"
+    chmod +x "$WORK/propzfs"
+}
+
 # A slow sender for interruption tests: real zfs, with `zfs send` throttled by pv so a
 # kill lands mid-stream (fault injection a real pool cannot produce on demand).
 slow_zfs() {
@@ -395,10 +404,7 @@ test_resume_token_checked() {
 # whom it shares it with. Received with -x, the replica keeps its inherited mountpoint,
 # and no share or canmount from the source applies.
 test_stream_properties_excluded() {
-    printf '%s\n' '#!/bin/bash' \
-        'if [[ $1 == send ]]; then shift; exec zfs send -p "$@"; fi' \
-        'exec zfs "$@"' >"$WORK/propzfs"
-    chmod +x "$WORK/propzfs"
+    prop_zfs
     zfs create -o mountpoint=/evil -o canmount=on src/p
     zfs set sharesmb=on src/p 2>/dev/null || true
     zfs set sharenfs=on src/p 2>/dev/null || true
@@ -460,10 +466,7 @@ test_placeholder_parents() {
 # inherits it, and a stream that carries readonly=off (`send -p` from a writable source)
 # does not make a replica writable (-x readonly).
 test_read_only_replicas() {
-    printf '%s\n' '#!/bin/bash' \
-        'if [[ $1 == send ]]; then shift; exec zfs send -p "$@"; fi' \
-        'exec zfs "$@"' >"$WORK/propzfs"
-    chmod +x "$WORK/propzfs"
+    prop_zfs
     zfs create -o readonly=off src/w
     zfs create -o readonly=off src/w/kid
     echo 1 >/src/w/kid/f
