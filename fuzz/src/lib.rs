@@ -228,6 +228,10 @@ impl Recipe<'_> {
             20 => Message::Reply(Plan::Resume {
                 token: self.string(MAX_TEXT),
             }),
+            22 => Message::Reply(Plan::Placeholder {
+                made: self.bool(),
+                buffered: self.bool(),
+            }),
             2 => Message::Offer {
                 path: self.string(MAX_NAME),
                 kind: if self.bool() {
@@ -249,6 +253,7 @@ impl Recipe<'_> {
             5 => Message::Reply(Plan::Incremental {
                 from_guid: self.u64(),
                 from_name: self.string(MAX_NAME),
+                rollback: self.string(MAX_TEXT),
             }),
             6 => Message::Reply(Plan::Full {
                 buffered: self.bool(),
@@ -345,7 +350,14 @@ fn expected(msg: &Message) -> Option<Message> {
         Message::Snap(s) => name_ok(&s.name),
         Message::Root { guids } => guids.len() <= MAX_ROOT_GUIDS,
         Message::Reply(Plan::UpToDate { name }) => name_ok(name),
-        Message::Reply(Plan::Incremental { from_name, .. }) => name_ok(from_name),
+        Message::Reply(Plan::Incremental {
+            from_name,
+            rollback,
+            ..
+        }) => {
+            *rollback = clip_text(rollback);
+            name_ok(from_name)
+        }
         Message::Result(Outcome::Done { newest, .. }) => name_ok(newest),
         Message::Reply(Plan::Refused { text, .. })
         | Message::Result(Outcome::Failed { text, .. })
@@ -356,6 +368,7 @@ fn expected(msg: &Message) -> Option<Message> {
             true
         }
         Message::Reply(Plan::Full { .. })
+        | Message::Reply(Plan::Placeholder { .. })
         | Message::Data(_)
         | Message::End { .. }
         | Message::Cleanup
@@ -463,8 +476,13 @@ pub fn seed_messages() -> Vec<Message> {
         Message::Reply(Plan::Incremental {
             from_guid: 42,
             from_name: "s1".into(),
+            rollback: String::new(),
         }),
         Message::Reply(Plan::Full { buffered: true }),
+        Message::Reply(Plan::Placeholder {
+            made: false,
+            buffered: true,
+        }),
         Message::Reply(Plan::Refused {
             reason: Reason::InvalidPath,
             text: "invalid name \"..\"".into(),

@@ -312,10 +312,15 @@ mod tests {
             Message::Reply(Plan::Incremental {
                 from_guid: 42,
                 from_name: "s1".into(),
+                rollback: "rolled back to @s1, destroying @x".into(),
             }),
             Message::Reply(Plan::Full { buffered: true }),
             Message::Reply(Plan::Resume {
                 token: "1-e604ea4bf-e0-789c63a2".into(),
+            }),
+            Message::Reply(Plan::Placeholder {
+                made: true,
+                buffered: false,
             }),
             Message::Reply(Plan::Refused {
                 reason: Reason::Diverged,

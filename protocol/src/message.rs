@@ -63,7 +63,9 @@ pub enum Message {
     /// kind `0x13`: `count:u16 guid:u64 × count`, `count` at most 4,096.
     Root { guids: Vec<u64> },
     /// Sender: "here is a dataset and its snapshots". Followed by exactly `count`
-    /// [`Message::Snap`] frames, oldest snapshot first.
+    /// [`Message::Snap`] frames, oldest snapshot first. `count` 0 offers a filesystem
+    /// without snapshots that has descendants with some: the receiver makes it a
+    /// placeholder parent if it has no dataset there (answered [`Plan::Placeholder`]).
     ///
     /// # Format
     /// kind `0x10`: `path:str(1024) kind:u8 count:u32 dry_run:bool`. `path` is relative to
@@ -86,11 +88,16 @@ pub enum Message {
     /// # Format
     /// kind `0x12`: `tag:u8` then
     /// - 0 up to date: `name:str(1024)` (the newest snapshot, which both sides have)
-    /// - 1 incremental: `from_guid:u64 from_name:str(1024)`
+    /// - 1 incremental: `from_guid:u64 from_name:str(1024) rollback:str(16384)` (`rollback`:
+    ///   how the receiver rolled the destination back first, and which snapshots that
+    ///   destroyed; empty when it did not)
     /// - 2 full: `buffered:bool` (true: parent missing, it lands in the buffer dataset)
     /// - 3 refused: `reason:u16 text:str(16384)`
     /// - 4 resume: `token:str(16384)` (an interrupted stream left this token: send the
     ///   rest with `zfs send -t TOKEN`)
+    /// - 5 placeholder (the answer to an offer without snapshots): `made:bool buffered:bool`
+    ///   (made: the receiver made a placeholder parent, or would in a dry run; else a
+    ///   dataset is there already; buffered: in the buffer dataset, its parent missing)
     Reply(Plan),
     /// A piece of the `zfs send` stream. Sent only after a `Reply` of full or incremental,
     /// and always ended by `End` or `Abort`.
@@ -172,11 +179,30 @@ pub struct SnapshotInfo {
 /// The receiver's decision for one offered dataset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
-    UpToDate { name: String },
-    Incremental { from_guid: u64, from_name: String },
-    Full { buffered: bool },
-    Refused { reason: Reason, text: String },
-    Resume { token: String },
+    UpToDate {
+        name: String,
+    },
+    Incremental {
+        from_guid: u64,
+        from_name: String,
+        /// The receiver's account of the rollback it made first; empty if none.
+        rollback: String,
+    },
+    Full {
+        buffered: bool,
+    },
+    Refused {
+        reason: Reason,
+        text: String,
+    },
+    Resume {
+        token: String,
+    },
+    /// The answer to an offer without snapshots: nothing is streamed.
+    Placeholder {
+        made: bool,
+        buffered: bool,
+    },
 }
 
 /// The result of one stream.
@@ -363,10 +389,12 @@ impl Message {
                 Plan::Incremental {
                     from_guid,
                     from_name,
+                    rollback,
                 } => {
                     e.u8(1);
                     e.u64(*from_guid);
                     e.name(from_name)?;
+                    e.text(rollback, MAX_TEXT);
                 }
                 Plan::Full { buffered } => {
                     e.u8(2);
@@ -380,6 +408,11 @@ impl Message {
                 Plan::Resume { token } => {
                     e.u8(4);
                     e.exact(token, MAX_TEXT)?;
+                }
+                Plan::Placeholder { made, buffered } => {
+                    e.u8(5);
+                    e.u8(*made as u8);
+                    e.u8(*buffered as u8);
                 }
             },
             Message::Data(bytes) => e.out.extend_from_slice(bytes),
@@ -530,6 +563,7 @@ impl Message {
                 1 => Plan::Incremental {
                     from_guid: d.u64()?,
                     from_name: d.str(MAX_NAME)?,
+                    rollback: d.str(MAX_TEXT)?,
                 },
                 2 => Plan::Full {
                     buffered: d.bool()?,
@@ -540,6 +574,10 @@ impl Message {
                 },
                 4 => Plan::Resume {
                     token: d.str(MAX_TEXT)?,
+                },
+                5 => Plan::Placeholder {
+                    made: d.bool()?,
+                    buffered: d.bool()?,
                 },
                 t => return Err(d.bad(&format!("unknown plan tag {t}"))),
             }),

@@ -82,7 +82,7 @@ const NONCE: usize = 32;
 /// A random valid message: every field within its limit, so it must survive the trip
 /// unchanged. Data is kept small except now and then, to keep the tests fast.
 fn message(rng: &mut Rng) -> Message {
-    match rng.below(21) {
+    match rng.below(22) {
         0 => Message::Hello {
             version: zfsync_protocol::VERSION,
             agent: rng.string(MAX_AGENT),
@@ -123,6 +123,7 @@ fn message(rng: &mut Rng) -> Message {
         7 => Message::Reply(Plan::Incremental {
             from_guid: rng.next(),
             from_name: rng.string(MAX_NAME),
+            rollback: rng.string(MAX_TEXT),
         }),
         8 => Message::Reply(Plan::Full {
             buffered: rng.bool(),
@@ -133,6 +134,10 @@ fn message(rng: &mut Rng) -> Message {
         }),
         10 => Message::Reply(Plan::Resume {
             token: rng.string(MAX_TEXT),
+        }),
+        19 => Message::Reply(Plan::Placeholder {
+            made: rng.bool(),
+            buffered: rng.bool(),
         }),
         11 => {
             let n = if rng.below(50) == 0 {
@@ -169,7 +174,7 @@ fn message(rng: &mut Rng) -> Message {
         18 => Message::Cleanup,
         // Short, to keep the tests fast: a Root at its limit (32 KiB) makes the prefix
         // sweep below quadratic. The message's own tests take it to its limit.
-        19 => Message::Root {
+        20 => Message::Root {
             guids: (0..rng.len(64)).map(|_| rng.next()).collect(),
         },
         _ => [Message::KeepAlive, Message::Bye][rng.below(2) as usize].clone(),

@@ -35,6 +35,22 @@ pub enum Decision {
     NothingOffered,
 }
 
+impl Decision {
+    /// Whether rolling the destination back could be what it takes, if it were allowed:
+    /// it has snapshots after the common one, or an incremental is planned and the
+    /// destination may have changed since its newest snapshot (`zfs recv` refuses then).
+    pub fn may_need_rollback(&self) -> bool {
+        matches!(
+            self,
+            Decision::Diverged { .. }
+                | Decision::Incremental {
+                    rollback: false,
+                    ..
+                }
+        )
+    }
+}
+
 /// Collects the source's snapshots against the destination's.
 pub struct Matcher {
     /// The destination's snapshot GUIDs.
@@ -246,6 +262,23 @@ pub(crate) mod tests {
         match decide("a:1 b:2 c:3", "a:1 b:2 c:3 d:4", false) {
             Decision::Incremental { from, .. } => assert_eq!(from.name, "c"),
             d => panic!("{d:?}"),
+        }
+    }
+
+    // issue 14 item 4: a one-time permission to roll back is looked up only where it could
+    // matter: a divergence, or an incremental into a destination that may have changed.
+    #[test]
+    fn only_a_divergence_or_an_incremental_may_need_a_rollback() {
+        let cases = [
+            (decide("a:1 b:2 local:7", "a:1 b:2 c:3", false), true),
+            (decide("a:1 b:2", "a:1 b:2 c:3", false), true),
+            (decide("a:1 b:2 local:7", "a:1 b:2 c:3", true), false),
+            (decide("a:1 b:2", "a:1 b:2", false), false),
+            (decide("x:9", "a:1", false), false),
+            (decide("a:1", "", false), false),
+        ];
+        for (d, want) in cases {
+            assert_eq!(d.may_need_rollback(), want, "{d:?}");
         }
     }
 

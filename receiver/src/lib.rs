@@ -31,7 +31,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use tree::Tree;
+use tree::{Left, Tree};
 use zfsync_text::IoWords;
 use zfsync_zfs::{Dataset, Zfs};
 
@@ -118,22 +118,37 @@ pub(crate) struct Shared<'a> {
     pub(crate) history: record::History,
 }
 
-/// Checks that TARGET can be received into: it exists, or its parent does.
+/// Checks that TARGET can be received into: it exists, or its parent does; and, where
+/// zfs cannot receive without mounting, that nothing received would be mounted.
 pub fn check_target(config: &Config, zfs: &Zfs) -> Result<()> {
-    if zfs.exists(&config.target)? {
-        return Ok(());
+    let target = &config.target;
+    // Where the mountpoint of what is received comes from: TARGET, or the parent that a
+    // new TARGET inherits it from.
+    let source = if zfs.exists(target)? {
+        target.clone()
+    } else {
+        match target.parent() {
+            Some(p) if zfs.exists(&p)? => p,
+            Some(p) => {
+                return Err(Error::Setup(format!(
+                    "neither TARGET {target} nor its parent {p} exists: create {p} first"
+                )))
+            }
+            None => return Err(Error::Setup(format!("pool {target} does not exist"))),
+        }
+    };
+    // zfs-fuse has no `zfs recv -u`: it mounts whatever it receives where the inherited
+    // mountpoint says (`canmount=off` on the parent does not stop that). A mounted replica
+    // changes when it is only read (access times), and its next incremental is refused.
+    if !zfs.capabilities().recv_unmounted {
+        let mountpoint = zfs.get(source.as_str(), "mountpoint")?;
+        if mountpoint.starts_with('/') {
+            return Err(Error::Setup(format!(
+                "{source} has mountpoint {mountpoint}, and this zfs mounts what it receives (it has no zfs recv -u): the replicas under {target} would be mounted, and a mounted replica changes even when it is only read, which breaks its next incremental. Fix: zfs set mountpoint=none {source}"
+            )));
+        }
     }
-    match config.target.parent() {
-        Some(p) if zfs.exists(&p)? => Ok(()),
-        Some(p) => Err(Error::Setup(format!(
-            "neither TARGET {} nor its parent {p} exists: create {p} first",
-            config.target
-        ))),
-        None => Err(Error::Setup(format!(
-            "pool {} does not exist",
-            config.target
-        ))),
-    }
+    Ok(())
 }
 
 /// Serves connections on `listener` until `stop` is raised. Then it stops accepting, wakes
@@ -173,14 +188,19 @@ impl Shared<'_> {
     /// Puts buffered datasets in place (see `Tree::cleanup`) and logs what that did.
     pub(crate) fn clean_up(&self, when: &str) {
         let r = self.tree.cleanup(self.zfs);
-        if r.placed + r.removed + r.waiting + r.failed > 0 {
+        let left = |l| r.count(l);
+        if !r.entries.is_empty() {
             info!(
-                "cleanup when={when:?} placed={} removed={} waiting={} failed={}",
-                r.placed, r.removed, r.waiting, r.failed
+                "cleanup when={when:?} placed={} removed={} waiting={} busy={} failed={}",
+                left(Left::Placed),
+                left(Left::Removed),
+                left(Left::Waiting),
+                left(Left::Busy),
+                left(Left::Failed)
             );
         }
-        for n in &r.notes {
-            if r.failed > 0 {
+        for n in r.notes() {
+            if left(Left::Failed) > 0 {
                 error!("cleanup: {n}");
             } else {
                 info!("cleanup: {n}");

@@ -77,9 +77,9 @@ impl Session<'_> {
                 Reason::InvalidPath,
                 format!("snapshot name refused: {bad}"),
             )),
-            (Ok(placement), None) => self.answer_offer(placement, &matched, count),
+            (Ok(placement), None) => self.answer_offer(placement, &matched, count, kind),
         };
-        let accepted = match accepted.and_then(|a| self.apply(a, dry_run)) {
+        let mut accepted = match accepted.and_then(|a| self.apply(a, dry_run)) {
             Ok(a) => a,
             Err(refusal) => {
                 info!(
@@ -95,21 +95,22 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        if accepted.force {
+        // The sender's summary names every rollback (the log has it too).
+        if let (Some(done), Plan::Incremental { rollback, .. }) =
+            (&accepted.rollback, &mut accepted.plan)
+        {
+            *rollback = done.describe(dry_run);
+        }
+        if accepted.replaces_placeholder {
+            info!(
+                "replacing placeholder dataset={} (the source's dataset has snapshots now)",
+                accepted.location.dataset()
+            );
+        } else if accepted.force {
             warn!(
                 "overwriting dataset={} (no snapshots, --allow-overwrite)",
                 quoted(accepted.location.dataset())
             );
-        }
-        // Issue 5: the buffer is created only for an accepted offer, so a refused one (bad
-        // snapshot name, no snapshots) leaves the receiving pool untouched.
-        if !dry_run && matches!(accepted.location, Location::Buffered(_)) {
-            if let Err(e) = self.shared.tree.ensure_buffer(self.shared.zfs) {
-                let plan = Refusal::zfs(e).into_plan();
-                self.record.answered(&plan);
-                self.writer.send(&Message::Reply(plan))?;
-                return Ok(());
-            }
         }
         self.record.answered(&accepted.plan);
         self.writer.send(&Message::Reply(accepted.plan.clone()))?;
@@ -127,12 +128,16 @@ impl Session<'_> {
             return Ok(());
         }
         let ds = accepted.location.dataset().clone();
+        let full = matches!(accepted.plan, Plan::Full { .. });
         let opts = RecvOptions {
             force: accepted.force,
             resumable: true,
             // Only a new filesystem can take the property; a volume cannot mount anyway.
-            no_automount: matches!(accepted.plan, Plan::Full { .. })
-                && kind == DatasetKind::Filesystem,
+            no_automount: full && kind == DatasetKind::Filesystem,
+            // Replicas are read-only: TARGET is, when a receive makes it, and everything
+            // below inherits it. Reading a mounted writable replica (access times) is
+            // enough to break its next incremental.
+            read_only: full && ds == self.shared.tree.target,
         };
         // What the stream ends with, by the plan's definition (PROTOCOL.md): a full stream
         // is of the oldest snapshot offered, an incremental runs to the newest. A resumed
@@ -156,6 +161,14 @@ impl Session<'_> {
             self.shared.tree.mark_buffer_used();
         }
         let outcome = outcome?;
+        if let Outcome::Done { .. } = outcome {
+            if accepted.replaces_placeholder {
+                self.shared.tree.clear_placeholder(self.shared.zfs, &ds);
+            }
+            if opts.read_only {
+                self.shared.tree.make_read_only(self.shared.zfs, &ds);
+            }
+        }
         if let (Outcome::Done { newest, .. }, Location::InPlace(_)) = (&outcome, &accepted.location)
         {
             protect::move_receiver_hold(
@@ -252,8 +265,9 @@ impl Session<'_> {
         })
     }
 
-    /// Applies the change an accepted answer needs before its stream, an allowed rollback,
-    /// under the tree's lock and the dataset's. A dry run changes nothing.
+    /// Applies the changes an accepted answer needs before it is sent: the buffer for a
+    /// dataset that lands there, an allowed rollback, a placeholder to make; under the
+    /// tree's lock and the dataset's. A dry run changes nothing.
     fn apply<'a>(
         &self,
         accepted: Accepted<'a>,
@@ -262,10 +276,18 @@ impl Session<'_> {
         if dry_run {
             return Ok(accepted);
         }
+        let (tree, zfs) = (&self.shared.tree, self.shared.zfs);
+        // Issue 5: the buffer is created only for an accepted offer, so a refused one (bad
+        // snapshot name, no snapshots) leaves the receiving pool untouched.
+        if matches!(accepted.location, Location::Buffered(_)) {
+            tree.ensure_buffer(zfs).map_err(Refusal::zfs)?;
+        }
         if let (Some(rollback), Some(lock)) = (&accepted.rollback, &accepted.lock) {
-            let tree = &self.shared.tree;
-            tree.roll_back(self.shared.zfs, lock, rollback)
-                .map_err(Refusal::zfs)?;
+            tree.roll_back(zfs, lock, rollback).map_err(Refusal::zfs)?;
+        }
+        if let (true, Some(lock)) = (accepted.make_placeholder, &accepted.lock) {
+            let ds = accepted.location.dataset();
+            tree.make_placeholder(zfs, lock, ds).map_err(Refusal::zfs)?;
         }
         Ok(accepted)
     }

@@ -6,19 +6,25 @@
 
 use crate::compare::{Decision, Matched};
 use crate::session::Session;
-use crate::tree::{DatasetLock, Location, Rollback};
+use crate::tree::{is_placeholder, rollback_allowed_once, DatasetLock, Location, Rollback};
 use log::info;
 use std::collections::HashSet;
 use std::time::Duration;
-use zfsync_protocol::{Plan, Reason};
+use zfsync_protocol::{DatasetKind, Plan, Reason};
 use zfsync_zfs::{check_relative_path, Dataset, DatasetInfo};
 
 /// What the receiver will do for an offer it accepted, decided before anything changes.
 pub(crate) struct Accepted<'a> {
     pub(crate) location: Location,
     pub(crate) plan: Plan,
-    /// `zfs recv -F`: only to replace a dataset that no receive made (`--allow-overwrite`).
+    /// `zfs recv -F`: only to replace a dataset that no receive made (`--allow-overwrite`),
+    /// or a placeholder (see `replaces_placeholder`).
     pub(crate) force: bool,
+    /// The stream replaces a placeholder the receiver made (it has no data of its own to
+    /// lose, and its children stay); it is a replica once the receive is done.
+    pub(crate) replaces_placeholder: bool,
+    /// An offer without snapshots, and nothing there: the offer makes a placeholder.
+    pub(crate) make_placeholder: bool,
     /// The snapshot that carries the receiver's hold before this receive, whence the hold
     /// moves to the new newest: the base of an incremental (after a rollback, the
     /// destination's newest is gone), the destination's newest for a resume.
@@ -34,6 +40,9 @@ pub(crate) struct Placement<'a> {
     pub(crate) location: Location,
     /// The dataset at `location` with its snapshots, if it exists.
     pub(crate) existing: Option<DatasetInfo>,
+    /// The existing dataset is a placeholder the receiver made (looked up only for one
+    /// without snapshots).
+    pub(crate) placeholder: bool,
     /// The dataset's lock, held until the offer is done; none on a dry run, which changes
     /// nothing.
     pub(crate) lock: Option<DatasetLock<'a>>,
@@ -82,6 +91,26 @@ impl Refusal {
     }
 }
 
+impl<'a> Placement<'a> {
+    /// An existing dataset at `location`: whether it is a placeholder is looked up only
+    /// when it has no snapshots (a replica never is one).
+    fn existing(
+        zfs: &zfsync_zfs::Zfs,
+        location: Location,
+        info: DatasetInfo,
+        lock: Option<DatasetLock<'a>>,
+    ) -> Result<Placement<'a>, Refusal> {
+        let placeholder = info.snapshots.is_empty()
+            && is_placeholder(zfs, location.dataset()).map_err(Refusal::zfs)?;
+        Ok(Placement {
+            location,
+            existing: Some(info),
+            placeholder,
+            lock,
+        })
+    }
+}
+
 impl<'a> Session<'a> {
     /// Where the offered dataset is, its snapshots there (if it exists), and its lock.
     pub(crate) fn locate(
@@ -120,11 +149,7 @@ impl<'a> Session<'a> {
             .dataset(zfs, &self.root, &tree.buffer, &real)
             .map_err(Refusal::zfs)?
         {
-            return Ok(Placement {
-                location: Location::InPlace(real),
-                existing: Some(info),
-                lock,
-            });
+            return Placement::existing(zfs, Location::InPlace(real), info, lock);
         }
         let buffered = tree.buffer_name(rel);
         if let Some(b) = &buffered {
@@ -132,11 +157,7 @@ impl<'a> Session<'a> {
                 .dataset(zfs, &self.root, &tree.buffer, b)
                 .map_err(Refusal::zfs)?
             {
-                return Ok(Placement {
-                    location: Location::Buffered(b.clone()),
-                    existing: Some(info),
-                    lock,
-                });
+                return Placement::existing(zfs, Location::Buffered(b.clone()), info, lock);
             }
         }
         // A parent that another session is receiving may be a half-received new dataset:
@@ -155,6 +176,7 @@ impl<'a> Session<'a> {
             return Ok(Placement {
                 location: Location::InPlace(real),
                 existing: None,
+                placeholder: false,
                 lock,
             });
         }
@@ -177,6 +199,7 @@ impl<'a> Session<'a> {
         Ok(Placement {
             location: Location::Buffered(b),
             existing: None,
+            placeholder: false,
             lock,
         })
     }
@@ -192,14 +215,9 @@ impl<'a> Session<'a> {
         mut placement: Placement<'a>,
         matched: &Matched,
         count: u32,
+        kind: DatasetKind,
     ) -> Result<Accepted<'a>, Refusal> {
-        let config = self.shared.config;
-        let decide = |p: &Placement<'_>| {
-            let dest = p.existing.as_ref().map_or(&[][..], |i| &i.snapshots[..]);
-            matched.decide(dest, config.allow_rollback)
-        };
-        let decision = decide(&placement);
-        let refusal = match answer(&mut placement, decision, count, config.allow_overwrite) {
+        let refusal = match self.decide_and_answer(&mut placement, matched, count, kind) {
             Err(r) if r.judges_the_destination() => r,
             other => return other,
         };
@@ -211,8 +229,7 @@ impl<'a> Session<'a> {
             return Err(refusal);
         };
         placement.existing = fresh.map_err(Refusal::zfs)?;
-        let decision = decide(&placement);
-        let again = answer(&mut placement, decision, count, config.allow_overwrite);
+        let again = self.decide_and_answer(&mut placement, matched, count, kind);
         if again.as_ref().err() != Some(&refusal) {
             info!(
                 "fresh look changed the answer dataset={ds} listed={:?}",
@@ -220,6 +237,38 @@ impl<'a> Session<'a> {
             );
         }
         again
+    }
+
+    /// The decision against the placement's destination and the answer from it. A
+    /// destination that would need a rollback gets one where `--allow-rollback` is given,
+    /// or where its admin allowed one for that dataset once (`zfsync:rollback=once`,
+    /// looked up only then).
+    fn decide_and_answer(
+        &self,
+        placement: &mut Placement<'a>,
+        matched: &Matched,
+        count: u32,
+        kind: DatasetKind,
+    ) -> Result<Accepted<'a>, Refusal> {
+        let config = self.shared.config;
+        let dest = placement
+            .existing
+            .as_ref()
+            .map_or(&[][..], |i| &i.snapshots[..]);
+        let mut decision = matched.decide(dest, config.allow_rollback);
+        let mut once = false;
+        if !config.allow_rollback && placement.existing.is_some() && decision.may_need_rollback() {
+            let ds = placement.location.dataset();
+            if rollback_allowed_once(self.shared.zfs, ds).map_err(Refusal::zfs)? {
+                decision = matched.decide(dest, true);
+                once = true;
+            }
+        }
+        let mut accepted = answer(placement, decision, count, kind, config.allow_overwrite)?;
+        if let Some(rollback) = accepted.rollback.as_mut() {
+            rollback.once = once;
+        }
+        Ok(accepted)
     }
 
     /// Why no child of the sent root is received in this session, if none is: the root's
@@ -283,6 +332,9 @@ impl<'a> Session<'a> {
         let v = match judge(fresh.as_ref()) {
             Root::Unknown => return Ok(None),
             Root::Accepts => None,
+            // A placeholder the receiver made for a root without snapshots is a parent for
+            // the root's children.
+            Root::NotReplica if is_placeholder(zfs, root).map_err(Refusal::zfs)? => None,
             Root::NotReplica => Some(not_replica(root)),
             Root::NoCommon { newest } => Some(no_common_snapshot(root, &newest)),
         };
@@ -349,31 +401,54 @@ fn no_common_snapshot(ds: &Dataset, newest: &str) -> Refusal {
 }
 
 /// Turns the snapshot comparison into the answer to an offer: a plan, or a refusal.
-/// Changes nothing: an allowed rollback is part of the answer, for the offer to apply
-/// before the stream (never on a dry run).
+/// Changes nothing: an allowed rollback, or a placeholder to make, is part of the answer,
+/// for the offer to apply before it answers (never on a dry run).
 pub(crate) fn answer<'a>(
     placement: &mut Placement<'a>,
     decision: Decision,
     count: u32,
+    kind: DatasetKind,
     allow_overwrite: bool,
 ) -> Result<Accepted<'a>, Refusal> {
-    if count == 0 {
-        return Err(Refusal::new(Reason::Protocol, "offer without snapshots"));
-    }
     // Taken: a refused offer's destination is looked at afresh (see `answer_offer`).
     let existing = placement.existing.take();
     let location = placement.location.clone();
+    let placeholder = placement.placeholder;
     let ds = location.dataset().clone();
+    let buffered = matches!(location, Location::Buffered(_));
+    if count == 0 {
+        // A source dataset without snapshots, offered because its descendants have some:
+        // they need a parent. A volume has no children.
+        if kind != DatasetKind::Filesystem {
+            return Err(Refusal::new(
+                Reason::Protocol,
+                "a volume offered without snapshots: only a filesystem can be a parent",
+            ));
+        }
+        return Ok(Accepted {
+            plan: Plan::Placeholder {
+                made: existing.is_none(),
+                buffered,
+            },
+            location,
+            force: false,
+            replaces_placeholder: false,
+            make_placeholder: existing.is_none(),
+            held_before: None,
+            rollback: None,
+            lock: placement.lock.take(),
+        });
+    }
     let newest = existing
         .as_ref()
         .and_then(|i| i.snapshots.last())
         .map(|s| s.name.clone());
     let full = Accepted {
-        plan: Plan::Full {
-            buffered: matches!(location, Location::Buffered(_)),
-        },
+        plan: Plan::Full { buffered },
         location,
         force: false,
+        replaces_placeholder: false,
+        make_placeholder: false,
         held_before: None,
         rollback: None,
         // Given to the answer once it is an acceptance: a refusal keeps it in `placement`.
@@ -389,6 +464,16 @@ pub(crate) fn answer<'a>(
         }) => Accepted {
             plan: Plan::Resume { token },
             held_before: newest,
+            // A full receive that replaces a placeholder goes on as it began.
+            force: placeholder,
+            ..full
+        },
+        // A placeholder has no data of its own: the source's dataset has snapshots now,
+        // and a full stream replaces it (`zfs recv -F`, which keeps its children and
+        // refuses a destination that has snapshots).
+        Some(_) if placeholder => Accepted {
+            force: true,
+            replaces_placeholder: true,
             ..full
         },
         Some(info) if info.snapshots.is_empty() => {
@@ -412,11 +497,14 @@ pub(crate) fn answer<'a>(
                     dataset: ds,
                     to: from.name.clone(),
                     destroying: newer,
+                    once: false,
                 }),
                 held_before: Some(from.name.clone()),
                 plan: Plan::Incremental {
                     from_guid: from.guid,
                     from_name: from.name,
+                    // Said once the rollback is done (see `offer`).
+                    rollback: String::new(),
                 },
                 ..full
             },
@@ -424,7 +512,7 @@ pub(crate) fn answer<'a>(
                 return Err(Refusal::new(
                     Reason::Diverged,
                     format!(
-                        "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (start zfsync-recv with --allow-rollback to destroy them)",
+                        "{ds} has snapshots after the common snapshot {common} that the source does not have: {}; nothing was changed (to destroy them, allow it for this dataset once: zfs set zfsync:rollback=once {ds} on the receiver; or for every dataset: start zfsync-recv with --allow-rollback)",
                         newer.join(", ")
                     ),
                 ))
@@ -447,6 +535,8 @@ mod tests {
     use crate::compare::tests::snaps;
     use zfsync_zfs::{Dataset, Kind};
 
+    const FS: DatasetKind = DatasetKind::Filesystem;
+
     /// pool/t/a in place, with the snapshots `existing` ("a:1 b:2"; `None`: not there).
     fn placed(existing: Option<&str>, token: Option<&str>) -> Placement<'static> {
         let ds = Dataset::new("pool/t/a").unwrap();
@@ -460,6 +550,7 @@ mod tests {
                 sync: None,
             }),
             location: Location::InPlace(ds),
+            placeholder: false,
             lock: None,
         }
     }
@@ -481,7 +572,14 @@ mod tests {
 
     #[test]
     fn new_dataset_is_received_full() {
-        let a = answer(&mut placed(None, None), Decision::NothingOffered, 1, false).unwrap();
+        let a = answer(
+            &mut placed(None, None),
+            Decision::NothingOffered,
+            1,
+            FS,
+            false,
+        )
+        .unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: false });
         assert!(!a.force && a.rollback.is_none() && a.held_before.is_none());
     }
@@ -490,14 +588,14 @@ mod tests {
     fn buffered_new_dataset_says_so() {
         let mut p = placed(None, None);
         p.location = Location::Buffered(Dataset::new("pool/buf/61").unwrap());
-        let a = answer(&mut p, Decision::NothingOffered, 1, false).unwrap();
+        let a = answer(&mut p, Decision::NothingOffered, 1, FS, false).unwrap();
         assert_eq!(a.plan, Plan::Full { buffered: true });
     }
 
     #[test]
     fn partial_state_is_resumed_first() {
         let d = incremental("b:2", false, &[]);
-        let a = answer(&mut placed(Some("a:1 b:2"), Some("tok")), d, 3, false).unwrap();
+        let a = answer(&mut placed(Some("a:1 b:2"), Some("tok")), d, 3, FS, false).unwrap();
         assert_eq!(
             a.plan,
             Plan::Resume {
@@ -513,6 +611,7 @@ mod tests {
             &mut placed(Some(""), None),
             Decision::NothingOffered,
             1,
+            FS,
             false,
         );
         assert_eq!(refused(r), Reason::NotReplica);
@@ -524,6 +623,7 @@ mod tests {
             &mut placed(Some(""), None),
             Decision::NothingOffered,
             1,
+            FS,
             true,
         )
         .unwrap();
@@ -534,12 +634,13 @@ mod tests {
     #[test]
     fn incremental_moves_the_hold_from_its_base() {
         let d = incremental("a:1", false, &[]);
-        let a = answer(&mut placed(Some("a:1"), None), d, 2, false).unwrap();
+        let a = answer(&mut placed(Some("a:1"), None), d, 2, FS, false).unwrap();
         assert_eq!(
             a.plan,
             Plan::Incremental {
                 from_guid: 1,
-                from_name: "a".into()
+                from_name: "a".into(),
+                rollback: String::new(),
             }
         );
         assert_eq!(a.held_before.as_deref(), Some("a"));
@@ -550,13 +651,14 @@ mod tests {
     #[test]
     fn allowed_rollback_is_planned_not_done() {
         let d = incremental("a:1", true, &["local"]);
-        let a = answer(&mut placed(Some("a:1 local:7"), None), d, 2, false).unwrap();
+        let a = answer(&mut placed(Some("a:1 local:7"), None), d, 2, FS, false).unwrap();
         assert_eq!(
             a.rollback,
             Some(Rollback {
                 dataset: Dataset::new("pool/t/a").unwrap(),
                 to: "a".into(),
                 destroying: vec!["local".into()],
+                once: false,
             })
         );
         assert_eq!(a.held_before.as_deref(), Some("a"));
@@ -581,7 +683,7 @@ mod tests {
             (Decision::NothingOffered, Reason::Protocol),
         ];
         for (decision, reason) in cases {
-            let r = answer(&mut placed(Some("a:1"), None), decision, 1, false);
+            let r = answer(&mut placed(Some("a:1"), None), decision, 1, FS, false);
             assert_eq!(refused(r), reason);
         }
     }
@@ -640,9 +742,67 @@ mod tests {
         );
     }
 
+    // issue 14 item 2: a source parent without snapshots gets a placeholder where there
+    // is nothing, and nothing where there is a dataset.
     #[test]
-    fn offer_without_snapshots_is_refused() {
-        let r = answer(&mut placed(None, None), Decision::NothingOffered, 0, false);
+    fn offer_without_snapshots_makes_a_placeholder_only_where_nothing_is() {
+        let a = answer(
+            &mut placed(None, None),
+            Decision::NothingOffered,
+            0,
+            FS,
+            false,
+        )
+        .unwrap();
+        let want = Plan::Placeholder {
+            made: true,
+            buffered: false,
+        };
+        assert_eq!((a.plan, a.make_placeholder, a.force), (want, true, false));
+        for existing in ["", "a:1"] {
+            let mut p = placed(Some(existing), None);
+            let a = answer(&mut p, Decision::NothingOffered, 0, FS, false).unwrap();
+            let want = Plan::Placeholder {
+                made: false,
+                buffered: false,
+            };
+            assert_eq!((a.plan, a.make_placeholder), (want, false), "{existing:?}");
+        }
+    }
+
+    #[test]
+    fn buffered_placeholder_says_so() {
+        let mut p = placed(None, None);
+        p.location = Location::Buffered(Dataset::new("pool/buf/61").unwrap());
+        let a = answer(&mut p, Decision::NothingOffered, 0, FS, false).unwrap();
+        let want = Plan::Placeholder {
+            made: true,
+            buffered: true,
+        };
+        assert_eq!(a.plan, want);
+    }
+
+    #[test]
+    fn volume_without_snapshots_is_refused() {
+        let r = answer(
+            &mut placed(None, None),
+            Decision::NothingOffered,
+            0,
+            DatasetKind::Volume,
+            false,
+        );
         assert_eq!(refused(r), Reason::Protocol);
+    }
+
+    // issue 14 item 2: only a placeholder is replaced by a full stream without
+    // --allow-overwrite; any other dataset without snapshots is still refused.
+    #[test]
+    fn placeholder_is_replaced_by_a_full_stream() {
+        let mut p = placed(Some(""), None);
+        p.placeholder = true;
+        let a = answer(&mut p, Decision::NothingOffered, 2, FS, false).unwrap();
+        assert_eq!(a.plan, Plan::Full { buffered: false });
+        assert!(a.force && a.replaces_placeholder && !a.make_placeholder);
+        // Without the mark: dataset_without_snapshots_is_refused.
     }
 }

@@ -112,7 +112,7 @@ impl Session<'_> {
                     },
                     (Ok(_), None) => self.verify(ds, total),
                     (Err(e), _) => {
-                        let (reason, text) = recv_failure(&e);
+                        let (reason, text) = recv_failure(ds, &e);
                         Outcome::Failed { reason, text }
                     }
                 }
@@ -125,7 +125,7 @@ impl Session<'_> {
                         format!("zfs recv into {ds} ended before the stream did ({why})"),
                     ),
                     Err(e) => {
-                        let (reason, text) = recv_failure(&e);
+                        let (reason, text) = recv_failure(ds, &e);
                         (reason, format!("{text} ({why})"))
                     }
                 };
@@ -227,12 +227,12 @@ impl Session<'_> {
     }
 }
 
-/// Why a `zfs recv` failed, for the sender. A destination changed since its newest
-/// snapshot is divergence like a snapshot of its own (refused, nothing changed, healed by
-/// `--allow-rollback`), not a malfunction of zfs.
-fn recv_failure(e: &zfsync_zfs::Error) -> (Reason, String) {
+/// Why a `zfs recv` into `ds` failed, for the sender. A destination changed since its
+/// newest snapshot is divergence like a snapshot of its own (refused, nothing changed,
+/// healed by a rollback its admin allows), not a malfunction of zfs.
+fn recv_failure(ds: &Dataset, e: &zfsync_zfs::Error) -> (Reason, String) {
     if e.kind() == zfsync_zfs::FailureKind::DestinationModified {
-        let text = format!("{e}; nothing was changed (start zfsync-recv with --allow-rollback to discard the changes)");
+        let text = format!("{e}; nothing was changed (to discard the changes, allow it for this dataset once: zfs set zfsync:rollback=once {ds} on the receiver; or for every dataset: start zfsync-recv with --allow-rollback)");
         (Reason::Diverged, text)
     } else {
         (Reason::ZfsFailed, e.to_string())

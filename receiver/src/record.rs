@@ -319,6 +319,8 @@ struct Draft {
 enum Answer {
     Refused(Reason, String),
     UpToDate,
+    /// A parent without snapshots: a placeholder made, or one already there.
+    Placeholder,
     Stream {
         kind: Kind,
         from: Option<SnapshotRef>,
@@ -384,6 +386,7 @@ impl<'a> RunRecord<'a> {
         let answer = match plan {
             Plan::Refused { reason, text } => Answer::Refused(*reason, text.clone()),
             Plan::UpToDate { .. } => Answer::UpToDate,
+            Plan::Placeholder { .. } => Answer::Placeholder,
             Plan::Full { .. } => Answer::Stream {
                 kind: Kind::Full,
                 from: None,
@@ -391,6 +394,7 @@ impl<'a> RunRecord<'a> {
             Plan::Incremental {
                 from_guid,
                 from_name,
+                ..
             } => Answer::Stream {
                 kind: Kind::Incremental,
                 from: Some(SnapshotRef {
@@ -447,6 +451,7 @@ impl<'a> RunRecord<'a> {
                 )
             }
             Answer::UpToDate => (Recorded::UpToDate, 0, None),
+            Answer::Placeholder => (Recorded::Skipped, 0, None),
             Answer::Stream { kind: k, from: f } => {
                 kind = Some(k);
                 from = f;
@@ -618,6 +623,7 @@ mod tests {
                 Plan::Incremental {
                     from_guid: 11,
                     from_name: "s1".into(),
+                    rollback: String::new(),
                 },
                 Some(Outcome::Done {
                     bytes: 4096,

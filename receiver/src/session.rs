@@ -10,6 +10,7 @@
 use crate::place::Refusal;
 use crate::record::RunRecord;
 use crate::tree::join_rel;
+use crate::tree::Left;
 use crate::{Error, Result, Shared};
 use log::{debug, info, warn};
 use std::cell::OnceCell;
@@ -149,21 +150,35 @@ impl<'a> Session<'a> {
                     r?;
                 }
                 Message::Cleanup => {
+                    // The sender's datasets are done, but an offer may still hold its lock
+                    // for a moment after its result (the receiver's hold, read-only):
+                    // wait for that as for a parent, or a copy below it is only "busy".
+                    let (tree, wait) = (&self.shared.tree, self.shared.config.parent_wait);
+                    self.keeping_alive(|| tree.wait_quiet(&self.root_rel, wait))?;
+                    // The sender is told about its own tree's copies: another tree's, or
+                    // one a session is still working on, is no reason for its run to fail.
                     let r = self.shared.tree.cleanup(self.shared.zfs);
+                    let r = r.within(&self.root_rel);
+                    let left = |l| r.count(l);
                     info!(
-                        "cleanup peer={} placed={} removed={} waiting={} failed={}",
+                        "cleanup peer={} placed={} removed={} waiting={} busy={} failed={}",
                         quoted(self.peer),
-                        r.placed,
-                        r.removed,
-                        r.waiting,
-                        r.failed
+                        left(Left::Placed),
+                        left(Left::Removed),
+                        left(Left::Waiting),
+                        left(Left::Busy),
+                        left(Left::Failed)
                     );
+                    let told = r.entries.iter().filter(|e| e.left != Left::Busy);
                     self.writer.send(&Message::CleanupDone {
-                        placed: r.placed,
-                        removed: r.removed,
-                        waiting: r.waiting,
-                        failed: r.failed,
-                        text: r.notes.join("\n"),
+                        placed: left(Left::Placed),
+                        removed: left(Left::Removed),
+                        waiting: left(Left::Waiting),
+                        failed: left(Left::Failed),
+                        text: told
+                            .filter_map(|e| e.note.as_deref())
+                            .collect::<Vec<_>>()
+                            .join("\n"),
                     })?;
                 }
                 Message::KeepAlive => {}

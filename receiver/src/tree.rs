@@ -1,12 +1,12 @@
 //! The receiver's dataset tree: where an offered dataset lives (in place, or in the
-//! buffer), who may touch it (per-dataset locks), and the cleanup that renames buffered
-//! datasets into place.
+//! buffer), who may touch it (per-dataset locks), the placeholders it makes for parents
+//! without snapshots, and the cleanup that renames buffered datasets into place.
 //!
 //! Datasets are keyed by their path relative to TARGET, so a dataset and its buffered copy
-//! share one lock. Changes to the tree (creating the buffer, renames into place, dropping
-//! stale buffered copies, an allowed rollback) happen under one tree lock, planned first
-//! and then applied: a cleanup plans its steps here, an offer's rollback is planned by its
-//! answer (`place.rs`).
+//! share one lock. Changes to the tree (creating the buffer, making a placeholder, renames
+//! into place, dropping stale buffered copies, an allowed rollback) happen under one tree
+//! lock, planned first and then applied: a cleanup plans its steps here, an offer's
+//! rollback or placeholder is planned by its answer (`place.rs`).
 
 use crate::catalog::Catalog;
 use log::{info, warn};
@@ -16,6 +16,16 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zfsync_text::quoted;
 use zfsync_zfs::{protect, Dataset, DatasetInfo, Zfs, MAX_NAME_LEN};
+
+/// The user property that marks a placeholder: a filesystem the receiver made because the
+/// source has a dataset there without snapshots, whose descendants have some and need a
+/// parent. Only a value set on the dataset itself counts: its children inherit it.
+pub const PLACEHOLDER: &str = "zfsync:placeholder";
+
+/// Whether `ds` is a placeholder (see [`PLACEHOLDER`]): it carries the property itself.
+pub fn is_placeholder(zfs: &Zfs, ds: &Dataset) -> zfsync_zfs::Result<bool> {
+    Ok(zfs.get_local_value(ds.as_str(), PLACEHOLDER)?.as_deref() == Some("on"))
+}
 
 /// Where an offered dataset is, or will be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,23 +72,129 @@ impl Drop for DatasetLock<'_> {
     }
 }
 
-/// An allowed rollback (`--allow-rollback`), decided before anything changes: `dataset`
-/// goes back to its snapshot `to`, and its snapshots `destroying` (newer than `to`) go.
+/// The user property by which the backup host's admin allows one rollback of one
+/// dataset: `zfs set zfsync:rollback=once DS`. Only a value set on the dataset itself
+/// counts (not one inherited, nor one received in a stream), and the rollback clears it.
+pub const ROLLBACK: &str = "zfsync:rollback";
+
+/// Whether the admin allowed one rollback of `ds` (see [`ROLLBACK`]).
+pub fn rollback_allowed_once(zfs: &Zfs, ds: &Dataset) -> zfsync_zfs::Result<bool> {
+    Ok(zfs.get_local_value(ds.as_str(), ROLLBACK)?.as_deref() == Some("once"))
+}
+
+/// An allowed rollback, decided before anything changes: `dataset` goes back to its
+/// snapshot `to`, and its snapshots `destroying` (newer than `to`) go. Allowed by
+/// `--allow-rollback`, or once, by [`ROLLBACK`] on the dataset (`once`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rollback {
     pub dataset: Dataset,
     pub to: String,
     pub destroying: Vec<String>,
+    pub once: bool,
 }
 
-/// What one cleanup pass did.
-#[derive(Debug, Default, PartialEq, Eq)]
+impl Rollback {
+    /// What it does, for the sender's summary: "rolled back to @s3 (destroying @a, @b;
+    /// --allow-rollback)"; in a dry run, what it would do.
+    pub fn describe(&self, dry_run: bool) -> String {
+        let done = if dry_run {
+            "would roll back"
+        } else {
+            "rolled back"
+        };
+        let destroyed = match self.destroying.as_slice() {
+            [] => "no snapshot destroyed".to_string(),
+            names => format!("destroying @{}", names.join(", @")),
+        };
+        format!(
+            "{done} to @{} ({destroyed}; {})",
+            self.to,
+            self.allowed_by()
+        )
+    }
+
+    /// What allowed it, as the admin set it.
+    fn allowed_by(&self) -> &'static str {
+        if self.once {
+            "zfsync:rollback=once"
+        } else {
+            "--allow-rollback"
+        }
+    }
+}
+
+/// How a cleanup left one buffered copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Left {
+    /// Renamed into place.
+    Placed,
+    /// Dropped: the real dataset holds its newest snapshot.
+    Removed,
+    /// Still in the buffer, and nothing under way will change that: its parent is
+    /// missing, its receive never finished, or it is a stale copy kept for an operator.
+    Waiting,
+    /// Still in the buffer while a session works on it or on its parent: the next
+    /// cleanup decides.
+    Busy,
+    Failed,
+}
+
+/// One buffered copy (or the buffer itself) in a cleanup's report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CleanupEntry {
+    /// The copy's dataset path relative to TARGET; none for the buffer itself, or for a
+    /// copy whose name is not one zfsync gives.
+    pub rel: Option<String>,
+    pub left: Left,
+    /// What an operator (or the sender) is told about it.
+    pub note: Option<String>,
+}
+
+/// What one cleanup pass did, copy by copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CleanupReport {
-    pub placed: u32,
-    pub removed: u32,
-    pub waiting: u32,
-    pub failed: u32,
-    pub notes: Vec<String>,
+    pub entries: Vec<CleanupEntry>,
+}
+
+impl CleanupReport {
+    fn add(&mut self, rel: Option<&str>, left: Left, note: Option<String>) {
+        self.entries.push(CleanupEntry {
+            rel: rel.map(String::from),
+            left,
+            note,
+        });
+    }
+
+    pub fn count(&self, left: Left) -> u32 {
+        self.entries.iter().filter(|e| e.left == left).count() as u32
+    }
+
+    pub fn notes(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|e| e.note.as_deref())
+    }
+
+    /// What a sender whose tree lands at `root_rel` is told: its own datasets' copies,
+    /// and failures that concern no dataset in particular (the buffer could not be
+    /// listed); not other trees' copies, nor a foreign dataset in the buffer.
+    pub fn within(self, root_rel: &str) -> CleanupReport {
+        let mine = |rel: &str| {
+            root_rel.is_empty()
+                || rel == root_rel
+                || rel
+                    .strip_prefix(root_rel)
+                    .is_some_and(|r| r.starts_with('/'))
+        };
+        CleanupReport {
+            entries: self
+                .entries
+                .into_iter()
+                .filter(|e| match &e.rel {
+                    Some(rel) => mine(rel),
+                    None => e.left == Left::Failed,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One step of a cleanup, decided before anything is changed.
@@ -98,9 +214,17 @@ enum Step {
         copy: Dataset,
         real: Dataset,
     },
+    /// The real dataset's parent does not exist.
     Wait {
         copy: Dataset,
+        real: Dataset,
         missing: Dataset,
+    },
+    /// A session is receiving the real dataset's parent.
+    ParentBusy {
+        copy: Dataset,
+        real: Dataset,
+        parent: Dataset,
     },
     Skip {
         copy: Dataset,
@@ -139,11 +263,32 @@ impl Tree {
         self.wait_free(rel, wait).is_some()
     }
 
+    /// Waits up to `wait` until no session holds the lock of a dataset at or below `rel`
+    /// ("" for all of TARGET); false if one still does.
+    pub fn wait_quiet(&self, rel: &str, wait: Duration) -> bool {
+        let below = |key: &String| {
+            rel.is_empty()
+                || key == rel
+                || key.strip_prefix(rel).is_some_and(|r| r.starts_with('/'))
+        };
+        self.wait_until(wait, |set| !set.iter().any(below))
+            .is_some()
+    }
+
     /// The set of locked datasets, once `rel` is not in it (waiting up to `wait`).
     fn wait_free(&self, rel: &str, wait: Duration) -> Option<MutexGuard<'_, HashSet<String>>> {
+        self.wait_until(wait, |set| !set.contains(rel))
+    }
+
+    /// The set of locked datasets, once `done` says so of it (waiting up to `wait`).
+    fn wait_until(
+        &self,
+        wait: Duration,
+        done: impl Fn(&HashSet<String>) -> bool,
+    ) -> Option<MutexGuard<'_, HashSet<String>>> {
         let deadline = Instant::now() + wait;
         let mut set = self.locked.lock().unwrap_or_else(|p| p.into_inner());
-        while set.contains(rel) {
+        while !done(&set) {
             let left = deadline.checked_duration_since(Instant::now())?;
             set = self
                 .released
@@ -204,8 +349,60 @@ impl Tree {
         created
     }
 
-    /// Applies an allowed rollback (`zfs rollback -r`) under the tree's lock. The caller
-    /// holds the dataset's lock (`_held`): no receive or cleanup touches it meanwhile.
+    /// Makes a placeholder at `ds` under the tree's lock: a marked filesystem with no data,
+    /// never mounted (`canmount=off`), with `mountpoint=none` for its children to inherit:
+    /// zfs-fuse mounts what it receives wherever the mountpoint says. The caller holds the
+    /// dataset's lock (`_held`) and has checked that nothing is there.
+    pub fn make_placeholder(
+        &self,
+        zfs: &Zfs,
+        _held: &DatasetLock<'_>,
+        ds: &Dataset,
+    ) -> zfsync_zfs::Result<()> {
+        let _changing = self.change_lock();
+        info!("making placeholder dataset={ds}");
+        let mut props = vec![
+            (PLACEHOLDER, "on"),
+            ("canmount", "off"),
+            ("mountpoint", "none"),
+        ];
+        // TARGET is read-only for everything below it to inherit (see `make_read_only`).
+        if *ds == self.target {
+            props.push(("readonly", "on"));
+        }
+        let made = zfs.create(ds, false, &props);
+        self.catalog.touch(ds.as_str());
+        if made.is_ok() {
+            self.catalog.mark_present(ds.as_str());
+        }
+        made
+    }
+
+    /// After a full receive made `ds` (TARGET): `readonly=on` where `zfs recv -o` could not
+    /// set it (zfs-fuse), for everything below to inherit. Best effort: a replica that is
+    /// not read-only is still a replica.
+    pub fn make_read_only(&self, zfs: &Zfs, ds: &Dataset) {
+        if zfs.capabilities().recv_unmounted {
+            return; // received with -o readonly=on
+        }
+        if let Err(e) = zfs.set(ds.as_str(), "readonly", "on") {
+            warn!("cannot make the replica read-only dataset={ds} error={e}");
+        }
+    }
+
+    /// Unmarks `ds`, a placeholder a full stream has just replaced: it is a replica now
+    /// (`zfs recv -F` keeps the properties of the dataset it replaces). Best effort: a mark
+    /// left on a dataset with snapshots is never read.
+    pub fn clear_placeholder(&self, zfs: &Zfs, ds: &Dataset) {
+        match zfs.inherit(ds.as_str(), PLACEHOLDER) {
+            Ok(()) => info!("placeholder replaced by a replica dataset={ds}"),
+            Err(e) => warn!("cannot clear {PLACEHOLDER} dataset={ds} error={e}"),
+        }
+    }
+
+    /// Applies an allowed rollback (`zfs rollback -r`) under the tree's lock, and clears a
+    /// one-time permission it used: the next divergence is refused again. The caller holds
+    /// the dataset's lock (`_held`): no receive or cleanup touches it meanwhile.
     pub fn roll_back(
         &self,
         zfs: &Zfs,
@@ -217,9 +414,11 @@ impl Tree {
             dataset,
             to,
             destroying,
+            once,
         } = rollback;
+        let by = rollback.allowed_by();
         warn!(
-            "rolling back dataset={} to={} destroying={destroying:?} (--allow-rollback)",
+            "rolling back dataset={} to={} destroying={destroying:?} ({by})",
             quoted(dataset),
             quoted(to)
         );
@@ -229,7 +428,14 @@ impl Tree {
         let rolled = zfs.rollback(dataset, to, true);
         // After the change: a listing taken meanwhile must not speak for it.
         self.catalog.touch(dataset.as_str());
-        rolled
+        rolled?;
+        if *once {
+            // Used: a permission left behind would allow the next divergence too. Failing
+            // to clear it fails the offer, for the admin to look at.
+            zfs.inherit(dataset.as_str(), ROLLBACK)?;
+            info!("cleared {ROLLBACK}=once dataset={dataset}: its rollback is done");
+        }
+        Ok(())
     }
 
     /// Renames buffered datasets into place, parents first. Safe to run at any time and any
@@ -238,7 +444,8 @@ impl Tree {
     pub fn cleanup(&self, zfs: &Zfs) -> CleanupReport {
         let _changing = self.change_lock();
         let report = self.cleanup_pass(zfs);
-        if report.waiting + report.failed > 0 {
+        let left = |l| report.count(l);
+        if left(Left::Waiting) + left(Left::Busy) + left(Left::Failed) > 0 {
             self.buffer_dirty.store(true, Ordering::SeqCst);
         }
         report
@@ -265,10 +472,8 @@ impl Tree {
                 return report;
             }
             Err(e) => {
-                report.failed += 1;
-                report
-                    .notes
-                    .push(format!("cannot list buffer {}: {e}", self.buffer));
+                let note = format!("cannot list buffer {}: {e}", self.buffer);
+                report.add(None, Left::Failed, Some(note));
                 return report;
             }
         };
@@ -286,31 +491,27 @@ impl Tree {
                     entries.push((rel, copy, info))
                 }
                 _ => {
-                    report.waiting += 1;
-                    report
-                        .notes
-                        .push(format!("{copy}: not a zfsync buffer name, left alone"));
+                    let note = format!("{copy}: not a zfsync buffer name, left alone");
+                    report.add(None, Left::Waiting, Some(note));
                 }
             }
         }
         entries.sort_by_key(|(rel, _, _)| rel.matches('/').count());
         for (rel, copy, info) in entries {
             let Some(_lock) = self.lock(&rel, Duration::ZERO) else {
-                report.waiting += 1;
-                report
-                    .notes
-                    .push(format!("{copy}: busy, left for the next cleanup"));
+                let note = format!("{copy}: busy, left for the next cleanup");
+                report.add(Some(&rel), Left::Busy, Some(note));
                 continue;
             };
             let step = match self.plan_step(zfs, &rel, copy, info) {
                 Ok(s) => s,
                 Err(e) => {
-                    report.failed += 1;
-                    report.notes.push(e);
+                    report.add(Some(&rel), Left::Failed, Some(e));
                     continue;
                 }
             };
-            self.apply(zfs, step, &mut report);
+            let (left, note) = self.apply(zfs, step);
+            report.add(Some(&rel), left, note);
         }
         report
     }
@@ -345,17 +546,25 @@ impl Tree {
         }
         // Only a finished receive goes into place. A copy without a snapshot, or with the
         // partial state of an interrupted receive, would stand in place as a dataset that is
-        // no replica; the next offer of it resumes or redoes the receive into the buffer.
-        if info.resume_token.is_some() || info.snapshots.is_empty() {
+        // no replica; the next offer of it resumes or redoes the receive into the buffer. A
+        // placeholder has no snapshot by design, and goes into place like a replica.
+        let unfinished = info.resume_token.is_some()
+            || (info.snapshots.is_empty()
+                && !is_placeholder(zfs, &copy).map_err(|e| e.to_string())?);
+        if unfinished {
             return Ok(Step::Skip {
                 copy,
                 why: "its receive has not finished (no snapshot yet, or partial state to resume); left for the next offer of it".into(),
             });
         }
         let parent = real.parent().expect("a path below TARGET has a parent");
-        if self.is_locked(parent_rel(rel)) || !zfs.exists(&parent).map_err(|e| e.to_string())? {
+        if self.is_locked(parent_rel(rel)) {
+            return Ok(Step::ParentBusy { copy, real, parent });
+        }
+        if !zfs.exists(&parent).map_err(|e| e.to_string())? {
             return Ok(Step::Wait {
                 copy,
+                real,
                 missing: parent,
             });
         }
@@ -365,7 +574,8 @@ impl Tree {
         })
     }
 
-    fn apply(&self, zfs: &Zfs, step: Step, report: &mut CleanupReport) {
+    /// Applies one step: how it left the copy, and what to tell about it.
+    fn apply(&self, zfs: &Zfs, step: Step) -> (Left, Option<String>) {
         match step {
             Step::Place { from, to } => {
                 let renamed = zfs.rename(&from, &to);
@@ -375,8 +585,8 @@ impl Tree {
                     Ok(()) => {
                         self.catalog.mark_present(to.as_str());
                         info!("cleanup placed from={} to={}", quoted(&from), quoted(&to));
-                        report.placed += 1;
                         protect::hold_receiver_newest(zfs, &to);
+                        (Left::Placed, None)
                     }
                     Err(e) => {
                         warn!(
@@ -385,8 +595,7 @@ impl Tree {
                             quoted(&to),
                             quoted(&e)
                         );
-                        report.failed += 1;
-                        report.notes.push(format!("rename {from} -> {to}: {e}"));
+                        (Left::Failed, Some(format!("rename {from} -> {to}: {e}")))
                     }
                 }
             }
@@ -400,33 +609,36 @@ impl Tree {
                             quoted(&copy),
                             quoted(&real)
                         );
-                        report.removed += 1;
+                        (Left::Removed, None)
                     }
-                    Err(e) => {
-                        report.failed += 1;
-                        report.notes.push(format!("destroy stale copy {copy}: {e}"));
-                    }
+                    Err(e) => (
+                        Left::Failed,
+                        Some(format!("destroy stale copy {copy}: {e}")),
+                    ),
                 }
             }
             Step::KeepStale { copy, real } => {
                 warn!(
-                    "cleanup kept stale buffered copy={} real={} (real lacks the copy's newest snapshot)",
+                    "cleanup kept stale buffered copy={}: {} exists but lacks the copy's newest snapshot",
                     quoted(&copy),
                     quoted(&real)
                 );
-                report.waiting += 1;
-                report.notes.push(format!(
-                    "{copy}: kept, {real} exists but lacks its newest snapshot"
-                ));
+                let note = format!("{copy}: kept, {real} exists but lacks its newest snapshot");
+                (Left::Waiting, Some(note))
             }
-            Step::Wait { copy, missing } => {
-                report.waiting += 1;
-                report.notes.push(format!("{copy}: waiting for {missing}"));
+            Step::Wait {
+                copy,
+                real,
+                missing,
+            } => {
+                let note = format!("{real} (in the buffer as {copy}): waiting for {missing}, its parent, which does not exist on the receiver");
+                (Left::Waiting, Some(note))
             }
-            Step::Skip { copy, why } => {
-                report.waiting += 1;
-                report.notes.push(format!("{copy}: left alone: {why}"));
+            Step::ParentBusy { copy, real, parent } => {
+                let note = format!("{real} (in the buffer as {copy}): its parent {parent} is being received, left for the next cleanup");
+                (Left::Busy, Some(note))
             }
+            Step::Skip { copy, why } => (Left::Waiting, Some(format!("{copy}: left alone: {why}"))),
         }
     }
 }
@@ -468,6 +680,83 @@ mod tests {
     fn too_long_buffer_name_is_none_not_cut() {
         let rel = "x".repeat(120);
         assert!(tree().buffer_name(&rel).is_none());
+    }
+
+    // issue 14 item 2: a sender is told about its own tree's copies in the buffer, and
+    // about a buffer that could not be listed; not about another tree's, nor a dataset
+    // in the buffer that zfsync did not put there.
+    #[test]
+    fn a_sender_is_told_about_its_own_tree() {
+        let mut r = CleanupReport::default();
+        r.add(Some("a/x"), Left::Waiting, Some("a/x".into()));
+        r.add(Some("a"), Left::Placed, None);
+        r.add(Some("ab/y"), Left::Waiting, Some("ab/y".into()));
+        r.add(None, Left::Waiting, Some("foreign".into()));
+        r.add(None, Left::Failed, Some("cannot list".into()));
+        let told = |root: &str| {
+            let r = r.clone().within(root);
+            let notes: Vec<String> = r.notes().map(String::from).collect();
+            (r.count(Left::Waiting), notes.join(" "))
+        };
+        assert_eq!(told("a"), (1, "a/x cannot list".into()));
+        assert_eq!(told("a/x"), (1, "a/x cannot list".into()));
+        assert_eq!(told("b"), (0, "cannot list".into()));
+        assert_eq!(told(""), (2, "a/x ab/y cannot list".into()));
+    }
+
+    // issue 14 item 4: the sender's summary names every rollback and what it destroyed.
+    #[test]
+    fn a_rollback_says_what_it_destroys() {
+        let rb = |destroying: &[&str], once| Rollback {
+            dataset: Dataset::new("pool/t/a").unwrap(),
+            to: "s3".into(),
+            destroying: destroying.iter().map(|s| s.to_string()).collect(),
+            once,
+        };
+        let cases = [
+            (
+                rb(&[], false),
+                false,
+                "rolled back to @s3 (no snapshot destroyed; --allow-rollback)",
+            ),
+            (
+                rb(&["x", "y"], false),
+                false,
+                "rolled back to @s3 (destroying @x, @y; --allow-rollback)",
+            ),
+            (
+                rb(&["x"], false),
+                true,
+                "would roll back to @s3 (destroying @x; --allow-rollback)",
+            ),
+            (
+                rb(&[], true),
+                false,
+                "rolled back to @s3 (no snapshot destroyed; zfsync:rollback=once)",
+            ),
+        ];
+        for (r, dry_run, want) in cases {
+            assert_eq!(r.describe(dry_run), want);
+        }
+    }
+
+    #[test]
+    fn a_tree_is_quiet_when_nothing_at_or_below_it_is_locked() {
+        let t = tree();
+        let held = t.lock("a/x", Duration::ZERO).unwrap();
+        let quiet = |rel| t.wait_quiet(rel, Duration::ZERO);
+        assert_eq!(
+            [
+                quiet(""),
+                quiet("a"),
+                quiet("a/x"),
+                quiet("a/xy"),
+                quiet("b")
+            ],
+            [false, false, false, true, true]
+        );
+        drop(held);
+        assert!(quiet("a"));
     }
 
     #[test]

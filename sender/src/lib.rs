@@ -2,7 +2,9 @@
 //! the per-dataset reports.
 //!
 //! The tree is listed once (one zfs command), [`select`] chooses the datasets to send,
-//! every one of them with snapshots becomes a job on a channel, and `threads` workers each hold one connection, reused dataset after dataset.
+//! every one of them with snapshots becomes a job on a channel (and so does every dataset
+//! without snapshots that has descendants with some: the receiver needs a parent for them),
+//! and `threads` workers each hold one connection, reused dataset after dataset.
 //! A failure costs its dataset: the others go on. Transient failures (a dropped
 //! connection, a busy dataset, a parent that has not arrived yet) are retried a bounded
 //! number of times with backoff; refusals (divergence) are not.
@@ -16,7 +18,7 @@ mod report;
 mod select;
 
 pub use report::{
-    print_summary, Attempt, Delivery, Report, RunReport, SnapshotRef, Status, Step, Stream,
+    print_summary, Attempt, Delivery, Parent, Report, RunReport, SnapshotRef, Status, Step, Stream,
     StreamKind,
 };
 pub use select::{Pattern, SnapshotFilter};
@@ -26,6 +28,7 @@ use deadline::Deadline;
 use log::{info, warn};
 use pool::{run_jobs, Job};
 use replicate::Replicator;
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -244,6 +247,9 @@ pub fn run(config: &Config) -> Result<RunReport> {
         .unwrap_or_default();
     let root_guids = zfsync_protocol::root_sample(&root_guids);
     let chosen = select::choose(tree, &config.dataset, &config.exclude);
+    let parents = parents_of_snapshots(chosen.datasets.iter().map(|(_, i)| i), |i| {
+        has_kept_snapshots(i, config)
+    });
     for p in &chosen.unmatched {
         warn!("--exclude {p} matched no dataset below {}", config.dataset);
     }
@@ -272,11 +278,10 @@ pub fn run(config: &Config) -> Result<RunReport> {
         .collect();
     let mut jobs = Vec::new();
     for (rel, info) in chosen.datasets {
-        if !info
-            .snapshots
-            .iter()
-            .any(|s| config.snapshots.keeps(&s.name))
-        {
+        // A dataset without snapshots (that the filters keep) is offered only when
+        // something below it has some: the receiver makes a placeholder for it, or its
+        // children would wait for ever.
+        if !has_kept_snapshots(&info, config) && !parents.contains(&info.name) {
             info!("skip dataset={} reason=no-snapshots", quoted(&info.name));
             reports.push(Report {
                 dataset: info.name,
@@ -318,7 +323,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
     // places them before this run ends, and the summary says how it went. (A receiver whose
     // buffer has held nothing since its last cleanup answers without a zfs command.)
     let mut warnings = Vec::new();
-    let cleanup = if config.dry_run
+    let (cleanup, waiting) = if config.dry_run
         || deadline.passed()
         || reports
             .iter()
@@ -327,14 +332,20 @@ pub fn run(config: &Config) -> Result<RunReport> {
         if let Some(c) = cleanup_conn {
             c.bye();
         }
-        None
+        (None, 0)
     } else {
-        // Not the run's failure: the datasets are where the run left them, and the
-        // receiver places buffered ones after every connection anyway.
-        request_cleanup(config, cleanup_conn).unwrap_or_else(|e| {
-            warnings.push(format!("cleanup request failed: {e}"));
-            None
-        })
+        match request_cleanup(config, cleanup_conn) {
+            // Copies of this tree left in the buffer: the run is not done.
+            Ok(done) => (done.line(), done.waiting + done.failed),
+            // Not the run's failure as such: the datasets are where the run left them, and
+            // the receiver places buffered ones after every connection anyway. But whether
+            // what this run put in the buffer is in place now is unknown.
+            Err(e) => {
+                warnings.push(format!("cleanup request failed: {e}"));
+                let buffered = reports.iter().filter(|r| r.delivery.buffered()).count();
+                (None, buffered as u32)
+            }
+        }
     };
     let stopped = deadline.passed().then(|| deadline.text());
     Ok(RunReport {
@@ -346,6 +357,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
         cleanup,
         warnings,
         stopped,
+        waiting,
     })
 }
 
@@ -374,23 +386,85 @@ fn source_error(zfs: &Zfs, dataset: &Dataset, e: zfsync_zfs::Error) -> Error {
     e.into()
 }
 
+/// Whether `info` has a snapshot the filters keep: one it can offer.
+fn has_kept_snapshots(info: &zfsync_zfs::DatasetInfo, config: &Config) -> bool {
+    info.snapshots
+        .iter()
+        .any(|s| config.snapshots.keeps(&s.name))
+}
+
+/// The datasets with a descendant among `datasets` that `offers` snapshots.
+fn parents_of_snapshots<'a>(
+    datasets: impl IntoIterator<Item = &'a zfsync_zfs::DatasetInfo>,
+    offers: impl Fn(&zfsync_zfs::DatasetInfo) -> bool,
+) -> HashSet<String> {
+    let mut parents = HashSet::new();
+    for info in datasets.into_iter().filter(|i| offers(i)) {
+        let mut name = info.name.as_str();
+        while let Some((parent, _)) = name.rsplit_once('/') {
+            if !parents.insert(parent.to_string()) {
+                break; // and its ancestors, from a sibling
+            }
+            name = parent;
+        }
+    }
+    parents
+}
+
 /// Asks for the receiver's cleanup on `conn`, a worker's connection still open (a new one
 /// could find the receiver's connection slots still taken by the workers' just closed).
-/// Returns the summary's line for it.
-fn request_cleanup(config: &Config, conn: Option<Connection>) -> Result<Option<String>> {
+fn request_cleanup(config: &Config, conn: Option<Connection>) -> Result<report::CleanupDone> {
     let mut conn = match conn {
         Some(c) => c,
         None => Connection::open(config)?,
     };
     let done = conn.cleanup()?;
     conn.bye();
-    Ok(done.line())
+    Ok(done)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zfsync_zfs::Capabilities;
+    use zfsync_zfs::{Capabilities, DatasetInfo, Kind, Snapshot};
+
+    /// "name" without snapshots, "name@" with one.
+    fn tree(names: &[&str]) -> Vec<DatasetInfo> {
+        names
+            .iter()
+            .map(|n| DatasetInfo {
+                name: n.trim_end_matches('@').into(),
+                kind: Kind::Filesystem,
+                snapshots: if n.ends_with('@') {
+                    vec![Snapshot {
+                        name: "s".into(),
+                        guid: 1,
+                        createtxg: 1,
+                    }]
+                } else {
+                    Vec::new()
+                },
+                encrypted: false,
+                resume_token: None,
+                sync: None,
+            })
+            .collect()
+    }
+
+    // issue 14 item 2: only a dataset with snapshots below it needs a parent on the
+    // receiver; a lone dataset without snapshots is not offered.
+    #[test]
+    fn parents_are_the_ancestors_of_datasets_with_snapshots() {
+        let t = tree(&[
+            "p/r", "p/r/a", "p/r/a/b@", "p/r/a/c", "p/r/d", "p/r/e@", "p/r/e/f",
+        ]);
+        let mut got: Vec<String> = parents_of_snapshots(&t, |i| !i.snapshots.is_empty())
+            .into_iter()
+            .filter(|p| p.starts_with("p/r"))
+            .collect();
+        got.sort();
+        assert_eq!(got, ["p/r", "p/r/a"]);
+    }
 
     fn config(args: &[&str]) -> Config {
         let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -8,9 +8,9 @@
 
 use crate::conn::Connection;
 use crate::pool::Job;
-use crate::report::{Delivery, SnapshotRef, Status, Step, Stream, StreamKind};
+use crate::report::{Delivery, Parent, SnapshotRef, Status, Step, Stream, StreamKind};
 use crate::select::next_step;
-use crate::{Config, Result};
+use crate::{Config, Error, Result};
 use log::{info, warn};
 use zfsync_protocol::{Outcome, Plan, Reason};
 use zfsync_text::quoted;
@@ -96,6 +96,36 @@ enum SendCommand {
     Resume { token: String },
 }
 
+/// A dataset without snapshots, whose descendants have some: offered without snapshots,
+/// so that the receiver makes a placeholder for them to land under if nothing is there.
+fn offer_parent(conn: &mut Connection, config: &Config, job: &Job) -> Result<Delivery> {
+    let parent = match conn.offer(&job.rel, job.info.kind, &[], config.dry_run)? {
+        Plan::Placeholder { made: false, .. } => Parent::Exists,
+        Plan::Placeholder { made: true, .. } if config.dry_run => Parent::WouldMake,
+        Plan::Placeholder {
+            made: true,
+            buffered,
+        } => Parent::Made { buffered },
+        Plan::Refused { reason, text } => {
+            return Ok(Delivery {
+                error: Some(text),
+                ..Delivery::new(Status::Refused(reason))
+            })
+        }
+        // A receiver that wants a stream for nothing breaks the protocol: the connection
+        // goes (its state is unknown).
+        other => {
+            return Err(Error::Violation(format!(
+                "answered {other:?} to an offer without snapshots"
+            )))
+        }
+    };
+    Ok(Delivery {
+        steps: vec![Step::Parent(parent)],
+        ..Delivery::new(Status::NoSnapshots)
+    })
+}
+
 /// One dataset's session: offer, and stream what the receiver asks for. A new dataset
 /// gets its oldest snapshot in full, then the rest incrementally, on the same connection;
 /// an interrupted stream is first resumed. Each round ends with the receiver's verdict.
@@ -107,7 +137,11 @@ enum SendCommand {
 fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Result<Delivery> {
     let all = &job.info.snapshots;
     let snaps = config.snapshots.offered(all);
-    let newest = snaps.last().expect("jobs have snapshots the filters keep");
+    if snaps.is_empty() {
+        // A parent of datasets with snapshots, without any (that the filters keep).
+        return offer_parent(conn, config, job);
+    }
+    let newest = snaps.last().expect("not empty");
     let ds = &job.info.name;
     let mut steps: Vec<Step> = Vec::new();
     let ended_with_error = |status, steps, error: String| Delivery {
@@ -162,6 +196,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
             Plan::UpToDate { .. } => return Ok(ended_at_newest(Status::Sent, steps)),
             Plan::Refused { reason, text } => {
                 return Ok(ended_with_error(Status::Refused(reason), steps, text))
+            }
+            Plan::Placeholder { .. } => {
+                return Err(Error::Violation(
+                    "answered placeholder to an offer with snapshots".into(),
+                ))
             }
             Plan::Resume { token } => {
                 if resume_failed {
@@ -228,7 +267,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
             Plan::Incremental {
                 from_guid,
                 from_name,
+                rollback,
             } => {
+                if !rollback.is_empty() {
+                    steps.push(Step::RolledBack(rollback));
+                }
                 let Some(from) = offer.iter().find(|s| s.guid == from_guid) else {
                     let text = format!("receiver named base @{from_name} (guid {from_guid}), which this run did not offer");
                     conn.abandon(&text)?;

@@ -86,6 +86,18 @@ pub struct Stream {
     pub failed: Option<String>,
 }
 
+/// What the receiver did for a dataset without snapshots, offered because its descendants
+/// have some and need a parent there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parent {
+    /// It made a placeholder; in its buffer when `buffered` (its own parent was not there).
+    Made { buffered: bool },
+    /// It would make one (a dry run).
+    WouldMake,
+    /// A dataset is there already.
+    Exists,
+}
+
 /// A step of a dataset's session, in the order they happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -93,6 +105,11 @@ pub enum Step {
     /// A resume token the receiver offered that was not used: why (the receiver drops
     /// its partial state, and the next offer starts afresh).
     TokenDiscarded(String),
+    /// The answer to an offer without snapshots.
+    Parent(Parent),
+    /// The receiver rolled the destination back before an incremental: its account of
+    /// it (to which snapshot, destroying which).
+    RolledBack(String),
 }
 
 /// What one dataset's replication delivered, and how it ended: the record a run keeps of
@@ -172,7 +189,7 @@ impl Delivery {
     pub fn streams(&self) -> impl Iterator<Item = &Stream> {
         self.steps.iter().filter_map(|s| match s {
             Step::Stream(s) => Some(s),
-            Step::TokenDiscarded(_) => None,
+            Step::TokenDiscarded(_) | Step::Parent(_) | Step::RolledBack(_) => None,
         })
     }
 
@@ -199,6 +216,15 @@ impl Delivery {
         self.failed_tries.iter().map(|t| t.sent).sum()
     }
 
+    /// Whether something of this dataset went into the receiver's buffer.
+    pub fn buffered(&self) -> bool {
+        self.steps.iter().any(|s| match s {
+            Step::Stream(s) => s.buffered,
+            Step::Parent(p) => *p == Parent::Made { buffered: true },
+            Step::TokenDiscarded(_) | Step::RolledBack(_) => false,
+        })
+    }
+
     /// The summary's note: the error if there is one (with the tries before it), else
     /// what was streamed, in order.
     pub fn note(&self) -> String {
@@ -213,17 +239,29 @@ impl Delivery {
                 .unwrap_or_default();
         }
         if self.status == Status::WouldSend {
-            // A dry run would send one stream, or a full one and the incremental after it.
+            // A dry run would roll back if the receiver says so, then send one stream, or a
+            // full one and the incremental after it.
+            let mut parts: Vec<String> = self
+                .steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::RolledBack(what) => Some(what.clone()),
+                    _ => None,
+                })
+                .collect();
             let mut streams = self.streams();
             let mut note = streams.next().map(Stream::describe).unwrap_or_default();
             for s in streams {
                 note.push_str(&format!(", then {}", s.range()));
             }
-            return note;
+            parts.push(note);
+            return parts.join(", ");
         }
         let steps = self.steps.iter().map(|step| match step {
             Step::Stream(s) => s.describe(),
             Step::TokenDiscarded(why) => format!("{why}, token discarded"),
+            Step::Parent(p) => p.describe().to_string(),
+            Step::RolledBack(what) => what.clone(),
         });
         steps.collect::<Vec<_>>().join(", ")
     }
@@ -246,6 +284,19 @@ impl Delivery {
             _ if ended_on_a_try => format!("{} attempts: {}", self.attempts, history()),
             1 => format!("{error}; before: attempt {}", history()),
             _ => format!("{error}; before: attempts {}", history()),
+        }
+    }
+}
+
+impl Parent {
+    fn describe(&self) -> &'static str {
+        match self {
+            Parent::Made { buffered: false } => "placeholder made on the receiver",
+            Parent::Made { buffered: true } => {
+                "placeholder made in the receiver's buffer (parent not there yet)"
+            }
+            Parent::WouldMake => "would make a placeholder on the receiver",
+            Parent::Exists => "exists on the receiver",
         }
     }
 }
@@ -287,18 +338,23 @@ pub struct RunReport {
     pub datasets: Vec<Report>,
     /// Datasets left out and why, in a dry run: "tank/data/scratch (--exclude scratch)".
     pub excluded: Vec<String>,
-    /// The receiver's cleanup, if it was asked for and answered.
-    pub cleanup: Option<String>,
     /// What went wrong without costing any dataset (a cleanup request that failed): for
     /// stderr, not the summary, and no reason for a non-zero exit.
     pub warnings: Vec<String>,
     /// Why the run stopped before every dataset was tried (its `--deadline` passed).
     pub stopped: Option<String>,
+    /// The receiver's cleanup, if it was asked for and answered (or why it was not).
+    pub cleanup: Option<String>,
+    /// Datasets of this tree the receiver's cleanup left in its buffer (waiting for a
+    /// parent, or failed to place): received, but not in place. When the cleanup request
+    /// failed, the datasets this run put in the buffer.
+    pub waiting: u32,
 }
 
 impl RunReport {
+    /// Every dataset done, and none of them left waiting in the receiver's buffer.
     pub fn all_ok(&self) -> bool {
-        self.datasets.iter().all(|r| r.delivery.status.is_ok())
+        self.waiting == 0 && self.datasets.iter().all(|r| r.delivery.status.is_ok())
     }
 }
 
@@ -378,9 +434,13 @@ pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -
         .iter()
         .map(|r| r.delivery.bytes_sent())
         .sum();
+    let waiting = match report.waiting {
+        0 => String::new(),
+        n => format!(", {n} waiting in the receiver's buffer (see above)"),
+    };
     writeln!(
         out,
-        "zfsync-send: {} datasets, {sent} sent, {failed} failed, {bytes} bytes",
+        "zfsync-send: {} datasets, {sent} sent, {failed} failed, {bytes} bytes{waiting}",
         report.datasets.len()
     )
 }
@@ -493,6 +553,42 @@ mod tests {
                 "diverged at @s2",
             ),
             (Delivery::new(NoSnapshots), ""),
+            // issue 14 item 4: a rollback the receiver made is named.
+            (
+                delivery(
+                    Sent,
+                    vec![
+                        Step::RolledBack("rolled back to @s2 (destroying @x; --allow-rollback)".into()),
+                        incremental("s2", "s3", 1, 1),
+                    ],
+                    None,
+                ),
+                "rolled back to @s2 (destroying @x; --allow-rollback), incremental @s2..@s3 (1 snapshot)",
+            ),
+            (
+                delivery(
+                    WouldSend,
+                    vec![
+                        Step::RolledBack("would roll back to @s2 (destroying @x; --allow-rollback)".into()),
+                        incremental("s2", "s3", 1, 0),
+                    ],
+                    None,
+                ),
+                "would roll back to @s2 (destroying @x; --allow-rollback), incremental @s2..@s3 (1 snapshot)",
+            ),
+            // issue 14 item 2: a parent without snapshots, made a placeholder or there.
+            (
+                delivery(NoSnapshots, vec![Step::Parent(Parent::Made { buffered: false })], None),
+                "placeholder made on the receiver",
+            ),
+            (
+                delivery(NoSnapshots, vec![Step::Parent(Parent::Exists)], None),
+                "exists on the receiver",
+            ),
+            (
+                delivery(NoSnapshots, vec![Step::Parent(Parent::WouldMake)], None),
+                "would make a placeholder on the receiver",
+            ),
         ];
         for (d, want) in cases {
             assert_eq!(d.note(), want, "{d:?}");
@@ -639,6 +735,7 @@ mod tests {
             cleanup: Some("receiver cleanup: 1 placed".into()),
             warnings: vec![],
             stopped: None,
+            waiting: 0,
         };
         let printed = |quiet| {
             let mut out = Vec::new();
@@ -659,5 +756,30 @@ mod tests {
                 + closing
         );
         assert_eq!(printed(true), closing);
+    }
+
+    // issue 14 item 2: a run whose datasets wait in the receiver's buffer is not done,
+    // and says so.
+    #[test]
+    fn datasets_left_waiting_fail_the_run() {
+        let run = |waiting| RunReport {
+            datasets: vec![Report {
+                dataset: "tank/data/a".into(),
+                delivery: delivery(Status::Sent, vec![full("s1", 5)], None),
+            }],
+            excluded: vec![],
+            cleanup: None,
+            warnings: vec![],
+            stopped: None,
+            waiting,
+        };
+        assert!(run(0).all_ok());
+        assert!(!run(2).all_ok());
+        let mut out = Vec::new();
+        print_summary(&run(2), true, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "zfsync-send: 1 datasets, 1 sent, 0 failed, 5 bytes, 2 waiting in the receiver's buffer (see above)\n"
+        );
     }
 }

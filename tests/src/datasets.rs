@@ -10,6 +10,7 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::inspect::property;
 use crate::pool::Pool;
 use crate::scratch::temp_dir;
 use crate::zfs_cmd::{zfs, zfs_retry_busy};
@@ -69,10 +70,16 @@ pub fn write_file(ds: &str, relpath: &str, bytes: &[u8]) {
 
 /// Writes a file into a filesystem that is not mounted (a receiver's, mountpoint=none):
 /// mounts it at a temp dir, writes, and sets `mountpoint=none` again. Children of `ds`
-/// inherit the mountpoint for that moment, so prefer a leaf.
+/// inherit the mountpoint for that moment, so prefer a leaf. A replica is read-only: as
+/// an admin who means to write would, this turns `readonly` off for the write and puts
+/// it back as it was (setting a property changes no data).
 pub fn write_file_unmounted(ds: &str, relpath: &str, bytes: &[u8]) {
     let dir = temp_dir("mnt");
     let dir_s = dir.to_str().expect("temp dir path is UTF-8");
+    let (readonly, source) = property(ds, "readonly");
+    if readonly == "on" {
+        zfs(&["set", "readonly=off", ds]);
+    }
     zfs(&["set", &format!("mountpoint={dir_s}"), ds]);
     // zfs-fuse mounts on `zfs set mountpoint`; mount explicitly if it did not.
     if zfs(&["get", "-H", "-o", "value", "mounted", ds]).trim() != "yes" {
@@ -82,6 +89,10 @@ pub fn write_file_unmounted(ds: &str, relpath: &str, bytes: &[u8]) {
     if let Err(e) = zfs_retry_busy(&["set", "mountpoint=none", ds]) {
         panic!("{e}");
     }
+    match source.as_str() {
+        "local" => zfs(&["set", &format!("readonly={readonly}"), ds]),
+        _ => zfs(&["inherit", "readonly", ds]),
+    };
     let _ = fs::remove_dir(&dir);
 }
 

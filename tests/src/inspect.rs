@@ -1,6 +1,6 @@
 //! Reading what a pool holds, without changing it: names, snapshot GUIDs, files.
 //!
-//! Owns: `exists`, `list_datasets`, the snapshot listings (`snapshot_guids` for one
+//! Owns: `exists`, `property`, `list_datasets`, the snapshot listings (`snapshot_guids` for one
 //! dataset, `tree_snapshots` for a tree, compared by name and GUID) and `files_of`, which
 //! reads a snapshot through a read-only clone it destroys again. Must not: mount, modify
 //! or roll back the datasets it reads, or leave a clone behind (`CloneGuard`).
@@ -11,6 +11,17 @@ use std::path::{Path, PathBuf};
 
 use crate::scratch::{next_id, temp_dir};
 use crate::zfs_cmd::{zfs, zfs_retry_busy, zfs_try};
+
+/// A property of a dataset as (value, source): `zfs get -H -o value,source`, the source
+/// being `local`, `inherited from X`, `default`, `received` or `-`.
+pub fn property(ds: &str, prop: &str) -> (String, String) {
+    let out = zfs(&["get", "-H", "-o", "value,source", prop, ds]);
+    let (value, source) = out
+        .trim_end()
+        .split_once('\t')
+        .unwrap_or_else(|| panic!("zfs get {prop} {ds}: unexpected output {out:?}"));
+    (value.to_string(), source.to_string())
+}
 
 /// Whether a dataset, volume or snapshot of that name exists.
 pub fn exists(name: &str) -> bool {

@@ -44,7 +44,7 @@ pub use datasets::{
     write_file_unmounted,
 };
 pub use inspect::{
-    exists, files_of, list_datasets, snapshot_guids, tree_snapshots, try_tree_snapshots,
+    exists, files_of, list_datasets, property, snapshot_guids, tree_snapshots, try_tree_snapshots,
 };
 pub use pool::{Pool, DEFAULT_POOL_SIZE};
 pub use process::{child_pids, describe_status, signal, SIGKILL};

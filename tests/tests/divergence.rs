@@ -70,6 +70,14 @@ fn receiver_side_snapshot_is_refused_without_loss_until_rollback_is_allowed() {
         "{}",
         out.stdout
     );
+    // issue 14 item 4: the summary names the rollback and what it destroyed.
+    assert!(
+        rows[&s.src_ds("b/y")]
+            .note
+            .starts_with("rolled back to @s3 (destroying @local; --allow-rollback)"),
+        "{}",
+        out.stdout
+    );
     for rel in TREE.iter().filter(|r| **r != "b/y") {
         assert_eq!(rows[&s.src_ds(rel)].outcome, "up-to-date", "{}", out.stdout);
     }
@@ -120,6 +128,12 @@ fn receiver_side_changes_are_refused_without_loss_until_rollback_is_allowed() {
     let out = s.send(&[]);
     out.assert_ok();
     assert_eq!(out.outcome(&s.src_ds("a/x/deep")), "sent", "{}", out.stdout);
+    let note = &out.rows()[&s.src_ds("a/x/deep")].note;
+    assert!(
+        note.starts_with("rolled back to @s3 (no snapshot destroyed; --allow-rollback)"),
+        "{}",
+        out.stdout
+    );
     assert_same_snapshots(&s.root, &s.target);
     assert_same_files(&s.root, &s.target, "s4");
 }

@@ -111,16 +111,38 @@ impl Peer {
 
     /// Offers `path` with `snaps` (name, guid) and returns the reply.
     fn offer(&mut self, path: &str, snaps: &[(&str, u64)], dry_run: bool) -> Message {
-        self.send_offer(path, snaps, dry_run);
+        self.offer_as(path, DatasetKind::Filesystem, snaps, dry_run)
+    }
+
+    /// [`Peer::offer`] of a dataset of `kind`.
+    fn offer_as(
+        &mut self,
+        path: &str,
+        kind: DatasetKind,
+        snaps: &[(&str, u64)],
+        dry_run: bool,
+    ) -> Message {
+        self.send_offer_as(path, kind, snaps, dry_run);
         self.recv()
     }
 
     /// Offers `path` with `snaps` (name, guid), without waiting for an answer.
     fn send_offer(&mut self, path: &str, snaps: &[(&str, u64)], dry_run: bool) {
+        self.send_offer_as(path, DatasetKind::Filesystem, snaps, dry_run)
+    }
+
+    /// [`Peer::send_offer`] of a dataset of `kind`.
+    fn send_offer_as(
+        &mut self,
+        path: &str,
+        kind: DatasetKind,
+        snaps: &[(&str, u64)],
+        dry_run: bool,
+    ) {
         self.writer
             .write_message(&Message::Offer {
                 path: path.into(),
-                kind: DatasetKind::Filesystem,
+                kind,
                 count: snaps.len() as u32,
                 dry_run,
             })
@@ -616,13 +638,18 @@ fn hostile_dataset_paths_are_refused_and_create_nothing() {
     ];
     let mut p = Peer::greeted(&site.addr());
     for path in &paths {
-        for dry_run in [false, true] {
-            let reply = p.offer(path, &[("s1", 1)], dry_run);
+        // Without snapshots too: a placeholder parent is never made outside TARGET.
+        for (snaps, dry_run) in [
+            (&[("s1", 1)][..], false),
+            (&[("s1", 1)], true),
+            (&[], false),
+        ] {
+            let reply = p.offer(path, snaps, dry_run);
             let (reason, text) = refusal(reply);
             assert_eq!(
                 reason,
                 Reason::InvalidPath,
-                "path {path:?} dry_run={dry_run}: {text}"
+                "path {path:?} snapshots={snaps:?} dry_run={dry_run}: {text}"
             );
             assert!(!reason.is_retryable());
         }
@@ -630,8 +657,10 @@ fn hostile_dataset_paths_are_refused_and_create_nothing() {
     // A valid path whose buffered name would exceed ZFS's 255 bytes: refused as "parent
     // missing" (retryable: it fits once the parent exists), not cut to another name.
     let long_child = format!("p/{}", "c".repeat(120));
-    let (reason, text) = refusal(p.offer(&long_child, &[("s1", 1)], false));
-    assert_eq!(reason, Reason::ParentMissing, "{text}");
+    for snaps in [&[("s1", 1)][..], &[]] {
+        let (reason, text) = refusal(p.offer(&long_child, snaps, false));
+        assert_eq!(reason, Reason::ParentMissing, "{snaps:?}: {text}");
+    }
     // Hostile snapshot names, offered for TARGET itself (which may be created).
     for name in [
         "", "..", ".", "a/b", "a@b", "a#b", "a%b", "x\n", "\0", "s;id",
@@ -661,14 +690,14 @@ fn hostile_dataset_paths_are_refused_and_create_nothing() {
 #[test]
 fn a_refused_offer_below_a_missing_parent_creates_nothing() {
     // A valid path whose parent is missing would land in the buffer; when the offer is
-    // refused anyway (a bad snapshot name, no snapshots), nothing may be created for it,
-    // not even the buffer dataset.
+    // refused anyway (a bad snapshot name, a volume without snapshots), nothing may be
+    // created for it, not even the buffer dataset.
     let mut site = Site::new("hbuf", &[]);
     let before = site.contents();
     let mut p = Peer::greeted(&site.addr());
     let (reason, text) = refusal(p.offer("a/b", &[("s1", 1), ("../x", 2)], false));
     assert_eq!(reason, Reason::InvalidPath, "{text}");
-    let (reason, text) = refusal(p.offer("a/c", &[], false));
+    let (reason, text) = refusal(p.offer_as("a/c", DatasetKind::Volume, &[], false));
     assert_eq!(reason, Reason::Protocol, "{text}");
     assert_eq!(
         site.contents(),
@@ -692,6 +721,27 @@ fn a_refused_offer_below_a_missing_parent_creates_nothing() {
             ..
         })
     ));
+    // A parent without snapshots below a missing parent: a placeholder, in the buffer
+    // under its hex name (issue 14 item 2), and nothing else.
+    match p.offer("a/e", &[], false) {
+        Message::Reply(Plan::Placeholder {
+            made: true,
+            buffered: true,
+        }) => {}
+        other => panic!("parent without snapshots below a missing parent: {other:?}"),
+    }
+    let copy = format!("{buffer}/612f65");
+    let mark = zfs(&[
+        "get",
+        "-H",
+        "-s",
+        "local",
+        "-o",
+        "value",
+        "zfsync:placeholder",
+        &copy,
+    ]);
+    assert_eq!(mark.trim(), "on", "{copy}");
     p.send(&Message::Bye);
     site.assert_alive();
 }
@@ -718,7 +768,8 @@ fn hostile_destinations_in_the_greeting_are_refused() {
 #[test]
 fn a_wrong_protocol_version_gets_version_mismatch() {
     let mut site = Site::new("hvers", &[]);
-    for version in [0, VERSION + 1, u16::MAX] {
+    // The version before this one too: its senders do not offer parents without snapshots.
+    for version in [0, VERSION - 1, VERSION + 1, u16::MAX] {
         let mut p = Peer::connect(&site.addr());
         match p.hello(version, "") {
             Message::Error {
@@ -744,8 +795,8 @@ fn a_wrong_protocol_version_gets_version_mismatch() {
 
 #[test]
 fn a_hello_of_a_future_layout_still_gets_version_mismatch() {
-    // What a version-2 sender might say: the frozen start ("ZFSYNC", version), then fields
-    // version 1 does not know.
+    // What a sender of the next version might say: the frozen start ("ZFSYNC", version),
+    // then fields this version does not know.
     let mut site = Site::new("hfut", &[]);
     let mut payload = b"ZFSYNC".to_vec();
     payload.extend_from_slice(&(VERSION + 1).to_be_bytes());

@@ -120,6 +120,7 @@ fn serve(
                         w.send(&Message::Reply(Plan::Incremental {
                             from_guid: 1,
                             from_name: "nowhere".into(),
+                            rollback: String::new(),
                         }))?;
                         let next = r.read_frame()?;
                         note(format!("{path}: {}", frame_name(&next)));

@@ -479,7 +479,8 @@ fn more_workers_than_the_receiver_takes_connections_still_send_everything() {
 // issue 5: a buffered copy whose receive never finished (no snapshot: what a receive cut
 // in the middle can leave behind for a moment) is not renamed into place by a cleanup,
 // where it would stand as a dataset that is no replica; it stays in the buffer, and the
-// cleanup says why.
+// cleanup says why. Issue 14 item 2: a run that ends with a copy of its tree waiting in
+// the buffer is not done: it exits 1; a sender of another tree is not failed by it.
 #[test]
 fn cleanup_leaves_an_unfinished_buffered_copy_in_the_buffer() {
     let mut s = initial_sync("unfin");
@@ -501,12 +502,19 @@ fn cleanup_leaves_an_unfinished_buffered_copy_in_the_buffer() {
     // has nothing in it yet.
     s.restart_receiver(&[]);
     let out = s.send(&[]);
-    out.assert_ok();
+    out.assert_status(1);
     assert!(
         out.stdout.contains("1 waiting") && out.stdout.contains("has not finished"),
         "{}",
         out.stdout
     );
+    assert!(
+        out.final_line()
+            .ends_with(", 1 waiting in the receiver's buffer (see above)"),
+        "{}",
+        out.stdout
+    );
+    assert_final(&out, TREE.len(), 0, 0);
     assert!(
         !exists(&s.dst_ds("a/new")),
         "the unfinished copy was placed"
@@ -514,6 +522,13 @@ fn cleanup_leaves_an_unfinished_buffered_copy_in_the_buffer() {
     assert_eq!(buffered_copies(&buffer), vec![copy]);
     // The replica itself is untouched.
     assert_same_snapshots(&s.root, &s.target);
+    // Another tree, landing elsewhere under TARGET: none of its copies waits.
+    let other = s.src.ds("other");
+    create(&other);
+    snapshot(&format!("{other}@o1"));
+    let out = send_tree(&other, &s.recv, &["-d", "other"]);
+    out.assert_ok();
+    assert!(!out.stdout.contains("waiting"), "{}", out.stdout);
 }
 
 fn hex_of(s: &str) -> String {

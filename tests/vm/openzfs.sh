@@ -198,6 +198,15 @@ test_raw_encrypted() {
     note "raw full + incremental of an encrypted dataset; contents equal with the key"
 }
 
+# A zfs for the sender whose `zfs send` adds -p: a stream that carries the source's
+# properties, at $WORK/propzfs.
+prop_zfs() {
+    printf '%s\n' '#!/bin/bash' \
+        'if [[ $1 == send ]]; then shift; exec zfs send -p "$@"; fi' \
+        'exec zfs "$@"' >"$WORK/propzfs"
+    chmod +x "$WORK/propzfs"
+}
+
 # A slow sender for interruption tests: real zfs, with `zfs send` throttled by pv so a
 # kill lands mid-stream (fault injection a real pool cannot produce on demand).
 slow_zfs() {
@@ -410,10 +419,7 @@ test_resume_token_checked() {
 # whom it shares it with. Received with -x, the replica keeps its inherited mountpoint,
 # and no share or canmount from the source applies.
 test_stream_properties_excluded() {
-    printf '%s\n' '#!/bin/bash' \
-        'if [[ $1 == send ]]; then shift; exec zfs send -p "$@"; fi' \
-        'exec zfs "$@"' >"$WORK/propzfs"
-    chmod +x "$WORK/propzfs"
+    prop_zfs
     zfs create -o mountpoint=/evil -o canmount=on src/p
     zfs set sharesmb=on src/p 2>/dev/null || true
     zfs set sharenfs=on src/p 2>/dev/null || true
@@ -466,12 +472,107 @@ test_props_option() {
     note "--props: compression and a user property arrived (and their changes); mountpoint, canmount, readonly and shares did not"
 }
 
+# A root and a middle dataset without snapshots, a leaf with some: the receiver makes
+# placeholders (marked, never mounted) and the leaf lands in place under them. Once the
+# middle dataset has a snapshot, a full receive with -F (and -u -s -o canmount=noauto -x
+# ...) replaces its placeholder, keeps the leaf, and the mark goes.
+test_placeholder_parents() {
+    zfs create -p src/ph/mid/leaf
+    echo leaf >/src/ph/mid/leaf/f
+    zfs snapshot src/ph/mid/leaf@s1
+    start_recv
+    "$SEND" src/ph "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send under parents without snapshots failed"; }
+    grep -q 'placeholder made on the receiver' "$WORK/send.out" || die "no placeholder reported: $(cat "$WORK/send.out")"
+    local ds
+    for ds in $TARGET $TARGET/mid; do
+        [[ $(zfs get -H -o value,source zfsync:placeholder $ds) == $'on\tlocal' ]] || die "$ds is not marked a placeholder"
+        [[ $(zfs get -H -o value canmount $ds) == off ]] || die "$ds canmount is $(zfs get -H -o value canmount $ds)"
+    done
+    same_snaps src/ph/mid/leaf $TARGET/mid/leaf
+    [[ -z $(zfs list -H -o name -r ${TARGET}_zfsync_buffer 2>/dev/null | tail -n +2) ]] || die "datasets left in the buffer"
+    echo mid >/src/ph/mid/m
+    zfs snapshot src/ph/mid@p1
+    "$SEND" src/ph "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send replacing the placeholder failed"; }
+    grep -q 'full @p1' "$WORK/send.out" || die "the placeholder was not replaced by a full stream: $(cat "$WORK/send.out")"
+    same_snaps src/ph/mid $TARGET/mid
+    same_files src/ph/mid $TARGET/mid p1
+    same_snaps src/ph/mid/leaf $TARGET/mid/leaf
+    [[ $(zfs get -H -o source zfsync:placeholder $TARGET/mid) != local ]] || die "the replica is still marked a placeholder"
+    local mounted
+    mounted=$(zfs get -H -r -t filesystem -o value mounted $TARGET | sort -u)
+    [[ $mounted == no ]] || die "something below TARGET is mounted: $mounted"
+    note "placeholders for parents without snapshots; one replaced by -F, its child kept"
+}
+
+# Replicas are read-only: TARGET is received with -o readonly=on, everything below
+# inherits it, and a stream that carries readonly=off (`send -p` from a writable source)
+# does not make a replica writable (-x readonly).
+test_read_only_replicas() {
+    prop_zfs
+    zfs create -o readonly=off src/w
+    zfs create -o readonly=off src/w/kid
+    echo 1 >/src/w/kid/f
+    zfs snapshot -r src/w@s1
+    start_recv
+    "$SEND" --zfs "$WORK/propzfs" src/w "$ADDR" >"$WORK/send.out" 2>"$WORK/send.log" || { cat "$WORK/send.out"; die "send failed"; }
+    grep -q -- '-o readonly=on' "$WORK/recv.log" || die "TARGET not received with -o readonly=on: $(grep 'zfs start' "$WORK/recv.log")"
+    [[ $(zfs get -H -o value,source readonly $TARGET) == $'on\tlocal' ]] || die "TARGET: $(zfs get -H -o value,source readonly $TARGET)"
+    [[ $(zfs get -H -o value,source readonly $TARGET/kid) == $'on\tinherited from '$TARGET ]] || die "kid: $(zfs get -H -o value,source readonly $TARGET/kid)"
+    echo 2 >/src/w/kid/g
+    zfs snapshot -r src/w@s2
+    "$SEND" --zfs "$WORK/propzfs" src/w "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "incremental failed"; }
+    same_snaps src/w/kid $TARGET/kid
+    [[ $(zfs get -H -o value readonly $TARGET/kid) == on ]] || die "the stream made the replica writable"
+    note "TARGET received read-only; readonly=off in the stream not applied"
+}
+
+# A replica written to by hand (readonly turned off, mounted, a file written) is refused
+# ("modified since most recent snapshot"); zfsync:rollback=once on that dataset lets the
+# next run roll it back and receive, names the rollback in the summary, and is cleared;
+# the next change by hand is refused again.
+test_rollback_once() {
+    zfs create src/o
+    zfs create src/o/kid
+    echo 1 >/src/o/kid/f
+    zfs snapshot -r src/o@s1
+    start_recv
+    "$SEND" src/o "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "full send failed"; }
+    touch_by_hand() {
+        zfs set readonly=off $TARGET/kid
+        zfs set mountpoint=/hand $TARGET/kid
+        zfs mount $TARGET/kid 2>/dev/null || true
+        echo "$1" >/hand/by-hand
+        zfs unmount $TARGET/kid
+        zfs set mountpoint=none $TARGET/kid
+        zfs inherit readonly $TARGET/kid
+    }
+    touch_by_hand one
+    echo 2 >/src/o/kid/f
+    zfs snapshot -r src/o@s2
+    "$SEND" src/o "$ADDR" >"$WORK/send.out" && die "the dataset changed by hand was not refused"
+    [[ $(awk '$1 == "src/o/kid" {print $2}' "$WORK/send.out") == refused:Diverged ]] || die "not refused as diverged: $(cat "$WORK/send.out")"
+    grep -q "zfs set zfsync:rollback=once $TARGET/kid" "$WORK/send.out" || die "the refusal names no remedy: $(cat "$WORK/send.out")"
+    zfs set zfsync:rollback=once $TARGET/kid
+    "$SEND" src/o "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send with the permission failed"; }
+    grep -q 'rolled back to @s1 (no snapshot destroyed; zfsync:rollback=once), incremental @s1..@s2' "$WORK/send.out" || die "the rollback is not in the summary: $(cat "$WORK/send.out")"
+    [[ $(zfs get -H -o source zfsync:rollback $TARGET/kid) != local ]] || die "the permission was not cleared"
+    same_snaps src/o/kid $TARGET/kid
+    same_files src/o/kid $TARGET/kid s2
+    zfs holds -H $TARGET/kid@s2 | grep -q zfsync-recv || die "no receiver hold on the new base"
+    touch_by_hand two
+    echo 3 >/src/o/kid/f
+    zfs snapshot -r src/o@s3
+    "$SEND" src/o "$ADDR" >"$WORK/send.out" && die "a second change by hand was not refused"
+    [[ $(awk '$1 == "src/o/kid" {print $2}' "$WORK/send.out") == refused:Diverged ]] || die "not refused again: $(cat "$WORK/send.out")"
+    note "a change by hand refused, rolled back once by zfsync:rollback=once, refused again"
+}
+
 # -- run -------------------------------------------------------------------------------
 
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_props_option)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_props_option test_placeholder_parents test_read_only_replicas test_rollback_once)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null

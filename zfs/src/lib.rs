@@ -49,8 +49,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Properties a received stream may not set (`zfs recv -x`, where the ZFS has it): they
-/// would decide where the backup host mounts the data, whom it shares it with, or whether
-/// its copy can be written (`readonly` is the receiver's to set).
+/// would decide where the backup host mounts the data or whom it shares it with, or make
+/// a replica writable (a write, even a mount that updates access times, breaks the next
+/// incremental; `readonly` is the receiver's to set).
 pub const RECV_EXCLUDED: [&str; 5] = ["mountpoint", "canmount", "sharenfs", "sharesmb", "readonly"];
 
 /// Options of `zfs send`, each used only where the capabilities allow.
@@ -79,6 +80,9 @@ pub struct RecvOptions {
     /// `-o canmount=noauto` (OpenZFS, new filesystems): a received filesystem never mounts
     /// itself later over the backup host's own paths.
     pub no_automount: bool,
+    /// `-o readonly=on` (OpenZFS; elsewhere the caller sets it after the receive): for
+    /// the replica's root, whose children inherit it.
+    pub read_only: bool,
     /// `-s`: leave a resume token when interrupted.
     pub resumable: bool,
 }
@@ -298,35 +302,7 @@ impl Zfs {
     /// Starts `zfs recv` into `target`, reading the stream from the process's stdin.
     /// Received datasets are not mounted where the ZFS allows it (`-u`).
     pub fn recv(&self, target: &Dataset, opts: &RecvOptions) -> Result<ZfsProcess> {
-        self.spawn(&self.recv_args(target, opts), true, false)
-    }
-
-    /// The arguments of `zfs recv` for `recv`.
-    fn recv_args<'a>(&self, target: &'a Dataset, opts: &RecvOptions) -> Vec<&'a str> {
-        let mut args = vec!["recv"];
-        if self.caps.recv_unmounted {
-            args.push("-u");
-        }
-        if opts.force {
-            args.push("-F");
-        }
-        if opts.resumable && self.caps.resumable {
-            args.push("-s");
-        }
-        if opts.no_automount && self.caps.recv_unmounted {
-            args.extend(["-o", "canmount=noauto"]);
-        }
-        if self.caps.recv_exclude {
-            // The stream comes from the network: properties in it (a `send -p` or `-R`
-            // stream) must not decide where anything mounts or what is shared on this host.
-            for p in RECV_EXCLUDED {
-                if !(opts.no_automount && p == "canmount") {
-                    args.extend(["-x", p]);
-                }
-            }
-        }
-        args.push(target.as_str());
-        args
+        self.spawn(&recv_args(&self.caps, target, opts), true, false)
     }
 
     /// Starts `zfs send -t TOKEN`: the rest of an interrupted stream. The token carries
@@ -533,10 +509,59 @@ impl Zfs {
         self.output(&["destroy", &ds.snapshot(snap)]).map(drop)
     }
 
+    /// The value of `prop` on `name` (`zfs get -H -o value`), wherever it comes from.
+    pub fn get(&self, name: &str, prop: &str) -> Result<String> {
+        let out = self.output(&["get", "-H", "-o", "value", prop, name])?;
+        Ok(out.trim_end_matches('\n').to_string())
+    }
+
+    /// The value of `prop` set on `name` itself (`zfs get -H -s local`), or `None` when
+    /// it is not set there: a user property set on a parent shows on its children as
+    /// inherited, and that does not count.
+    pub fn get_local_value(&self, name: &str, prop: &str) -> Result<Option<String>> {
+        let out = self.output(&["get", "-H", "-s", "local", "-o", "value", prop, name])?;
+        let value = out.trim_end_matches('\n');
+        Ok((!value.is_empty()).then(|| value.to_string()))
+    }
+
     /// `zfs inherit PROP NAME`: clears a local (user) property.
     pub fn inherit(&self, name: &str, prop: &str) -> Result<()> {
         self.output(&["inherit", prop, name]).map(drop)
     }
+}
+
+/// The arguments of `zfs recv` into `target` with `opts`, as far as `caps` allow.
+fn recv_args<'a>(caps: &Capabilities, target: &'a Dataset, opts: &RecvOptions) -> Vec<&'a str> {
+    let mut args = vec!["recv"];
+    if caps.recv_unmounted {
+        args.push("-u");
+    }
+    if opts.force {
+        args.push("-F");
+    }
+    if opts.resumable && caps.resumable {
+        args.push("-s");
+    }
+    // `-o` came with `-u` and `-x` (OpenZFS); a property is given one of them at most.
+    if opts.no_automount && caps.recv_unmounted {
+        args.extend(["-o", "canmount=noauto"]);
+    }
+    if opts.read_only && caps.recv_unmounted {
+        args.extend(["-o", "readonly=on"]);
+    }
+    if caps.recv_exclude {
+        // The stream comes from the network: properties in it (a `send -p` or `-R`
+        // stream) must not decide where anything mounts or what is shared on this host,
+        // nor make a replica writable.
+        for p in RECV_EXCLUDED {
+            let set = (opts.no_automount && p == "canmount") || (opts.read_only && p == "readonly");
+            if !set {
+                args.extend(["-x", p]);
+            }
+        }
+    }
+    args.push(target.as_str());
+    args
 }
 
 /// Asks for a 1 MiB pipe buffer; failing that (an old kernel, a lower limit), keeps the
@@ -561,33 +586,6 @@ mod tests {
     }
 
     #[test]
-    fn a_receive_keeps_the_hosts_own_properties_out_of_the_stream() {
-        let target = Dataset::new("dst/backup/a").unwrap();
-        let opts = RecvOptions {
-            resumable: true,
-            ..RecvOptions::default()
-        };
-        let args = zfs(Capabilities::openzfs("2.2.0")).recv_args(&target, &opts);
-        assert_eq!(
-            args.join(" "),
-            "recv -u -s -x mountpoint -x canmount -x sharenfs -x sharesmb -x readonly dst/backup/a"
-        );
-        // A new filesystem: canmount is set, not kept out (zfs refuses both for one).
-        let new = RecvOptions {
-            no_automount: true,
-            ..opts.clone()
-        };
-        let args = zfs(Capabilities::openzfs("2.2.0")).recv_args(&target, &new);
-        assert_eq!(
-            args.join(" "),
-            "recv -u -s -o canmount=noauto -x mountpoint -x sharenfs -x sharesmb -x readonly dst/backup/a"
-        );
-        // zfs-fuse has no -x (nor -u, -s): nothing it could keep out.
-        let args = zfs(Capabilities::legacy()).recv_args(&target, &opts);
-        assert_eq!(args.join(" "), "recv dst/backup/a");
-    }
-
-    #[test]
     fn a_send_carries_properties_only_when_asked() {
         let mut opts = SendOptions {
             from: Some("@s1".into()),
@@ -609,5 +607,46 @@ mod tests {
             legacy.send_args("p/a@s2", &opts).join(" "),
             "send -p -i @s1 p/a@s2"
         );
+    }
+
+    fn args(caps: Capabilities, opts: RecvOptions) -> String {
+        let target = Dataset::new("pool/t").unwrap();
+        recv_args(&caps, &target, &opts).join(" ")
+    }
+
+    // issue 14 item 4: no stream can make a replica writable on OpenZFS (`-x readonly`),
+    // and the replica's root is received read-only (`-o readonly=on`, not `-x` too).
+    #[test]
+    fn recv_keeps_the_streams_properties_out_where_it_can() {
+        let cases = [
+            (
+                Capabilities::openzfs("2.3.2"),
+                RecvOptions::default(),
+                "recv -u -x mountpoint -x canmount -x sharenfs -x sharesmb -x readonly pool/t",
+            ),
+            (
+                Capabilities::openzfs("2.3.2"),
+                RecvOptions {
+                    force: true,
+                    resumable: true,
+                    no_automount: true,
+                    read_only: true,
+                },
+                "recv -u -F -s -o canmount=noauto -o readonly=on -x mountpoint -x sharenfs -x sharesmb pool/t",
+            ),
+            (
+                Capabilities::legacy(),
+                RecvOptions {
+                    force: true,
+                    resumable: true,
+                    no_automount: true,
+                    read_only: true,
+                },
+                "recv -F pool/t",
+            ),
+        ];
+        for (caps, opts, want) in cases {
+            assert_eq!(args(caps, opts), want);
+        }
     }
 }
