@@ -66,7 +66,8 @@ Options:
 
 Prints 'listening on ADDR:PORT' on stdout once it accepts connections.
 ZFSYNC_NOW (unix seconds), when set, replaces the clock of the history and the page.
-Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.
+Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage or configuration
+error (a TARGET, lock or address that cannot be used).
 
 Examples:
   zfsync-recv -o /var/log/zfsync-recv.log backup/hosts/fileserver

@@ -28,7 +28,12 @@ fn main() -> ExitCode {
 
 fn run(command: &Command, output: &Output) -> zfsync_recv::Result<Exit> {
     match command {
-        Command::Serve(config) => serve_target(config, output),
+        Command::Serve(config) => match serve_target(config, output) {
+            // A TARGET, lock or address that cannot be used: the configuration must change,
+            // and a service manager must not restart it as it is (exit 2).
+            Err(e @ zfsync_recv::Error::Setup(_)) => Ok(PROGRAM.fail(&e, output, Exit::Usage)),
+            other => other,
+        },
         Command::GenKey(name) => gen_key(name),
     }
 }

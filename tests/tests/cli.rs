@@ -139,7 +139,7 @@ fn listen_without_a_port_takes_the_default_port() {
             &["--zfs", &zfs, "-l", "127.0.0.1", &target],
             QUICK,
         );
-        out.assert_status(1);
+        out.assert_status(2);
         assert!(
             out.stderr.contains("cannot listen on 127.0.0.1:7611"),
             "{}",
@@ -303,7 +303,7 @@ fn a_second_receiver_on_one_target_is_refused() {
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
     let second = run_quick(&receiver_bin(), &["--zfs", &zfs, "-l", &listen, &target]);
-    second.assert_status(1);
+    second.assert_status(2);
     assert!(
         second.stderr.contains(&format!(
             "another zfsync-recv (pid {}) already serves this target",

@@ -112,7 +112,11 @@ fn a_target_that_would_be_mounted_is_refused_at_start() {
             zfs(&["set", how, &parent]);
         }
         let out = start(&[]);
-        assert_ne!(out.status, 0, "{how}: the receiver started\n{}", out.stdout);
+        assert_eq!(
+            out.status, 2,
+            "{how}: not a configuration error\n{}",
+            out.stdout
+        );
         assert!(
             !out.stdout.contains("listening on"),
             "{how}: {}",
