@@ -9,7 +9,7 @@ use log::{info, warn};
 use std::os::fd::AsFd;
 use std::time::Duration;
 use zfsync_protocol::{Frame, Message, MoveError, Outcome, Reason};
-use zfsync_text::quoted;
+use zfsync_text::{quoted, IoWords};
 use zfsync_zfs::{Dataset, DatasetInfo, RecvOptions, Snapshot};
 
 /// Ends a `zfs recv` whose stream was cut or refused: its input is closed (after what is
@@ -73,7 +73,7 @@ impl Session<'_> {
                         total += n as u64;
                         continue;
                     }
-                    Err(MoveError::Local(e)) => break End::RecvDied(e.to_string()),
+                    Err(MoveError::Local(e)) => break End::RecvDied(IoWords(&e).to_string()),
                     Err(MoveError::Network(e)) => {
                         drop(stdin);
                         end_cut_recv(proc, limit);

@@ -296,6 +296,27 @@ pub fn run(config: &Config) -> Result<RunReport> {
             });
         }
     }
+    // An excluded dataset with an included descendant sends no data, but the receiver
+    // needs a parent for that descendant: it is offered without snapshots, for a
+    // placeholder, as a parent without snapshots is.
+    for e in excluded.iter().filter(|e| parents.contains(&e.dataset)) {
+        let Ok(ds) = Dataset::new(&e.dataset) else {
+            continue;
+        };
+        jobs.push(Job {
+            rel: ds.relative_to(&config.dataset).unwrap_or("").to_string(),
+            info: zfsync_zfs::DatasetInfo {
+                name: e.dataset.clone(),
+                kind: zfsync_zfs::Kind::Filesystem,
+                snapshots: Vec::new(),
+                encrypted: false,
+                resume_token: None,
+                sync: None,
+            },
+            attempt: 0,
+            failed_tries: Vec::new(),
+        });
+    }
     // Level by level: parents go out before anything deeper, so fewer children have to
     // wait in the receiver's buffer (siblings still go in parallel).
     jobs.sort_by_key(|j| {

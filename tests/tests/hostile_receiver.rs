@@ -243,7 +243,7 @@ fn lies_of_a_receiver_fail_only_their_dataset_and_the_connection_stays_in_step()
         ("a", "which this run did not offer"),
         (
             "b",
-            "says up to date with @s2-elsewhere, but the newest snapshot is @s2",
+            "says up to date with @s2-elsewhere, but the newest snapshot offered is @s2",
         ),
         ("c", "done before the stream ended"),
         ("d", "bytes received of the"),

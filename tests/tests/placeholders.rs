@@ -161,7 +161,7 @@ fn a_dataset_without_the_mark_of_its_own_is_not_replaced() {
     let out = s.send(&[]);
     out.assert_status(1);
     let row = &out.rows()[&s.src_ds("mid/hand")];
-    assert_eq!(row.outcome, "refused:NotReplica", "{}", out.stdout);
+    assert_eq!(row.outcome, "refused (not a replica)", "{}", out.stdout);
     assert_eq!(snapshot_guids(&handmade), Vec::<(String, u64)>::new());
     snapshot(&format!("{handmade}@check"));
     let files = files_of(&format!("{handmade}@check"));

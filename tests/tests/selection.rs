@@ -58,10 +58,22 @@ fn excluded_datasets_stay_on_the_source_and_the_dry_run_says_why() {
             dry.stdout
         );
     }
+    // tmp is left out, but tmp/back needs a parent: it is offered without snapshots, for
+    // a placeholder that holds none of tmp's data.
     let rows = dry.rows();
     let would: BTreeSet<&String> = rows.keys().collect();
-    let want: Vec<String> = sent.iter().map(|rel| s.src_ds(rel)).collect();
+    let want: Vec<String> = sent
+        .iter()
+        .chain(&["tmp"])
+        .map(|rel| s.src_ds(rel))
+        .collect();
     assert_eq!(would, want.iter().collect(), "{}", dry.stdout);
+    assert_eq!(
+        rows[&s.src_ds("tmp")].note,
+        "would make a placeholder on the receiver",
+        "{}",
+        dry.stdout
+    );
     assert!(!exists(&s.target), "a dry run created {}", s.target);
 
     let out = s.send(&exclude);
@@ -69,7 +81,8 @@ fn excluded_datasets_stay_on_the_source_and_the_dry_run_says_why() {
     for rel in sent {
         assert_eq!(out.outcome(&s.src_ds(rel)), "sent", "{rel:?}");
     }
-    assert_final(&out, sent.len(), sent.len(), 0);
+    assert_final(&out, sent.len() + 1, sent.len(), 0);
+    assert_eq!(out.outcome(&s.src_ds("tmp")), "no-snapshots");
     assert!(
         !out.stdout.contains("excluded:"),
         "only a dry run lists what is left out:\n{}",
@@ -84,9 +97,12 @@ fn excluded_datasets_stay_on_the_source_and_the_dry_run_says_why() {
         let guid = guid_of(&s.src_ds(rel), "s1");
         assert!(!on_receiver.contains(&guid), "{rel:?} arrived");
     }
-    // The parents that were sent are in place; tmp/back's parent was left out, so it
-    // waits for one (in the buffer, or below a placeholder that has none of tmp's data).
-    for rel in ["", "keep", "home"] {
+    // Everything sent is in place, tmp/back below a placeholder without snapshots.
+    assert_eq!(
+        snapshot_guids(&s.dst_ds("tmp")),
+        Vec::<(String, u64)>::new()
+    );
+    for rel in ["", "keep", "home", "tmp/back"] {
         assert_eq!(
             snapshot_guids(&s.dst_ds(rel)),
             snapshot_guids(&s.src_ds(rel)),

@@ -14,7 +14,7 @@ fn refused_again(s: &Setup, rel: &str) -> SendOutput {
     let out = s.send(&[]);
     out.assert_status(1);
     let outcome = out.outcome(&s.src_ds(rel));
-    assert_eq!(outcome, "refused:Diverged", "{rel:?}: {}", out.stdout);
+    assert_eq!(outcome, "refused (diverged)", "{rel:?}: {}", out.stdout);
     out
 }
 
@@ -151,7 +151,7 @@ fn a_replica_changed_by_hand_is_recovered_by_a_one_time_permission() {
     let rows = out.rows();
     for ds in [&written, &snapped] {
         let row = &rows[&ds.replace(&s.target, &s.root)];
-        assert_eq!(row.outcome, "refused:Diverged", "{ds}: {}", out.stdout);
+        assert_eq!(row.outcome, "refused (diverged)", "{ds}: {}", out.stdout);
         let remedy = format!("zfs set zfsync:rollback=once {ds}");
         assert!(row.note.contains(&remedy), "{ds}: {}", out.stdout);
     }
