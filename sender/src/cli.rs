@@ -60,6 +60,10 @@ Options:
                         whose zfs recv cannot keep them out
       --key-file FILE   authenticate with the first key in FILE (NAME SECRET per
                         line, mode 600) and require the receiver to prove it too
+      --state-dir DIR   record the run and each dataset's tries in the history
+                        in DIR (default: /var/lib/zfsync), for zfsync status,
+                        history and check; a failing DIR is a warning, never a
+                        failed run; nothing is recorded with -n
       --zfs PATH        zfs binary (default: zfs)
   -o, --log-file FILE   write the log to FILE instead of stderr; SIGHUP reopens it
   -v, --verbose         more log output (-vv for debug)
@@ -102,6 +106,7 @@ pub struct Args {
     pub no_raw: bool,
     pub props: bool,
     pub key_file: Option<String>,
+    pub state_dir: Option<String>,
     pub output: Output,
 }
 
@@ -127,6 +132,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optflag("", "no-raw", "");
     o.optflag("", "props", "");
     o.optopt("", "key-file", "", "FILE");
+    o.optopt("", "state-dir", "", "DIR");
     let (m, mut output) = match parse_options(o, argv)? {
         Parsed::Run(r) => r,
         Parsed::Special(s) => return Ok(Parsed::Special(s)),
@@ -159,6 +165,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         no_raw: m.opt_present("no-raw"),
         props: m.opt_present("props"),
         key_file: m.opt_str("key-file"),
+        state_dir: m.opt_str("state-dir"),
         output,
     }))
 }
@@ -196,6 +203,10 @@ impl Args {
                     .into_iter()
                     .next(),
             },
+            state_dir: Some(PathBuf::from(
+                self.state_dir
+                    .unwrap_or_else(|| zfsync_history::DEFAULT_DIR.into()),
+            )),
         };
         Ok((config, self.output))
     }
@@ -285,6 +296,19 @@ mod tests {
                 .mark
                 .as_deref(),
             Some("backup-7611")
+        );
+    }
+
+    #[test]
+    fn the_history_goes_to_the_state_dir() {
+        let dir = |args: &[&str]| config(args).unwrap().state_dir;
+        assert_eq!(
+            dir(&["tank/data", "h"]),
+            Some(PathBuf::from("/var/lib/zfsync"))
+        );
+        assert_eq!(
+            dir(&["--state-dir", "/srv/zfsync", "tank/data", "h"]),
+            Some(PathBuf::from("/srv/zfsync"))
         );
     }
 

@@ -10,6 +10,7 @@
 pub mod cli;
 mod conn;
 mod pool;
+mod record;
 mod replicate;
 mod report;
 mod select;
@@ -56,6 +57,8 @@ pub struct Config {
     pub props: bool,
     /// The key to authenticate with (the first of `--key-file`).
     pub key: Option<zfsync_protocol::auth::Key>,
+    /// `--state-dir`: where the run is recorded (the history); `None` records nothing.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Errors of the sender.
@@ -129,8 +132,16 @@ impl From<io::Error> for Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Replicates the tree. Errors only when nothing could be tried at all (the source tree
-/// cannot be listed); per-dataset failures are in the report.
+/// cannot be listed); per-dataset failures are in the report. The run and each try are
+/// recorded in the history of `config.state_dir` (see `record.rs`).
 pub fn run(config: &Config) -> Result<RunReport> {
+    let recorder = record::Recorder::open(config);
+    let result = run_recorded(config, &recorder);
+    recorder.end(&result);
+    result
+}
+
+fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunReport> {
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
     info!("zfs flavor={:?}", zfs.capabilities().flavor);
     check_props(config, zfs.capabilities())?;
@@ -222,6 +233,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
         zfs: &zfs,
         marks: &marks,
         root_guids: &root_guids,
+        recorder,
     };
     let (done, cleanup_conn) = run_jobs(replicator, jobs, early_conn);
     reports.extend(done);

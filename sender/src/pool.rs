@@ -252,6 +252,7 @@ fn worker_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let started = Instant::now();
+        let recorded = pool.replicator.recorder.start(&job);
         let mut open_error = None;
         if conn.is_none() {
             match Connection::open(config) {
@@ -316,6 +317,7 @@ fn worker_loop(
                 ..delivery
             },
         };
+        pool.replicator.recorder.finish(recorded, &report);
         if results
             .send(JobResult::Tried { job, report, retry })
             .is_err()

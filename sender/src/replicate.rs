@@ -25,6 +25,8 @@ pub(crate) struct Replicator<'a> {
     pub(crate) marks: &'a SourceMarks,
     /// What each connection announces of the root before its first offer.
     pub(crate) root_guids: &'a [u64],
+    /// Where each try is recorded (the pool starts and finishes the records).
+    pub(crate) recorder: &'a crate::record::Recorder<'a>,
 }
 
 impl Replicator<'_> {
