@@ -1,4 +1,4 @@
-//! The one place in zfsync that runs `zfs`.
+//! The one place in zfsync that runs `zfs` (and `zpool`, for monitoring: [`Zpool`]).
 //!
 //! [`Zfs`] knows the path of the zfs binary (a value, never a global, so tests can run side
 //! by side with different binaries) and what the installed ZFS can do ([`Capabilities`],
@@ -29,6 +29,7 @@ mod name;
 mod process;
 pub mod protect;
 mod token;
+mod zpool;
 
 pub use capabilities::Capabilities;
 pub use error::{Error, FailureKind, Result};
@@ -40,6 +41,7 @@ pub use name::{
 };
 pub use process::ZfsProcess;
 pub use token::TokenInfo;
+pub use zpool::{DeviceErrors, PoolInfo, PoolStatus, Zpool};
 
 use log::debug;
 use std::io::Read;
