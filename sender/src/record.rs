@@ -37,6 +37,13 @@ pub(crate) struct Recorder<'a> {
     warned: AtomicBool,
 }
 
+/// A try whose start was recorded.
+pub(crate) struct Started {
+    id: AttemptId,
+    /// The snapshot the try was about: the newest offered.
+    newest: Option<history::SnapshotRef>,
+}
+
 struct State {
     store: Store,
     run: Option<RunId>,
@@ -120,7 +127,7 @@ impl<'a> Recorder<'a> {
     /// Records the start of a try of `job`: in flight until [`Recorder::finish`]. The
     /// snapshot it is about is the newest the filters offer; what it streams, the
     /// receiver decides later.
-    pub(crate) fn start(&self, job: &Job) -> Option<AttemptId> {
+    pub(crate) fn start(&self, job: &Job) -> Option<Started> {
         let newest = self
             .config
             .snapshots
@@ -132,22 +139,24 @@ impl<'a> Recorder<'a> {
             });
         let id = self.with_store(|state| {
             state.store.start_attempt(&AttemptStart {
-                to: newest,
+                to: newest.clone(),
                 attempt: job.attempt + 1,
                 ..self.attempt_start(state.run, &job.info.name, now())
             })
         })?;
         self.mark_recorded(&job.info.name);
-        Some(id)
+        Some(Started { id, newest })
     }
 
-    /// Records how a try ended: its report's delivery. `id` is what [`Recorder::start`]
-    /// gave (none: the start was not recorded, and neither is the end).
-    pub(crate) fn finish(&self, id: Option<AttemptId>, report: &Report) {
-        let Some(id) = id else { return };
+    /// Records how a try ended: its report's delivery. `started` is what
+    /// [`Recorder::start`] gave (none: the start was not recorded, and neither is the end).
+    pub(crate) fn finish(&self, started: Option<Started>, report: &Report) {
+        let Some(started) = started else { return };
         self.with_store(|state| {
-            let (streamed, end) = attempt_of(&report.delivery, now());
-            state.store.finish_attempt_with(id, &streamed, &end)
+            let (mut streamed, end) = attempt_of(&report.delivery, now());
+            // A try that failed before streaming still was about the newest snapshot.
+            streamed.to = streamed.to.or(started.newest);
+            state.store.finish_attempt_with(started.id, &streamed, &end)
         });
     }
 
