@@ -268,7 +268,8 @@ pub fn json(attempts: &[Attempt]) -> String {
 }
 
 /// `s` as a JSON string (RFC 8259): quotes, backslashes and control characters escaped.
-fn json_string(s: &str, out: &mut String) {
+/// Public so every JSON zfsync writes escapes the same way.
+pub fn json_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {

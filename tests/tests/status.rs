@@ -1,0 +1,396 @@
+//! Knowing what happened, against real zfs-fuse pools: what `zfsync-send --state-dir`
+//! records, as `zfsync history` and `zfsync status --json` show it (a refused dataset, a
+//! sender killed mid-stream, the next run closing what it left).
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+use zfsync_tests::*;
+
+/// 2026-12-02T00:00:00Z.
+const DEC2: u64 = 1_796_169_600;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `zfsync_YYYY-MM-DDThh:mm:ssZ` of `secs` (from GNU date, not zfsync's code).
+fn name_at(secs: u64) -> String {
+    let out = Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{secs}"),
+            "+zfsync_%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
+        .expect("run date");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `env ZFSYNC_NOW=NOW PROGRAM ARGS...`.
+fn at(now: u64, program: &Path, args: &[&str]) -> SendOutput {
+    let now = format!("ZFSYNC_NOW={now}");
+    let program = program.display().to_string();
+    let mut argv: Vec<&str> = vec![&now, &program];
+    argv.extend(args);
+    run_with_timeout(Path::new("/usr/bin/env"), &argv, LIMIT)
+}
+
+/// `zfsync ARGS` at `now`.
+fn zfsync(now: u64, args: &[&str]) -> SendOutput {
+    at(now, &admin_bin(), args)
+}
+
+/// `zfsync-send --state-dir DIR --zfs ZFS EXTRA ROOT ADDR` at `now`.
+fn send_at(now: u64, s: &Setup, dir: &Path, extra: &[&str]) -> SendOutput {
+    let zfs = zfs_bin();
+    let addr = s.recv.addr();
+    let dir = dir.display().to_string();
+    let mut args = vec!["--state-dir", dir.as_str(), "--zfs", zfs.as_str()];
+    args.extend(extra);
+    args.extend([s.root.as_str(), addr.as_str()]);
+    at(now, &sender_bin(), &args)
+}
+
+/// The objects of a JSON array printed one object per line (as `zfsync history
+/// --format json` and `zfsync status --json` print it), each as its fields' raw values:
+/// strings unquoted and unescaped, `null` as `null`.
+fn json_lines(text: &str) -> Vec<BTreeMap<String, String>> {
+    text.lines()
+        .map(|l| l.trim_end_matches(','))
+        .filter(|l| l.starts_with('{'))
+        .map(json_object)
+        .collect()
+}
+
+/// A flat JSON object's fields (no nested objects or arrays).
+fn json_object(line: &str) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    let mut chars = line.trim().trim_start_matches('{').chars().peekable();
+    let string = |chars: &mut std::iter::Peekable<std::str::Chars>| {
+        let mut s = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('n') => s.push('\n'),
+                    Some('t') => s.push('\t'),
+                    Some(c) => s.push(c),
+                    None => break,
+                },
+                c => s.push(c),
+            }
+        }
+        s
+    };
+    loop {
+        match chars.next() {
+            Some('"') => {}
+            Some(',') | Some(' ') => continue,
+            _ => break,
+        }
+        let key = string(&mut chars);
+        assert_eq!(chars.next(), Some(':'), "{line}");
+        let value = if chars.peek() == Some(&'"') {
+            chars.next();
+            string(&mut chars)
+        } else {
+            let mut v = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == ',' || c == '}' {
+                    break;
+                }
+                v.push(c);
+                chars.next();
+            }
+            v
+        };
+        fields.insert(key, value);
+    }
+    fields
+}
+
+/// The GUID of snapshot `snap` (`DS@NAME`), as zfs reports it.
+fn guid(snap: &str) -> String {
+    zfs(&["get", "-Hp", "-o", "value", "guid", snap])
+        .trim()
+        .to_string()
+}
+
+/// `zfsync-send -v` in the background, so a test can kill it mid-stream.
+struct BgSender {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl BgSender {
+    fn start(now: u64, s: &Setup, state: &Path) -> BgSender {
+        let dir = temp_dir("stbg");
+        let err = fs::File::create(dir.join("stderr")).expect("create stderr file");
+        let zfs = zfs_bin();
+        let child = Command::new(sender_bin())
+            .env("ZFSYNC_NOW", now.to_string())
+            .args(["-v", "-t", "1", "--state-dir"])
+            .arg(state)
+            .args(["--zfs", &zfs, &s.root, &s.recv.addr()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("run zfsync-send");
+        BgSender { child, dir }
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    /// Waits until its log holds `needle`; panics after `LIMIT` or if it exits first.
+    fn wait_log(&mut self, needle: &str) {
+        let deadline = Instant::now() + LIMIT;
+        while !self.stderr().contains(needle) {
+            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            assert!(
+                !exited && Instant::now() < deadline,
+                "no {needle:?} in the sender's log:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// SIGKILL and reap; whether it was still running.
+    fn kill(&mut self) -> bool {
+        let running = matches!(self.child.try_wait(), Ok(None));
+        signal(self.child.id(), SIGKILL);
+        let _ = self.child.wait();
+        running
+    }
+}
+
+impl Drop for BgSender {
+    fn drop(&mut self) {
+        self.kill();
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The attempts `zfsync history --format json --limit 0` shows, oldest first.
+fn history(dir: &Path) -> Vec<BTreeMap<String, String>> {
+    let dir = dir.display().to_string();
+    let out = zfsync(
+        DEC2,
+        &[
+            "history",
+            "--state-dir",
+            &dir,
+            "--format",
+            "json",
+            "--limit",
+            "0",
+        ],
+    );
+    out.assert_ok();
+    let mut all = json_lines(&out.stdout);
+    all.reverse();
+    all
+}
+
+/// `zfsync status --json` at `now`, by dataset.
+fn status(now: u64, dir: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let dir = dir.display().to_string();
+    let out = zfsync(now, &["status", "--state-dir", &dir, "--json"]);
+    out.assert_ok();
+    json_lines(&out.stdout)
+        .into_iter()
+        .map(|o| (o["dataset"].clone(), o))
+        .collect()
+}
+
+/// What each attempt was, in a few words: dataset, kind, outcome, to and its GUID.
+fn summary(a: &BTreeMap<String, String>) -> (String, String, String, String, String) {
+    (
+        a["dataset"].clone(),
+        a["kind"].clone(),
+        a["outcome"].clone(),
+        a["to"].clone(),
+        a["to_guid"].clone(),
+    )
+}
+
+#[test]
+fn history_and_status_show_each_run_a_refusal_and_a_killed_sender() {
+    let s = Setup::bare("hist", &[]);
+    let state = temp_dir("state");
+    let (data, kid, big) = (s.src_ds(""), s.src_ds("kid"), s.src_ds("big"));
+    create(&kid);
+    create(&big);
+    write_file(&data, "a.txt", b"alpha");
+    write_file(&kid, "k.bin", &random_bytes(64 << 10, 1));
+    write_file(&big, "b.bin", &random_bytes(1 << 20, 2));
+    let t0 = DEC2;
+    let s0 = name_at(t0);
+    snapshot_tree(&data, &s0);
+
+    // Run 1: everything new, sent in full.
+    send_at(t0 + 60, &s, &state, &[]).assert_ok();
+    let h = history(&state);
+    let mut got: Vec<_> = h.iter().map(summary).collect();
+    got.sort();
+    let full = |ds: &str| {
+        let snap = format!("{ds}@{s0}");
+        (
+            ds.to_string(),
+            "full".into(),
+            "done".into(),
+            s0.clone(),
+            guid(&snap),
+        )
+    };
+    assert_eq!(got, [full(&data), full(&big), full(&kid)]);
+    assert!(h.iter().all(|a| a["started"] == "2026-12-02T00:01:00Z"
+        && a["role"] == "send"
+        && a["peer"] == s.recv.addr()
+        && a["job"] == s.recv.addr()));
+
+    // Run 2: the replica of kid has a snapshot of its own: refused, the others sent.
+    snapshot(&format!("{}@local", s.dst_ds("kid")));
+    let t1 = t0 + 3600;
+    let s1 = name_at(t1);
+    snapshot_tree(&data, &s1);
+    let out = send_at(t1 + 60, &s, &state, &[]);
+    out.assert_status(1);
+    let h = history(&state);
+    let run2: Vec<_> = h[3..].iter().map(summary).collect();
+    let incremental = |ds: &str| {
+        let snap = format!("{ds}@{s1}");
+        (
+            ds.to_string(),
+            "incremental".into(),
+            "done".into(),
+            s1.clone(),
+            guid(&snap),
+        )
+    };
+    let refused = (
+        kid.clone(),
+        "null".into(),
+        "refused".into(),
+        s1.clone(),
+        guid(&format!("{kid}@{s1}")),
+    );
+    let mut run2_sorted = run2.clone();
+    run2_sorted.sort();
+    assert_eq!(
+        run2_sorted,
+        [incremental(&data), incremental(&big), refused]
+    );
+    let kid_try = h.iter().rev().find(|a| a["dataset"] == kid).unwrap();
+    assert!(kid_try["error"].contains("local"), "{kid_try:?}");
+    assert_eq!(
+        (kid_try["from"].as_str(), kid_try["bytes"].as_str()),
+        ("null", "0")
+    );
+
+    let st = status(t1 + 120, &state);
+    assert_eq!(st.len(), 3, "{st:?}");
+    let k = &st[&kid];
+    assert_eq!(
+        (k["state"].as_str(), k["backlog"].as_str()),
+        ("failed", "1"),
+        "{k:?}"
+    );
+    assert_eq!(k["base"], s0);
+    assert_eq!(k["base_guid"], guid(&format!("{kid}@{s0}")));
+    assert_eq!(k["source_newest"], s1);
+    // The replica's newest is s0, an hour behind the source's s1.
+    assert_eq!(k["lag_seconds"], "3600");
+    assert!(k["last_error"].contains("local"), "{k:?}");
+    for ds in [&data, &big] {
+        let d = &st[ds];
+        assert_eq!(
+            (
+                d["state"].as_str(),
+                d["lag_seconds"].as_str(),
+                d["backlog"].as_str()
+            ),
+            ("ok", "0", "0"),
+            "{d:?}"
+        );
+        assert_eq!(d["base_guid"], guid(&format!("{ds}@{s1}")));
+        assert_eq!(d["last_success"], "2026-12-02T01:01:00Z");
+        assert_eq!(d["since_success_seconds"], "60");
+    }
+
+    // Run 3: killed while big's larger stream goes (one worker: data first, then big).
+    write_file(&big, "c.bin", &random_bytes(160 << 20, 3));
+    let t2 = t1 + 3600;
+    let s2 = name_at(t2);
+    snapshot_tree(&data, &s2);
+    let mut bg = BgSender::start(t2 + 60, &s, &state);
+    bg.wait_log(&format!("send start dataset={big} "));
+    assert!(bg.kill(), "the sender finished before the kill");
+    let st = status(t2 + 120, &state);
+    assert_eq!(st[&big]["state"], "interrupted", "{:?}", st[&big]);
+    assert_eq!(st[&big]["source_newest"], s2);
+    assert_eq!(st[&data]["state"], "ok");
+    assert_eq!(st[&data]["base"], s2);
+    let h = history(&state);
+    let killed = h.iter().rev().find(|a| a["dataset"] == big).unwrap();
+    assert_eq!(
+        (killed["outcome"].as_str(), killed["ended"].as_str()),
+        ("in-flight", "null"),
+        "{killed:?}"
+    );
+    let killed_id = killed["id"].clone();
+
+    // Run 4: closes what the killed run left, then sends big (once the receiver's zfs
+    // recv of the cut stream has ended).
+    let deadline = Instant::now() + LIMIT;
+    while !child_pids(s.recv.pid()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the receiver's zfs recv does not end"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let out = send_at(t2 + 600, &s, &state, &[]);
+    out.assert_status(1); // kid is still diverged
+    let h = history(&state);
+    let closed = h.iter().find(|a| a["id"] == killed_id).unwrap();
+    assert_eq!(closed["outcome"], "failed", "{closed:?}");
+    assert!(closed["error"].starts_with("interrupted"), "{closed:?}");
+    let last_big = h.iter().rev().find(|a| a["dataset"] == big).unwrap();
+    assert_eq!(
+        (last_big["outcome"].as_str(), last_big["to_guid"].clone()),
+        ("done", guid(&format!("{big}@{s2}")))
+    );
+    let st = status(t2 + 660, &state);
+    assert_eq!(st[&big]["state"], "ok");
+    assert_eq!(st[&big]["backlog"], "0");
+    // Refused in runs 2 and 4; run 3 was killed before it came to kid.
+    assert_eq!(st[&kid]["backlog"], "2");
+
+    // The table says the same for a person.
+    let dir = state.display().to_string();
+    let table = zfsync(t2 + 660, &["status", "--state-dir", &dir]);
+    table.assert_ok();
+    let kid_line = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{kid} ")))
+        .unwrap_or_else(|| panic!("{}", table.stdout));
+    assert!(
+        kid_line.contains(" failed ") && kid_line.contains(&s0),
+        "{kid_line}"
+    );
+    println!("{}", table.stdout);
+    let _ = fs::remove_dir_all(&state);
+}
