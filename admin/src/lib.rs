@@ -7,6 +7,7 @@
 //!   dataset by `keep.rs`, which the receiver's pruning shares.
 //! - `status`, `history`: what the history says (`status.rs`, `history.rs`), each
 //!   dataset's standing worked out once in `replica.rs`.
+//! - `check`: monitoring-plugin checks (`check.rs`).
 //!
 //! Every subcommand gets the shared [`Context`] (the zfs binary, the time of the run)
 //! from its command line. A new subcommand is a module with a `PROGRAM`, a `main` and a
@@ -14,6 +15,7 @@
 //! options or work.
 
 mod age;
+pub mod check;
 mod context;
 pub mod history;
 pub mod prune;
@@ -40,6 +42,7 @@ Subcommands:
   prune      destroy the snapshots a retention plan does not keep
   status     where each dataset's replica stands, from the history
   history    what was sent and received, try by try
+  check      monitoring-plugin checks: snapshots, replication, pools
   help       show this help, or a subcommand's
 
 Options:
@@ -100,6 +103,11 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
         name: "history",
         program: &history::PROGRAM,
         main: history::main,
+    },
+    Subcommand {
+        name: "check",
+        program: &check::PROGRAM,
+        main: check::main,
     },
 ];
 
@@ -271,7 +279,7 @@ pub(crate) mod tests {
             (&["snapshot", "--help"], r#"run snapshot ["--help"]"#),
             (
                 &["bogus"],
-                r#"error unknown subcommand "bogus"; subcommands: snapshot, prune, status, history, help"#,
+                r#"error unknown subcommand "bogus"; subcommands: snapshot, prune, status, history, check, help"#,
             ),
             (&["help", "bogus"], "error unknown subcommand"),
             (

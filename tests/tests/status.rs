@@ -1,6 +1,8 @@
 //! Knowing what happened, against real zfs-fuse pools: what `zfsync-send --state-dir`
 //! records, as `zfsync history` and `zfsync status --json` show it (a refused dataset, a
-//! sender killed mid-stream, the next run closing what it left).
+//! sender killed mid-stream, the next run closing what it left), and the monitoring checks
+//! (`zfsync check replication|snapshots|health|capacity`) with their exit codes as
+//! `ZFSYNC_NOW` moves, on a damaged pool and on a nearly full one.
 
 mod common;
 
@@ -393,4 +395,272 @@ fn history_and_status_show_each_run_a_refusal_and_a_killed_sender() {
     );
     println!("{}", table.stdout);
     let _ = fs::remove_dir_all(&state);
+}
+
+#[test]
+fn check_replication_goes_ok_warning_critical_and_unknown_without_a_history() {
+    let s = Setup::bare("chkrep", &[]);
+    let state = temp_dir("state");
+    write_file(&s.root, "a.txt", b"alpha");
+    snapshot(&format!("{}@{}", s.root, name_at(DEC2)));
+    send_at(DEC2, &s, &state, &[]).assert_ok();
+    let dir = state.display().to_string();
+    let check = |now: u64, dir: &str| {
+        zfsync(
+            now,
+            &[
+                "check",
+                "replication",
+                "--state-dir",
+                dir,
+                "--warning",
+                "3600",
+                "--critical",
+                "7200",
+            ],
+        )
+    };
+    for (after, code, word) in [(60, 0, "OK"), (3601, 1, "WARNING"), (7201, 2, "CRITICAL")] {
+        let out = check(DEC2 + after, &dir);
+        out.assert_status(code);
+        let first = out.stdout.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("ZFSYNC REPLICATION {word} - ")),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            first.contains(&format!("since_success'={after}s;3600;7200")),
+            "{first}"
+        );
+        if code > 0 {
+            assert!(
+                out.stdout
+                    .lines()
+                    .nth(1)
+                    .is_some_and(|l| l.contains(&s.root)),
+                "{}",
+                out.stdout
+            );
+        }
+        println!("{}", out.stdout);
+    }
+
+    // A garbage file where the database should be, and no database at all: UNKNOWN.
+    let garbage = temp_dir("garbage");
+    fs::write(garbage.join("history.sqlite"), random_bytes(8192, 9)).unwrap();
+    let out = check(DEC2, &garbage.display().to_string());
+    out.assert_status(3);
+    assert!(
+        out.stdout.starts_with("ZFSYNC REPLICATION UNKNOWN - "),
+        "{}",
+        out.stdout
+    );
+    println!("{}", out.stdout);
+    let missing = garbage.join("nothing-here");
+    let out = check(DEC2, &missing.display().to_string());
+    out.assert_status(3);
+    assert!(out.stdout.contains("no history database"), "{}", out.stdout);
+    println!("{}", out.stdout);
+    // A usage error is UNKNOWN too: 2 would read as CRITICAL.
+    zfsync(DEC2, &["check", "replication", "--warning", "later"]).assert_status(3);
+    let _ = fs::remove_dir_all(&state);
+    let _ = fs::remove_dir_all(&garbage);
+}
+
+#[test]
+fn check_snapshots_by_the_plan_and_a_snapshot_from_the_future() {
+    let pool = Pool::new("chksnap");
+    let (data, _kid) = data_and_kid(&pool);
+    snapshot_tree(&data, &name_at(DEC2));
+    let zfs = zfs_bin();
+    let check = |now: u64| {
+        zfsync(
+            now,
+            &[
+                "check",
+                "snapshots",
+                "--keep",
+                "hourly=24,daily=7",
+                "--zfs",
+                &zfs,
+                &data,
+            ],
+        )
+    };
+    // hourly: warning after 1.5 h, critical after 3 h.
+    for (after, code) in [(600, 0), (5401, 1), (10_801, 2)] {
+        let out = check(DEC2 + after);
+        out.assert_status(code);
+        println!("{}", out.stdout);
+    }
+    // The clock went back an hour: the snapshot is dated in the future.
+    let out = check(DEC2 - 3600);
+    out.assert_status(1);
+    assert!(out.stdout.contains("in the future"), "{}", out.stdout);
+    // A dataset that cannot be listed is UNKNOWN.
+    let out = check_missing(&pool, &zfs);
+    out.assert_status(3);
+}
+
+fn check_missing(pool: &Pool, zfs: &str) -> SendOutput {
+    let gone = pool.ds("nothing");
+    zfsync(
+        DEC2,
+        &[
+            "check",
+            "snapshots",
+            "--keep",
+            "hourly=1",
+            "--zfs",
+            zfs,
+            &gone,
+        ],
+    )
+}
+
+/// A throw-away pool mirrored on two sparse files, destroyed on drop (after `zpool
+/// clear`: zfs-fuse can crash destroying a pool it still counts errors in).
+struct Mirror {
+    name: String,
+    dir: PathBuf,
+}
+
+impl Mirror {
+    fn new(tag: &str) -> Mirror {
+        let dir = temp_dir(tag);
+        let name = format!("zft_{tag}_{}_0", std::process::id());
+        let files: Vec<String> = ["a.img", "b.img"]
+            .iter()
+            .map(|f| {
+                let path = dir.join(f);
+                fs::File::create(&path).unwrap().set_len(128 << 20).unwrap();
+                path.display().to_string()
+            })
+            .collect();
+        let mnt = dir.join("mnt").display().to_string();
+        zpool(&["create", "-m", &mnt, &name, "mirror", &files[0], &files[1]]);
+        Mirror { name, dir }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = zpool_try(&["clear", &self.name]);
+        // zfs-fuse says "busy" for a moment after the last access.
+        let mut last = Ok(String::new());
+        for _ in 0..50 {
+            last = zpool_try(&["destroy", "-f", &self.name]);
+            match &last {
+                Err(e) if e.contains("busy") => thread::sleep(Duration::from_millis(100)),
+                _ => break,
+            }
+        }
+        match last {
+            Ok(_) => {
+                let _ = fs::remove_dir_all(&self.dir);
+            }
+            Err(e) => eprintln!("cannot destroy {}: {e}", self.name),
+        }
+    }
+}
+
+#[test]
+fn check_health_reports_a_mirror_whose_vdev_file_was_damaged() {
+    let m = Mirror::new("chkhlth");
+    let zpool_bin = zpool_bin();
+    let check = || zfsync(DEC2, &["check", "health", "--zpool", &zpool_bin, &m.name]);
+    let out = check();
+    out.assert_ok();
+    println!("{}", out.stdout);
+    write_file(&m.name, "data.bin", &random_bytes(40 << 20, 4));
+    // Overwrite 60 MiB of one side, past its labels, and let a scrub find it.
+    let damage = random_bytes(60 << 20, 5);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(m.dir.join("b.img"))
+            .unwrap();
+        f.seek(SeekFrom::Start(8 << 20)).unwrap();
+        f.write_all(&damage).unwrap();
+        f.sync_all().unwrap();
+    }
+    zpool(&["scrub", &m.name]);
+    let deadline = Instant::now() + LIMIT;
+    while !zpool(&["status", &m.name]).contains("scrub completed") {
+        assert!(Instant::now() < deadline, "{}", zpool(&["status", &m.name]));
+        thread::sleep(Duration::from_millis(200));
+    }
+    let out = check();
+    assert!(
+        out.status == 1 || out.status == 2,
+        "not WARNING or CRITICAL:\n{}",
+        out.stdout
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("ZFSYNC HEALTH "), "{}", out.stdout);
+    // Each problem line names the pool and the device with its checksum errors.
+    assert!(
+        lines[1..]
+            .iter()
+            .any(|l| l.contains(&m.name) && l.contains("b.img") && l.contains("checksum")),
+        "{}",
+        out.stdout
+    );
+    println!("{}", out.stdout);
+    // Another pool, by name, is not this one's business; a missing one is critical.
+    let out = zfsync(
+        DEC2,
+        &["check", "health", "--zpool", &zpool_bin, "zft_no_such_pool"],
+    );
+    out.assert_status(2);
+}
+
+#[test]
+fn check_capacity_of_a_small_pool_filled_past_80_percent() {
+    // zfs-fuse refuses writes to a 256 MiB pool at about 85%, to a 128 MiB one at 75%.
+    let pool = Pool::with_size("chkcap", 256 << 20);
+    let zpool_bin = zpool_bin();
+    let capacity = || -> u32 {
+        zpool(&["list", "-H", "-o", "capacity", &pool.name])
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap()
+    };
+    let check = |extra: &[&str]| {
+        let mut args = vec!["check", "capacity", "--zpool", zpool_bin.as_str()];
+        args.extend(extra);
+        args.push(&pool.name);
+        zfsync(DEC2, &args)
+    };
+    check(&[]).assert_ok();
+    let mut n = 0;
+    while capacity() <= 80 {
+        assert!(n < 70, "the pool does not fill: {}%", capacity());
+        write_file(&pool.name, &format!("f{n}.bin"), &random_bytes(4 << 20, n));
+        n += 1;
+    }
+    let percent = capacity();
+    let out = check(&[]);
+    out.assert_status(if percent > 90 { 2 } else { 1 });
+    assert!(
+        out.stdout
+            .contains(&format!("{}: {percent}% full", pool.name)),
+        "{}",
+        out.stdout
+    );
+    println!("{}", out.stdout);
+    let out = check(&["--format", "prom"]);
+    assert!(
+        out.stdout.contains(&format!(
+            "zfsync_pool_capacity_percent{{pool=\"{}\"}} {percent}\n",
+            pool.name
+        )),
+        "{}",
+        out.stdout
+    );
+    println!("{}", out.stdout);
+    check(&["--warning", "98", "--critical", "99"]).assert_status(if percent > 98 { 1 } else { 0 });
 }
