@@ -67,7 +67,9 @@ Options:
       --zfs PATH        zfs binary (default: zfs)
   -o, --log-file FILE   write the log to FILE instead of stderr; SIGHUP reopens it
   -v, --verbose         more log output (-vv for debug)
-  -q, --quiet           no summary table, only the final line and errors
+  -q, --quiet           no summary table, only the final line and errors; no
+                        progress bars (shown on a terminal: each stream's bytes,
+                        rate and time left, '~' before an approximate size)
   -h, --help            show this help
   -V, --version         show the version
 
@@ -207,6 +209,7 @@ impl Args {
                 self.state_dir
                     .unwrap_or_else(|| zfsync_history::DEFAULT_DIR.into()),
             )),
+            quiet: self.output.quiet,
         };
         Ok((config, self.output))
     }

@@ -10,6 +10,7 @@
 pub mod cli;
 mod conn;
 mod pool;
+mod progress;
 mod record;
 mod replicate;
 mod report;
@@ -59,6 +60,8 @@ pub struct Config {
     pub key: Option<zfsync_protocol::auth::Key>,
     /// `--state-dir`: where the run is recorded (the history); `None` records nothing.
     pub state_dir: Option<PathBuf>,
+    /// `-q`: no progress bars on a terminal either.
+    pub quiet: bool,
 }
 
 /// Errors of the sender.
@@ -228,12 +231,14 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
         (Some(id), false) => SourceMarks::load(&zfs, &config.dataset, id)?,
         _ => SourceMarks::default(),
     };
+    let meter = progress::Meter::new(config.quiet);
     let replicator = Replicator {
         config,
         zfs: &zfs,
         marks: &marks,
         root_guids: &root_guids,
         recorder,
+        meter: &meter,
     };
     let (done, cleanup_conn) = run_jobs(replicator, jobs, early_conn);
     reports.extend(done);

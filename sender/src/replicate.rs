@@ -8,6 +8,7 @@
 
 use crate::conn::Connection;
 use crate::pool::Job;
+use crate::progress::{Estimate, Meter};
 use crate::report::{Delivery, SnapshotRef, Status, Step, Stream, StreamKind};
 use crate::select::next_step;
 use crate::{Config, Result};
@@ -27,6 +28,8 @@ pub(crate) struct Replicator<'a> {
     pub(crate) root_guids: &'a [u64],
     /// Where each try is recorded (the pool starts and finishes the records).
     pub(crate) recorder: &'a crate::record::Recorder<'a>,
+    /// Where each stream's progress is shown.
+    pub(crate) meter: &'a Meter,
 }
 
 impl Replicator<'_> {
@@ -34,7 +37,7 @@ impl Replicator<'_> {
     /// as this receiver's base.
     pub(crate) fn deliver(&self, conn: &mut Connection, job: &Job) -> Result<Delivery> {
         conn.announce_root(self.root_guids)?;
-        let mut delivery = replicate(conn, self.config, self.zfs, job)?;
+        let mut delivery = replicate(conn, self.config, self.zfs, job, self.meter)?;
         if let Some(newest) = &delivery.newest {
             let marked = self
                 .marks
@@ -105,7 +108,13 @@ enum SendCommand {
 /// stream to end with the newest snapshot offered, so when one left out lies between the
 /// base and the newest, each round offers the kept snapshots up to the end of the next
 /// step ([`next_step`]) only, and sends that step (`-i` over the ones left out).
-fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Result<Delivery> {
+fn replicate(
+    conn: &mut Connection,
+    config: &Config,
+    zfs: &Zfs,
+    job: &Job,
+    meter: &Meter,
+) -> Result<Delivery> {
     let all = &job.info.snapshots;
     let snaps = config.snapshots.offered(all);
     let newest = snaps.last().expect("jobs have snapshots the filters keep");
@@ -276,6 +285,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
             });
         }
         info!("send start dataset={ds} {}", stream.describe());
+        let estimate = match &command {
+            SendCommand::Snapshot { name, opts } => Estimate::send(zfs, name, opts),
+            SendCommand::Resume { token } => Estimate::resume(zfs, token),
+        };
+        let _shown = meter.stream(ds, estimate);
         let spawned = match &command {
             SendCommand::Snapshot { name, opts } => zfs.send(name, opts),
             SendCommand::Resume { token } => zfs.send_resume(token),

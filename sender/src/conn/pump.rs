@@ -86,7 +86,10 @@ impl Connection {
             }
             let len = n.min(MAX_DATA);
             match self.writer.move_data_from(pipe, len) {
-                Ok(()) => total += len as u64,
+                Ok(()) => {
+                    total += len as u64;
+                    crate::progress::sent(len as u64);
+                }
                 Err(MoveError::Network(e)) => return Err(e.into()),
                 Err(MoveError::Local(e)) => {
                     read_error = Some(e);
