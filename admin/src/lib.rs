@@ -33,8 +33,9 @@ use zfsync_cli::{Exit, OnStop, Output, Program, Special, UsageError};
 pub const USAGE: &str = "\
 Usage: zfsync SUBCOMMAND [options] [ARGS]
 
-zfsync's administration command: snapshots and their lifecycle, on a source or
-on a backup host. 'zfsync help SUBCOMMAND' or 'zfsync SUBCOMMAND --help' shows a
+zfsync's administration command, on a source or on a backup host: snapshots and
+their lifecycle, and whether the backup works (status, history, monitoring
+checks). 'zfsync help SUBCOMMAND' or 'zfsync SUBCOMMAND --help' shows a
 subcommand's options.
 
 Subcommands:
