@@ -138,20 +138,7 @@ impl Store {
             .conn
             .unchecked_transaction()
             .map_err(self.sql("recording the end of a run"))?;
-        let changed = tx
-            .execute(
-                "UPDATE runs SET ended = ?2, done = ?3, failed = ?4, up_to_date = ?5, \
-                 exit_status = ?6 WHERE id = ?1 AND ended IS NULL",
-                params![
-                    id.0,
-                    end.ended,
-                    end.done,
-                    end.failed,
-                    end.up_to_date,
-                    end.exit_status
-                ],
-            )
-            .map_err(self.sql("recording the end of a run"))?;
+        let changed = set_run_end(&tx, id, end).map_err(self.sql("recording the end of a run"))?;
         if changed == 0 {
             return Err(Error::UnknownRun {
                 path: self.path.clone(),
@@ -335,19 +322,7 @@ impl Store {
                 up_to_date: count(|o| o == Outcome::UpToDate).map_err(self.sql(what))?,
                 exit_status: INTERRUPTED_STATUS,
             };
-            tx.execute(
-                "UPDATE runs SET ended = ?2, done = ?3, failed = ?4, up_to_date = ?5, \
-                 exit_status = ?6 WHERE id = ?1",
-                params![
-                    id.0,
-                    end.ended,
-                    end.done,
-                    end.failed,
-                    end.up_to_date,
-                    end.exit_status
-                ],
-            )
-            .map_err(self.sql(what))?;
+            set_run_end(&tx, *id, &end).map_err(self.sql(what))?;
         }
         tx.commit().map_err(self.sql(what))?;
         Ok(ids)
@@ -584,6 +559,22 @@ fn outcome_list(pick: fn(Outcome) -> bool) -> String {
         .map(|o| format!("'{}'", o.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Ends run `id` if it has not ended; how many rows changed (0 or 1).
+fn set_run_end(conn: &Connection, id: RunId, end: &RunEnd) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE runs SET ended = ?2, done = ?3, failed = ?4, up_to_date = ?5, \
+         exit_status = ?6 WHERE id = ?1 AND ended IS NULL",
+        params![
+            id.0,
+            end.ended,
+            end.done,
+            end.failed,
+            end.up_to_date,
+            end.exit_status
+        ],
+    )
 }
 
 /// A snapshot as its name and GUID columns (GUIDs are decimal text: see the schema).

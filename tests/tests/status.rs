@@ -10,7 +10,6 @@ use common::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use zfsync_tests::*;
@@ -20,32 +19,11 @@ const DEC2: u64 = 1_796_169_600;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// `zfsync_YYYY-MM-DDThh:mm:ssZ` of `secs` (from GNU date, not zfsync's code).
-fn name_at(secs: u64) -> String {
-    let out = Command::new("date")
-        .args([
-            "-u",
-            "-d",
-            &format!("@{secs}"),
-            "+zfsync_%Y-%m-%dT%H:%M:%SZ",
-        ])
-        .output()
-        .expect("run date");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// `env ZFSYNC_NOW=NOW PROGRAM ARGS...`.
-fn at(now: u64, program: &Path, args: &[&str]) -> SendOutput {
-    let now = format!("ZFSYNC_NOW={now}");
-    let program = program.display().to_string();
-    let mut argv: Vec<&str> = vec![&now, &program];
-    argv.extend(args);
-    run_with_timeout(Path::new("/usr/bin/env"), &argv, LIMIT)
-}
+use zfsync_name_at as name_at;
 
 /// `zfsync ARGS` at `now`.
 fn zfsync(now: u64, args: &[&str]) -> SendOutput {
-    at(now, &admin_bin(), args)
+    run_at(now, &admin_bin(), args, LIMIT)
 }
 
 /// `zfsync-send --state-dir DIR --zfs ZFS EXTRA ROOT ADDR` at `now`.
@@ -56,7 +34,7 @@ fn send_at(now: u64, s: &Setup, dir: &Path, extra: &[&str]) -> SendOutput {
     let mut args = vec!["--state-dir", dir.as_str(), "--zfs", zfs.as_str()];
     args.extend(extra);
     args.extend([s.root.as_str(), addr.as_str()]);
-    at(now, &sender_bin(), &args)
+    run_at(now, &sender_bin(), &args, LIMIT)
 }
 
 /// The objects of a JSON array printed one object per line (as `zfsync history
@@ -124,64 +102,23 @@ fn guid(snap: &str) -> String {
         .to_string()
 }
 
-/// `zfsync-send -v` in the background, so a test can kill it mid-stream.
-struct BgSender {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl BgSender {
-    fn start(now: u64, s: &Setup, state: &Path) -> BgSender {
-        let dir = temp_dir("stbg");
-        let err = fs::File::create(dir.join("stderr")).expect("create stderr file");
-        let zfs = zfs_bin();
-        let child = Command::new(sender_bin())
-            .env("ZFSYNC_NOW", now.to_string())
-            .args(["-v", "-t", "1", "--state-dir"])
-            .arg(state)
-            .args(["--zfs", &zfs, &s.root, &s.recv.addr()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("run zfsync-send");
-        BgSender { child, dir }
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-    }
-
-    /// Waits until its log holds `needle`; panics after `LIMIT` or if it exits first.
-    fn wait_log(&mut self, needle: &str) {
-        let deadline = Instant::now() + LIMIT;
-        while !self.stderr().contains(needle) {
-            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
-            assert!(
-                !exited && Instant::now() < deadline,
-                "no {needle:?} in the sender's log:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// SIGKILL and reap; whether it was still running.
-    fn kill(&mut self) -> bool {
-        let running = matches!(self.child.try_wait(), Ok(None));
-        signal(self.child.id(), SIGKILL);
-        let _ = self.child.wait();
-        running
-    }
-}
-
-impl Drop for BgSender {
-    fn drop(&mut self) {
-        self.kill();
-        if !thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
+/// `zfsync-send -v -t 1` at `now` in the background, so a test can kill it mid-stream.
+fn bg_send(now: u64, s: &Setup, state: &Path) -> BgSender {
+    let (zfs, addr) = (zfs_bin(), s.recv.addr());
+    let now = now.to_string();
+    let state = state.display().to_string();
+    let args = [
+        "-v",
+        "-t",
+        "1",
+        "--state-dir",
+        &state,
+        "--zfs",
+        &zfs,
+        &s.root,
+        &addr,
+    ];
+    BgSender::start(&args, &[("ZFSYNC_NOW", &now)])
 }
 
 /// The attempts `zfsync history --format json --limit 0` shows, oldest first.
@@ -336,8 +273,9 @@ fn history_and_status_show_each_run_a_refusal_and_a_killed_sender() {
     let t2 = t1 + 3600;
     let s2 = name_at(t2);
     snapshot_tree(&data, &s2);
-    let mut bg = BgSender::start(t2 + 60, &s, &state);
-    bg.wait_log(&format!("send start dataset={big} "));
+    let mut bg = bg_send(t2 + 60, &s, &state);
+    let needle = format!("send start dataset={big} ");
+    assert!(bg.wait_log(&needle, LIMIT), "{}", bg.stderr());
     assert!(bg.kill(), "the sender finished before the kill");
     let st = status(t2 + 120, &state);
     assert_eq!(st[&big]["state"], "interrupted", "{:?}", st[&big]);

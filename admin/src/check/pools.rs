@@ -87,21 +87,16 @@ pub fn health(list: &[PoolInfo], unhealthy: &[PoolStatus], names: &[String]) -> 
                 why.push(s.clone());
             }
         }
-        let labels = vec![("pool", pool.name.clone())];
-        v.metrics.push(Metric {
-            family: &HEALTH,
-            labels: labels.clone(),
-            value: i64::from(status.code()),
-            warning: Some(0),
-            critical: Some(1),
-        });
-        v.metrics.push(Metric {
-            family: &ERRORS,
-            labels,
-            value: i64::try_from(errors).unwrap_or(i64::MAX),
-            warning: None,
-            critical: None,
-        });
+        let labels = [("pool", pool.name.clone())];
+        let judged = Thresholds {
+            warning: 0,
+            critical: 1,
+        };
+        let code = i64::from(status.code());
+        v.metrics
+            .push(Metric::new(&HEALTH, &labels, code, Some(judged)));
+        let errors = i64::try_from(errors).unwrap_or(i64::MAX);
+        v.metrics.push(Metric::new(&ERRORS, &labels, errors, None));
         if status != Status::Ok {
             v.problem(status, format!("{}: {}", pool.name, why.join("; ")));
         }
@@ -138,13 +133,13 @@ pub fn capacity(list: &[PoolInfo], names: &[String], limits: Thresholds) -> Verd
             );
             continue;
         };
-        v.metrics.push(Metric {
-            family: &CAPACITY,
-            labels: vec![("pool", pool.name.clone())],
-            value: i64::from(percent),
-            warning: Some(limits.warning),
-            critical: Some(limits.critical),
-        });
+        let labels = [("pool", pool.name.clone())];
+        v.metrics.push(Metric::new(
+            &CAPACITY,
+            &labels,
+            i64::from(percent),
+            Some(limits),
+        ));
         if fullest.map_or(true, |(f, _)| percent > f) {
             fullest = Some((percent, &pool.name));
         }

@@ -36,18 +36,12 @@ pub fn judge(replicas: &[Replica], limits: Thresholds) -> Verdict {
         .filter(|r| !(r.state == State::Skipped && r.last_success.is_none()))
         .collect();
     for r in &judged {
-        let labels = vec![
+        let labels = [
             ("dataset", r.dataset.clone()),
             ("peer", r.peer.clone()),
             ("role", r.role.as_str().to_string()),
         ];
-        let metric = |family, value, thresholds: Option<Thresholds>| Metric {
-            family,
-            labels: labels.clone(),
-            value,
-            warning: thresholds.map(|t| t.warning),
-            critical: thresholds.map(|t| t.critical),
-        };
+        let metric = |family, value, limits| Metric::new(family, &labels, value, limits);
         v.metrics
             .push(metric(&SINCE, r.since_success, Some(limits)));
         if let Some(lag) = r.lag {

@@ -38,14 +38,8 @@ pub fn judge(tree: &[DatasetFacts], limits: Thresholds, now: i64) -> Verdict {
             .iter()
             .filter_map(|s| Some((s.name.as_str(), parse_name(&s.name)?.as_second())))
             .collect();
-        let labels = vec![("dataset", ds.name.clone())];
-        let metric = |family, value, thresholds: Option<Thresholds>| Metric {
-            family,
-            labels: labels.clone(),
-            value,
-            warning: thresholds.map(|t| t.warning),
-            critical: thresholds.map(|t| t.critical),
-        };
+        let labels = [("dataset", ds.name.clone())];
+        let metric = |family, value, limits| Metric::new(family, &labels, value, limits);
         v.metrics.push(metric(&COUNT, times.len() as i64, None));
         let (Some(newest), Some(oldest)) = (
             times.iter().max_by_key(|(_, t)| *t),

@@ -6,6 +6,7 @@
 //! several is chosen, and every output byte. Must not gather or judge anything: the
 //! checks fill in [`Verdict`]s.
 
+use super::Thresholds;
 use std::fmt::Write;
 use zfsync_history::format::json_string;
 
@@ -99,6 +100,22 @@ pub struct Metric {
 }
 
 impl Metric {
+    /// `value` about `labels`, judged by `limits` if it was.
+    pub fn new(
+        family: &'static Family,
+        labels: &[(&'static str, String)],
+        value: i64,
+        limits: Option<Thresholds>,
+    ) -> Metric {
+        Metric {
+            family,
+            labels: labels.to_vec(),
+            value,
+            warning: limits.map(|t| t.warning),
+            critical: limits.map(|t| t.critical),
+        }
+    }
+
     /// Its perfdata label: the label values and the family's name without `zfsync_`,
     /// the check's word and the unit (`tank/a 10.0.0.2:7611 send since_success`).
     fn perf_label(&self) -> String {
