@@ -47,7 +47,7 @@ pub use datasets::{
 pub use inspect::{
     exists, files_of, list_datasets, snapshot_guids, tree_snapshots, try_tree_snapshots,
 };
-pub use pool::{Pool, DEFAULT_POOL_SIZE};
+pub use pool::{destroy_pool, Pool, DEFAULT_POOL_SIZE};
 pub use process::{child_pids, describe_status, signal, SIGKILL};
 pub use proxy::{Proxy, ProxyRecord};
 pub use receiver::{free_port, Receiver, LISTEN_TIMEOUT};

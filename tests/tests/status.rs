@@ -485,16 +485,7 @@ impl Mirror {
 impl Drop for Mirror {
     fn drop(&mut self) {
         let _ = zpool_try(&["clear", &self.name]);
-        // zfs-fuse says "busy" for a moment after the last access.
-        let mut last = Ok(String::new());
-        for _ in 0..50 {
-            last = zpool_try(&["destroy", "-f", &self.name]);
-            match &last {
-                Err(e) if e.contains("busy") => thread::sleep(Duration::from_millis(100)),
-                _ => break,
-            }
-        }
-        match last {
+        match destroy_pool(&self.name) {
             Ok(_) => {
                 let _ = fs::remove_dir_all(&self.dir);
             }
