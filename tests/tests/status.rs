@@ -199,6 +199,17 @@ fn history_and_status_show_each_run_a_refusal_and_a_killed_sender() {
         && a["peer"] == s.recv.addr()
         && a["job"] == s.recv.addr()));
 
+    // A state directory that cannot be written costs one warning, not the run.
+    let out = send_at(t0 + 90, &s, Path::new("/proc/zfsync-no-such-dir"), &[]);
+    out.assert_ok();
+    assert_eq!(
+        out.stderr.matches("history not recorded").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&state).len(), 3);
+
     // Run 2: the replica of kid has a snapshot of its own: refused, the others sent.
     snapshot(&format!("{}@local", s.dst_ds("kid")));
     let t1 = t0 + 3600;
