@@ -1,6 +1,6 @@
 //! What every subcommand works with: the zfs binary (`--zfs PATH`) and the time now (the
 //! clock, or `ZFSYNC_NOW`), read once when the command line is checked so that a whole
-//! run sees one time.
+//! run sees one time; and for those that read the history, where it is (`--state-dir`).
 //!
 //! Owns the options and settings subcommands share. Must not run zfs itself beyond
 //! detecting it, nor know any subcommand's job.
@@ -47,6 +47,19 @@ impl Context {
     pub fn zfs(&self) -> zfsync_zfs::Result<Zfs> {
         Zfs::detect(&self.zfs_bin)
     }
+}
+
+/// Adds `--state-dir DIR` to `o`, for subcommands that read the history.
+pub fn state_dir_option(o: &mut getopts::Options) {
+    o.optopt("", "state-dir", "", "DIR");
+}
+
+/// `--state-dir DIR`, or the history's default directory.
+pub fn state_dir(m: &getopts::Matches) -> PathBuf {
+    PathBuf::from(
+        m.opt_str("state-dir")
+            .unwrap_or_else(|| zfsync_history::DEFAULT_DIR.into()),
+    )
 }
 
 /// The time now in whole seconds, from [`zfsync_cli::now`]: `ZFSYNC_NOW` if set (a bad

@@ -5,15 +5,23 @@
 //! - `snapshot`: zfsync's snapshot of a dataset tree (`snapshot.rs`).
 //! - `prune`: destroying what a retention plan does not keep (`prune.rs`), planned per
 //!   dataset by `keep.rs`, which the receiver's pruning shares.
+//! - `status`, `history`: what the history says (`status.rs`, `history.rs`), each
+//!   dataset's standing worked out once in `replica.rs`.
+//! - `check`: monitoring-plugin checks (`check.rs`).
 //!
 //! Every subcommand gets the shared [`Context`] (the zfs binary, the time of the run)
 //! from its command line. A new subcommand is a module with a `PROGRAM`, a `main` and a
 //! line in [`SUBCOMMANDS`]. This file only dispatches: it must not hold any subcommand's
 //! options or work.
 
+mod age;
+pub mod check;
 mod context;
+pub mod history;
 pub mod prune;
+mod replica;
 pub mod snapshot;
+pub mod status;
 
 pub use context::{now, Context};
 pub use zfsync_retention::{plan_dataset, Candidate, DatasetPlan, Keep};
@@ -25,13 +33,17 @@ use zfsync_cli::{Exit, OnStop, Output, Program, Special, UsageError};
 pub const USAGE: &str = "\
 Usage: zfsync SUBCOMMAND [options] [ARGS]
 
-zfsync's administration command: snapshots and their lifecycle, on a source or
-on a backup host. 'zfsync help SUBCOMMAND' or 'zfsync SUBCOMMAND --help' shows a
+zfsync's administration command, on a source or on a backup host: snapshots and
+their lifecycle, and whether the backup works (status, history, monitoring
+checks). 'zfsync help SUBCOMMAND' or 'zfsync SUBCOMMAND --help' shows a
 subcommand's options.
 
 Subcommands:
   snapshot   take zfsync's snapshot of a dataset tree
   prune      destroy the snapshots a retention plan does not keep
+  status     where each dataset's replica stands, from the history
+  history    what was sent and received, try by try
+  check      monitoring-plugin checks: snapshots, replication, pools
   help       show this help, or a subcommand's
 
 Options:
@@ -82,6 +94,21 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
         name: "prune",
         program: &prune::PROGRAM,
         main: prune::main,
+    },
+    Subcommand {
+        name: "status",
+        program: &status::PROGRAM,
+        main: status::main,
+    },
+    Subcommand {
+        name: "history",
+        program: &history::PROGRAM,
+        main: history::main,
+    },
+    Subcommand {
+        name: "check",
+        program: &check::PROGRAM,
+        main: check::main,
     },
 ];
 
@@ -157,6 +184,8 @@ pub fn problem(program: &Program, output: &Output, message: &str) {
 #[derive(Debug)]
 pub enum Error {
     Zfs(zfsync_zfs::Error),
+    /// The history could not be read.
+    History(zfsync_history::Error),
     /// Reading a zfs command's output failed.
     Io(String),
 }
@@ -165,6 +194,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Zfs(e) => e.fmt(f),
+            Error::History(e) => e.fmt(f),
             Error::Io(s) => f.write_str(s),
         }
     }
@@ -175,6 +205,12 @@ impl std::error::Error for Error {}
 impl From<zfsync_zfs::Error> for Error {
     fn from(e: zfsync_zfs::Error) -> Self {
         Error::Zfs(e)
+    }
+}
+
+impl From<zfsync_history::Error> for Error {
+    fn from(e: zfsync_history::Error) -> Self {
+        Error::History(e)
     }
 }
 
@@ -244,7 +280,7 @@ pub(crate) mod tests {
             (&["snapshot", "--help"], r#"run snapshot ["--help"]"#),
             (
                 &["bogus"],
-                r#"error unknown subcommand "bogus"; subcommands: snapshot, prune, help"#,
+                r#"error unknown subcommand "bogus"; subcommands: snapshot, prune, status, history, check, help"#,
             ),
             (&["help", "bogus"], "error unknown subcommand"),
             (

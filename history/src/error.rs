@@ -45,6 +45,8 @@ pub enum Error {
         what: &'static str,
         source: rusqlite::Error,
     },
+    /// A job's lock file could not be created or locked.
+    Lock { path: PathBuf, source: io::Error },
     /// `end_run` of a run that does not exist or has already ended.
     UnknownRun { path: PathBuf, id: RunId },
     /// `finish_attempt` of an attempt that does not exist or has already finished.
@@ -97,6 +99,12 @@ impl fmt::Display for Error {
                  permissions, I/O errors)",
                 path.display()
             ),
+            Error::Lock { path, source } => write!(
+                f,
+                "cannot lock {}: {source}: check that the state directory is writable by \
+                 this user",
+                path.display()
+            ),
             Error::UnknownRun { path, id } => write!(
                 f,
                 "{}: no unfinished run {} to end: it was never begun here, has already \
@@ -118,7 +126,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::CreateDir { source, .. } => Some(source),
+            Error::CreateDir { source, .. } | Error::Lock { source, .. } => Some(source),
             Error::Open { source, .. }
             | Error::Migrate { source, .. }
             | Error::Sqlite { source, .. } => Some(source),

@@ -34,6 +34,11 @@
 //! An attempt's run may be `None`: when `begin_run` failed (see above), or for an attempt
 //! made outside any run.
 //!
+//! A process killed mid-run leaves its run unended and its attempt in flight. A sender
+//! holds its job's [`JobLock`] while it runs; the next run of the job that takes the lock
+//! closes what the dead one left with [`Store::interrupt_runs`], and a reader that finds
+//! the lock free knows that an attempt in flight was interrupted.
+//!
 //! # Sharing the file
 //!
 //! The database is in WAL mode: a writer never blocks readers, and readers see the last
@@ -44,6 +49,7 @@
 
 mod error;
 pub mod format;
+mod lock;
 mod record;
 mod schema;
 mod store;
@@ -51,12 +57,16 @@ mod time;
 
 pub use error::{Error, Result};
 pub use format::Format;
+pub use lock::JobLock;
 pub use record::{
     Attempt, AttemptEnd, AttemptId, AttemptQuery, AttemptStart, DatasetStatus, DayTotal, Kind,
-    Outcome, Role, Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef,
+    Outcome, Role, Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef, Streamed,
 };
 pub use schema::latest as schema_version;
-pub use store::{Store, ABANDONED, FILE_NAME};
+pub use store::{Store, ABANDONED, FILE_NAME, INTERRUPTED, INTERRUPTED_STATUS};
+
+/// The state directory when none is given (`--state-dir`).
+pub const DEFAULT_DIR: &str = "/var/lib/zfsync";
 pub use time::rfc3339;
 
 #[cfg(test)]

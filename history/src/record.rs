@@ -184,6 +184,18 @@ pub struct AttemptEnd {
     pub error: Option<String>,
 }
 
+/// What an attempt turned out to stream, known only once it ends: a sender learns the
+/// kind and base from the receiver's answer, after the attempt has started (see
+/// [`Store::finish_attempt_with`](crate::Store::finish_attempt_with)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Streamed {
+    pub kind: Option<Kind>,
+    pub from: Option<SnapshotRef>,
+    pub to: Option<SnapshotRef>,
+    pub raw: bool,
+    pub compressed: bool,
+}
+
 /// An attempt as stored: `end` is `None` while it is in flight.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attempt {

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::record::{
     Attempt, AttemptEnd, AttemptId, AttemptQuery, AttemptStart, DatasetStatus, DayTotal, Kind,
-    Outcome, Role, Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef,
+    Outcome, Role, Run, RunEnd, RunId, RunQuery, RunStart, SnapshotRef, Streamed,
 };
 use crate::schema;
 use rusqlite::types::{Type, Value};
@@ -32,6 +32,14 @@ const RUN_COLUMNS: &str =
 
 /// The error text given to attempts still in flight when their run ends.
 pub const ABANDONED: &str = "the run ended before this attempt finished";
+
+/// The error text given to attempts left in flight by a run whose process died (killed,
+/// or the machine stopped), when [`Store::interrupt_runs`] closes them.
+pub const INTERRUPTED: &str = "interrupted: the process recording this run ended before the attempt did (killed, or the machine stopped)";
+
+/// The exit status recorded for a run closed by [`Store::interrupt_runs`]: no process
+/// exits with it, so it cannot be mistaken for a real one.
+pub const INTERRUPTED_STATUS: i32 = -1;
 
 /// A connection to the history database. It is `Send` but not `Sync`: use it from one
 /// thread, or share it behind a `Mutex`. Several processes may use the same file at once.
@@ -130,20 +138,7 @@ impl Store {
             .conn
             .unchecked_transaction()
             .map_err(self.sql("recording the end of a run"))?;
-        let changed = tx
-            .execute(
-                "UPDATE runs SET ended = ?2, done = ?3, failed = ?4, up_to_date = ?5, \
-                 exit_status = ?6 WHERE id = ?1 AND ended IS NULL",
-                params![
-                    id.0,
-                    end.ended,
-                    end.done,
-                    end.failed,
-                    end.up_to_date,
-                    end.exit_status
-                ],
-            )
-            .map_err(self.sql("recording the end of a run"))?;
+        let changed = set_run_end(&tx, id, end).map_err(self.sql("recording the end of a run"))?;
         if changed == 0 {
             return Err(Error::UnknownRun {
                 path: self.path.clone(),
@@ -175,12 +170,8 @@ impl Store {
         end: Option<&AttemptEnd>,
         what: &'static str,
     ) -> Result<AttemptId> {
-        let snap = |s: &Option<SnapshotRef>| match s {
-            Some(s) => (Some(s.name.clone()), Some(s.guid.to_string())),
-            None => (None, None),
-        };
-        let (from_snap, from_guid) = snap(&a.from);
-        let (to_snap, to_guid) = snap(&a.to);
+        let (from_snap, from_guid) = snapshot_to_sql(&a.from);
+        let (to_snap, to_guid) = snapshot_to_sql(&a.to);
         self.conn
             .execute(
                 &format!(
@@ -237,6 +228,104 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Records the end of an attempt begun with [`start_attempt`](Self::start_attempt),
+    /// with what it turned out to stream: kind, snapshots, raw and compressed replace what
+    /// its start said (a sender starts an attempt before the receiver has chosen).
+    pub fn finish_attempt_with(
+        &self,
+        id: AttemptId,
+        streamed: &Streamed,
+        end: &AttemptEnd,
+    ) -> Result<()> {
+        let what = "recording the end of an attempt";
+        let tx = self.conn.unchecked_transaction().map_err(self.sql(what))?;
+        let (from_snap, from_guid) = snapshot_to_sql(&streamed.from);
+        let (to_snap, to_guid) = snapshot_to_sql(&streamed.to);
+        tx.execute(
+            "UPDATE attempts SET kind = ?2, from_snap = ?3, from_guid = ?4, to_snap = ?5, \
+             to_guid = ?6, raw = ?7, compressed = ?8 WHERE id = ?1 AND ended IS NULL",
+            params![
+                id.0,
+                streamed.kind.map(Kind::as_str),
+                from_snap,
+                from_guid,
+                to_snap,
+                to_guid,
+                streamed.raw,
+                streamed.compressed
+            ],
+        )
+        .map_err(self.sql(what))?;
+        self.finish_attempt(id, end)?;
+        tx.commit().map_err(self.sql(what))
+    }
+
+    /// Closes the unfinished runs of `role`'s `job`, for a caller that knows no process of
+    /// that job runs any more (it holds the job's [`JobLock`](crate::JobLock)): their
+    /// processes died without ending them. Call it before [`begin_run`](Self::begin_run).
+    ///
+    /// Each such run ends at the last time recorded for it (its attempts' starts and ends,
+    /// else its own start), with exit status [`INTERRUPTED_STATUS`] and the counts of its
+    /// datasets' last attempts; its attempts still in flight end then too, as failed with
+    /// the error [`INTERRUPTED`]. Returns the runs closed, oldest first.
+    pub fn interrupt_runs(&self, role: Role, job: &str) -> Result<Vec<RunId>> {
+        let what = "closing interrupted runs";
+        let tx = self.conn.unchecked_transaction().map_err(self.sql(what))?;
+        let ids: Vec<RunId> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id FROM runs WHERE role = ?1 AND job = ?2 AND ended IS NULL \
+                     ORDER BY started, id",
+                )
+                .map_err(self.sql(what))?;
+            let rows = stmt
+                .query_map(params![role.as_str(), job], |row| row.get(0).map(RunId))
+                .map_err(self.sql(what))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(self.sql(what))?
+        };
+        for id in &ids {
+            let last: i64 = tx
+                .query_row(
+                    "SELECT MAX(r.started, COALESCE((SELECT MAX(MAX(a.started, \
+                     COALESCE(a.ended, a.started))) FROM attempts a WHERE a.run_id = r.id), \
+                     r.started)) FROM runs r WHERE r.id = ?1",
+                    params![id.0],
+                    |row| row.get(0),
+                )
+                .map_err(self.sql(what))?;
+            tx.execute(
+                "UPDATE attempts SET ended = ?2, outcome = ?3, error = ?4 \
+                 WHERE run_id = ?1 AND ended IS NULL",
+                params![id.0, last, Outcome::Failed.as_str(), INTERRUPTED],
+            )
+            .map_err(self.sql(what))?;
+            // Per dataset, its last attempt in the run: a retried dataset counts once.
+            let count = |pick: fn(Outcome) -> bool| -> rusqlite::Result<u32> {
+                tx.query_row(
+                    &format!(
+                        "SELECT COUNT(*) FROM attempts a WHERE a.run_id = ?1 AND a.outcome IN \
+                         ({}) AND a.id = (SELECT MAX(b.id) FROM attempts b WHERE \
+                         b.run_id = a.run_id AND b.dataset = a.dataset AND b.peer = a.peer)",
+                        outcome_list(pick)
+                    ),
+                    params![id.0],
+                    |row| row.get(0),
+                )
+            };
+            let end = RunEnd {
+                ended: last,
+                done: count(|o| o == Outcome::Done).map_err(self.sql(what))?,
+                failed: count(Outcome::is_failure).map_err(self.sql(what))?,
+                up_to_date: count(|o| o == Outcome::UpToDate).map_err(self.sql(what))?,
+                exit_status: INTERRUPTED_STATUS,
+            };
+            set_run_end(&tx, *id, &end).map_err(self.sql(what))?;
+        }
+        tx.commit().map_err(self.sql(what))?;
+        Ok(ids)
     }
 
     /// Attempts matching `q`, newest first.
@@ -497,6 +586,30 @@ fn outcome_list(pick: fn(Outcome) -> bool) -> String {
         .map(|o| format!("'{}'", o.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Ends run `id` if it has not ended; how many rows changed (0 or 1).
+fn set_run_end(conn: &Connection, id: RunId, end: &RunEnd) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE runs SET ended = ?2, done = ?3, failed = ?4, up_to_date = ?5, \
+         exit_status = ?6 WHERE id = ?1 AND ended IS NULL",
+        params![
+            id.0,
+            end.ended,
+            end.done,
+            end.failed,
+            end.up_to_date,
+            end.exit_status
+        ],
+    )
+}
+
+/// A snapshot as its name and GUID columns (GUIDs are decimal text: see the schema).
+fn snapshot_to_sql(s: &Option<SnapshotRef>) -> (Option<String>, Option<String>) {
+    match s {
+        Some(s) => (Some(s.name.clone()), Some(s.guid.to_string())),
+        None => (None, None),
+    }
 }
 
 /// Stream sizes are u64; SQLite's integers are i64. No stream reaches 8 EiB, but a bogus
@@ -1198,6 +1311,139 @@ mod tests {
 
         let err = store.finish_attempt(id, &end(200, "failed")).unwrap_err();
         assert!(matches!(err, Error::UnknownAttempt { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn an_attempt_finishes_with_what_it_streamed() {
+        let (_tmp, store) = with_runs("streamed");
+        let begun = AttemptStart {
+            kind: None,
+            from: None,
+            ..start("tank/a", 100)
+        };
+        let id = store.start_attempt(&begun).unwrap();
+        let streamed = Streamed {
+            kind: Some(Kind::Full),
+            from: None,
+            to: Some(SnapshotRef {
+                name: "s9".into(),
+                guid: u64::MAX,
+            }),
+            raw: true,
+            compressed: false,
+        };
+        store
+            .finish_attempt_with(id, &streamed, &end(100, "done"))
+            .unwrap();
+        let got = &all(&store)[0];
+        assert_eq!(
+            (
+                got.start.kind,
+                &got.start.from,
+                &got.start.to,
+                got.start.raw,
+                got.start.compressed
+            ),
+            (
+                streamed.kind,
+                &streamed.from,
+                &streamed.to,
+                streamed.raw,
+                streamed.compressed
+            )
+        );
+        assert_eq!(got.end, Some(end(100, "done")));
+        // Finished once: a second end changes nothing, not even what it streamed.
+        let other = Streamed {
+            kind: Some(Kind::Resume),
+            ..streamed.clone()
+        };
+        let err = store
+            .finish_attempt_with(id, &other, &end(100, "failed"))
+            .unwrap_err();
+        assert!(matches!(err, Error::UnknownAttempt { .. }), "{err:?}");
+        assert_eq!(all(&store)[0].start.kind, Some(Kind::Full));
+    }
+
+    #[test]
+    fn interrupted_runs_of_the_job_are_closed_with_their_attempts() {
+        let tmp = TempDir::new("interrupted");
+        let store = open(&tmp);
+        let dead = store.begin_run(&run_start(100)).unwrap();
+        let attempt = |run: RunId, dataset: &str, started: i64| AttemptStart {
+            run: Some(run),
+            ..start(dataset, started)
+        };
+        // a: retried, done the second time; b: up to date; c: in flight when it died.
+        store
+            .record_attempt(&attempt(dead, "tank/a", 110), &end(110, "failed"))
+            .unwrap();
+        store
+            .record_attempt(&attempt(dead, "tank/a", 130), &end(130, "done"))
+            .unwrap();
+        store
+            .record_attempt(&attempt(dead, "tank/b", 120), &end(120, "up-to-date"))
+            .unwrap();
+        let in_flight = store.start_attempt(&attempt(dead, "tank/c", 150)).unwrap();
+        // Not the job's: another job, another role, a run that ended.
+        let other_job = store
+            .begin_run(&RunStart {
+                job: "other".into(),
+                ..run_start(100)
+            })
+            .unwrap();
+        let recv = store
+            .begin_run(&RunStart {
+                role: Role::Recv,
+                ..run_start(100)
+            })
+            .unwrap();
+        let ended = store.begin_run(&run_start(90)).unwrap();
+        store.end_run(ended, &run_end(95)).unwrap();
+
+        assert_eq!(store.interrupt_runs(Role::Send, "nightly").unwrap(), [dead]);
+        let runs = store.runs(&RunQuery::default()).unwrap();
+        let run = |id: RunId| runs.iter().find(|r| r.id == id).unwrap();
+        // a and b from their last attempts, c failed: the newest time recorded is c's start.
+        assert_eq!(
+            run(dead).end,
+            Some(RunEnd {
+                ended: 150,
+                done: 1,
+                failed: 1,
+                up_to_date: 1,
+                exit_status: INTERRUPTED_STATUS,
+            })
+        );
+        assert_eq!(run(other_job).end, None);
+        assert_eq!(run(recv).end, None);
+        assert_eq!(run(ended).end, Some(run_end(95)));
+        let closed = all(&store).into_iter().find(|a| a.id == in_flight).unwrap();
+        let e = closed.end.expect("closed");
+        assert_eq!(
+            (e.ended, e.outcome, e.error.as_deref()),
+            (150, Outcome::Failed, Some(INTERRUPTED))
+        );
+        // Nothing left to close.
+        assert!(store
+            .interrupt_runs(Role::Send, "nightly")
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn an_interrupted_run_without_attempts_ends_when_it_began() {
+        let tmp = TempDir::new("interrupted-empty");
+        let store = open(&tmp);
+        let dead = store.begin_run(&run_start(100)).unwrap();
+        store.interrupt_runs(Role::Send, "nightly").unwrap();
+        let runs = store.runs(&RunQuery::default()).unwrap();
+        let e = runs[0].end.as_ref().unwrap();
+        assert_eq!(runs[0].id, dead);
+        assert_eq!(
+            (e.ended, e.done, e.failed, e.exit_status),
+            (100, 0, 0, INTERRUPTED_STATUS)
+        );
     }
 
     #[test]

@@ -278,6 +278,7 @@ fn failure_kind(e: &zfsync_history::Error) -> &'static str {
             Some(ErrorCode::SystemIoFailure) => "I/O error",
             _ => "write failed",
         },
+        E::Lock { .. } => "cannot lock",
         E::UnknownRun { .. } | E::UnknownAttempt { .. } => "bookkeeping",
     }
 }

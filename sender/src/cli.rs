@@ -67,11 +67,17 @@ Options:
                         whose zfs recv cannot keep them out
       --key-file FILE   authenticate with the first key in FILE (NAME SECRET per
                         line, mode 600) and require the receiver to prove it too
+      --state-dir DIR   record the run and each dataset's tries in the history
+                        in DIR (default: /var/lib/zfsync), for zfsync status,
+                        history and check; a failing DIR is a warning, never a
+                        failed run; nothing is recorded with -n
       --zfs PATH        zfs binary (default: zfs)
   -o, --log-file FILE   write the log to FILE instead of stderr; SIGHUP reopens it
   -v, --verbose         more log output (-vv for debug)
   -q, --quiet           no summary table, only the final line and the errors
-                        that make the exit status non-zero, once
+                        that make the exit status non-zero, once; no progress
+                        bars (shown on a terminal: each stream's bytes, rate and
+                        time left, '~' before an approximate size)
   -h, --help            show this help
   -V, --version         show the version
 
@@ -113,6 +119,7 @@ pub struct Args {
     pub no_raw: bool,
     pub props: bool,
     pub key_file: Option<String>,
+    pub state_dir: Option<String>,
     pub output: Output,
 }
 
@@ -140,6 +147,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optflag("", "no-raw", "");
     o.optflag("", "props", "");
     o.optopt("", "key-file", "", "FILE");
+    o.optopt("", "state-dir", "", "DIR");
     let (m, mut output) = match parse_options(o, argv)? {
         Parsed::Run(r) => r,
         Parsed::Special(s) => return Ok(Parsed::Special(s)),
@@ -174,6 +182,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         no_raw: m.opt_present("no-raw"),
         props: m.opt_present("props"),
         key_file: m.opt_str("key-file"),
+        state_dir: m.opt_str("state-dir"),
         output,
     }))
 }
@@ -221,6 +230,11 @@ impl Args {
                     .into_iter()
                     .next(),
             },
+            state_dir: Some(PathBuf::from(
+                self.state_dir
+                    .unwrap_or_else(|| zfsync_history::DEFAULT_DIR.into()),
+            )),
+            quiet: self.output.quiet,
         };
         Ok((config, self.output))
     }
@@ -319,6 +333,19 @@ mod tests {
                 .mark
                 .as_deref(),
             Some("backup-7611")
+        );
+    }
+
+    #[test]
+    fn the_history_goes_to_the_state_dir() {
+        let dir = |args: &[&str]| config(args).unwrap().state_dir;
+        assert_eq!(
+            dir(&["tank/data", "h"]),
+            Some(PathBuf::from("/var/lib/zfsync"))
+        );
+        assert_eq!(
+            dir(&["--state-dir", "/srv/zfsync", "tank/data", "h"]),
+            Some(PathBuf::from("/srv/zfsync"))
         );
     }
 

@@ -13,6 +13,8 @@ pub mod cli;
 mod conn;
 mod deadline;
 mod pool;
+mod progress;
+mod record;
 mod replicate;
 mod report;
 mod select;
@@ -69,6 +71,10 @@ pub struct Config {
     pub props: bool,
     /// The key to authenticate with (the first of `--key-file`).
     pub key: Option<zfsync_protocol::auth::Key>,
+    /// `--state-dir`: where the run is recorded (the history); `None` records nothing.
+    pub state_dir: Option<PathBuf>,
+    /// `-q`: no progress bars on a terminal either.
+    pub quiet: bool,
 }
 
 /// Errors of the sender.
@@ -211,8 +217,16 @@ impl From<io::Error> for Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Replicates the tree. Errors only when nothing could be tried at all (the source tree
-/// cannot be listed); per-dataset failures are in the report.
+/// cannot be listed); per-dataset failures are in the report. The run and each try are
+/// recorded in the history of `config.state_dir` (see `record.rs`).
 pub fn run(config: &Config) -> Result<RunReport> {
+    let recorder = record::Recorder::open(config);
+    let result = run_recorded(config, &recorder);
+    recorder.end(&result);
+    result
+}
+
+fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunReport> {
     let deadline = Deadline::new(config.deadline, Instant::now());
     let zfs = Zfs::detect(&config.zfs)?.with_limit(config.timeout * 5);
     info!("zfs flavor={:?}", zfs.capabilities().flavor);
@@ -330,11 +344,14 @@ pub fn run(config: &Config) -> Result<RunReport> {
         (Some(id), false) => SourceMarks::load(&zfs, &config.dataset, id)?,
         _ => SourceMarks::default(),
     };
+    let meter = progress::Meter::new(config.quiet);
     let replicator = Replicator {
         config,
         zfs: &zfs,
         marks: &marks,
         root_guids: &root_guids,
+        recorder,
+        meter: &meter,
     };
     let (done, cleanup_conn) = run_jobs(replicator, jobs, early_conn, &deadline);
     reports.extend(done);

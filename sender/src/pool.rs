@@ -340,6 +340,7 @@ fn worker_loop(
             continue;
         }
         let started = Instant::now();
+        let recorded = pool.replicator.recorder.start(&job);
         let mut open_error = None;
         if conn.is_none() {
             match Connection::open(config) {
@@ -421,6 +422,7 @@ fn worker_loop(
                 ..delivery
             },
         };
+        pool.replicator.recorder.finish(recorded, &report);
         if results
             .send(JobResult::Tried { job, report, retry })
             .is_err()

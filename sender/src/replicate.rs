@@ -8,6 +8,7 @@
 
 use crate::conn::Connection;
 use crate::pool::Job;
+use crate::progress::{Estimate, Meter};
 use crate::report::{Delivery, Parent, SnapshotRef, Status, Step, Stream, StreamKind};
 use crate::select::next_step;
 use crate::{Config, Error, Result};
@@ -26,6 +27,10 @@ pub(crate) struct Replicator<'a> {
     pub(crate) marks: &'a SourceMarks,
     /// What each connection announces of the root before its first offer.
     pub(crate) root_guids: &'a [u64],
+    /// Where each try is recorded (the pool starts and finishes the records).
+    pub(crate) recorder: &'a crate::record::Recorder<'a>,
+    /// Where each stream's progress is shown.
+    pub(crate) meter: &'a Meter,
 }
 
 impl Replicator<'_> {
@@ -33,7 +38,7 @@ impl Replicator<'_> {
     /// as this receiver's base.
     pub(crate) fn deliver(&self, conn: &mut Connection, job: &Job) -> Result<Delivery> {
         conn.announce_root(self.root_guids)?;
-        let mut delivery = replicate(conn, self.config, self.zfs, job)?;
+        let mut delivery = replicate(conn, self.config, self.zfs, job, self.meter)?;
         if let Some(newest) = &delivery.newest {
             let marked = self
                 .marks
@@ -134,7 +139,13 @@ fn offer_parent(conn: &mut Connection, config: &Config, job: &Job) -> Result<Del
 /// stream to end with the newest snapshot offered, so when one left out lies between the
 /// base and the newest, each round offers the kept snapshots up to the end of the next
 /// step ([`next_step`]) only, and sends that step (`-i` over the ones left out).
-fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Result<Delivery> {
+fn replicate(
+    conn: &mut Connection,
+    config: &Config,
+    zfs: &Zfs,
+    job: &Job,
+    meter: &Meter,
+) -> Result<Delivery> {
     let all = &job.info.snapshots;
     let snaps = config.snapshots.offered(all);
     if snaps.is_empty() {
@@ -326,6 +337,11 @@ fn replicate(conn: &mut Connection, config: &Config, zfs: &Zfs, job: &Job) -> Re
             quoted(ds),
             quoted(stream.describe())
         );
+        let estimate = match &command {
+            SendCommand::Snapshot { name, opts } => Estimate::send(zfs, name, opts),
+            SendCommand::Resume { token } => Estimate::resume(zfs, token),
+        };
+        let _shown = meter.stream(ds, estimate);
         let spawned = match &command {
             SendCommand::Snapshot { name, opts } => zfs.send(name, opts),
             SendCommand::Resume { token } => zfs.send_resume(token),

@@ -1,6 +1,7 @@
 //! Making and changing datasets, snapshots and files for a test.
 //!
-//! Owns: `create`, `snapshot`, `snapshot_tree`, writing files into a mounted filesystem
+//! Owns: `create`, `snapshot`, `snapshot_tree`, zfsync's snapshot names written out by GNU
+//! date (`zfsync_name_at`, never by zfsync's code), writing files into a mounted filesystem
 //! (`write_file`) or into one that is not (`write_file_unmounted`), reproducible test
 //! data (`random_bytes`), and the small tree many tests start from (`data_and_kid`).
 //! Must not: read back what a pool holds (`inspect` does, without touching the
@@ -29,6 +30,22 @@ pub fn data_and_kid(pool: &Pool) -> (String, String) {
     write_file(&data, "a.txt", b"alpha");
     write_file(&kid, "k.bin", &random_bytes(4096, 1));
     (data, kid)
+}
+
+/// `zfsync_YYYY-MM-DDThh:mm:ssZ` of `secs` (unix seconds), from GNU date: the name
+/// `zfsync snapshot` gives a snapshot taken then, worked out apart from zfsync's code.
+pub fn zfsync_name_at(secs: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{secs}"),
+            "+zfsync_%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
+        .expect("run date");
+    assert!(out.status.success(), "date -d @{secs} failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// `zfs snapshot DS@SNAP`.

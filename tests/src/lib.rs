@@ -10,7 +10,8 @@
 //! - `datasets`: creating datasets, snapshots and files;
 //! - `inspect`: reading names, snapshot GUIDs and files without touching the datasets;
 //! - `receiver`: a receiver process guard (`Receiver`);
-//! - `sender`: a sender runner (`send`, `SendOutput`) and its summary table;
+//! - `sender`: a sender runner (`send`, `run_at`, `SendOutput`), its summary table, and a
+//!   sender in the background (`BgSender`);
 //! - `proxy`: a cutting, stalling, recording TCP proxy for fault tests.
 //!
 //! Does not own: any zfsync logic. The harness drives the binaries from the outside as a
@@ -41,15 +42,15 @@ mod zfs_cmd;
 pub use bins::{admin_bin, bin_dir, receiver_bin, script, sender_bin};
 pub use datasets::{
     create, data_and_kid, mountpoint, random_bytes, snapshot, snapshot_tree, write_file,
-    write_file_unmounted,
+    write_file_unmounted, zfsync_name_at,
 };
 pub use inspect::{
     exists, files_of, list_datasets, property, snapshot_guids, tree_snapshots, try_tree_snapshots,
 };
-pub use pool::{Pool, DEFAULT_POOL_SIZE};
+pub use pool::{destroy_pool, Pool, DEFAULT_POOL_SIZE};
 pub use process::{child_pids, describe_status, signal, SIGKILL};
 pub use proxy::{Proxy, ProxyRecord};
 pub use receiver::{free_port, Receiver, LISTEN_TIMEOUT};
 pub use scratch::{temp_dir, TEST_ROOT};
-pub use sender::{run_with_timeout, send, SendOutput, SummaryRow, SEND_TIMEOUT};
+pub use sender::{run_at, run_with_timeout, send, BgSender, SendOutput, SummaryRow, SEND_TIMEOUT};
 pub use zfs_cmd::{zfs, zfs_bin, zfs_try, zpool, zpool_bin, zpool_try};

@@ -1,7 +1,7 @@
 //! Throw-away pools on sparse files, and the clean-up of pools a dead test run left.
 //!
 //! Owns: `Pool` (name `zft_<tag>_<pid>_<n>`, its vdev file and mount root, destroyed on
-//! drop) and `clean_stale_pools`, which relies on that name. Must not: create or change
+//! drop), `destroy_pool`, and `clean_stale_pools`, which relies on that name. Must not: create or change
 //! datasets inside a pool (`datasets` does), or destroy a pool whose test process is
 //! alive.
 
@@ -115,17 +115,7 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        // -f: a test may leave datasets mounted or a clone behind. zfs-fuse sometimes
-        // says "busy" for a moment after the last access, so retry.
-        let mut last = Ok(String::new());
-        for _ in 0..50 {
-            last = zpool_try(&["destroy", "-f", &self.name]);
-            match &last {
-                Err(e) if e.contains("busy") => thread::sleep(Duration::from_millis(100)),
-                _ => break,
-            }
-        }
-        if let Err(e) = last {
+        if let Err(e) = destroy_pool(&self.name) {
             eprintln!("harness: cannot destroy test pool {}: {e}", self.name);
             // Keep the vdev file: deleting it under a live pool would only hide the leak.
             return;
@@ -134,6 +124,21 @@ impl Drop for Pool {
             eprintln!("harness: cannot remove {}: {e}", self.dir.display());
         }
     }
+}
+
+/// `zpool destroy -f NAME`, retried while zfs-fuse says "busy" (it does for a moment
+/// after the last access); -f: a test may leave datasets mounted or a clone behind. For
+/// `Pool`'s drop and pools a test makes itself (a mirror).
+pub fn destroy_pool(name: &str) -> Result<String, String> {
+    let mut last = Ok(String::new());
+    for _ in 0..50 {
+        last = zpool_try(&["destroy", "-f", name]);
+        match &last {
+            Err(e) if e.contains("busy") => thread::sleep(Duration::from_millis(100)),
+            _ => break,
+        }
+    }
+    last
 }
 
 /// Destroys harness pools left behind by test processes that no longer exist (a killed

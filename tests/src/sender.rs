@@ -1,22 +1,25 @@
 //! Running a command to completion, and reading what `zfsync-send` printed.
 //!
 //! Owns: `send` (the built sender, killed after `SEND_TIMEOUT`), `run_with_timeout` for
-//! any program (the sender with a shorter limit, scripts, fakes), `SendOutput` with its
-//! status checks, and parsing the sender's summary table (`SummaryRow`). Must not: leave
-//! a child running past its timeout, or read a pipe on the waiting thread (a child that
-//! fills the other pipe would block forever).
+//! any program (the sender with a shorter limit, scripts, fakes) and `run_at` for one with
+//! `ZFSYNC_NOW` set, `SendOutput` with its status checks, parsing the sender's summary
+//! table (`SummaryRow`), and a sender in the background (`BgSender`) for a test to watch
+//! and kill. Must not: leave a child running past its timeout, or read a pipe on the
+//! waiting thread (a child that fills the other pipe would block forever).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::fs;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::bins::sender_bin;
-use crate::process::wait_timeout;
+use crate::process::{signal, wait_timeout, SIGKILL};
+use crate::scratch::temp_dir;
 
 /// How long `send` lets the sender run before killing it.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -187,6 +190,116 @@ pub fn run_with_timeout<S: AsRef<OsStr>>(
         status,
         stdout,
         stderr,
+    }
+}
+
+/// `env ZFSYNC_NOW=NOW PROGRAM ARGS...` to completion, as `run_with_timeout`: the clock
+/// of every zfsync tool at `now` (unix seconds).
+pub fn run_at(now: u64, program: &Path, args: &[&str], timeout: Duration) -> SendOutput {
+    let now = format!("ZFSYNC_NOW={now}");
+    let program = program.display().to_string();
+    let mut argv: Vec<&str> = vec![&now, &program];
+    argv.extend(args);
+    run_with_timeout(Path::new("/usr/bin/env"), &argv, timeout)
+}
+
+/// A `zfsync-send` running in the background, its output going to files, so a test can
+/// watch its log and kill it at a chosen moment. Killed (SIGKILL) on drop if still
+/// running.
+pub struct BgSender {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl BgSender {
+    /// `zfsync-send ARGS` with the environment variables `env` added.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> BgSender {
+        let dir = temp_dir("bgsend");
+        let out = fs::File::create(dir.join("stdout")).expect("create stdout file");
+        let err = fs::File::create(dir.join("stderr")).expect("create stderr file");
+        let child = Command::new(sender_bin())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("run zfsync-send");
+        BgSender { child, dir }
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
+    }
+
+    /// Waits until its log holds `needle` (true) or it exits or `limit` passes (false).
+    pub fn wait_log(&mut self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                return self.stderr().contains(needle);
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Whether it has exited already.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// SIGKILL (if still running) and reap; returns whether the kill found it running.
+    pub fn kill(&mut self) -> bool {
+        let running = !self.exited();
+        if running {
+            signal(self.child.id(), SIGKILL);
+        }
+        let _ = self.child.wait();
+        running
+    }
+
+    /// Waits for it to exit (panics after `limit`) and returns its output.
+    pub fn finish(mut self, limit: Duration) -> SendOutput {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                break st;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "sender still running after {}s\n--- stdout ---\n{}--- stderr ---\n{}",
+                    limit.as_secs(),
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        SendOutput {
+            status: status.code().unwrap_or(-1),
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for BgSender {
+    fn drop(&mut self) {
+        if !self.exited() {
+            signal(self.child.id(), SIGKILL);
+            let _ = self.child.wait();
+        }
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

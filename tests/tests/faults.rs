@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 use zfsync_tests::*;
@@ -55,105 +55,13 @@ impl Rng {
 // ---------------------------------------------------------------------------------------
 // A sender run in the background
 
-/// A `zfsync-send -v` running in the background, its output going to files, so a test can
-/// watch its log and kill it at a chosen moment.
-struct BgSender {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl BgSender {
-    /// `zfsync-send -v EXTRA --zfs ZFS ROOT ADDR`.
-    fn start(root: &str, addr: &str, extra: &[&str]) -> BgSender {
-        let dir = temp_dir("bgsend");
-        let out = fs::File::create(dir.join("stdout")).expect("create stdout file");
-        let err = fs::File::create(dir.join("stderr")).expect("create stderr file");
-        let zfs = zfs_bin();
-        let child = Command::new(sender_bin())
-            .arg("-v")
-            .args(extra)
-            .args(["--zfs", &zfs, root, addr])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("run zfsync-send");
-        BgSender { child, dir }
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
-    }
-
-    /// Waits until its log holds `needle` (true) or it exits or `limit` passes (false).
-    fn wait_log(&mut self, needle: &str, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self.stderr().contains(needle) {
-                return true;
-            }
-            if Instant::now() >= deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
-                return self.stderr().contains(needle);
-            }
-            thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Whether it has exited already.
-    fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    /// SIGKILL (if still running) and reap; returns whether the kill found it running.
-    fn kill(&mut self) -> bool {
-        let running = !self.exited();
-        if running {
-            signal(self.child.id(), SIGKILL);
-        }
-        let _ = self.child.wait();
-        running
-    }
-
-    /// Waits for it to exit (panics after `limit`) and returns its output.
-    fn finish(mut self, limit: Duration) -> SendOutput {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                break st;
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                panic!(
-                    "sender still running after {}s\n--- stdout ---\n{}--- stderr ---\n{}",
-                    limit.as_secs(),
-                    self.stdout(),
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        SendOutput {
-            status: status.code().unwrap_or(-1),
-            stdout: self.stdout(),
-            stderr: self.stderr(),
-        }
-    }
-}
-
-impl Drop for BgSender {
-    fn drop(&mut self) {
-        if !self.exited() {
-            signal(self.child.id(), SIGKILL);
-            let _ = self.child.wait();
-        }
-        if !thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
+/// `zfsync-send -v EXTRA --zfs ZFS ROOT ADDR` in the background.
+fn bg_send(root: &str, addr: &str, extra: &[&str]) -> BgSender {
+    let zfs = zfs_bin();
+    let mut args = vec!["-v"];
+    args.extend(extra);
+    args.extend(["--zfs", &zfs, root, addr]);
+    BgSender::start(&args, &[])
 }
 
 // ---------------------------------------------------------------------------------------
@@ -501,7 +409,7 @@ fn sender_killed_mid_stream_leaves_a_consistent_destination() {
         let threads = [3, 2, 1, 3, 2, 1][round as usize % 6].to_string();
         let delay = Duration::from_millis(rng.range(0, 120));
         let log_at = s.recv.log().len();
-        let mut sender = BgSender::start(&s.root, &s.recv.addr(), &["-t", &threads]);
+        let mut sender = bg_send(&s.root, &s.recv.addr(), &["-t", &threads]);
         if !sender.wait_log("send start", Duration::from_secs(30)) {
             panic!(
                 "the sender never started a stream\n{}\n{}",
@@ -587,7 +495,7 @@ fn receiver_killed_mid_stream_and_restarted_converges() {
         }
         let retries = if round < 2 { "0" } else { "3" };
         let delay = Duration::from_millis(rng.range(0, 150));
-        let mut sender = BgSender::start(
+        let mut sender = bg_send(
             &s.root,
             &s.recv.addr(),
             &["-t", "1", "--retries", retries, "--timeout", "10"],
@@ -1427,7 +1335,7 @@ fn tcp_keepalive_is_on_at_both_ends() {
     snapshot(&format!("{root}@s1"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
-    let mut sender = BgSender::start(
+    let mut sender = bg_send(
         &root,
         &format!("127.0.0.1:{port}"),
         &["--timeout", "10", "--retries", "0"],

@@ -19,30 +19,14 @@ const DAY: u64 = 86_400;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `zfsync_YYYY-MM-DDThh:mm:ssZ` of `secs`, from GNU date.
-fn name_at(secs: u64) -> String {
-    let out = std::process::Command::new("date")
-        .args([
-            "-u",
-            "-d",
-            &format!("@{secs}"),
-            "+zfsync_%Y-%m-%dT%H:%M:%SZ",
-        ])
-        .output()
-        .expect("run date");
-    assert!(out.status.success(), "date -d @{secs} failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
+use zfsync_name_at as name_at;
 
 /// `env ZFSYNC_NOW=NOW zfsync ARGS... --zfs ZFS`.
 fn zfsync(now: u64, args: &[&str]) -> SendOutput {
-    let admin = admin_bin().display().to_string();
     let zfs = zfs_bin();
-    let now = format!("ZFSYNC_NOW={now}");
-    let mut argv: Vec<&str> = vec![&now, &admin];
-    argv.extend(args);
+    let mut argv: Vec<&str> = args.to_vec();
     argv.extend(["--zfs", &zfs]);
-    run_with_timeout(Path::new("/usr/bin/env"), &argv, TIMEOUT)
+    run_at(now, &admin_bin(), &argv, TIMEOUT)
 }
 
 /// Snapshot names of `ds` itself, oldest first.

@@ -25,6 +25,8 @@ pub struct Capabilities {
     pub send_compressed: bool,
     /// `zfs send -w` (raw, for encrypted datasets).
     pub send_raw: bool,
+    /// `zfs send -nvP`: a dry run that prints the stream's estimated size.
+    pub send_dry_run: bool,
     /// The `written` property: bytes written since the previous snapshot.
     pub written: bool,
     /// Several names in one `zfs snapshot`, all taken at once (atomically).
@@ -44,6 +46,7 @@ impl Capabilities {
             holds: false,
             send_compressed: false,
             send_raw: false,
+            send_dry_run: false,
             written: false,
             snapshot_many: false,
         }
@@ -62,6 +65,7 @@ impl Capabilities {
             holds: true,
             send_compressed: true,
             send_raw: true,
+            send_dry_run: true,
             written: true,
             snapshot_many: true,
         }

@@ -1,4 +1,4 @@
-//! The one place in zfsync that runs `zfs`.
+//! The one place in zfsync that runs `zfs` (and `zpool`, for monitoring: [`Zpool`]).
 //!
 //! [`Zfs`] knows the path of the zfs binary (a value, never a global, so tests can run side
 //! by side with different binaries) and what the installed ZFS can do ([`Capabilities`],
@@ -23,15 +23,18 @@
 
 mod capabilities;
 mod error;
+mod estimate;
 mod facts;
 mod listing;
 mod name;
 mod process;
 pub mod protect;
 mod token;
+mod zpool;
 
 pub use capabilities::Capabilities;
 pub use error::{Error, FailureKind, Result};
+pub use estimate::SendSize;
 pub use facts::{DatasetFacts, SnapshotFacts};
 pub use listing::{DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
 pub use name::{
@@ -40,6 +43,7 @@ pub use name::{
 };
 pub use process::ZfsProcess;
 pub use token::TokenInfo;
+pub use zpool::{DeviceErrors, PoolInfo, PoolStatus, Zpool};
 
 use log::debug;
 use std::io::Read;
@@ -297,6 +301,43 @@ impl Zfs {
         }
         args.push(snapshot);
         args
+    }
+
+    /// What `send` of `snapshot` with `opts` is expected to carry: `zfs send -nvP` where
+    /// the ZFS has it (OpenZFS), else for a full stream the snapshot's `referenced`
+    /// (approximate); `None` for an incremental one without a dry run.
+    pub fn send_size(&self, snapshot: &str, opts: &SendOptions) -> Result<Option<SendSize>> {
+        if self.caps.send_dry_run {
+            let mut args = self.send_args(snapshot, opts);
+            args.insert(1, "-nvP");
+            return self.dry_run_size(&args, &self.command_line(&args));
+        }
+        if opts.from.is_some() {
+            return Ok(None);
+        }
+        let out = self.output(&["get", "-Hp", "-o", "value", "referenced", snapshot])?;
+        Ok(out.trim().parse().ok().map(|bytes| SendSize {
+            bytes,
+            approximate: true,
+        }))
+    }
+
+    /// What `send_resume` of `token` is expected to carry (`zfs send -nvP -t`).
+    pub fn resume_size(&self, token: &str) -> Result<Option<SendSize>> {
+        if !self.caps.send_dry_run {
+            return Ok(None);
+        }
+        let shown = self.command_line(&["send", "-nvP", "-t", "TOKEN"]);
+        self.dry_run_size(&["send", "-nvP", "-t", token], &shown)
+    }
+
+    fn dry_run_size(&self, args: &[&str], shown: &str) -> Result<Option<SendSize>> {
+        let (stdout, stderr) = self.capture(args, shown)?;
+        let out = format!("{}\n{stderr}", String::from_utf8_lossy(&stdout));
+        Ok(estimate::parse_dry_run(&out).map(|bytes| SendSize {
+            bytes,
+            approximate: false,
+        }))
     }
 
     /// Starts `zfs recv` into `target`, reading the stream from the process's stdin.

@@ -90,6 +90,7 @@ impl Connection {
                 Ok(()) => {
                     total += len as u64;
                     self.sent += len as u64;
+                    crate::progress::sent(len as u64);
                 }
                 Err(MoveError::Network(e)) => return Err(e.into()),
                 Err(MoveError::Local(e)) => {

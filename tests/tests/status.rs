@@ -1,0 +1,606 @@
+//! Knowing what happened, against real zfs-fuse pools: what `zfsync-send --state-dir`
+//! records, as `zfsync history` and `zfsync status --json` show it (a refused dataset, a
+//! sender killed mid-stream, the next run closing what it left), and the monitoring checks
+//! (`zfsync check replication|snapshots|health|capacity`) with their exit codes as
+//! `ZFSYNC_NOW` moves, on a damaged pool and on a nearly full one.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+use zfsync_tests::*;
+
+/// 2026-12-02T00:00:00Z.
+const DEC2: u64 = 1_796_169_600;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+use zfsync_name_at as name_at;
+
+/// `zfsync ARGS` at `now`.
+fn zfsync(now: u64, args: &[&str]) -> SendOutput {
+    run_at(now, &admin_bin(), args, LIMIT)
+}
+
+/// `zfsync-send --state-dir DIR --zfs ZFS EXTRA ROOT ADDR` at `now`.
+fn send_at(now: u64, s: &Setup, dir: &Path, extra: &[&str]) -> SendOutput {
+    let zfs = zfs_bin();
+    let addr = s.recv.addr();
+    let dir = dir.display().to_string();
+    let mut args = vec!["--state-dir", dir.as_str(), "--zfs", zfs.as_str()];
+    args.extend(extra);
+    args.extend([s.root.as_str(), addr.as_str()]);
+    run_at(now, &sender_bin(), &args, LIMIT)
+}
+
+/// The objects of a JSON array printed one object per line (as `zfsync history
+/// --format json` and `zfsync status --json` print it), each as its fields' raw values:
+/// strings unquoted and unescaped, `null` as `null`.
+fn json_lines(text: &str) -> Vec<BTreeMap<String, String>> {
+    text.lines()
+        .map(|l| l.trim_end_matches(','))
+        .filter(|l| l.starts_with('{'))
+        .map(json_object)
+        .collect()
+}
+
+/// A flat JSON object's fields (no nested objects or arrays).
+fn json_object(line: &str) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    let mut chars = line.trim().trim_start_matches('{').chars().peekable();
+    let string = |chars: &mut std::iter::Peekable<std::str::Chars>| {
+        let mut s = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('n') => s.push('\n'),
+                    Some('t') => s.push('\t'),
+                    Some(c) => s.push(c),
+                    None => break,
+                },
+                c => s.push(c),
+            }
+        }
+        s
+    };
+    loop {
+        match chars.next() {
+            Some('"') => {}
+            Some(',') | Some(' ') => continue,
+            _ => break,
+        }
+        let key = string(&mut chars);
+        assert_eq!(chars.next(), Some(':'), "{line}");
+        let value = if chars.peek() == Some(&'"') {
+            chars.next();
+            string(&mut chars)
+        } else {
+            let mut v = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == ',' || c == '}' {
+                    break;
+                }
+                v.push(c);
+                chars.next();
+            }
+            v
+        };
+        fields.insert(key, value);
+    }
+    fields
+}
+
+/// The GUID of snapshot `snap` (`DS@NAME`), as zfs reports it.
+fn guid(snap: &str) -> String {
+    zfs(&["get", "-Hp", "-o", "value", "guid", snap])
+        .trim()
+        .to_string()
+}
+
+/// `zfsync-send -v -t 1` at `now` in the background, so a test can kill it mid-stream.
+fn bg_send(now: u64, s: &Setup, state: &Path) -> BgSender {
+    let (zfs, addr) = (zfs_bin(), s.recv.addr());
+    let now = now.to_string();
+    let state = state.display().to_string();
+    let args = [
+        "-v",
+        "-t",
+        "1",
+        "--state-dir",
+        &state,
+        "--zfs",
+        &zfs,
+        &s.root,
+        &addr,
+    ];
+    BgSender::start(&args, &[("ZFSYNC_NOW", &now)])
+}
+
+/// The attempts `zfsync history --format json --limit 0` shows, oldest first.
+fn history(dir: &Path) -> Vec<BTreeMap<String, String>> {
+    let dir = dir.display().to_string();
+    let out = zfsync(
+        DEC2,
+        &[
+            "history",
+            "--state-dir",
+            &dir,
+            "--format",
+            "json",
+            "--limit",
+            "0",
+        ],
+    );
+    out.assert_ok();
+    let mut all = json_lines(&out.stdout);
+    all.reverse();
+    all
+}
+
+/// `zfsync status --json` at `now`, by dataset.
+fn status(now: u64, dir: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let dir = dir.display().to_string();
+    let out = zfsync(now, &["status", "--state-dir", &dir, "--json"]);
+    out.assert_ok();
+    json_lines(&out.stdout)
+        .into_iter()
+        .map(|o| (o["dataset"].clone(), o))
+        .collect()
+}
+
+/// What each attempt was, in a few words: dataset, kind, outcome, to and its GUID.
+fn summary(a: &BTreeMap<String, String>) -> (String, String, String, String, String) {
+    (
+        a["dataset"].clone(),
+        a["kind"].clone(),
+        a["outcome"].clone(),
+        a["to"].clone(),
+        a["to_guid"].clone(),
+    )
+}
+
+#[test]
+fn history_and_status_show_each_run_a_refusal_and_a_killed_sender() {
+    let s = Setup::bare("hist", &[]);
+    let state = temp_dir("state");
+    let (data, kid, big) = (s.src_ds(""), s.src_ds("kid"), s.src_ds("big"));
+    create(&kid);
+    create(&big);
+    write_file(&data, "a.txt", b"alpha");
+    write_file(&kid, "k.bin", &random_bytes(64 << 10, 1));
+    write_file(&big, "b.bin", &random_bytes(1 << 20, 2));
+    let t0 = DEC2;
+    let s0 = name_at(t0);
+    snapshot_tree(&data, &s0);
+
+    // Run 1: everything new, sent in full.
+    send_at(t0 + 60, &s, &state, &[]).assert_ok();
+    let h = history(&state);
+    let mut got: Vec<_> = h.iter().map(summary).collect();
+    got.sort();
+    let full = |ds: &str| {
+        let snap = format!("{ds}@{s0}");
+        (
+            ds.to_string(),
+            "full".into(),
+            "done".into(),
+            s0.clone(),
+            guid(&snap),
+        )
+    };
+    assert_eq!(got, [full(&data), full(&big), full(&kid)]);
+    assert!(h.iter().all(|a| a["started"] == "2026-12-02T00:01:00Z"
+        && a["role"] == "send"
+        && a["peer"] == s.recv.addr()
+        && a["job"] == s.recv.addr()));
+
+    // A state directory that cannot be written costs one warning, not the run.
+    let out = send_at(t0 + 90, &s, Path::new("/proc/zfsync-no-such-dir"), &[]);
+    out.assert_ok();
+    assert_eq!(
+        out.stderr.matches("history not recorded").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&state).len(), 3);
+
+    // Run 2: the replica of kid has a snapshot of its own: refused, the others sent.
+    snapshot(&format!("{}@local", s.dst_ds("kid")));
+    let t1 = t0 + 3600;
+    let s1 = name_at(t1);
+    snapshot_tree(&data, &s1);
+    let out = send_at(t1 + 60, &s, &state, &[]);
+    out.assert_status(1);
+    let h = history(&state);
+    let run2: Vec<_> = h[3..].iter().map(summary).collect();
+    let incremental = |ds: &str| {
+        let snap = format!("{ds}@{s1}");
+        (
+            ds.to_string(),
+            "incremental".into(),
+            "done".into(),
+            s1.clone(),
+            guid(&snap),
+        )
+    };
+    let refused = (
+        kid.clone(),
+        "null".into(),
+        "refused".into(),
+        s1.clone(),
+        guid(&format!("{kid}@{s1}")),
+    );
+    let mut run2_sorted = run2.clone();
+    run2_sorted.sort();
+    assert_eq!(
+        run2_sorted,
+        [incremental(&data), incremental(&big), refused]
+    );
+    let kid_try = h.iter().rev().find(|a| a["dataset"] == kid).unwrap();
+    assert!(kid_try["error"].contains("local"), "{kid_try:?}");
+    assert_eq!(
+        (kid_try["from"].as_str(), kid_try["bytes"].as_str()),
+        ("null", "0")
+    );
+
+    let st = status(t1 + 120, &state);
+    assert_eq!(st.len(), 3, "{st:?}");
+    let k = &st[&kid];
+    assert_eq!(
+        (k["state"].as_str(), k["backlog"].as_str()),
+        ("failed", "1"),
+        "{k:?}"
+    );
+    assert_eq!(k["base"], s0);
+    assert_eq!(k["base_guid"], guid(&format!("{kid}@{s0}")));
+    assert_eq!(k["source_newest"], s1);
+    // The replica's newest is s0, an hour behind the source's s1.
+    assert_eq!(k["lag_seconds"], "3600");
+    assert!(k["last_error"].contains("local"), "{k:?}");
+    for ds in [&data, &big] {
+        let d = &st[ds];
+        assert_eq!(
+            (
+                d["state"].as_str(),
+                d["lag_seconds"].as_str(),
+                d["backlog"].as_str()
+            ),
+            ("ok", "0", "0"),
+            "{d:?}"
+        );
+        assert_eq!(d["base_guid"], guid(&format!("{ds}@{s1}")));
+        assert_eq!(d["last_success"], "2026-12-02T01:01:00Z");
+        assert_eq!(d["since_success_seconds"], "60");
+    }
+
+    // Run 3: killed while big's larger stream goes (one worker: data first, then big).
+    write_file(&big, "c.bin", &random_bytes(160 << 20, 3));
+    let t2 = t1 + 3600;
+    let s2 = name_at(t2);
+    snapshot_tree(&data, &s2);
+    let mut bg = bg_send(t2 + 60, &s, &state);
+    let needle = format!("send start dataset={big} ");
+    assert!(bg.wait_log(&needle, LIMIT), "{}", bg.stderr());
+    assert!(bg.kill(), "the sender finished before the kill");
+    let st = status(t2 + 120, &state);
+    assert_eq!(st[&big]["state"], "interrupted", "{:?}", st[&big]);
+    assert_eq!(st[&big]["source_newest"], s2);
+    assert_eq!(st[&data]["state"], "ok");
+    assert_eq!(st[&data]["base"], s2);
+    let h = history(&state);
+    let killed = h.iter().rev().find(|a| a["dataset"] == big).unwrap();
+    assert_eq!(
+        (killed["outcome"].as_str(), killed["ended"].as_str()),
+        ("in-flight", "null"),
+        "{killed:?}"
+    );
+    let killed_id = killed["id"].clone();
+
+    // Run 4: closes what the killed run left, then sends big (once the receiver's zfs
+    // recv of the cut stream has ended).
+    let deadline = Instant::now() + LIMIT;
+    while !child_pids(s.recv.pid()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the receiver's zfs recv does not end"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let out = send_at(t2 + 600, &s, &state, &[]);
+    out.assert_status(1); // kid is still diverged
+    let h = history(&state);
+    let closed = h.iter().find(|a| a["id"] == killed_id).unwrap();
+    assert_eq!(closed["outcome"], "failed", "{closed:?}");
+    assert!(closed["error"].starts_with("interrupted"), "{closed:?}");
+    let last_big = h.iter().rev().find(|a| a["dataset"] == big).unwrap();
+    assert_eq!(
+        (last_big["outcome"].as_str(), last_big["to_guid"].clone()),
+        ("done", guid(&format!("{big}@{s2}")))
+    );
+    let st = status(t2 + 660, &state);
+    assert_eq!(st[&big]["state"], "ok");
+    assert_eq!(st[&big]["backlog"], "0");
+    // Refused in runs 2 and 4; run 3 was killed before it came to kid.
+    assert_eq!(st[&kid]["backlog"], "2");
+
+    // The table says the same for a person.
+    let dir = state.display().to_string();
+    let table = zfsync(t2 + 660, &["status", "--state-dir", &dir]);
+    table.assert_ok();
+    let kid_line = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{kid} ")))
+        .unwrap_or_else(|| panic!("{}", table.stdout));
+    assert!(
+        kid_line.contains(" failed ") && kid_line.contains(&s0),
+        "{kid_line}"
+    );
+    println!("{}", table.stdout);
+    let _ = fs::remove_dir_all(&state);
+}
+
+#[test]
+fn check_replication_goes_ok_warning_critical_and_unknown_without_a_history() {
+    let s = Setup::bare("chkrep", &[]);
+    let state = temp_dir("state");
+    write_file(&s.root, "a.txt", b"alpha");
+    snapshot(&format!("{}@{}", s.root, name_at(DEC2)));
+    send_at(DEC2, &s, &state, &[]).assert_ok();
+    let dir = state.display().to_string();
+    let check = |now: u64, dir: &str| {
+        zfsync(
+            now,
+            &[
+                "check",
+                "replication",
+                "--state-dir",
+                dir,
+                "--warning",
+                "3600",
+                "--critical",
+                "7200",
+            ],
+        )
+    };
+    for (after, code, word) in [(60, 0, "OK"), (3601, 1, "WARNING"), (7201, 2, "CRITICAL")] {
+        let out = check(DEC2 + after, &dir);
+        out.assert_status(code);
+        let first = out.stdout.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("ZFSYNC REPLICATION {word} - ")),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            first.contains(&format!("since_success'={after}s;3600;7200")),
+            "{first}"
+        );
+        if code > 0 {
+            assert!(
+                out.stdout
+                    .lines()
+                    .nth(1)
+                    .is_some_and(|l| l.contains(&s.root)),
+                "{}",
+                out.stdout
+            );
+        }
+        println!("{}", out.stdout);
+    }
+
+    // A garbage file where the database should be, and no database at all: UNKNOWN.
+    let garbage = temp_dir("garbage");
+    fs::write(garbage.join("history.sqlite"), random_bytes(8192, 9)).unwrap();
+    let out = check(DEC2, &garbage.display().to_string());
+    out.assert_status(3);
+    assert!(
+        out.stdout.starts_with("ZFSYNC REPLICATION UNKNOWN - "),
+        "{}",
+        out.stdout
+    );
+    println!("{}", out.stdout);
+    let missing = garbage.join("nothing-here");
+    let out = check(DEC2, &missing.display().to_string());
+    out.assert_status(3);
+    assert!(out.stdout.contains("no history database"), "{}", out.stdout);
+    println!("{}", out.stdout);
+    // A usage error is UNKNOWN too: 2 would read as CRITICAL.
+    zfsync(DEC2, &["check", "replication", "--warning", "later"]).assert_status(3);
+    let _ = fs::remove_dir_all(&state);
+    let _ = fs::remove_dir_all(&garbage);
+}
+
+#[test]
+fn check_snapshots_by_the_plan_and_a_snapshot_from_the_future() {
+    let pool = Pool::new("chksnap");
+    let (data, _kid) = data_and_kid(&pool);
+    snapshot_tree(&data, &name_at(DEC2));
+    let zfs = zfs_bin();
+    let check = |now: u64| {
+        zfsync(
+            now,
+            &[
+                "check",
+                "snapshots",
+                "--keep",
+                "hourly=24,daily=7",
+                "--zfs",
+                &zfs,
+                &data,
+            ],
+        )
+    };
+    // hourly: warning after 1.5 h, critical after 3 h.
+    for (after, code) in [(600, 0), (5401, 1), (10_801, 2)] {
+        let out = check(DEC2 + after);
+        out.assert_status(code);
+        println!("{}", out.stdout);
+    }
+    // The clock went back an hour: the snapshot is dated in the future.
+    let out = check(DEC2 - 3600);
+    out.assert_status(1);
+    assert!(out.stdout.contains("in the future"), "{}", out.stdout);
+    // A dataset that cannot be listed is UNKNOWN.
+    let out = check_missing(&pool, &zfs);
+    out.assert_status(3);
+}
+
+fn check_missing(pool: &Pool, zfs: &str) -> SendOutput {
+    let gone = pool.ds("nothing");
+    zfsync(
+        DEC2,
+        &[
+            "check",
+            "snapshots",
+            "--keep",
+            "hourly=1",
+            "--zfs",
+            zfs,
+            &gone,
+        ],
+    )
+}
+
+/// A throw-away pool mirrored on two sparse files, destroyed on drop (after `zpool
+/// clear`: zfs-fuse can crash destroying a pool it still counts errors in).
+struct Mirror {
+    name: String,
+    dir: PathBuf,
+}
+
+impl Mirror {
+    fn new(tag: &str) -> Mirror {
+        let dir = temp_dir(tag);
+        let name = format!("zft_{tag}_{}_0", std::process::id());
+        let files: Vec<String> = ["a.img", "b.img"]
+            .iter()
+            .map(|f| {
+                let path = dir.join(f);
+                fs::File::create(&path).unwrap().set_len(128 << 20).unwrap();
+                path.display().to_string()
+            })
+            .collect();
+        let mnt = dir.join("mnt").display().to_string();
+        zpool(&["create", "-m", &mnt, &name, "mirror", &files[0], &files[1]]);
+        Mirror { name, dir }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = zpool_try(&["clear", &self.name]);
+        match destroy_pool(&self.name) {
+            Ok(_) => {
+                let _ = fs::remove_dir_all(&self.dir);
+            }
+            Err(e) => eprintln!("cannot destroy {}: {e}", self.name),
+        }
+    }
+}
+
+#[test]
+fn check_health_reports_a_mirror_whose_vdev_file_was_damaged() {
+    let m = Mirror::new("chkhlth");
+    let zpool_bin = zpool_bin();
+    let check = || zfsync(DEC2, &["check", "health", "--zpool", &zpool_bin, &m.name]);
+    let out = check();
+    out.assert_ok();
+    println!("{}", out.stdout);
+    write_file(&m.name, "data.bin", &random_bytes(40 << 20, 4));
+    // Overwrite 60 MiB of one side, past its labels, and let a scrub find it.
+    let damage = random_bytes(60 << 20, 5);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(m.dir.join("b.img"))
+            .unwrap();
+        f.seek(SeekFrom::Start(8 << 20)).unwrap();
+        f.write_all(&damage).unwrap();
+        f.sync_all().unwrap();
+    }
+    zpool(&["scrub", &m.name]);
+    let deadline = Instant::now() + LIMIT;
+    while !zpool(&["status", &m.name]).contains("scrub completed") {
+        assert!(Instant::now() < deadline, "{}", zpool(&["status", &m.name]));
+        thread::sleep(Duration::from_millis(200));
+    }
+    let out = check();
+    assert!(
+        out.status == 1 || out.status == 2,
+        "not WARNING or CRITICAL:\n{}",
+        out.stdout
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("ZFSYNC HEALTH "), "{}", out.stdout);
+    // Each problem line names the pool and the device with its checksum errors.
+    assert!(
+        lines[1..]
+            .iter()
+            .any(|l| l.contains(&m.name) && l.contains("b.img") && l.contains("checksum")),
+        "{}",
+        out.stdout
+    );
+    println!("{}", out.stdout);
+    // Another pool, by name, is not this one's business; a missing one is critical.
+    let out = zfsync(
+        DEC2,
+        &["check", "health", "--zpool", &zpool_bin, "zft_no_such_pool"],
+    );
+    out.assert_status(2);
+}
+
+#[test]
+fn check_capacity_of_a_small_pool_filled_past_80_percent() {
+    // zfs-fuse refuses writes to a 256 MiB pool at about 85%, to a 128 MiB one at 75%.
+    let pool = Pool::with_size("chkcap", 256 << 20);
+    let zpool_bin = zpool_bin();
+    let capacity = || -> u32 {
+        zpool(&["list", "-H", "-o", "capacity", &pool.name])
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap()
+    };
+    let check = |extra: &[&str]| {
+        let mut args = vec!["check", "capacity", "--zpool", zpool_bin.as_str()];
+        args.extend(extra);
+        args.push(&pool.name);
+        zfsync(DEC2, &args)
+    };
+    check(&[]).assert_ok();
+    let mut n = 0;
+    while capacity() <= 80 {
+        assert!(n < 70, "the pool does not fill: {}%", capacity());
+        write_file(&pool.name, &format!("f{n}.bin"), &random_bytes(4 << 20, n));
+        n += 1;
+    }
+    let percent = capacity();
+    let out = check(&[]);
+    out.assert_status(if percent > 90 { 2 } else { 1 });
+    assert!(
+        out.stdout
+            .contains(&format!("{}: {percent}% full", pool.name)),
+        "{}",
+        out.stdout
+    );
+    println!("{}", out.stdout);
+    let out = check(&["--format", "prom"]);
+    assert!(
+        out.stdout.contains(&format!(
+            "zfsync_pool_capacity_percent{{pool=\"{}\"}} {percent}\n",
+            pool.name
+        )),
+        "{}",
+        out.stdout
+    );
+    println!("{}", out.stdout);
+    check(&["--warning", "98", "--critical", "99"]).assert_status(if percent > 98 { 1 } else { 0 });
+}
