@@ -62,7 +62,7 @@ same_files() {
 
 # The properties the receiver keeps out of every stream (zfs recv -x) did not come from
 # one on DS, a new filesystem received in place: it is unmounted, not mountable by itself,
-# and writable.
+# and read-only (the receiver's own readonly=on, set on TARGET, not the stream's).
 receiver_owns_its_properties() {
     local ds=$1 p v
     for p in mountpoint canmount readonly sharenfs sharesmb; do
@@ -71,7 +71,7 @@ receiver_owns_its_properties() {
     done
     [[ $(zfs get -H -o value mountpoint "$ds") == none ]] || die "mountpoint is $(zfs get -H -o value mountpoint "$ds")"
     [[ $(zfs get -H -o value canmount "$ds") == noauto ]] || die "canmount is $(zfs get -H -o value canmount "$ds")"
-    [[ $(zfs get -H -o value readonly "$ds") == off ]] || die "readonly is $(zfs get -H -o value readonly "$ds")"
+    [[ $(zfs get -H -o value readonly "$ds") == on ]] || die "readonly is $(zfs get -H -o value readonly "$ds")"
     [[ $(zfs get -H -o value mounted "$ds") == no ]] || die "$ds is mounted"
 }
 
@@ -550,7 +550,7 @@ test_rollback_once() {
     echo 2 >/src/o/kid/f
     zfs snapshot -r src/o@s2
     "$SEND" src/o "$ADDR" >"$WORK/send.out" && die "the dataset changed by hand was not refused"
-    [[ $(awk '$1 == "src/o/kid" {print $2}' "$WORK/send.out") == refused:Diverged ]] || die "not refused as diverged: $(cat "$WORK/send.out")"
+    [[ $(awk '$1 == "src/o/kid" {print $2, $3}' "$WORK/send.out") == "refused (diverged)" ]] || die "not refused as diverged: $(cat "$WORK/send.out")"
     grep -q "zfs set zfsync:rollback=once $TARGET/kid" "$WORK/send.out" || die "the refusal names no remedy: $(cat "$WORK/send.out")"
     zfs set zfsync:rollback=once $TARGET/kid
     "$SEND" src/o "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send with the permission failed"; }
@@ -563,7 +563,7 @@ test_rollback_once() {
     echo 3 >/src/o/kid/f
     zfs snapshot -r src/o@s3
     "$SEND" src/o "$ADDR" >"$WORK/send.out" && die "a second change by hand was not refused"
-    [[ $(awk '$1 == "src/o/kid" {print $2}' "$WORK/send.out") == refused:Diverged ]] || die "not refused again: $(cat "$WORK/send.out")"
+    [[ $(awk '$1 == "src/o/kid" {print $2, $3}' "$WORK/send.out") == "refused (diverged)" ]] || die "not refused again: $(cat "$WORK/send.out")"
     note "a change by hand refused, rolled back once by zfsync:rollback=once, refused again"
 }
 
