@@ -220,7 +220,7 @@ pub fn run(config: &Config) -> Result<RunReport> {
     // here; any other failure is retried by the workers as usual.
     let (tree, early) = std::thread::scope(|s| {
         let early = s.spawn(|| Connection::open(config));
-        let tree = zfs.list_tree(&config.dataset);
+        let tree = zfs.list_source_tree(&config.dataset);
         (tree, early.join().ok())
     });
     let tree = tree.map_err(|e| source_error(&zfs, &config.dataset, e))?;

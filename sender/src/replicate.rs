@@ -399,6 +399,7 @@ mod tests {
                 name: "tank/data".into(),
                 kind: Kind::Filesystem,
                 snapshots: vec![snap("s1", 11), snap("s2", 22)],
+                bookmarks: Vec::new(),
                 encrypted,
                 resume_token: None,
                 sync: None,

@@ -473,6 +473,7 @@ mod tests {
                 guid: 1,
                 createtxg: 1,
             }],
+            bookmarks: Vec::new(),
             encrypted: false,
             resume_token: None,
             sync: sync.map(String::from),

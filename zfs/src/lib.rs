@@ -33,7 +33,7 @@ mod token;
 pub use capabilities::Capabilities;
 pub use error::{Error, FailureKind, Result};
 pub use facts::{DatasetFacts, SnapshotFacts};
-pub use listing::{DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
+pub use listing::{Bookmark, DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
 pub use name::{
     check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
     NameError, MAX_NAME_LEN,
@@ -209,7 +209,13 @@ impl Zfs {
     /// its snapshots oldest first. One zfs command for the whole tree. Fails with
     /// [`FailureKind::NotFound`] if `root` does not exist.
     pub fn list_tree(&self, root: &Dataset) -> Result<Vec<DatasetInfo>> {
-        self.list(root, None)
+        self.list(root, None, false)
+    }
+
+    /// [`Zfs::list_tree`] with each dataset's bookmarks too, where the ZFS has them
+    /// ([`Capabilities::bookmarks`]): a source's listing, still one zfs command.
+    pub fn list_source_tree(&self, root: &Dataset) -> Result<Vec<DatasetInfo>> {
+        self.list(root, None, self.caps.bookmarks)
     }
 
     /// The snapshots of one dataset, oldest first, or `None` if it does not exist.
@@ -219,7 +225,7 @@ impl Zfs {
 
     /// One dataset with its snapshots (and resume token), or `None` if it does not exist.
     pub fn dataset(&self, ds: &Dataset) -> Result<Option<DatasetInfo>> {
-        match self.list(ds, Some(1)) {
+        match self.list(ds, Some(1), false) {
             Ok(list) => Ok(list.into_iter().find(|d| d.name == ds.as_str())),
             Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -229,7 +235,7 @@ impl Zfs {
     /// The direct children (filesystems and volumes) of `ds`, each with its snapshots and
     /// resume token, or `None` if `ds` does not exist.
     pub fn list_children(&self, ds: &Dataset) -> Result<Option<Vec<DatasetInfo>>> {
-        match self.list(ds, Some(2)) {
+        match self.list(ds, Some(2), false) {
             Ok(list) => Ok(Some(
                 list.into_iter()
                     .filter(|d| {
@@ -254,9 +260,14 @@ impl Zfs {
         }
     }
 
-    fn list(&self, root: &Dataset, depth: Option<u32>) -> Result<Vec<DatasetInfo>> {
+    fn list(
+        &self,
+        root: &Dataset,
+        depth: Option<u32>,
+        bookmarks: bool,
+    ) -> Result<Vec<DatasetInfo>> {
         let parsable = self.caps.list_parsable;
-        let args = listing::args(parsable, depth, root.as_str());
+        let args = listing::args(parsable, depth, root.as_str(), bookmarks && parsable);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.output(&args)?;
         listing::parse(parsable, &self.command_line(&args), &out)
@@ -531,6 +542,26 @@ impl Zfs {
     pub fn destroy_snapshot(&self, ds: &Dataset, snap: &str) -> Result<()> {
         check_snapshot_name(snap)?;
         self.output(&["destroy", &ds.snapshot(snap)]).map(drop)
+    }
+
+    /// `zfs bookmark DS@SNAP DS#NAME`: a bookmark `name` of `snapshot` (full name). A
+    /// bookmark of that name that exists already fails it (`bookmark exists`), whichever
+    /// snapshot it was made from.
+    pub fn bookmark(&self, snapshot: &str, name: &str) -> Result<()> {
+        check_component(name)?;
+        let (ds, _) = snapshot.split_once('@').unwrap_or((snapshot, ""));
+        self.output(&["bookmark", snapshot, &format!("{ds}#{name}")])
+            .map(drop)
+    }
+
+    /// `zfs destroy DS#NAME`: one bookmark, never a dataset or snapshot (the name is
+    /// checked). A bookmark that is not there is fine: the goal is that it is gone.
+    pub fn destroy_bookmark(&self, ds: &str, name: &str) -> Result<()> {
+        check_component(name)?;
+        match self.output(&["destroy", &format!("{ds}#{name}")]) {
+            Err(e) if e.kind() == FailureKind::NotFound => Ok(()),
+            r => r.map(drop),
+        }
     }
 
     /// `zfs inherit PROP NAME`: clears a local (user) property.
