@@ -301,7 +301,10 @@ pub fn run(config: &Config) -> Result<RunReport> {
         }
     });
     let marks = match (&config.mark, config.dry_run) {
-        (Some(id), false) => SourceMarks::load(&zfs, &config.dataset, id)?,
+        (Some(id), false) => {
+            let listed = jobs.iter().map(|j| &j.info);
+            SourceMarks::load(&zfs, &config.dataset, id, listed)?
+        }
         _ => SourceMarks::default(),
     };
     let replicator = Replicator {

@@ -35,9 +35,9 @@ impl Replicator<'_> {
         conn.announce_root(self.root_guids)?;
         let mut delivery = replicate(conn, self.config, self.zfs, job)?;
         if let Some(newest) = &delivery.newest {
-            let marked = self
-                .marks
-                .mark_delivered(self.zfs, &job.info.name, &newest.name);
+            let marked =
+                self.marks
+                    .mark_delivered(self.zfs, &job.info.name, &newest.name, newest.guid);
             if let Err(e) = marked {
                 delivery.status = Status::Failed;
                 delivery.error = Some(format!("delivered, but marking the base failed: {e}"));

@@ -16,7 +16,7 @@
 //! This file holds [`Zfs`] and its commands. The modules beside it run nothing of their
 //! own: they say what a version can do, which columns a listing asks for, and read what
 //! zfs prints (listings, snapshot lifecycle facts, resume tokens, error texts); [`protect`]
-//! moves zfsync's marks and holds on base snapshots through `Zfs`'s commands.
+//! moves zfsync's marks, holds and bookmarks on base snapshots through `Zfs`'s commands.
 //!
 //! This crate does not decide anything about replication (which snapshot to send, where to
 //! receive): that is the sender's and receiver's business.
