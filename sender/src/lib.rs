@@ -230,16 +230,14 @@ pub fn run(config: &Config) -> Result<RunReport> {
         None => None,
     };
     // What the receiver judges the root's replica by, on every connection (see
-    // `Connection::announce_root`): the snapshots its offers can hold, those the filters keep.
+    // `Connection::announce_root`): the entries its offers can hold, the snapshots the
+    // filters keep and the base bookmarks standing for snapshots that are gone.
     let root_guids: Vec<u64> = tree
         .iter()
         .find(|i| i.name == config.dataset.as_str())
         .map(|i| {
-            i.snapshots
-                .iter()
-                .filter(|s| config.snapshots.keeps(&s.name))
-                .map(|s| s.guid)
-                .collect()
+            let offer = select::Offer::of(i, &config.snapshots);
+            offer.entries.iter().map(|s| s.guid).collect()
         })
         .unwrap_or_default();
     let root_guids = zfsync_protocol::root_sample(&root_guids);
