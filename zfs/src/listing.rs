@@ -294,35 +294,39 @@ fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
                     sync: row.sync,
                 });
             }
-            "snapshot" => {
-                let (ds, snap) = row
-                    .name
-                    .split_once('@')
-                    .ok_or_else(|| bad("snapshot without '@'"))?;
-                let guid = row.guid.ok_or_else(|| bad("snapshot without guid"))?;
-                snaps.push((
-                    ds.to_string(),
-                    Snapshot {
-                        name: snap.to_string(),
-                        guid,
-                        createtxg: row.createtxg.unwrap_or(0),
-                    },
-                ));
-            }
-            "bookmark" => {
+            "snapshot" | "bookmark" => {
+                let (what, sep) = match row.kind.as_str() {
+                    "snapshot" => ("snapshot", '@'),
+                    _ => ("bookmark", '#'),
+                };
                 let (ds, name) = row
                     .name
-                    .split_once('#')
-                    .ok_or_else(|| bad("bookmark without '#'"))?;
-                let guid = row.guid.ok_or_else(|| bad("bookmark without guid"))?;
-                bookmarks.push((
-                    ds.to_string(),
-                    Bookmark {
-                        name: name.to_string(),
-                        guid,
-                        createtxg: row.createtxg.unwrap_or(0),
-                    },
-                ));
+                    .split_once(sep)
+                    .ok_or_else(|| bad(&format!("{what} without '{sep}'")))?;
+                let guid = row
+                    .guid
+                    .ok_or_else(|| bad(&format!("{what} without guid")))?;
+                let (ds, name) = (ds.to_string(), name.to_string());
+                // A bookmark has the GUID and createtxg of the snapshot it was made from.
+                let createtxg = row.createtxg.unwrap_or(0);
+                match sep {
+                    '@' => snaps.push((
+                        ds,
+                        Snapshot {
+                            name,
+                            guid,
+                            createtxg,
+                        },
+                    )),
+                    _ => bookmarks.push((
+                        ds,
+                        Bookmark {
+                            name,
+                            guid,
+                            createtxg,
+                        },
+                    )),
+                }
             }
             _ => {} // anything newer: not ours to replicate
         }
