@@ -368,11 +368,12 @@ test_bookmark_base() {
     "$SEND" --mark bk src/b "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send with the newest only a bookmark failed"; }
     grep -Eq '^src/b/c +up-to-date .*#zfsync-base-bk:s5$' "$WORK/send.out" || die "src/b/c not up to date at the bookmark: $(cat "$WORK/send.out")"
     # A new receiver is offered the bookmark first: its full stream is of the oldest
-    # snapshot, never of the bookmark.
+    # snapshot, never of the bookmark. (One worker: the parent arrives first, so the
+    # child is received in place, not into the buffer.)
     zfs snapshot -r src/b@s6
     zfs destroy src/b/c@s3
     zfs destroy src/b/c@s4
-    "$SEND" -d fresh src/b "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send to a new destination failed"; }
+    "$SEND" -t 1 -d fresh src/b "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send to a new destination failed"; }
     grep -Eq '^src/b/c +sent .*full @s6$' "$WORK/send.out" || die "src/b/c not sent in full from @s6: $(cat "$WORK/send.out")"
     same_snaps src/b/c $TARGET/fresh/c
     note "base snapshots destroyed on the source: incremental from the bookmark, up to date at one; a new receiver got a snapshot in full"
