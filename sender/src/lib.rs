@@ -237,7 +237,7 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
     // here; any other failure is retried by the workers as usual.
     let (tree, early) = std::thread::scope(|s| {
         let early = s.spawn(|| Connection::open(config));
-        let tree = zfs.list_tree(&config.dataset);
+        let tree = zfs.list_source_tree(&config.dataset);
         (tree, early.join().ok())
     });
     let tree = tree.map_err(|e| source_error(&zfs, &config.dataset, e))?;
@@ -247,16 +247,14 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
         None => None,
     };
     // What the receiver judges the root's replica by, on every connection (see
-    // `Connection::announce_root`): the snapshots its offers can hold, those the filters keep.
+    // `Connection::announce_root`): the entries its offers can hold, the snapshots the
+    // filters keep and the base bookmarks standing for snapshots that are gone.
     let root_guids: Vec<u64> = tree
         .iter()
         .find(|i| i.name == config.dataset.as_str())
         .map(|i| {
-            i.snapshots
-                .iter()
-                .filter(|s| config.snapshots.keeps(&s.name))
-                .map(|s| s.guid)
-                .collect()
+            let offer = select::Offer::of(i, &config.snapshots);
+            offer.entries.iter().map(|s| s.guid).collect()
         })
         .unwrap_or_default();
     let root_guids = zfsync_protocol::root_sample(&root_guids);
@@ -326,6 +324,7 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
                 encrypted: false,
                 resume_token: None,
                 sync: None,
+                bookmarks: Vec::new(),
             },
             attempt: 0,
             failed_tries: Vec::new(),
@@ -341,7 +340,10 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
         }
     });
     let marks = match (&config.mark, config.dry_run) {
-        (Some(id), false) => SourceMarks::load(&zfs, &config.dataset, id)?,
+        (Some(id), false) => {
+            let listed = jobs.iter().map(|j| &j.info);
+            SourceMarks::load(&zfs, &config.dataset, id, listed)?
+        }
         _ => SourceMarks::default(),
     };
     let meter = progress::Meter::new(config.quiet);
@@ -485,6 +487,7 @@ mod tests {
                 encrypted: false,
                 resume_token: None,
                 sync: None,
+                bookmarks: Vec::new(),
             })
             .collect()
     }

@@ -128,13 +128,14 @@ impl<'a> Recorder<'a> {
     /// snapshot it is about is the newest the filters offer; what it streams, the
     /// receiver decides later.
     pub(crate) fn start(&self, job: &Job) -> Option<Started> {
-        let newest = self
-            .config
+        let newest = job
+            .info
             .snapshots
-            .offered(&job.info.snapshots)
-            .pop()
+            .iter()
+            .rev()
+            .find(|s| self.config.snapshots.keeps(&s.name))
             .map(|s| history::SnapshotRef {
-                name: s.name,
+                name: s.name.clone(),
                 guid: s.guid,
             });
         let id = self.with_store(|state| {

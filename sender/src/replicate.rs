@@ -2,7 +2,9 @@
 //! incremental, resume), stream, and read the result; resume tokens are checked before
 //! they are used.
 //!
-//! Once a dataset is delivered, it moves the base marks (`--mark`) to its newest snapshot.
+//! A base that is only a bookmark on this side (its snapshot destroyed by other means) is
+//! sent from as one: `zfs send -i DS#BM`. Once a dataset is delivered, it moves the base
+//! marks (`--mark`) to its newest snapshot.
 //!
 //! It owns no retries or threads (that is [`crate::pool`]) and prints nothing.
 
@@ -10,7 +12,7 @@ use crate::conn::Connection;
 use crate::pool::Job;
 use crate::progress::{Estimate, Meter};
 use crate::report::{Delivery, Parent, SnapshotRef, Status, Step, Stream, StreamKind};
-use crate::select::next_step;
+use crate::select::Offer;
 use crate::{Config, Error, Result};
 use log::{info, warn};
 use zfsync_protocol::{Outcome, Plan, Reason};
@@ -35,14 +37,15 @@ pub(crate) struct Replicator<'a> {
 
 impl Replicator<'_> {
     /// Replicates one dataset on `conn`, then marks the snapshot now newest on the receiver
-    /// as this receiver's base.
+    /// as this receiver's base (unless that snapshot is gone here, and only its bookmark
+    /// is left: the bookmark is the base's protection then).
     pub(crate) fn deliver(&self, conn: &mut Connection, job: &Job) -> Result<Delivery> {
         conn.announce_root(self.root_guids)?;
         let mut delivery = replicate(conn, self.config, self.zfs, job, self.meter)?;
-        if let Some(newest) = &delivery.newest {
-            let marked = self
-                .marks
-                .mark_delivered(self.zfs, &job.info.name, &newest.name);
+        if let Some(newest) = delivery.newest.as_ref().filter(|n| !n.is_bookmark()) {
+            let marked =
+                self.marks
+                    .mark_delivered(self.zfs, &job.info.name, &newest.name, newest.guid);
             if let Err(e) = marked {
                 delivery.status = Status::Failed;
                 delivery.error = Some(format!("delivered, but marking the base failed: {e}"));
@@ -135,10 +138,14 @@ fn offer_parent(conn: &mut Connection, config: &Config, job: &Job) -> Result<Del
 /// gets its oldest snapshot in full, then the rest incrementally, on the same connection;
 /// an interrupted stream is first resumed. Each round ends with the receiver's verdict.
 ///
-/// Only the snapshots the filters keep are offered. The receiver takes an incremental
-/// stream to end with the newest snapshot offered, so when one left out lies between the
-/// base and the newest, each round offers the kept snapshots up to the end of the next
-/// step ([`next_step`]) only, and sends that step (`-i` over the ones left out).
+/// Only the snapshots the filters keep are offered, and the base bookmarks whose snapshots
+/// are gone ([`Offer`]). The receiver takes an incremental stream to end with the newest
+/// snapshot offered, so when one left out lies between the base and the newest, each
+/// round offers the kept snapshots up to the end of the next step ([`Offer::next_step`])
+/// only, and sends that step (`-i` over the ones left out). A base that is only a bookmark
+/// here is sent from with `-i DS#BM` to the next snapshot, the rest in the next step. A
+/// full stream is of the oldest entry offered: when that is a bookmark, the offer starts
+/// again from the oldest snapshot.
 fn replicate(
     conn: &mut Connection,
     config: &Config,
@@ -146,13 +153,15 @@ fn replicate(
     job: &Job,
     meter: &Meter,
 ) -> Result<Delivery> {
-    let all = &job.info.snapshots;
-    let snaps = config.snapshots.offered(all);
-    if snaps.is_empty() {
+    let offer = Offer::of(&job.info, &config.snapshots);
+    let snaps = &offer.entries;
+    let Some(last) = offer.newest_snapshot() else {
         // A parent of datasets with snapshots, without any (that the filters keep).
         return offer_parent(conn, config, job);
-    }
-    let newest = snaps.last().expect("not empty");
+    };
+    let newest = &snaps[last];
+    // Whether an entry is a snapshot (and not a bookmark standing for one that is gone).
+    let real = |s: &&Snapshot| offer.bookmark(s.guid).is_none();
     let ds = &job.info.name;
     let mut steps: Vec<Step> = Vec::new();
     let ended_with_error = |status, steps, error: String| Delivery {
@@ -160,14 +169,14 @@ fn replicate(
         error: Some(error),
         ..Delivery::new(status)
     };
-    let ended_at_newest = |status, steps| Delivery {
+    let ended_at = |at: &Snapshot, status, steps| Delivery {
         steps,
-        newest: Some(snapshot_ref(newest)),
+        newest: Some(entry_ref(&offer, at)),
         ..Delivery::new(status)
     };
-    // How many of `snaps` the next offer holds: all of them until the receiver's state
-    // is known, then up to the end of the step from there.
-    let offer_after = |guid: u64| match next_step(all, &config.snapshots, guid) {
+    // Where the next offer ends in `snaps`: all of them until the receiver's state is
+    // known, then up to the end of the step from there.
+    let offer_after = |guid: u64| match offer.next_step(guid) {
         Some(step) => {
             snaps
                 .iter()
@@ -177,15 +186,18 @@ fn replicate(
         }
         None => snaps.len(),
     };
+    // The offer is `snaps[first..offered]`.
+    let mut first = 0;
     let mut offered = snaps.len();
     let mut resume_failed = false;
-    // Rounds: resume, full, one per incremental step, one more for a resume that failed
-    // and one for a step the receiver was not where this side thought. More would mean
-    // the receiver does not keep what it acknowledged.
-    for _round in 0..snaps.len() + 4 {
-        let offer = &snaps[..offered];
-        let end = offer.last().expect("an offer holds a snapshot");
-        let plan = conn.offer(&job.rel, job.info.kind, offer, config.dry_run)?;
+    // Rounds: resume, full (and its offer from the oldest snapshot), one per incremental
+    // step, one more for a resume that failed and one for a step the receiver was not
+    // where this side thought. More would mean the receiver does not keep what it
+    // acknowledged.
+    for _round in 0..snaps.len() + 5 {
+        let window = &snaps[first..offered];
+        let end = window.last().expect("an offer holds a snapshot");
+        let plan = conn.offer(&job.rel, job.info.kind, window, config.dry_run)?;
         let mut then = None;
         let (command, mut stream) = match plan {
             // Up to date means the receiver has the newest snapshot offered; it names it.
@@ -196,15 +208,16 @@ fn replicate(
                 );
                 return Ok(ended_with_error(Status::Failed, steps, text));
             }
-            Plan::UpToDate { .. } if end.guid != newest.guid => {
+            Plan::UpToDate { .. } if offered - 1 < last => {
                 // It had the step's end already: offer everything again.
                 offered = snaps.len();
                 continue;
             }
+            // At the newest snapshot, or at a bookmark newer than any snapshot left here.
             Plan::UpToDate { .. } if steps.is_empty() => {
-                return Ok(ended_at_newest(Status::UpToDate, steps))
+                return Ok(ended_at(end, Status::UpToDate, steps))
             }
-            Plan::UpToDate { .. } => return Ok(ended_at_newest(Status::Sent, steps)),
+            Plan::UpToDate { .. } => return Ok(ended_at(end, Status::Sent, steps)),
             Plan::Refused { reason, text } => {
                 return Ok(ended_with_error(Status::Refused(reason), steps, text))
             }
@@ -226,7 +239,7 @@ fn replicate(
                 // partial state on Abort, and the next offer gets a plan from scratch.
                 let checked = match zfs.resume_token_info(&token) {
                     Err(e) => Err(format!("resume failed ({e})")),
-                    Ok(t) => match check_token(&t, job, offer, config) {
+                    Ok(t) => match check_token(&t, job, window, config) {
                         Ok((from, to)) => Ok((t, from, to)),
                         Err(why) => Err(format!("resume refused ({why})")),
                     },
@@ -261,16 +274,38 @@ fn replicate(
                 (SendCommand::Resume { token }, stream)
             }
             Plan::Full { buffered } => {
-                let oldest = &snaps[0];
+                let oldest = window.iter().find(real).expect("an offer holds a snapshot");
+                if oldest.guid != window[0].guid && !config.dry_run {
+                    // The receiver takes the full stream to be of the oldest entry
+                    // offered, a bookmark, which holds no data to send: offer again from
+                    // the oldest snapshot. (A dry run only says what would be sent.)
+                    let text = format!(
+                        "offering again from @{}, the oldest snapshot (older entries are bookmarks)",
+                        oldest.name
+                    );
+                    conn.abandon(&text)?;
+                    first = snaps
+                        .iter()
+                        .position(|s| s.guid == oldest.guid)
+                        .unwrap_or(0);
+                    continue;
+                }
                 let opts = send_options(config, &job.info, None);
                 let stream = Stream {
                     buffered,
                     ..stream_record(StreamKind::Full, None, oldest, 1, &opts, zfs)
                 };
-                if config.dry_run && snaps.len() > 1 {
+                let rest = snaps[..=last]
+                    .iter()
+                    .skip_while(|s| s.guid != oldest.guid)
+                    .skip(1)
+                    .filter(real)
+                    .count();
+                if config.dry_run && rest > 0 {
                     // What would follow the full stream: the rest, incrementally.
-                    let (kind, rest) = (StreamKind::Incremental, snaps.len() - 1);
-                    then = Some(stream_record(kind, Some(oldest), newest, rest, &opts, zfs));
+                    let from = Some(snapshot_ref(oldest));
+                    let kind = StreamKind::Incremental;
+                    then = Some(stream_record(kind, from, newest, rest, &opts, zfs));
                 }
                 let name = format!("{ds}@{}", oldest.name);
                 (SendCommand::Snapshot { name, opts }, stream)
@@ -283,17 +318,20 @@ fn replicate(
                 if !rollback.is_empty() {
                     steps.push(Step::RolledBack(rollback));
                 }
-                let Some(from) = offer.iter().find(|s| s.guid == from_guid) else {
+                let Some(from) = window.iter().find(|s| s.guid == from_guid) else {
                     let text = format!("receiver named base @{from_name} (guid {from_guid}), which this run did not offer");
                     conn.abandon(&text)?;
                     return Ok(ended_with_error(Status::Failed, steps, text));
                 };
                 let (to, count) = if config.dry_run {
                     // What would arrive, in however many steps: all offered after it.
-                    let after = snaps.iter().rev().take_while(|s| s.guid != from_guid);
-                    (newest, after.count())
+                    let after = snaps[..=last]
+                        .iter()
+                        .rev()
+                        .take_while(|s| s.guid != from_guid);
+                    (newest, after.filter(real).count())
                 } else {
-                    let Some(step) = next_step(all, &config.snapshots, from_guid) else {
+                    let Some(step) = offer.next_step(from_guid) else {
                         let text = format!(
                             "receiver asked for the snapshots after @{}, and none is offered",
                             from.name
@@ -303,8 +341,8 @@ fn replicate(
                     };
                     if step.to.guid != end.guid {
                         // The receiver takes the stream to end with the newest offered,
-                        // and a snapshot left out lies before that: offer again, up to
-                        // the end of this step.
+                        // and a snapshot left out (or a bookmark) lies before that, or
+                        // after the last snapshot: offer again, up to the end of this step.
                         let text = format!(
                             "offering again up to @{}, stepping over snapshots left out",
                             step.to.name
@@ -315,11 +353,19 @@ fn replicate(
                     }
                     (step.to, step.snapshots)
                 };
-                let base = format!("{ds}@{}", from.name);
+                let bookmark = offer.bookmark(from_guid);
+                let base = match bookmark {
+                    Some(bm) => format!("{ds}#{bm}"),
+                    None => format!("{ds}@{}", from.name),
+                };
                 let mut opts = send_options(config, &job.info, Some(base));
-                opts.intermediates = count > 1;
+                // `-I` cannot start from a bookmark (zfs: "multiple snapshots cannot be
+                // sent from a bookmark"); its step is one snapshot, but a dry run counts
+                // every snapshot after it.
+                opts.intermediates = count > 1 && bookmark.is_none();
                 let kind = StreamKind::Incremental;
-                let stream = stream_record(kind, Some(from), to, count, &opts, zfs);
+                let from = Some(entry_ref(&offer, from));
+                let stream = stream_record(kind, from, to, count, &opts, zfs);
                 let name = format!("{ds}@{}", to.name);
                 (SendCommand::Snapshot { name, opts }, stream)
             }
@@ -356,7 +402,7 @@ fn replicate(
             } => {
                 steps.push(Step::Stream(stream));
                 if newest_guid == newest.guid {
-                    return Ok(ended_at_newest(Status::Sent, steps));
+                    return Ok(ended_at(newest, Status::Sent, steps));
                 }
                 if !snaps.iter().any(|s| s.guid == newest_guid) {
                     let text = format!(
@@ -398,7 +444,7 @@ fn replicate(
 /// The record of a full or incremental stream to be sent with `opts`.
 fn stream_record(
     kind: StreamKind,
-    from: Option<&Snapshot>,
+    from: Option<SnapshotRef>,
     to: &Snapshot,
     snapshots: usize,
     opts: &SendOptions,
@@ -408,7 +454,7 @@ fn stream_record(
     let caps = zfs.capabilities();
     Stream {
         kind,
-        from: from.map(snapshot_ref),
+        from,
         to: snapshot_ref(to),
         snapshots,
         raw: opts.raw && caps.send_raw,
@@ -424,6 +470,14 @@ fn snapshot_ref(s: &Snapshot) -> SnapshotRef {
     SnapshotRef {
         name: s.name.clone(),
         guid: s.guid,
+    }
+}
+
+/// The record of an entry of `offer`: a snapshot, or the bookmark standing for one.
+fn entry_ref(offer: &Offer, s: &Snapshot) -> SnapshotRef {
+    match offer.bookmark(s.guid) {
+        Some(bm) => SnapshotRef::bookmark(bm, s.guid),
+        None => snapshot_ref(s),
     }
 }
 
@@ -458,6 +512,7 @@ mod tests {
                 name: "tank/data".into(),
                 kind: Kind::Filesystem,
                 snapshots: vec![snap("s1", 11), snap("s2", 22)],
+                bookmarks: Vec::new(),
                 encrypted,
                 resume_token: None,
                 sync: None,

@@ -44,8 +44,33 @@ impl Status {
 /// (a name can be reused for another snapshot).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotRef {
+    /// The snapshot's name (after `@`); for a snapshot gone on the source whose bookmark
+    /// stood for it, `#` and the bookmark's name (no snapshot name holds `#`).
     pub name: String,
     pub guid: u64,
+}
+
+impl SnapshotRef {
+    /// The bookmark `name` (after `#`) standing for the snapshot with GUID `guid`.
+    pub fn bookmark(name: &str, guid: u64) -> SnapshotRef {
+        SnapshotRef {
+            name: format!("#{name}"),
+            guid,
+        }
+    }
+
+    /// Whether a bookmark stands for the snapshot (it is gone on the source).
+    pub fn is_bookmark(&self) -> bool {
+        self.name.starts_with('#')
+    }
+
+    /// "@s1", or "#zfsync-base-bk:s1" for a bookmark.
+    pub fn shown(&self) -> String {
+        match self.is_bookmark() {
+            true => self.name.clone(),
+            false => format!("@{}", self.name),
+        }
+    }
 }
 
 /// What a stream holds.
@@ -235,7 +260,7 @@ impl Delivery {
             return self
                 .newest
                 .as_ref()
-                .map(|s| format!("@{}", s.name))
+                .map(SnapshotRef::shown)
                 .unwrap_or_default();
         }
         if self.status == Status::WouldSend {
@@ -316,12 +341,12 @@ impl Stream {
         }
     }
 
-    /// "@s1..@s3 (2 snapshots)".
+    /// "@s1..@s3 (2 snapshots)", "#zfsync-base-bk:s1..@s3 (1 snapshot)".
     fn range(&self) -> String {
-        let from = self.from.as_ref().map_or("", |f| f.name.as_str());
+        let from = self.from.as_ref().map_or("@".into(), SnapshotRef::shown);
         let n = self.snapshots;
         let s = if n == 1 { "" } else { "s" };
-        format!("@{from}..@{} ({n} snapshot{s})", self.to.name)
+        format!("{from}..@{} ({n} snapshot{s})", self.to.name)
     }
 }
 
@@ -514,6 +539,25 @@ mod tests {
             (
                 delivery(Sent, vec![buffered.clone()], None),
                 "full @s1 (buffered: parent not there yet)",
+            ),
+            // From a base only a bookmark kept on the source: -i from it, then -I.
+            (
+                delivery(
+                    Sent,
+                    vec![
+                        incremental("#zfsync-base-bk:s1", "s2", 1, 5),
+                        incremental("s2", "s3", 2, 7),
+                    ],
+                    None,
+                ),
+                "incremental #zfsync-base-bk:s1..@s2 (1 snapshot), incremental @s2..@s3 (2 snapshots)",
+            ),
+            (
+                Delivery {
+                    newest: Some(SnapshotRef::bookmark("zfsync-base-bk:s3", 3)),
+                    ..delivery(UpToDate, vec![], None)
+                },
+                "#zfsync-base-bk:s3",
             ),
             (
                 delivery(Sent, vec![resumed, incremental("s2", "s3", 1, 1)], None),

@@ -1,12 +1,16 @@
 //! What a run sends: which datasets of the listed tree ([`choose`]: `--exclude` patterns and
 //! the user property `zfsync:sync`), which of their snapshots ([`SnapshotFilter`]:
-//! `--include-snaps`, `--exclude-snaps`) and in which incremental steps ([`next_step`]),
-//! with the globs ([`Pattern`]) they are written in.
+//! `--include-snaps`, `--exclude-snaps`), what a dataset offers ([`Offer`]: those
+//! snapshots, and the base bookmarks whose snapshots are gone) and in which incremental
+//! steps ([`next_step`], [`Offer::next_step`]), with the globs ([`Pattern`]) they are
+//! written in.
 //!
 //! Pure: it reads the listing it is given and the options, and decides. It runs no zfs
 //! command, prints nothing and builds no jobs (that is [`crate::run`]).
 
+use std::collections::HashMap;
 use std::fmt;
+use zfsync_zfs::protect::bookmark_base;
 use zfsync_zfs::{
     check_component, check_relative_path, Dataset, DatasetInfo, Snapshot, SYNC_PROPERTY,
 };
@@ -128,13 +132,88 @@ impl SnapshotFilter {
         (self.include.is_empty() || self.include.iter().any(|p| p.matches(name)))
             && !self.exclude.iter().any(|p| p.matches(name))
     }
+}
 
-    /// The snapshots of `all` (a dataset's, oldest first) that are offered, in order.
-    pub(crate) fn offered(&self, all: &[Snapshot]) -> Vec<Snapshot> {
-        all.iter()
-            .filter(|s| self.keeps(&s.name))
+/// What one dataset offers the receiver, oldest first (by createtxg): the snapshots the
+/// filters keep and, for each of zfsync's base bookmarks (`zfsync-base-ID:SNAP`, of any
+/// receiver id) whose snapshot is gone, an entry in that snapshot's name with the
+/// bookmark's GUID and createtxg, which are its snapshot's. The receiver matches GUIDs,
+/// so it finds its base there as it would the snapshot, and needs no word of bookmarks.
+///
+/// A bookmark can only start an incremental stream (`zfs send -i DS#BM DS@SNAP`): it is
+/// never sent in full, nor is a stream sent up to it, nor can `-I` start from it.
+pub(crate) struct Offer<'a> {
+    /// The entries, oldest first.
+    pub(crate) entries: Vec<Snapshot>,
+    /// The entries only a bookmark stands for: GUID -> the bookmark's name (after `#`).
+    bookmarks: HashMap<u64, String>,
+    /// The dataset's snapshots, all of them, oldest first: what the steps are sent from.
+    all: &'a [Snapshot],
+    filter: &'a SnapshotFilter,
+}
+
+impl<'a> Offer<'a> {
+    /// The offer of `info`, a dataset of the source's listing with its bookmarks.
+    pub(crate) fn of(info: &'a DatasetInfo, filter: &'a SnapshotFilter) -> Offer<'a> {
+        let mut entries: Vec<Snapshot> = info
+            .snapshots
+            .iter()
+            .filter(|s| filter.keeps(&s.name))
             .cloned()
-            .collect()
+            .collect();
+        let mut bookmarks: HashMap<u64, String> = HashMap::new();
+        for b in &info.bookmarks {
+            let Some((_, snap)) = bookmark_base(&b.name) else {
+                continue;
+            };
+            let gone = !info.snapshots.iter().any(|s| s.guid == b.guid);
+            // Two receivers' bookmarks of one snapshot: one entry.
+            if gone && filter.keeps(snap) && !bookmarks.contains_key(&b.guid) {
+                bookmarks.insert(b.guid, b.name.clone());
+                entries.push(Snapshot {
+                    name: snap.to_string(),
+                    guid: b.guid,
+                    createtxg: b.createtxg,
+                });
+            }
+        }
+        // Stable: snapshots taken in one transaction group keep the listing's order.
+        entries.sort_by_key(|s| s.createtxg);
+        Offer {
+            entries,
+            bookmarks,
+            all: &info.snapshots,
+            filter,
+        }
+    }
+
+    /// The name (after `#`) of the bookmark the entry with GUID `guid` stands for, if only
+    /// a bookmark does.
+    pub(crate) fn bookmark(&self, guid: u64) -> Option<&str> {
+        self.bookmarks.get(&guid).map(String::as_str)
+    }
+
+    /// Where in `entries` the newest snapshot is: the newest a delivery can end with.
+    /// `None` if the filters keep none of the dataset's snapshots.
+    pub(crate) fn newest_snapshot(&self) -> Option<usize> {
+        self.entries
+            .iter()
+            .rposition(|s| !self.bookmarks.contains_key(&s.guid))
+    }
+
+    /// The next incremental stream from the entry with GUID `from`: from a snapshot as
+    /// [`next_step`] says; from a bookmark, `-i` to the first kept snapshot after it,
+    /// alone (a bookmark cannot start `-I`: the snapshots after that one follow in a
+    /// stream of their own).
+    pub(crate) fn next_step(&self, from: u64) -> Option<Step<'a>> {
+        if !self.bookmarks.contains_key(&from) {
+            return next_step(self.all, self.filter, from);
+        }
+        let txg = self.entries.iter().find(|s| s.guid == from)?.createtxg;
+        let all: &'a [Snapshot] = self.all;
+        all.iter()
+            .find(|s| s.createtxg > txg && self.filter.keeps(&s.name))
+            .map(|to| Step { to, snapshots: 1 })
     }
 }
 
@@ -318,7 +397,7 @@ pub(crate) fn add_sources(excluded: &mut [Excluded], sources: &[(String, String)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zfsync_zfs::{Kind, Snapshot};
+    use zfsync_zfs::{Bookmark, Kind, Snapshot};
 
     #[test]
     fn path_patterns_match_as_documented() {
@@ -441,6 +520,105 @@ mod tests {
         }
     }
 
+    /// A dataset with the snapshots of `names` (as [`snaps`]; an "x" is one destroyed,
+    /// whose GUID no other takes) and the bookmarks `bookmarks`: (name, GUID), each with
+    /// its snapshot's createtxg, the GUID's.
+    fn with_bookmarks(names: &str, bookmarks: &[(&str, u64)]) -> DatasetInfo {
+        let mut snapshots = snaps(names);
+        snapshots.retain(|s| s.name != "x");
+        DatasetInfo {
+            snapshots,
+            bookmarks: bookmarks
+                .iter()
+                .map(|&(name, guid)| Bookmark {
+                    name: name.into(),
+                    guid,
+                    createtxg: guid,
+                })
+                .collect(),
+            ..ds("", None)
+        }
+    }
+
+    /// An offer's entries as "name:guid" words, with "#" before those of bookmarks.
+    fn entries(offer: &Offer) -> String {
+        let word = |s: &Snapshot| match offer.bookmark(s.guid) {
+            Some(_) => format!("#{}:{}", s.name, s.guid),
+            None => format!("{}:{}", s.name, s.guid),
+        };
+        offer.entries.iter().map(word).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn a_bookmark_is_offered_only_when_its_snapshot_is_gone() {
+        let none = filter(&[], &[]);
+        // (snapshots with GUIDs 1.., bookmarks, the filter keeps only "s*"?, offered)
+        type Case<'a> = (&'a str, &'a [(&'a str, u64)], bool, &'a str);
+        let cases: &[Case] = &[
+            // The snapshot is there: the bookmark adds nothing.
+            ("s1 s2", &[("zfsync-base-bk:s2", 2)], false, "s1:1 s2:2"),
+            // Gone: the bookmark stands for it, in its place by createtxg.
+            (
+                "s1 x s3",
+                &[("zfsync-base-bk:s2", 2)],
+                false,
+                "s1:1 #s2:2 s3:3",
+            ),
+            // Oldest or newest.
+            ("x s2", &[("zfsync-base-bk:s1", 1)], false, "#s1:1 s2:2"),
+            ("s1 x", &[("zfsync-base-bk:s2", 2)], false, "s1:1 #s2:2"),
+            // Two receivers' bookmarks of one snapshot: one entry.
+            (
+                "s1 x s3",
+                &[("zfsync-base-a:s2", 2), ("zfsync-base-b:s2", 2)],
+                false,
+                "s1:1 #s2:2 s3:3",
+            ),
+            // Not zfsync's: nothing says which snapshot it was made from.
+            ("s1 x s3", &[("before-upgrade", 2)], false, "s1:1 s3:3"),
+            // The snapshot filters apply to the bookmark's snapshot name.
+            ("s1 x s3", &[("zfsync-base-bk:m2", 2)], true, "s1:1 s3:3"),
+        ];
+        for &(names, bookmarks, only_s, want) in cases {
+            let info = with_bookmarks(names, bookmarks);
+            let keep_s = filter(&["s*"], &[]);
+            let offer = Offer::of(&info, if only_s { &keep_s } else { &none });
+            assert_eq!(entries(&offer), want, "{names:?} {bookmarks:?}");
+        }
+    }
+
+    #[test]
+    fn a_step_from_a_bookmark_is_one_snapshot() {
+        let (none, keep_s) = (filter(&[], &[]), filter(&["s*"], &[]));
+        let info = with_bookmarks("s1 x s3 m4 s5 s6", &[("zfsync-base-bk:s2", 2)]);
+        let step = |f, from| {
+            Offer::of(&info, f)
+                .next_step(from)
+                .map(|s| (s.to.name.clone(), s.snapshots))
+        };
+        // From the bookmark: -i to the next snapshot kept, then -I from there as ever.
+        assert_eq!(step(&none, 2), Some(("s3".into(), 1)));
+        assert_eq!(step(&none, 3), Some(("s6".into(), 3)));
+        assert_eq!(step(&keep_s, 3), Some(("s5".into(), 1)));
+        // From a snapshot before the bookmark: -I over it (zfs sends what is there).
+        assert_eq!(step(&none, 1), Some(("s6".into(), 4)));
+        let offer = Offer::of(&info, &none);
+        assert_eq!(offer.newest_snapshot(), Some(offer.entries.len() - 1));
+        assert_eq!(offer.bookmark(2), Some("zfsync-base-bk:s2"));
+        assert_eq!(offer.bookmark(3), None);
+    }
+
+    #[test]
+    fn a_bookmark_newer_than_every_snapshot_ends_no_delivery() {
+        let info = with_bookmarks("s1 x", &[("zfsync-base-bk:s2", 2)]);
+        let none = filter(&[], &[]);
+        let offer = Offer::of(&info, &none);
+        assert_eq!(entries(&offer), "s1:1 #s2:2");
+        assert_eq!(offer.newest_snapshot(), Some(0));
+        assert_eq!(offer.next_step(2), None);
+        assert_eq!(offer.next_step(1), None);
+    }
+
     #[test]
     fn patterns_that_no_name_can_match_are_refused() {
         for (bad, why) in [
@@ -473,6 +651,7 @@ mod tests {
                 guid: 1,
                 createtxg: 1,
             }],
+            bookmarks: Vec::new(),
             encrypted: false,
             resume_token: None,
             sync: sync.map(String::from),

@@ -318,6 +318,100 @@ test_base_protected() {
     note "source and receiver holds follow the base; expiry could not remove it"
 }
 
+# The names of DS's bookmarks, sorted.
+bookmarks() { zfs list -H -t bookmark -o name -d 1 "$1" | sed "s|^$1#||" | sort; }
+
+# --mark on OpenZFS also keeps a bookmark of each receiver's base (zfsync-base-ID:SNAP),
+# moved with the mark: the new one made, then the old one destroyed. When the base
+# snapshot goes by other means (its hold released by hand, then destroyed), the next run
+# is still incremental, from the bookmark (-i DS#BM to the next snapshot): the receiver
+# found its base among the offered snapshots by the bookmark's GUID. A receiver that has
+# the source's newest, gone but for its bookmark, is up to date. A new receiver is offered
+# the bookmark too, and gets the oldest snapshot in full.
+test_bookmark_base() {
+    zfs create src/b
+    zfs create src/b/c
+    echo 1 >/src/b/c/f
+    zfs snapshot -r src/b@s1
+    start_recv
+    "$SEND" --mark bk src/b "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "full send failed"; }
+    local ds
+    for ds in b b/c; do
+        [[ $(bookmarks src/$ds) == zfsync-base-bk:s1 ]] || die "src/$ds bookmarks: $(bookmarks src/$ds)"
+    done
+    echo 2 >/src/b/c/f
+    zfs snapshot -r src/b@s2
+    "$SEND" --mark bk src/b "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "second send failed"; }
+    for ds in b b/c; do
+        [[ $(bookmarks src/$ds) == zfsync-base-bk:s2 ]] || die "the bookmark did not move on src/$ds: $(bookmarks src/$ds)"
+        [[ $(zfs get -H -o value guid "src/$ds#zfsync-base-bk:s2") == $(zfs get -H -o value guid src/$ds@s2) ]] || die "the bookmark is not of @s2"
+    done
+    echo 3 >/src/b/c/f
+    zfs snapshot -r src/b@s3
+    # Someone else's expiry: the base's hold released by hand, the base and all older gone.
+    for ds in b b/c; do
+        zfs release zfsync-base-bk src/$ds@s2
+        zfs destroy src/$ds@s2
+        zfs destroy src/$ds@s1
+    done
+    "$SEND" --mark bk -vv src/b "$ADDR" >"$WORK/send.out" 2>"$WORK/send.log" || { cat "$WORK/send.out"; die "send from the bookmark failed"; }
+    for ds in "" /c; do
+        [[ $(awk -v d="src/b$ds" '$1 == d' "$WORK/send.out") == *"incremental #zfsync-base-bk:s2..@s3 (1 snapshot)"* ]] ||
+            die "src/b$ds not sent from the bookmark: $(cat "$WORK/send.out")"
+    done
+    grep -q "send -c -L -e -i src/b/c#zfsync-base-bk:s2 src/b/c@s3" "$WORK/send.log" || die "not zfs send -i #bookmark: $(grep 'zfs start' "$WORK/send.log")"
+    for ds in "" /c; do has_snaps "src/b$ds" "$TARGET$ds"; done
+    same_files src/b/c $TARGET/c s3
+    for ds in b b/c; do
+        [[ $(bookmarks src/$ds) == zfsync-base-bk:s3 ]] || die "src/$ds bookmarks after the run: $(bookmarks src/$ds)"
+        zfs holds -H src/$ds@s3 | grep -q zfsync-base-bk || die "no hold on the new base of src/$ds"
+    done
+    # One more snapshot: -I from the base snapshot as ever.
+    zfs snapshot -r src/b@s4
+    zfs snapshot -r src/b@s5
+    "$SEND" --mark bk src/b "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send after the bookmark failed"; }
+    grep -q 'incremental @s3..@s5 (2 snapshots)' "$WORK/send.out" || die "not -I from @s3: $(cat "$WORK/send.out")"
+    # The newest snapshot gone on the source, its bookmark left: up to date, not diverged.
+    zfs release zfsync-base-bk src/b/c@s5
+    zfs destroy src/b/c@s5
+    "$SEND" --mark bk src/b "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send with the newest only a bookmark failed"; }
+    grep -Eq '^src/b/c +up-to-date .*#zfsync-base-bk:s5$' "$WORK/send.out" || die "src/b/c not up to date at the bookmark: $(cat "$WORK/send.out")"
+    # A new receiver is offered the bookmark first: its full stream is of the oldest
+    # snapshot, never of the bookmark. (One worker: the parent arrives first, so the
+    # child is received in place, not into the buffer.)
+    zfs snapshot -r src/b@s6
+    zfs destroy src/b/c@s3
+    zfs destroy src/b/c@s4
+    "$SEND" -t 1 -d fresh src/b "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send to a new destination failed"; }
+    grep -Eq '^src/b/c +sent .*full @s6$' "$WORK/send.out" || die "src/b/c not sent in full from @s6: $(cat "$WORK/send.out")"
+    same_snaps src/b/c $TARGET/fresh/c
+    note "base snapshots destroyed on the source: incremental from the bookmark, up to date at one; a new receiver got a snapshot in full"
+}
+
+# The receiver's --keep never destroys its held base: daily=1 would keep only the day's
+# first snapshot, and after each receive the snapshot it received is held (zfsync-recv),
+# kept, and the only one held, while the base before it, now released, is pruned.
+test_receiver_prune_keeps_held_base() {
+    zfs create src/k
+    local day=zfsync_2025-01-01T h
+    zfs snapshot src/k@${day}00:00:00Z
+    zfs snapshot src/k@${day}06:00:00Z
+    start_recv --keep daily=1
+    "$SEND" src/k "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "first send failed"; }
+    for h in 12 18 23; do
+        echo $h >/src/k/f
+        zfs snapshot src/k@${day}$h:00:00Z
+        "$SEND" src/k "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send of $h failed"; }
+        local names held
+        names=$(snaps $TARGET | awk '{print $1}' | tr '\n' ' ')
+        [[ $names == "${day}00:00:00Z ${day}$h:00:00Z " ]] || die "after @$h the receiver has: $names"
+        held=$(zfs list -H -t snapshot -o name -d 1 $TARGET | xargs -n1 zfs holds -H | awk '{print $1, $2}')
+        [[ $held == "$TARGET@${day}$h:00:00Z zfsync-recv" ]] || die "after @$h the holds are: $held"
+    done
+    same_files src/k $TARGET ${day}23:00:00Z
+    note "--keep daily=1 pruned each released base; the held newest stayed every time"
+}
+
 # A snapshot of the receiver's own, made after the last one received and holding no
 # changes, is divergence: refused, naming it, with nothing changed, also by a receiver
 # just started. zfs recv itself would take an incremental on top of such a snapshot
@@ -572,7 +666,7 @@ test_rollback_once() {
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_props_option test_placeholder_parents test_read_only_replicas test_rollback_once)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_bookmark_base test_receiver_prune_keeps_held_base test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_props_option test_placeholder_parents test_read_only_replicas test_rollback_once)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null

@@ -16,7 +16,7 @@
 //! This file holds [`Zfs`] and its commands. The modules beside it run nothing of their
 //! own: they say what a version can do, which columns a listing asks for, and read what
 //! zfs prints (listings, snapshot lifecycle facts, resume tokens, error texts); [`protect`]
-//! moves zfsync's marks and holds on base snapshots through `Zfs`'s commands.
+//! moves zfsync's marks, holds and bookmarks on base snapshots through `Zfs`'s commands.
 //!
 //! This crate does not decide anything about replication (which snapshot to send, where to
 //! receive): that is the sender's and receiver's business.
@@ -36,7 +36,7 @@ pub use capabilities::Capabilities;
 pub use error::{Error, FailureKind, Result};
 pub use estimate::SendSize;
 pub use facts::{DatasetFacts, SnapshotFacts};
-pub use listing::{DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
+pub use listing::{Bookmark, DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
 pub use name::{
     check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
     NameError, MAX_NAME_LEN,
@@ -217,7 +217,13 @@ impl Zfs {
     /// its snapshots oldest first. One zfs command for the whole tree. Fails with
     /// [`FailureKind::NotFound`] if `root` does not exist.
     pub fn list_tree(&self, root: &Dataset) -> Result<Vec<DatasetInfo>> {
-        self.list(root, None)
+        self.list(root, None, false)
+    }
+
+    /// [`Zfs::list_tree`] with each dataset's bookmarks too, where the ZFS has them
+    /// ([`Capabilities::bookmarks`]): a source's listing, still one zfs command.
+    pub fn list_source_tree(&self, root: &Dataset) -> Result<Vec<DatasetInfo>> {
+        self.list(root, None, self.caps.bookmarks)
     }
 
     /// The snapshots of one dataset, oldest first, or `None` if it does not exist.
@@ -227,7 +233,7 @@ impl Zfs {
 
     /// One dataset with its snapshots (and resume token), or `None` if it does not exist.
     pub fn dataset(&self, ds: &Dataset) -> Result<Option<DatasetInfo>> {
-        match self.list(ds, Some(1)) {
+        match self.list(ds, Some(1), false) {
             Ok(list) => Ok(list.into_iter().find(|d| d.name == ds.as_str())),
             Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -237,7 +243,7 @@ impl Zfs {
     /// The direct children (filesystems and volumes) of `ds`, each with its snapshots and
     /// resume token, or `None` if `ds` does not exist.
     pub fn list_children(&self, ds: &Dataset) -> Result<Option<Vec<DatasetInfo>>> {
-        match self.list(ds, Some(2)) {
+        match self.list(ds, Some(2), false) {
             Ok(list) => Ok(Some(
                 list.into_iter()
                     .filter(|d| {
@@ -262,9 +268,14 @@ impl Zfs {
         }
     }
 
-    fn list(&self, root: &Dataset, depth: Option<u32>) -> Result<Vec<DatasetInfo>> {
+    fn list(
+        &self,
+        root: &Dataset,
+        depth: Option<u32>,
+        bookmarks: bool,
+    ) -> Result<Vec<DatasetInfo>> {
         let parsable = self.caps.list_parsable;
-        let args = listing::args(parsable, depth, root.as_str());
+        let args = listing::args(parsable, depth, root.as_str(), bookmarks && parsable);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.output(&args)?;
         listing::parse(parsable, &self.command_line(&args), &out)
@@ -563,6 +574,26 @@ impl Zfs {
         let out = self.output(&["get", "-H", "-s", "local", "-o", "value", prop, name])?;
         let value = out.trim_end_matches('\n');
         Ok((!value.is_empty()).then(|| value.to_string()))
+    }
+
+    /// `zfs bookmark DS@SNAP DS#NAME`: a bookmark `name` of `snapshot` (full name). A
+    /// bookmark of that name that exists already fails it (`bookmark exists`), whichever
+    /// snapshot it was made from.
+    pub fn bookmark(&self, snapshot: &str, name: &str) -> Result<()> {
+        check_component(name)?;
+        let (ds, _) = snapshot.split_once('@').unwrap_or((snapshot, ""));
+        self.output(&["bookmark", snapshot, &format!("{ds}#{name}")])
+            .map(drop)
+    }
+
+    /// `zfs destroy DS#NAME`: one bookmark, never a dataset or snapshot (the name is
+    /// checked). A bookmark that is not there is fine: the goal is that it is gone.
+    pub fn destroy_bookmark(&self, ds: &str, name: &str) -> Result<()> {
+        check_component(name)?;
+        match self.output(&["destroy", &format!("{ds}#{name}")]) {
+            Err(e) if e.kind() == FailureKind::NotFound => Ok(()),
+            r => r.map(drop),
+        }
     }
 
     /// `zfs inherit PROP NAME`: clears a local (user) property.

@@ -1,5 +1,6 @@
 //! Listings: which properties a listing of a dataset tree asks zfs for, and how its output
-//! becomes [`DatasetInfo`]s, parents before children, snapshots oldest first.
+//! becomes [`DatasetInfo`]s, parents before children, snapshots (and bookmarks, where
+//! asked for) oldest first.
 //!
 //! Both CLI families are read here: OpenZFS's `zfs list -Hp` (one line per dataset) and,
 //! for the legacy CLI whose `zfs list` abbreviates numbers, `zfs get -Hp` (one line per
@@ -25,12 +26,24 @@ pub struct Snapshot {
     pub createtxg: u64,
 }
 
+/// A bookmark: the part of its name after `#`, and the GUID and createtxg of the snapshot
+/// it was made from (a bookmark has its snapshot's, and outlives it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bookmark {
+    pub name: String,
+    pub guid: u64,
+    pub createtxg: u64,
+}
+
 /// A filesystem or volume with its snapshots, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatasetInfo {
     pub name: String,
     pub kind: Kind,
     pub snapshots: Vec<Snapshot>,
+    /// Its bookmarks, oldest first: only in a listing that asks for them (a source's, on
+    /// a ZFS with bookmarks); empty otherwise.
+    pub bookmarks: Vec<Bookmark>,
     /// Encrypted (OpenZFS native encryption): sent raw, so it stays encrypted.
     pub encrypted: bool,
     /// The token of an interrupted resumable receive into this dataset (OpenZFS).
@@ -119,9 +132,10 @@ const COLUMNS: &[Column] = &[
 ];
 
 /// The zfs arguments that list `root` and what lies below it, `depth` levels deep (`None`:
-/// all of it), datasets and snapshots: `zfs list -Hp` where the CLI has it (`parsable`),
-/// `zfs get -Hp` otherwise.
-pub(crate) fn args(parsable: bool, depth: Option<u32>, root: &str) -> Vec<String> {
+/// all of it), datasets and snapshots, and with `bookmarks` bookmarks too: `zfs list -Hp`
+/// where the CLI has it (`parsable`), `zfs get -Hp` otherwise (whose ZFS, zfs-fuse, has
+/// no bookmarks: `bookmarks` is for `parsable` only).
+pub(crate) fn args(parsable: bool, depth: Option<u32>, root: &str, bookmarks: bool) -> Vec<String> {
     let props = |legacy: bool| {
         COLUMNS
             .iter()
@@ -130,10 +144,12 @@ pub(crate) fn args(parsable: bool, depth: Option<u32>, root: &str) -> Vec<String
             .collect::<Vec<_>>()
             .join(",")
     };
+    let types = match bookmarks {
+        true => "filesystem,volume,snapshot,bookmark",
+        false => "filesystem,volume,snapshot",
+    };
     let mut args: Vec<String> = if parsable {
-        ["list", "-Hp", "-t", "filesystem,volume,snapshot", "-o"]
-            .map(String::from)
-            .into()
+        ["list", "-Hp", "-t", types, "-o"].map(String::from).into()
     } else {
         ["get", "-Hp", "-o", "name,property,value"]
             .map(String::from)
@@ -249,10 +265,12 @@ fn parse_get_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Groups rows into datasets with their snapshots, parents first, snapshots by createtxg.
+/// Groups rows into datasets with their snapshots and bookmarks, parents first, snapshots
+/// and bookmarks by createtxg.
 fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
     let mut datasets: Vec<DatasetInfo> = Vec::new();
     let mut snaps: Vec<(String, Snapshot)> = Vec::new();
+    let mut bookmarks: Vec<(String, Bookmark)> = Vec::new();
     for row in rows {
         let bad = |why: &str| Error::Parse {
             cmd: cmd.into(),
@@ -270,27 +288,47 @@ fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
                     name: row.name,
                     kind,
                     snapshots: Vec::new(),
+                    bookmarks: Vec::new(),
                     encrypted: row.encryption.is_some_and(|e| e != "off"),
                     resume_token: row.resume_token,
                     sync: row.sync,
                 });
             }
-            "snapshot" => {
-                let (ds, snap) = row
+            "snapshot" | "bookmark" => {
+                let (what, sep) = match row.kind.as_str() {
+                    "snapshot" => ("snapshot", '@'),
+                    _ => ("bookmark", '#'),
+                };
+                let (ds, name) = row
                     .name
-                    .split_once('@')
-                    .ok_or_else(|| bad("snapshot without '@'"))?;
-                let guid = row.guid.ok_or_else(|| bad("snapshot without guid"))?;
-                snaps.push((
-                    ds.to_string(),
-                    Snapshot {
-                        name: snap.to_string(),
-                        guid,
-                        createtxg: row.createtxg.unwrap_or(0),
-                    },
-                ));
+                    .split_once(sep)
+                    .ok_or_else(|| bad(&format!("{what} without '{sep}'")))?;
+                let guid = row
+                    .guid
+                    .ok_or_else(|| bad(&format!("{what} without guid")))?;
+                let (ds, name) = (ds.to_string(), name.to_string());
+                // A bookmark has the GUID and createtxg of the snapshot it was made from.
+                let createtxg = row.createtxg.unwrap_or(0);
+                match sep {
+                    '@' => snaps.push((
+                        ds,
+                        Snapshot {
+                            name,
+                            guid,
+                            createtxg,
+                        },
+                    )),
+                    _ => bookmarks.push((
+                        ds,
+                        Bookmark {
+                            name,
+                            guid,
+                            createtxg,
+                        },
+                    )),
+                }
             }
-            _ => {} // bookmarks and anything newer: not ours to replicate
+            _ => {} // anything newer: not ours to replicate
         }
     }
     assemble(
@@ -299,6 +337,13 @@ fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
         |d| &d.name,
         |d| &mut d.snapshots,
         |s| s.createtxg,
+    );
+    assemble(
+        &mut datasets,
+        bookmarks,
+        |d| &d.name,
+        |d| &mut d.bookmarks,
+        |b| b.createtxg,
     );
     Ok(datasets)
 }
@@ -369,6 +414,12 @@ mod tests {
         let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["p/a", "p/a/b"]);
         assert_eq!(tree[0].snapshots.len(), 1);
+        let bookmark = Bookmark {
+            name: "bm".into(),
+            guid: 11,
+            createtxg: 6,
+        };
+        assert_eq!(tree[0].bookmarks, [bookmark]);
         assert_eq!(tree[0].resume_token.as_deref(), Some("1-abc"));
         assert!(!tree[0].encrypted);
         assert!(tree[1].encrypted);
@@ -396,7 +447,7 @@ mod tests {
     #[test]
     fn openzfs_listing_asks_for_every_column() {
         assert_eq!(
-            args(true, None, "p/a"),
+            args(true, None, "p/a", false),
             [
                 "list",
                 "-Hp",
@@ -408,13 +459,18 @@ mod tests {
                 "p/a"
             ]
         );
-        assert_eq!(args(true, Some(2), "p/a")[6..], ["-d", "2", "p/a"]);
+        assert_eq!(args(true, Some(2), "p/a", false)[6..], ["-d", "2", "p/a"]);
+        // A source's listing: its bookmarks in the same command.
+        assert_eq!(
+            args(true, None, "p/a", true)[3],
+            "filesystem,volume,snapshot,bookmark"
+        );
     }
 
     #[test]
     fn legacy_listing_asks_for_the_columns_zfs_fuse_has() {
         assert_eq!(
-            args(false, Some(1), "p/a"),
+            args(false, Some(1), "p/a", false),
             [
                 "get",
                 "-Hp",
@@ -427,7 +483,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            args(false, None, "p/a")[4..],
+            args(false, None, "p/a", false)[4..],
             ["-r", "type,guid,createtxg,zfsync:sync", "p/a"]
         );
     }

@@ -1,22 +1,28 @@
-//! Protecting a base snapshot: the one home of zfsync's marks and holds (and, on OpenZFS,
-//! bookmarks once they come).
+//! Protecting a base snapshot: the one home of zfsync's marks, holds and bookmarks.
 //!
 //! A *base* is the snapshot the next incremental to a receiver starts from. Losing it
 //! forces a full send, so both sides keep it:
 //! - on the source, per receiver id, a **mark** (the user property `zfsync:base:ID` on
 //!   the snapshot, readable on any ZFS, so expiry can skip it) and, where holds work, a
 //!   **hold** `zfsync-base-ID`, so that `zfs destroy` itself refuses;
+//! - on the source, where the ZFS has bookmarks (OpenZFS), a **bookmark**
+//!   `DATASET#zfsync-base-ID:SNAPSHOT` of the base (a replication cursor): should the
+//!   snapshot go all the same (destroyed by hand, by another tool's expiry, its hold
+//!   released), an incremental can still start from the bookmark (`zfs send -i #bm`);
 //! - on the backup host, a **hold** `zfsync-recv` on each replica's newest received
 //!   snapshot, so nobody's expiry there removes it.
 //!
 //! Every move sets the new protection before it removes the old one: a crash in between
-//! leaves one protected snapshot too many, never none.
+//! leaves one protected snapshot (or bookmark) too many, never none. A bookmark's name
+//! cannot be given to another bookmark while it exists, so each base's bookmark has a
+//! name of its own (the snapshot's name is in it) and is made before the old one is
+//! destroyed.
 //!
-//! Owns: the names of marks and hold tags, and the order of the zfs commands that move
-//! them. Does not own: deciding which snapshot is a base (the sender's and receiver's
-//! plans do that), or deciding what expiry destroys.
+//! Owns: the names of marks, hold tags and bookmarks, and the order of the zfs commands
+//! that move them. Does not own: deciding which snapshot is a base (the sender's and
+//! receiver's plans do that), or deciding what expiry destroys.
 
-use crate::{Dataset, FailureKind, Result, Zfs};
+use crate::{Bookmark, Dataset, DatasetInfo, FailureKind, Result, Zfs, MAX_NAME_LEN};
 use log::warn;
 use std::collections::HashMap;
 
@@ -48,22 +54,49 @@ pub fn is_valid_id(id: &str) -> bool {
 
 /// The source's hold tag for receiver `id`.
 pub fn source_hold_tag(id: &str) -> String {
-    format!("zfsync-base-{id}")
+    format!("{BOOKMARK_PREFIX}{id}")
+}
+
+/// Prefix of the source's bookmarks (and its hold tags).
+const BOOKMARK_PREFIX: &str = "zfsync-base-";
+
+/// The name (after `#`) of receiver `id`'s bookmark of its base `snapshot`:
+/// `zfsync-base-ID:SNAPSHOT`. An id holds no `:` ([`is_valid_id`]), so the name splits
+/// back into the two at its first `:` ([`bookmark_base`]), whatever `_`, `-` or `:` the
+/// snapshot's name holds.
+pub fn base_bookmark(id: &str, snapshot: &str) -> String {
+    format!("{BOOKMARK_PREFIX}{id}:{snapshot}")
+}
+
+/// The receiver id and the snapshot name of a base bookmark's name (`zfsync-base-ID:SNAP`
+/// -> `(ID, SNAP)`), or `None` if `name` is not one of zfsync's.
+pub fn bookmark_base(name: &str) -> Option<(&str, &str)> {
+    let (id, snap) = name.strip_prefix(BOOKMARK_PREFIX)?.split_once(':')?;
+    (is_valid_id(id) && crate::check_snapshot_name(snap).is_ok()).then_some((id, snap))
 }
 
 /// The marks of one receiver id on a source tree, read once when a run starts.
 /// `SourceMarks::default()` marks nothing (no `--mark`, or a dry run).
 #[derive(Default)]
 pub struct SourceMarks {
+    id: String,
     prop: String,
     hold: String,
     /// Dataset name -> names of its snapshots that carry the mark.
     marked: HashMap<String, Vec<String>>,
+    /// Dataset name -> its bookmarks of this receiver id (none on a ZFS without them).
+    bookmarked: HashMap<String, Vec<Bookmark>>,
 }
 
 impl SourceMarks {
-    /// Reads the marks of receiver `id` below `root` (one zfs command).
-    pub fn load(zfs: &Zfs, root: &Dataset, id: &str) -> Result<SourceMarks> {
+    /// Reads the marks of receiver `id` below `root` (one zfs command); its bookmarks
+    /// come from `listed`, datasets of the source's listing ([`Zfs::list_source_tree`]).
+    pub fn load<'a>(
+        zfs: &Zfs,
+        root: &Dataset,
+        id: &str,
+        listed: impl IntoIterator<Item = &'a DatasetInfo>,
+    ) -> Result<SourceMarks> {
         let prop = mark_property(id);
         let mut marked: HashMap<String, Vec<String>> = HashMap::new();
         for (name, value) in zfs.get_local_recursive(root, &prop)? {
@@ -74,16 +107,37 @@ impl SourceMarks {
                     .push(snap.to_string());
             }
         }
+        let bookmarked = listed
+            .into_iter()
+            .map(|d| {
+                let ours = d
+                    .bookmarks
+                    .iter()
+                    .filter(|b| bookmark_base(&b.name).is_some_and(|(of, _)| of == id));
+                (d.name.clone(), ours.cloned().collect::<Vec<_>>())
+            })
+            .filter(|(_, ours)| !ours.is_empty())
+            .collect();
         Ok(SourceMarks {
+            id: id.to_string(),
             hold: source_hold_tag(id),
             prop,
             marked,
+            bookmarked,
         })
     }
 
-    /// Moves the mark (and hold) of `dataset` to its snapshot `delivered`, which the
-    /// receiver now has as its newest, and clears it from the ones marked before.
-    pub fn mark_delivered(&self, zfs: &Zfs, dataset: &str, delivered: &str) -> Result<()> {
+    /// Moves the mark (and hold, and bookmark) of `dataset` to its snapshot `delivered`
+    /// (GUID `guid`), which the receiver now has as its newest, and clears them from the
+    /// ones marked before. In that order: the new base is protected before the old one is
+    /// not.
+    pub fn mark_delivered(
+        &self,
+        zfs: &Zfs,
+        dataset: &str,
+        delivered: &str,
+        guid: u64,
+    ) -> Result<()> {
         if self.prop.is_empty() {
             return Ok(());
         }
@@ -92,22 +146,60 @@ impl SourceMarks {
             .get(dataset)
             .map(|v| v.as_slice())
             .unwrap_or(&[]);
-        if old.len() == 1 && old[0] == delivered {
+        let old_bookmarks: &[Bookmark] = self
+            .bookmarked
+            .get(dataset)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]);
+        let caps = zfs.capabilities();
+        let bookmark = caps
+            .bookmarks
+            .then(|| base_bookmark(&self.id, delivered))
+            .filter(|b| dataset.len() + 1 + b.len() <= MAX_NAME_LEN);
+        if caps.bookmarks && bookmark.is_none() {
+            warn!(
+                "no bookmark of base dataset={dataset} snap={delivered}: the name would be \
+                 longer than 255 bytes (the mark and hold protect it)"
+            );
+        }
+        let bookmarked = |name: &str| old_bookmarks.iter().find(|b| b.name == name);
+        let bookmark_done = match &bookmark {
+            Some(b) => old_bookmarks.len() == 1 && bookmarked(b).is_some_and(|b| b.guid == guid),
+            None => old_bookmarks.is_empty(),
+        };
+        if old.len() == 1 && old[0] == delivered && bookmark_done {
             return Ok(());
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let holds = zfs.capabilities().holds;
         let base = format!("{dataset}@{delivered}");
         zfs.set(&base, &self.prop, &now.to_string())?;
-        if holds {
+        if caps.holds {
             zfs.hold(&base, &self.hold)?;
+        }
+        if let Some(name) = &bookmark {
+            match bookmarked(name) {
+                Some(b) if b.guid == guid => {}
+                // Of an earlier snapshot of the same name: the name is taken until it goes
+                // (the new base is marked and held meanwhile).
+                Some(_) => {
+                    zfs.destroy_bookmark(dataset, name)?;
+                    zfs.bookmark(&base, name)?;
+                }
+                None => zfs.bookmark(&base, name)?,
+            }
+        }
+        for b in old_bookmarks
+            .iter()
+            .filter(|b| Some(&b.name) != bookmark.as_ref())
+        {
+            zfs.destroy_bookmark(dataset, &b.name)?;
         }
         for snap in old.iter().filter(|s| *s != delivered) {
             let old = format!("{dataset}@{snap}");
-            if holds {
+            if caps.holds {
                 zfs.release(&old, &self.hold)?;
             }
             match zfs.inherit(&old, &self.prop) {
@@ -179,6 +271,35 @@ mod tests {
         assert_eq!(mark_id("zfsync:base:bk1"), Some("bk1"));
         for prop in ["zfsync:base:", "zfsync:basex", "other:base:bk1"] {
             assert_eq!(mark_id(prop), None, "{prop}");
+        }
+    }
+
+    #[test]
+    fn a_base_bookmark_names_its_receiver_and_snapshot() {
+        // Ids and snapshot names may both hold '_' and '-': the first ':' splits them.
+        for (id, snap) in [
+            ("bk1", "s1"),
+            ("a_b", "zfsync_2026-12-02T00:39:40Z"),
+            ("backup1.example.org-7611", "x_y:z"),
+        ] {
+            let name = base_bookmark(id, snap);
+            assert_eq!(bookmark_base(&name), Some((id, snap)), "{name}");
+        }
+        assert_eq!(base_bookmark("bk1", "s1"), "zfsync-base-bk1:s1");
+    }
+
+    #[test]
+    fn other_bookmarks_are_not_zfsyncs() {
+        for name in [
+            "zfsync-base-bk1",
+            "zfsync-base-:s1",
+            "zfsync-base-bk1:",
+            "zfsync-base-Bk1:s1",
+            "zfsync-base-bk1:a/b",
+            "zrepl_CURSOR_G_0000000000000001_J_push",
+            "before-upgrade",
+        ] {
+            assert_eq!(bookmark_base(name), None, "{name}");
         }
     }
 
