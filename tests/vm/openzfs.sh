@@ -228,9 +228,17 @@ cut_send() {
     local ds=$1 token=-
     shift
     slow_zfs
+    local before
+    before=$(grep -c 'zfs start cmd=.*recv ' "$WORK/recv.log")
     "$SEND" "$@" --zfs "$WORK/slowzfs" "$ds" "$ADDR" >/dev/null 2>&1 &
     local pid=$!
-    sleep 3
+    # Cut once the receive has begun and taken a few MB (8 MB/s), however long the
+    # sender took to get there: under TCG on a busy host that varies by seconds.
+    for _ in $(seq 150); do
+        (($(grep -c 'zfs start cmd=.*recv ' "$WORK/recv.log") > before)) && break
+        sleep 0.2
+    done
+    sleep 1.5
     kill -KILL $pid
     wait $pid 2>/dev/null || true
     for _ in $(seq 50); do

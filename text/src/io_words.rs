@@ -8,10 +8,14 @@ use std::io;
 
 /// `e` as lowercase words without the OS error number.
 pub fn io_error(e: &io::Error) -> String {
-    if matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    ) {
+    // An error made with its own message (`io::Error::new(kind, "zfs took no data for
+    // 5s")`) already says what happened in words: only the OS's are rephrased.
+    if e.get_ref().is_none()
+        && matches!(
+            e.kind(),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        )
+    {
         return "timed out".into();
     }
     let text = e.to_string();
@@ -77,8 +81,8 @@ mod tests {
             (io::Error::other("Bad thing"), "bad thing"),
             (io::Error::other("TLS failed"), "TLS failed"),
             (
-                io::Error::new(io::ErrorKind::TimedOut, "whatever"),
-                "timed out",
+                io::Error::new(io::ErrorKind::TimedOut, "zfs took no data for 5s"),
+                "zfs took no data for 5s",
             ),
             (
                 io::Error::new(io::ErrorKind::UnexpectedEof, "failed to fill whole buffer"),
