@@ -1014,8 +1014,9 @@ fn a_peer_that_never_greets_costs_the_greeting_deadline_once() {
 fn the_deadline_stops_the_run_and_reports_what_was_not_done() {
     let rels = &["", "a", "b"];
     // The stalled proxy keeps the receiver's side of the cut connection open: its own
-    // timeout ends it there.
-    let s = Site::new("deadl", rels, &["--timeout", "3"]);
+    // timeout ends it there, after the sender's --deadline (a receiver that gave up
+    // first would close the connection, and the sender would see that, not its deadline).
+    let s = Site::new("deadl", rels, &["--timeout", "10"]);
     s.write(&[""], "small.bin", 1, 41);
     s.write(&["a"], "big.bin", 32, 42);
     s.write(&["b"], "small.bin", 1, 43);
