@@ -229,13 +229,13 @@ cut_send() {
     shift
     slow_zfs
     local before
-    before=$(grep -c 'zfs start cmd=.*recv ' "$WORK/recv.log")
+    before=$(grep -c 'zfs start cmd=.*recv ' "$WORK/recv.log" || true)
     "$SEND" "$@" --zfs "$WORK/slowzfs" "$ds" "$ADDR" >/dev/null 2>&1 &
     local pid=$!
     # Cut once the receive has begun and taken a few MB (8 MB/s), however long the
     # sender took to get there: under TCG on a busy host that varies by seconds.
     for _ in $(seq 150); do
-        (($(grep -c 'zfs start cmd=.*recv ' "$WORK/recv.log") > before)) && break
+        (($(grep -c 'zfs start cmd=.*recv ' "$WORK/recv.log" || true) > before)) && break
         sleep 0.2
     done
     sleep 1.5
