@@ -119,7 +119,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
 }
 
 /// `--since`: an age back from `now`, or a time (RFC 3339), as unix seconds.
-fn since(text: &str, now: i64) -> Result<i64, UsageError> {
+pub(crate) fn since(text: &str, now: i64) -> Result<i64, UsageError> {
     if let Ok(age) = crate::age::parse(text) {
         return Ok(now - age);
     }
