@@ -5,12 +5,12 @@
 
 use crate::session::Session;
 use crate::{Error, Result};
-use log::{info, warn};
+use log::{debug, info, warn};
 use std::os::fd::AsFd;
 use std::time::Duration;
 use zfsync_protocol::{Frame, Message, MoveError, Outcome, Reason};
 use zfsync_text::{quoted, IoWords};
-use zfsync_zfs::{Dataset, DatasetInfo, RecvOptions, Snapshot};
+use zfsync_zfs::{Dataset, DatasetInfo, RecvOptions, Snapshot, StreamFlags, BEGIN_HEAD};
 
 /// Ends a `zfs recv` whose stream was cut or refused: its input is closed (after what is
 /// already queued), so ZFS sees a truncated stream and discards the partial receive, or
@@ -51,6 +51,7 @@ impl Session<'_> {
         }
         let limit = self.shared.config.timeout;
         let mut total: u64 = 0;
+        let mut head_seen = false;
         let end = loop {
             let frame = match self.reader.read_stream_frame() {
                 Ok(Some(f)) => f,
@@ -68,18 +69,24 @@ impl Session<'_> {
             let msg = match frame {
                 // The payload goes from the socket into zfs recv's pipe by splice. A zfs
                 // recv that takes nothing for five times the timeout is stuck.
-                Frame::Data(_) => match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
-                    Ok(n) => {
-                        total += n as u64;
-                        continue;
+                Frame::Data(_) => {
+                    if !head_seen {
+                        head_seen = true;
+                        self.note_stream_flags(ds);
                     }
-                    Err(MoveError::Local(e)) => break End::RecvDied(IoWords(&e).to_string()),
-                    Err(MoveError::Network(e)) => {
-                        drop(stdin);
-                        end_cut_recv(proc, limit);
-                        return Err(e.into());
+                    match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
+                        Ok(n) => {
+                            total += n as u64;
+                            continue;
+                        }
+                        Err(MoveError::Local(e)) => break End::RecvDied(IoWords(&e).to_string()),
+                        Err(MoveError::Network(e)) => {
+                            drop(stdin);
+                            end_cut_recv(proc, limit);
+                            return Err(e.into());
+                        }
                     }
-                },
+                }
                 Frame::Message(m) => m,
             };
             match msg {
@@ -157,6 +164,24 @@ impl Session<'_> {
         };
         self.writer.send(&Message::Result(outcome.clone()))?;
         Ok(outcome)
+    }
+
+    /// Reads the stream's flags (raw, compressed) from the head of its first frame, for
+    /// the history, leaving the bytes for `zfs recv`. A head that cannot be read or is not
+    /// a stream's (too short a first frame) leaves the flags false: `zfs recv` judges the
+    /// stream, not this.
+    fn note_stream_flags(&mut self, ds: &Dataset) {
+        match self.reader.peek_data(BEGIN_HEAD) {
+            Ok(head) => match StreamFlags::of(&head) {
+                Some(flags) => self.record.streamed(flags),
+                None => debug!(
+                    "stream head unread dataset={} bytes={}",
+                    quoted(ds),
+                    head.len()
+                ),
+            },
+            Err(e) => debug!("stream head unread dataset={} error={e}", quoted(ds)),
+        }
     }
 
     /// Drops the partial state of an interrupted resumable receive (`zfs recv -A`), if the
