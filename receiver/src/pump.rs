@@ -51,7 +51,9 @@ impl Session<'_> {
         }
         let limit = self.shared.config.timeout;
         let mut total: u64 = 0;
-        let mut head_seen = false;
+        // The stream's first bytes, gathered until its flags can be read (a first frame
+        // may be shorter than the record that holds them); `None` once done with.
+        let mut head: Option<Vec<u8>> = Some(Vec::with_capacity(BEGIN_HEAD));
         let end = loop {
             let frame = match self.reader.read_stream_frame() {
                 Ok(Some(f)) => f,
@@ -70,9 +72,10 @@ impl Session<'_> {
                 // The payload goes from the socket into zfs recv's pipe by splice. A zfs
                 // recv that takes nothing for five times the timeout is stuck.
                 Frame::Data(_) => {
-                    if !head_seen {
-                        head_seen = true;
-                        self.note_stream_flags(ds);
+                    if let Some(bytes) = &mut head {
+                        if self.gather_head(ds, bytes) {
+                            head = None;
+                        }
                     }
                     match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
                         Ok(n) => {
@@ -166,22 +169,27 @@ impl Session<'_> {
         Ok(outcome)
     }
 
-    /// Reads the stream's flags (raw, compressed) from the head of its first frame, for
-    /// the history, leaving the bytes for `zfs recv`. A head that cannot be read or is not
-    /// a stream's (too short a first frame) leaves the flags false: `zfs recv` judges the
-    /// stream, not this.
-    fn note_stream_flags(&mut self, ds: &Dataset) {
-        match self.reader.peek_data(BEGIN_HEAD) {
-            Ok(head) => match StreamFlags::of(&head) {
-                Some(flags) => self.record.streamed(flags),
-                None => debug!(
-                    "stream head unread dataset={} bytes={}",
-                    quoted(ds),
-                    head.len()
-                ),
-            },
-            Err(e) => debug!("stream head unread dataset={} error={e}", quoted(ds)),
+    /// Adds the pending frame's first bytes to `head`, the stream's so far, leaving them
+    /// for `zfs recv`; once it holds [`BEGIN_HEAD`] bytes, notes the stream's flags (raw,
+    /// compressed) for the history. True when done: the flags noted, or a head that could
+    /// not be read or is not a stream's, which leaves them false (`zfs recv` judges the
+    /// stream, not this).
+    fn gather_head(&mut self, ds: &Dataset, head: &mut Vec<u8>) -> bool {
+        match self.reader.peek_data(BEGIN_HEAD - head.len()) {
+            Ok(bytes) => head.extend_from_slice(&bytes),
+            Err(e) => {
+                debug!("stream head unread dataset={} error={e}", quoted(ds));
+                return true;
+            }
         }
+        if head.len() < BEGIN_HEAD {
+            return false;
+        }
+        match StreamFlags::of(head) {
+            Some(flags) => self.record.streamed(flags),
+            None => debug!("stream head not a send stream's dataset={}", quoted(ds)),
+        }
+        true
     }
 
     /// Drops the partial state of an interrupted resumable receive (`zfs recv -A`), if the
