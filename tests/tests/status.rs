@@ -786,7 +786,8 @@ fn report_lists_the_window_failures_first_and_mails_it() {
         "{subject}"
     );
     assert_eq!(body, page.as_str());
-    println!("{}\n{}", headers.join("\n"), &body[..body.len().min(600)]);
+    let from_heading = &body[body.find("<h1>").unwrap_or(0)..];
+    println!("{}\n\n{from_heading}", headers.join("\n"));
 
     // A sendmail that fails: exit 1, with its words.
     let broken = fake_sendmail(
@@ -856,6 +857,7 @@ fn forget_retires_a_dataset_no_longer_sent_until_it_is_sent_again() {
     let now = t1 + 120;
     let out = check(now);
     out.assert_status(2);
+    println!("{}", out.stdout);
     assert!(
         out.stdout.lines().nth(1).is_some_and(|l| l.contains(&old)),
         "{}",
@@ -865,6 +867,7 @@ fn forget_retires_a_dataset_no_longer_sent_until_it_is_sent_again() {
     // The plan first: nothing changes.
     let dry = zfsync(now, &["forget", "--dry-run", "--state-dir", &dir, &old]);
     dry.assert_ok();
+    print!("{}", dry.stdout);
     assert_eq!(
         dry.stdout,
         format!(
