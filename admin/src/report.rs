@@ -225,12 +225,56 @@ fn subject(host: &str, counts: &Counts) -> String {
 }
 
 /// The mail message: headers, a blank line, the HTML. The headers are ASCII (the host
-/// name is, and so are the counts); the body is UTF-8, declared as 8bit.
+/// name is, and so are the counts); the body is UTF-8, declared as 8bit, its lines folded
+/// to fit mail's limit.
 fn message(to: &str, subject: &str, html: &str) -> String {
     format!(
         "To: {to}\nSubject: {subject}\nMIME-Version: 1.0\n\
-         Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{html}"
+         Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{}",
+        fold(html, MAIL_LINE)
     )
+}
+
+/// The longest body line a message gets, in bytes: below the 998 that SMTP allows
+/// (RFC 5322), which a long error text in a row would pass.
+const MAIL_LINE: usize = 900;
+
+/// `text` with each line longer than `max` bytes broken at its last space before the
+/// limit (HTML reads a line break there as the space it was; an error cell, which keeps
+/// line breaks, shows one), or at a character boundary when there is no space.
+fn fold(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let mut rest = line;
+        while rest.trim_end_matches('\n').len() > max {
+            let mut cut = max;
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            // A space right at the limit is a place to break too: it goes.
+            let window = match rest.as_bytes().get(cut) {
+                Some(b' ') => &rest[..=cut],
+                _ => &rest[..cut],
+            };
+            match window.rfind(' ') {
+                // A line that starts with the space it could break at (after a break
+                // inside a word): drop the space, no empty line.
+                Some(0) => rest = &rest[1..],
+                Some(space) => {
+                    out.push_str(&rest[..space]);
+                    out.push('\n');
+                    rest = &rest[space + 1..];
+                }
+                _ => {
+                    out.push_str(&rest[..cut]);
+                    out.push('\n');
+                    rest = &rest[cut..];
+                }
+            }
+        }
+        out.push_str(rest);
+    }
+    out
 }
 
 /// Runs `sendmail -t` with `message` on its input; a sendmail that cannot start or exits
@@ -360,6 +404,23 @@ mod tests {
             "To: a@x\nSubject: S\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\
              Content-Transfer-Encoding: 8bit\n\n<html></html>\n"
         );
+    }
+
+    #[test]
+    fn long_lines_are_folded_for_mail() {
+        for (text, max, want) in [
+            ("short\nlines\n", 10, "short\nlines\n"),
+            ("one two three four\n", 10, "one two\nthree four\n"),
+            ("abcdefghijkl\n", 5, "abcde\nfghij\nkl\n"),
+            ("ééé\n", 3, "é\né\né\n"),
+            ("a b", 1, "a\nb"),
+        ] {
+            assert_eq!(fold(text, max), want, "{text:?}");
+        }
+        let html = format!("<td>{}</td>\n", "word ".repeat(1000));
+        let folded = fold(&html, MAIL_LINE);
+        assert!(folded.lines().all(|l| l.len() <= MAIL_LINE));
+        assert_eq!(folded.replace('\n', " ").trim_end(), html.trim_end());
     }
 
     #[test]
