@@ -83,12 +83,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
         if m.free.is_empty() {
             return Err("missing DATASET".into());
         }
-        let role = match m.opt_str("role") {
-            None => None,
-            Some(r) => Some(
-                Role::parse(&r).ok_or_else(|| format!("--role wants send or recv, got {r:?}"))?,
-            ),
-        };
+        let role = context::role(&m)?;
         let config = Config {
             datasets: m.free.clone(),
             peer: m.opt_str("peer"),
@@ -139,10 +134,12 @@ fn describe(r: &Replica) -> String {
 }
 
 pub fn run(config: &Config, _output: &Output) -> Result<Exit, Error> {
-    // A dry run must not even migrate the file.
-    let store = match config.dry_run {
-        true => Store::open_read_only(&config.state_dir)?,
-        false => Store::open(&config.state_dir)?,
+    // A dry run must not even migrate the file; nor may a wrong --state-dir get a new,
+    // empty history (a writer creates one where there is none).
+    let store = match (config.dry_run, Store::open_read_only(&config.state_dir)) {
+        (true, read) => read?,
+        (false, Err(e @ zfsync_history::Error::Missing { .. })) => return Err(e.into()),
+        (false, _) => Store::open(&config.state_dir)?,
     };
     let all = replicas(&store, &config.state_dir, config.now)?;
     let chosen = plan(config, &all).map_err(|unknown| {

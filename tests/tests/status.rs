@@ -749,20 +749,19 @@ fn report_lists_the_window_failures_first_and_mails_it() {
         "[ \"$1\" = -t ] || exit 64\ncat > \"$OUT\"",
         &message,
     );
-    let sendmail = sendmail.display().to_string();
-    let mail = zfsync(
-        now,
-        &[
+    let mail_with = |sendmail: &Path| {
+        let sendmail = sendmail.display().to_string();
+        let args = [
             "report",
             "--html",
             "--state-dir",
             &dir,
             "--mail",
             "ops@example.org",
-            "--sendmail",
-            &sendmail,
-        ],
-    );
+        ];
+        zfsync(now, &[&args[..], &["--sendmail", &sendmail]].concat())
+    };
+    let mail = mail_with(&sendmail);
     mail.assert_ok();
     assert_eq!(mail.stdout, "");
     let text = fs::read_to_string(&message).unwrap();
@@ -795,20 +794,7 @@ fn report_lists_the_window_failures_first_and_mails_it() {
         "cat >/dev/null\necho 'queue full' >&2\nexit 75",
         &message,
     );
-    let broken = broken.display().to_string();
-    let failed = zfsync(
-        now,
-        &[
-            "report",
-            "--html",
-            "--state-dir",
-            &dir,
-            "--mail",
-            "ops@example.org",
-            "--sendmail",
-            &broken,
-        ],
-    );
+    let failed = mail_with(&broken);
     failed.assert_status(1);
     assert!(
         failed.stderr.contains("the report was not mailed: ")
@@ -889,6 +875,13 @@ fn forget_retires_a_dataset_no_longer_sent_until_it_is_sent_again() {
         typo.stderr
     );
     check(now).assert_status(2);
+
+    // A state directory without a history: an error, and no history made there.
+    let empty = temp_dir("nohistory");
+    let nothing = empty.display().to_string();
+    zfsync(now, &["forget", "--state-dir", &nothing, &old]).assert_status(1);
+    assert!(!empty.join("history.sqlite").exists());
+    let _ = fs::remove_dir_all(&empty);
 
     let done = zfsync(now, &["forget", "--state-dir", &dir, &old]);
     done.assert_ok();

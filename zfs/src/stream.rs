@@ -36,27 +36,20 @@ impl StreamFlags {
     /// The flags of the stream whose first bytes are `head` (at least [`BEGIN_HEAD`] of
     /// them); `None` when they are not a `DRR_BEGIN` record of either byte order.
     pub fn of(head: &[u8]) -> Option<StreamFlags> {
-        let head: &[u8; BEGIN_HEAD] = head.get(..BEGIN_HEAD)?.try_into().ok()?;
-        let u32_at = |i: usize, le: bool| {
-            let b: [u8; 4] = head[i..i + 4].try_into().expect("4 bytes");
-            if le {
-                u32::from_le_bytes(b)
-            } else {
-                u32::from_be_bytes(b)
+        let head = head.get(..BEGIN_HEAD)?;
+        // The N bytes at `i` as little-endian, turned around when the stream is not.
+        fn at<const N: usize>(head: &[u8], i: usize, le: bool) -> [u8; N] {
+            let mut b: [u8; N] = head[i..i + N].try_into().expect("within the head");
+            if !le {
+                b.reverse();
             }
-        };
-        let u64_at = |i: usize, le: bool| {
-            let b: [u8; 8] = head[i..i + 8].try_into().expect("8 bytes");
-            if le {
-                u64::from_le_bytes(b)
-            } else {
-                u64::from_be_bytes(b)
-            }
-        };
+            b
+        }
+        let u64_at = |i: usize, le: bool| u64::from_le_bytes(at(head, i, le));
         let le = [true, false]
             .into_iter()
             .find(|le| u64_at(8, *le) == DMU_BACKUP_MAGIC)?;
-        if u32_at(0, le) != DRR_BEGIN {
+        if u32::from_le_bytes(at(head, 0, le)) != DRR_BEGIN {
             return None;
         }
         let features = (u64_at(16, le) >> 2) & ((1 << 30) - 1);
