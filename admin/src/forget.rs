@@ -32,7 +32,7 @@ is back in status and check by itself. Nothing is changed when a DATASET is not
 in the history (or already retired).
 
 Options:
-      --peer PEER          only the replica with PEER (as zfsync status shows it)
+      --peer PEER          only the replica with PEER (as zfsync status shows)
       --role ROLE          only the sender's (send) or the receiver's (recv)
   -n, --dry-run            show what would be retired, change nothing
       --state-dir DIR      where the history is (default: /var/lib/zfsync)
@@ -42,8 +42,8 @@ Options:
   -V, --version            show the version
 
 Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds).
-Exit status: 0 retired (or shown with --dry-run), 1 the history cannot be read or
-written, or a DATASET is not in it (nothing was retired), 2 usage error.
+Exit status: 0 retired (or shown with --dry-run), 1 the history cannot be read
+or written, or a DATASET is not in it (nothing was retired), 2 usage error.
 
 Examples:
   zfsync forget --dry-run tank/old

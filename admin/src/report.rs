@@ -34,12 +34,12 @@ Options:
                            may come)
       --since AGE|TIME     the window: the last AGE (90m, 12h, 7d, 2w) or from
                            TIME (2026-12-01T00:00:00Z) on (default 24h)
-      --output FILE        write the report to FILE (replaced whole, or left as it
-                           was if writing fails) instead of stdout
-      --mail TO            mail the report to TO (an address, or several separated
-                           by commas) with 'sendmail -t'; the subject has the host
-                           and the counts, and starts with FAILED when a transfer
-                           failed. Nothing is written to stdout then.
+      --output FILE        write the report to FILE (replaced whole, or left as
+                           it was if writing fails) instead of stdout
+      --mail TO            mail the report to TO (an address, or several
+                           separated by commas) with 'sendmail -t'; the subject
+                           has the host and the counts, and starts with FAILED
+                           when a transfer failed. Nothing goes to stdout then.
       --sendmail PATH      the sendmail program (default: $ZFSYNC_SENDMAIL, else
                            sendmail); it is run as 'PATH -t' with the message on
                            its input
@@ -60,7 +60,7 @@ Examples:
       the last 24 hours, as a page for a web server
   zfsync report --html --since 7d --mail root@example.org
       the last week, by mail
-  zfsync report --html --state-dir /srv/zfsync --mail ops@example.org,me@example.org
+  zfsync report --html --state-dir /srv/zfsync --mail ops@example.org,me@x.org
       a receiver's report (its --state-dir), to two addresses
 ";
 
