@@ -21,7 +21,14 @@ use std::path::Path;
 /// - `attempts.run_id` is NULL for an attempt recorded outside any run.
 /// - Indexes serve the filters of `attempts()` and `runs()` (time, dataset+peer+role, peer,
 ///   outcome) and the per-dataset lookups of `latest_per_dataset()`.
-pub const MIGRATIONS: &[&str] = &[r"
+///
+/// Notes on version 2 (`zfsync forget`, issue 17):
+/// - `retired` holds a dataset, peer and role taken out of `latest_per_dataset()` (and so of
+///   status and check) by an operator. `after_id` is the newest attempt of that key when it
+///   was retired: an attempt with a higher id (the dataset is replicated again) brings the
+///   key back, with no clock involved. `retired` is when, for people.
+pub const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
     role        TEXT    NOT NULL CHECK (role IN ('send', 'recv')),
@@ -67,7 +74,18 @@ CREATE INDEX attempts_dataset ON attempts (dataset, peer, role, started);
 CREATE INDEX attempts_peer ON attempts (peer, started);
 CREATE INDEX attempts_outcome ON attempts (outcome, started);
 CREATE INDEX attempts_run ON attempts (run_id);
-"];
+",
+    r"
+CREATE TABLE retired (
+    dataset     TEXT    NOT NULL,
+    peer        TEXT    NOT NULL,
+    role        TEXT    NOT NULL CHECK (role IN ('send', 'recv')),
+    after_id    INTEGER NOT NULL,
+    retired     INTEGER NOT NULL,
+    PRIMARY KEY (dataset, peer, role)
+) STRICT;
+",
+];
 
 /// The schema version this code reads and writes.
 pub fn latest() -> i64 {
