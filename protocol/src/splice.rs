@@ -9,8 +9,8 @@
 //! wire are the same either way.
 //!
 //! This module owns the stream phase's side of [`FrameReader`] and [`FrameWriter`] on a
-//! `TcpStream` (`read_stream_frame`, `move_data_to`, `move_data_from`) and the descriptor
-//! calls they make. What a frame is, and how it is checked, stays in the codec: a header
+//! `TcpStream` (`read_stream_frame`, `move_data_to`, `move_data_from`), `write_to_pipe` for
+//! bytes already read, and the descriptor calls they make. What a frame is, and how it is checked, stays in the codec: a header
 //! read here goes through the same checks as any other.
 
 use crate::frame::{read_full, HEADER};
@@ -264,12 +264,27 @@ const PIPE_PAGE: usize = 4096;
 
 /// Waits until `pipe` has room, for at most `limit`.
 fn wait_writable(pipe: RawFd, limit: Duration) -> std::result::Result<(), MoveError> {
-    let revents = poll([(pipe, libc::POLLOUT)], limit).map_err(MoveError::Local)?;
+    pipe_room(pipe, limit).map_err(MoveError::Local)
+}
+
+fn pipe_room(pipe: RawFd, limit: Duration) -> io::Result<()> {
+    let revents = poll([(pipe, libc::POLLOUT)], limit)?;
     if revents[0] == 0 {
-        return Err(MoveError::Local(io::Error::new(
+        return Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("zfs took no data for {limit:?}"),
-        )));
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` that were read out of the stream (a head the receiver looked at first)
+/// into `pipe`, the input of `zfs recv`, a page at a time once it has room: like
+/// [`FrameReader::move_data_to`], a pipe that takes nothing for `stall` is an error.
+pub fn write_to_pipe(pipe: BorrowedFd<'_>, bytes: &[u8], stall: Duration) -> io::Result<()> {
+    for page in bytes.chunks(PIPE_PAGE) {
+        pipe_room(pipe.as_raw_fd(), stall)?;
+        write_all_fd(pipe.as_raw_fd(), page)?;
     }
     Ok(())
 }

@@ -1,16 +1,20 @@
 //! Moving one stream into `zfs recv`: frames from the socket into its pipe, the bounds on
 //! a zfs that stops taking data or does not finish, the result sent back, and discarding
-//! the partial state of a stream that is worth nothing. It must not decide what is
-//! received or where, nor touch snapshots or holds.
+//! the partial state of a stream that is worth nothing. Where `zfs recv` cannot keep a
+//! stream's properties out (no `-x`), it looks at the stream's head first and refuses one
+//! that carries properties. It must not decide what is received or where, nor touch
+//! snapshots or holds.
 
 use crate::session::Session;
 use crate::{Error, Result};
 use log::{info, warn};
 use std::os::fd::AsFd;
 use std::time::Duration;
-use zfsync_protocol::{Frame, Message, MoveError, Outcome, Reason};
+use zfsync_protocol::{write_to_pipe, Frame, Message, MoveError, Outcome, Reason};
 use zfsync_text::{quoted, IoWords};
-use zfsync_zfs::{Dataset, DatasetInfo, RecvOptions, Snapshot};
+use zfsync_zfs::{
+    stream_head, Dataset, DatasetInfo, RecvOptions, Snapshot, StreamHead, STREAM_HEAD,
+};
 
 /// Ends a `zfs recv` whose stream was cut or refused: its input is closed (after what is
 /// already queued), so ZFS sees a truncated stream and discards the partial receive, or
@@ -33,6 +37,29 @@ impl Session<'_> {
     ) -> Result<Outcome> {
         let resuming = ends_with.is_none();
         let zfs = self.shared.zfs;
+        let limit = self.shared.config.timeout;
+        // Without `zfs recv -x`, properties in a stream would be set on the replica, a
+        // mountpoint over a path of this host included: such a stream is refused unread.
+        let (head, mut ended) = match zfs.capabilities().recv_exclude {
+            true => (Vec::new(), None),
+            false => self.read_head()?,
+        };
+        if !head.is_empty() && stream_head(&head) == StreamHead::Compound {
+            let outcome = Outcome::Failed {
+                reason: Reason::Denied,
+                text: format!(
+                    "the stream carries properties (zfs send -p or -R), which this receiver's \
+                     ZFS ({}) would set on {ds}, mountpoint included: its zfs recv cannot keep \
+                     them out (no -x); nothing was received",
+                    zfs.capabilities().flavor
+                ),
+            };
+            if ended.is_some() {
+                self.writer.send(&Message::Result(outcome.clone()))?;
+                return Ok(outcome);
+            }
+            return self.fail_and_drain(outcome);
+        }
         let mut proc = match zfs.recv(ds, opts) {
             Ok(p) => p,
             Err(e) => {
@@ -49,50 +76,56 @@ impl Session<'_> {
             Aborted(String),
             Mismatch(u64),
         }
-        let limit = self.shared.config.timeout;
-        let mut total: u64 = 0;
-        let end = loop {
-            let frame = match self.reader.read_stream_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => {
-                    drop(stdin);
-                    end_cut_recv(proc, limit);
-                    return Err(Error::Violation("closed inside a stream".into()));
-                }
-                Err(e) => {
-                    drop(stdin);
-                    end_cut_recv(proc, limit);
-                    return Err(e.into());
-                }
-            };
-            let msg = match frame {
-                // The payload goes from the socket into zfs recv's pipe by splice. A zfs
-                // recv that takes nothing for five times the timeout is stuck.
-                Frame::Data(_) => match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
-                    Ok(n) => {
-                        total += n as u64;
-                        continue;
-                    }
-                    Err(MoveError::Local(e)) => break End::RecvDied(IoWords(&e).to_string()),
-                    Err(MoveError::Network(e)) => {
+        let mut total = head.len() as u64;
+        let end = match write_to_pipe(stdin.as_fd(), &head, limit * 5) {
+            Err(e) => End::RecvDied(IoWords(&e).to_string()),
+            Ok(()) => loop {
+                let frame = match ended.take() {
+                    Some(m) => Frame::Message(m),
+                    None => match self.reader.read_stream_frame() {
+                        Ok(Some(f)) => f,
+                        Ok(None) => {
+                            drop(stdin);
+                            end_cut_recv(proc, limit);
+                            return Err(Error::Violation("closed inside a stream".into()));
+                        }
+                        Err(e) => {
+                            drop(stdin);
+                            end_cut_recv(proc, limit);
+                            return Err(e.into());
+                        }
+                    },
+                };
+                let msg = match frame {
+                    // The payload goes from the socket into zfs recv's pipe by splice. A
+                    // zfs recv that takes nothing for five times the timeout is stuck.
+                    Frame::Data(_) => match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
+                        Ok(n) => {
+                            total += n as u64;
+                            continue;
+                        }
+                        Err(MoveError::Local(e)) => break End::RecvDied(IoWords(&e).to_string()),
+                        Err(MoveError::Network(e)) => {
+                            drop(stdin);
+                            end_cut_recv(proc, limit);
+                            return Err(e.into());
+                        }
+                    },
+                    Frame::Message(m) => m,
+                };
+                match msg {
+                    Message::End { bytes } if bytes == total => break End::Complete,
+                    Message::End { bytes } => break End::Mismatch(bytes),
+                    Message::Abort { text } => break End::Aborted(text),
+                    Message::KeepAlive => {}
+                    other => {
                         drop(stdin);
                         end_cut_recv(proc, limit);
-                        return Err(e.into());
+                        return self
+                            .violation(&format!("unexpected {} inside a stream", other.name()));
                     }
-                },
-                Frame::Message(m) => m,
-            };
-            match msg {
-                Message::End { bytes } if bytes == total => break End::Complete,
-                Message::End { bytes } => break End::Mismatch(bytes),
-                Message::Abort { text } => break End::Aborted(text),
-                Message::KeepAlive => {}
-                other => {
-                    drop(stdin);
-                    end_cut_recv(proc, limit);
-                    return self.violation(&format!("unexpected {} inside a stream", other.name()));
                 }
-            }
+            },
         };
         drop(stdin);
         let outcome = match end {
@@ -157,6 +190,32 @@ impl Session<'_> {
         };
         self.writer.send(&Message::Result(outcome.clone()))?;
         Ok(outcome)
+    }
+
+    /// Reads the stream's first frames until [`STREAM_HEAD`] bytes of it are here, for a
+    /// look before `zfs recv` gets them. Returns them, and the `End` or `Abort` that came
+    /// first if the stream was shorter. Errors as the receive's own reading.
+    fn read_head(&mut self) -> Result<(Vec<u8>, Option<Message>)> {
+        let mut head = Vec::new();
+        while head.len() < STREAM_HEAD {
+            match self.reader.read_stream_frame()? {
+                Some(Frame::Data(_)) => {
+                    self.reader.copy_data_to(&mut head).map_err(|e| match e {
+                        MoveError::Network(e) => Error::from(e),
+                        MoveError::Local(e) => Error::from(e), // a Vec does not fail
+                    })?;
+                }
+                Some(Frame::Message(Message::KeepAlive)) => {}
+                Some(Frame::Message(m @ (Message::End { .. } | Message::Abort { .. }))) => {
+                    return Ok((head, Some(m)))
+                }
+                Some(Frame::Message(other)) => {
+                    return self.violation(&format!("unexpected {} inside a stream", other.name()))
+                }
+                None => return Err(Error::Violation("closed inside a stream".into())),
+            }
+        }
+        Ok((head, None))
     }
 
     /// Drops the partial state of an interrupted resumable receive (`zfs recv -A`), if the

@@ -1099,3 +1099,59 @@ fn without_the_key_nothing_gets_past_the_greeting() {
     drop(site);
     let _ = std::fs::remove_dir_all(site_dir);
 }
+
+/// Sends `bytes` with the first `split` of them one to a `Data` frame.
+fn send_data_split(p: &mut Peer, bytes: &[u8], split: usize) {
+    for byte in &bytes[..split] {
+        p.writer.write_data(std::slice::from_ref(byte)).unwrap();
+    }
+    send_data(p, &bytes[split..]);
+}
+
+// A stream with properties (`zfs send -p`, a compound stream) on a ZFS whose `zfs recv`
+// has no `-x` (zfs-fuse): they would be set on the replica, a mountpoint over a path of
+// the receiving host included. The receiver looks at the stream's head and refuses it
+// before `zfs recv` sees a byte, however the head is cut into frames.
+#[test]
+fn a_stream_with_properties_is_refused_where_zfs_recv_cannot_keep_them_out() {
+    let src = Source::new("hprops");
+    let mut site = Site::new("hpropd", &[]);
+    let snap = format!("{}@s1", src.root);
+    zfs(&["set", "zfsync:test=from-the-stream", &src.root]);
+    let with_props = zfs_send_bytes(&["-p", &snap]);
+    for split in [0, 30] {
+        let mut p = start_full(&site.addr(), &snap);
+        send_data_split(&mut p, &with_props, split);
+        p.send(&Message::End {
+            bytes: with_props.len() as u64,
+        });
+        match p.recv() {
+            Message::Result(Outcome::Failed { reason, text }) => {
+                assert_eq!(reason, Reason::Denied, "{text}");
+                assert!(text.contains("the stream carries properties"), "{text}");
+            }
+            other => panic!("a stream with properties, head in {split} frames: {other:?}"),
+        }
+        p.send(&Message::Bye);
+        assert!(!exists(&site.target), "received all the same");
+    }
+    let log = site.recv.log();
+    assert!(log.contains(" reason=denied error="), "{log}");
+
+    // A plain stream whose head comes a byte a frame goes in whole.
+    let plain = zfs_send_bytes(&[&snap]);
+    let mut p = start_full(&site.addr(), &snap);
+    send_data_split(&mut p, &plain, 30);
+    p.send(&Message::End {
+        bytes: plain.len() as u64,
+    });
+    match p.recv() {
+        Message::Result(Outcome::Done { newest, .. }) => assert_eq!(newest, "s1"),
+        other => panic!("a plain stream, head in 30 frames: {other:?}"),
+    }
+    p.send(&Message::Bye);
+    let props = zfs(&["get", "-H", "-o", "value", "zfsync:test", &site.target]);
+    assert_eq!(props.trim(), "-", "the replica got the source's property");
+    src.send_and_verify(&site);
+    site.assert_alive();
+}

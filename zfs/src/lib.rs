@@ -29,6 +29,7 @@ mod listing;
 mod name;
 mod process;
 pub mod protect;
+mod stream;
 mod token;
 mod zpool;
 
@@ -42,6 +43,7 @@ pub use name::{
     NameError, MAX_NAME_LEN,
 };
 pub use process::ZfsProcess;
+pub use stream::{stream_head, StreamHead, STREAM_HEAD};
 pub use token::TokenInfo;
 pub use zpool::{DeviceErrors, PoolInfo, PoolStatus, Zpool};
 
