@@ -44,7 +44,7 @@ impl Session<'_> {
             true => (Vec::new(), None),
             false => self.read_head()?,
         };
-        if !head.is_empty() && stream_head(&head) == StreamHead::Compound {
+        if stream_head(&head) == (StreamHead::Compound { properties: true }) {
             let outcome = Outcome::Failed {
                 reason: Reason::Denied,
                 text: format!(

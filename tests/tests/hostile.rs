@@ -1111,15 +1111,17 @@ fn send_data_split(p: &mut Peer, bytes: &[u8], split: usize) {
 // A stream with properties (`zfs send -p`, a compound stream) on a ZFS whose `zfs recv`
 // has no `-x` (zfs-fuse): they would be set on the replica, a mountpoint over a path of
 // the receiving host included. The receiver looks at the stream's head and refuses it
-// before `zfs recv` sees a byte, however the head is cut into frames.
+// before `zfs recv` sees a byte, however the head is cut into frames. (`zfs send -I`
+// streams are compound too, without properties: the real sends here and in every other
+// test send those.)
 #[test]
 fn a_stream_with_properties_is_refused_where_zfs_recv_cannot_keep_them_out() {
     let src = Source::new("hprops");
     let mut site = Site::new("hpropd", &[]);
     let snap = format!("{}@s1", src.root);
     zfs(&["set", "zfsync:test=from-the-stream", &src.root]);
-    let with_props = zfs_send_bytes(&["-p", &snap]);
-    for split in [0, 30] {
+    for (flag, split) in [("-p", 0), ("-R", 30)] {
+        let with_props = zfs_send_bytes(&[flag, &snap]);
         let mut p = start_full(&site.addr(), &snap);
         send_data_split(&mut p, &with_props, split);
         p.send(&Message::End {
@@ -1130,7 +1132,7 @@ fn a_stream_with_properties_is_refused_where_zfs_recv_cannot_keep_them_out() {
                 assert_eq!(reason, Reason::Denied, "{text}");
                 assert!(text.contains("the stream carries properties"), "{text}");
             }
-            other => panic!("a stream with properties, head in {split} frames: {other:?}"),
+            other => panic!("zfs send {flag}, head in {split} frames: {other:?}"),
         }
         p.send(&Message::Bye);
         assert!(!exists(&site.target), "received all the same");

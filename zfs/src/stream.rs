@@ -10,8 +10,10 @@
 //! byte order: `drr_type` (u32, 0 for `DRR_BEGIN`), `drr_payloadlen` (u32), then
 //! `drr_begin`: `drr_magic` (u64, `0x2F5bacbac`, whose byte order tells the stream's) and
 //! `drr_versioninfo` (u64, whose low 2 bits are the header type: 1 `DMU_SUBSTREAM`, one
-//! dataset's snapshot; 2 `DMU_COMPOUNDSTREAM`, the wrapper `zfs send -R` or `-p` makes
-//! around substreams, carrying properties). Identical in zfs-fuse and OpenZFS.
+//! dataset's snapshot; 2 `DMU_COMPOUNDSTREAM`, a wrapper around substreams). `zfs send -I`
+//! makes a compound stream without payload; `-R` and `-p` give its first record a payload,
+//! a packed nvlist whose `fss` holds the datasets' properties, which `zfs recv` sets.
+//! Identical in zfs-fuse and OpenZFS.
 
 /// Bytes of a stream's head that [`stream_head`] reads.
 pub const STREAM_HEAD: usize = 24;
@@ -24,11 +26,12 @@ const DMU_COMPOUNDSTREAM: u64 = 2;
 /// What the head of a stream says it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamHead {
-    /// One dataset's snapshot, without properties (`zfs send [-i|-I] SNAP`).
+    /// One dataset's snapshot, without properties (`zfs send [-i] SNAP`).
     Substream,
-    /// A compound stream (`zfs send -R` or `-p`): it carries properties, which a `zfs recv`
-    /// without `-x` sets on what it receives, `mountpoint` included.
-    Compound,
+    /// A compound stream. With `properties` its first record has a payload (`zfs send -R`
+    /// or `-p`): the datasets' properties, which a `zfs recv` without `-x` sets on what it
+    /// receives, `mountpoint` included. Without, substreams only (`zfs send -I`).
+    Compound { properties: bool },
     /// Too short, or not a `DRR_BEGIN` record of a ZFS stream.
     Unknown,
 }
@@ -53,17 +56,21 @@ pub fn stream_head(head: &[u8]) -> StreamHead {
     else {
         return StreamHead::Unknown;
     };
-    let kind: [u8; 4] = head[..4].try_into().expect("4 bytes");
-    let kind = match big {
-        true => u32::from_be_bytes(kind),
-        false => u32::from_le_bytes(kind),
+    let u32_at = |at: usize| {
+        let bytes: [u8; 4] = head[at..at + 4].try_into().expect("4 bytes");
+        match big {
+            true => u32::from_be_bytes(bytes),
+            false => u32::from_le_bytes(bytes),
+        }
     };
-    if kind != DRR_BEGIN {
+    if u32_at(0) != DRR_BEGIN {
         return StreamHead::Unknown;
     }
     match u64_at(16, big) & 0b11 {
         DMU_SUBSTREAM => StreamHead::Substream,
-        DMU_COMPOUNDSTREAM => StreamHead::Compound,
+        DMU_COMPOUNDSTREAM => StreamHead::Compound {
+            properties: u32_at(4) > 0,
+        },
         _ => StreamHead::Unknown,
     }
 }
@@ -72,17 +79,18 @@ pub fn stream_head(head: &[u8]) -> StreamHead {
 mod tests {
     use super::*;
 
-    /// A head of `kind`, `magic` and `versioninfo`, little-endian or big-endian.
+    /// A head of `kind`, `magic` and `versioninfo` with a payload of 532 bytes (what
+    /// `zfs send -p` gives), little-endian or big-endian.
     fn head(kind: u32, magic: u64, versioninfo: u64, big: bool) -> Vec<u8> {
         let mut h = Vec::new();
         if big {
             h.extend(kind.to_be_bytes());
-            h.extend(0u32.to_be_bytes());
+            h.extend(532u32.to_be_bytes());
             h.extend(magic.to_be_bytes());
             h.extend(versioninfo.to_be_bytes());
         } else {
             h.extend(kind.to_le_bytes());
-            h.extend(0u32.to_le_bytes());
+            h.extend(532u32.to_le_bytes());
             h.extend(magic.to_le_bytes());
             h.extend(versioninfo.to_le_bytes());
         }
@@ -95,11 +103,17 @@ mod tests {
         let cases = [
             (head(0, DMU_BACKUP_MAGIC, 1, false), StreamHead::Substream),
             (head(0, DMU_BACKUP_MAGIC, 1, true), StreamHead::Substream),
-            (head(0, DMU_BACKUP_MAGIC, 2, false), StreamHead::Compound),
-            (head(0, DMU_BACKUP_MAGIC, 2, true), StreamHead::Compound),
+            (
+                head(0, DMU_BACKUP_MAGIC, 2, false),
+                StreamHead::Compound { properties: true },
+            ),
+            (
+                head(0, DMU_BACKUP_MAGIC, 2, true),
+                StreamHead::Compound { properties: true },
+            ),
             (
                 head(0, DMU_BACKUP_MAGIC, 2 | 0x4 << 2, false),
-                StreamHead::Compound,
+                StreamHead::Compound { properties: true },
             ),
             (head(0, DMU_BACKUP_MAGIC, 0, false), StreamHead::Unknown),
             (head(0, DMU_BACKUP_MAGIC, 3, false), StreamHead::Unknown),
@@ -118,9 +132,12 @@ mod tests {
 
     #[test]
     fn heads_of_zfs_fuse_streams() {
-        // The first 24 bytes of `zfs send SNAP` and `zfs send -p SNAP` on zfs-fuse (x86-64).
+        // The first 24 bytes of `zfs send SNAP`, `zfs send -I SNAP1 SNAP2`, `zfs send -p SNAP`
+        // and `zfs send -R SNAP` on zfs-fuse (x86-64).
         let plain = "0000000000000000accbbaf5020000000100000000000000";
+        let intermediates = "0000000000000000accbbaf5020000000200000000000000";
         let props = "0000000014020000accbbaf5020000000200000000000000";
+        let replicate = "00000000f0010000accbbaf5020000000200000000000000";
         let bytes = |hex: &str| -> Vec<u8> {
             (0..hex.len())
                 .step_by(2)
@@ -128,6 +145,9 @@ mod tests {
                 .collect()
         };
         assert_eq!(stream_head(&bytes(plain)), StreamHead::Substream);
-        assert_eq!(stream_head(&bytes(props)), StreamHead::Compound);
+        let compound = |properties| StreamHead::Compound { properties };
+        assert_eq!(stream_head(&bytes(intermediates)), compound(false));
+        assert_eq!(stream_head(&bytes(props)), compound(true));
+        assert_eq!(stream_head(&bytes(replicate)), compound(true));
     }
 }
