@@ -1100,12 +1100,23 @@ fn without_the_key_nothing_gets_past_the_greeting() {
     let _ = std::fs::remove_dir_all(site_dir);
 }
 
-/// Sends `bytes` with the first `split` of them one to a `Data` frame.
-fn send_data_split(p: &mut Peer, bytes: &[u8], split: usize) {
-    for byte in &bytes[..split] {
+/// Offers TARGET a full stream of `snap`, sends `stream` as it (its first `split` bytes one
+/// to a `Data` frame) with its End, and returns the Result; the session then ends.
+fn full_stream(addr: &str, snap: &str, stream: &[u8], split: usize) -> Outcome {
+    let mut p = start_full(addr, snap);
+    for byte in &stream[..split] {
         p.writer.write_data(std::slice::from_ref(byte)).unwrap();
     }
-    send_data(p, &bytes[split..]);
+    send_data(&mut p, &stream[split..]);
+    p.send(&Message::End {
+        bytes: stream.len() as u64,
+    });
+    let outcome = match p.recv() {
+        Message::Result(outcome) => outcome,
+        other => panic!("expected a result, got {other:?}"),
+    };
+    p.send(&Message::Bye);
+    outcome
 }
 
 // A stream with properties (`zfs send -p`, a compound stream) on a ZFS whose `zfs recv`
@@ -1122,19 +1133,13 @@ fn a_stream_with_properties_is_refused_where_zfs_recv_cannot_keep_them_out() {
     zfs(&["set", "zfsync:test=from-the-stream", &src.root]);
     for (flag, split) in [("-p", 0), ("-R", 30)] {
         let with_props = zfs_send_bytes(&[flag, &snap]);
-        let mut p = start_full(&site.addr(), &snap);
-        send_data_split(&mut p, &with_props, split);
-        p.send(&Message::End {
-            bytes: with_props.len() as u64,
-        });
-        match p.recv() {
-            Message::Result(Outcome::Failed { reason, text }) => {
+        match full_stream(&site.addr(), &snap, &with_props, split) {
+            Outcome::Failed { reason, text } => {
                 assert_eq!(reason, Reason::Denied, "{text}");
                 assert!(text.contains("the stream carries properties"), "{text}");
             }
             other => panic!("zfs send {flag}, head in {split} frames: {other:?}"),
         }
-        p.send(&Message::Bye);
         assert!(!exists(&site.target), "received all the same");
     }
     let log = site.recv.log();
@@ -1142,16 +1147,10 @@ fn a_stream_with_properties_is_refused_where_zfs_recv_cannot_keep_them_out() {
 
     // A plain stream whose head comes a byte a frame goes in whole.
     let plain = zfs_send_bytes(&[&snap]);
-    let mut p = start_full(&site.addr(), &snap);
-    send_data_split(&mut p, &plain, 30);
-    p.send(&Message::End {
-        bytes: plain.len() as u64,
-    });
-    match p.recv() {
-        Message::Result(Outcome::Done { newest, .. }) => assert_eq!(newest, "s1"),
+    match full_stream(&site.addr(), &snap, &plain, 30) {
+        Outcome::Done { newest, .. } => assert_eq!(newest, "s1"),
         other => panic!("a plain stream, head in 30 frames: {other:?}"),
     }
-    p.send(&Message::Bye);
     let props = zfs(&["get", "-H", "-o", "value", "zfsync:test", &site.target]);
     assert_eq!(props.trim(), "-", "the replica got the source's property");
     src.send_and_verify(&site);

@@ -279,6 +279,56 @@ fn pruning_receiver(target: &str, args: &[&str]) -> Receiver {
     Receiver::spawn(&wrapper, target, args)
 }
 
+/// Every snapshot the source tree `data` has had, by dataset (relative) and name: its GUID.
+type Guids = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// Adds the snapshots `data`'s tree has now to `guids`; panics if a name comes back with
+/// another GUID.
+fn record_guids(data: &str, guids: &mut Guids) {
+    for (rel, snaps) in tree_snapshots(data) {
+        let known = guids.entry(rel).or_default();
+        for (name, guid) in snaps {
+            assert_eq!(*known.entry(name.clone()).or_insert(guid), guid, "{name}");
+        }
+    }
+}
+
+/// Panics unless each dataset of the source tree `data` has the snapshots `source_keeps`,
+/// each of `replica` (a root and one child) `receiver_keeps`, and the replica's are the
+/// source's by GUID (`guids`, all the source had). The receiver prunes after answering:
+/// its last prune may still run, so this waits up to 20 s for it.
+fn assert_both_keep(
+    data: &str,
+    source_keeps: &[String],
+    replica: &str,
+    receiver_keeps: &[String],
+    guids: &Guids,
+) {
+    for (rel, snaps) in tree_snapshots(data) {
+        let have: Vec<String> = snaps.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(have, source_keeps, "source {rel:?}");
+    }
+    let want = [receiver_keeps.to_vec(), receiver_keeps.to_vec()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let have: Vec<Vec<String>> = tree_snapshots(replica)
+            .values()
+            .map(|s| s.iter().map(|(n, _)| n.clone()).collect())
+            .collect();
+        if have == want || Instant::now() > deadline {
+            assert_eq!(have, want, "the replica {replica}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (rel, snaps) in tree_snapshots(replica) {
+        for (name, guid) in snaps {
+            let known = guids[&rel].get(&name);
+            assert_eq!(known, Some(&guid), "replica {rel:?} {name}");
+        }
+    }
+}
+
 /// `env ZFSYNC_NOW=NOW dash scripts/zfsyncron -v -A ZFSYNC -S SENDER -Z ZFS -L LOCK ARGS`.
 fn cron(lock: &Path, now: u64, args: &[&str]) -> SendOutput {
     let (admin, sender, script) = (admin_bin(), sender_bin(), script("zfsyncron"));
@@ -310,7 +360,7 @@ fn days_of_cron_runs_keep_both_sides_to_their_plans() {
     let mut receiver = Some(pruning_receiver(&target, &["--keep", receiver_plan]));
     let mut addr = receiver.as_ref().unwrap().addr();
     // Every snapshot the source ever had, by name: the replica's must be these.
-    let mut guids: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut guids = Guids::new();
     let started = Instant::now();
     for k in 0..40u64 {
         if k == 16 {
@@ -324,12 +374,7 @@ fn days_of_cron_runs_keep_both_sides_to_their_plans() {
         let recv = format!("{addr}=bk");
         let args = ["--keep", source_plan, &data, &recv, "--", "--retries", "0"];
         let out = cron(&lock, at(k), &args);
-        for (rel, snaps) in tree_snapshots(&data) {
-            let known = guids.entry(rel).or_default();
-            for (name, guid) in snaps {
-                assert_eq!(*known.entry(name.clone()).or_insert(guid), guid, "{name}");
-            }
-        }
+        record_guids(&data, &mut guids);
         if (16..32).contains(&k) {
             // Down: the send fails, the base stays (marked on the source).
             out.assert_status(1);
@@ -365,34 +410,7 @@ fn days_of_cron_runs_keep_both_sides_to_their_plans() {
         .map(|k| name_at(at(k)))
         .to_vec();
     let replica = target.clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // The receiver prunes after answering: its last prune may still run.
-        let have = tree_snapshots(&replica);
-        let names: Vec<Vec<String>> = have
-            .values()
-            .map(|s| s.iter().map(|(n, _)| n.clone()).collect())
-            .collect();
-        if names == [receiver_keeps.clone(), receiver_keeps.clone()] || Instant::now() > deadline {
-            assert_eq!(names, [receiver_keeps.clone(), receiver_keeps.clone()]);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for (rel, snaps) in tree_snapshots(&data) {
-        let names: Vec<String> = snaps.iter().map(|(n, _)| n.clone()).collect();
-        assert_eq!(names, source_keeps, "source {rel:?}");
-    }
-    // The replica's snapshots are the source's, by GUID.
-    for (rel, snaps) in tree_snapshots(&replica) {
-        for (name, guid) in snaps {
-            assert_eq!(
-                guids[&rel].get(&name),
-                Some(&guid),
-                "replica {rel:?} {name}"
-            );
-        }
-    }
+    assert_both_keep(&data, &source_keeps, &replica, &receiver_keeps, &guids);
     // The newest on both sides is the same snapshot.
     assert_eq!(
         tree_snapshots(&replica)[""].last(),
@@ -447,7 +465,7 @@ fn cron_runs_across_a_daylight_saving_change_prune_by_the_local_calendar() {
     let receiver_plan = "hourly=16,daily=5,monthly=2";
     let receiver = pruning_receiver(&target, &["--keep", receiver_plan, zone[0], zone[1]]);
     let recv = format!("{}=bk", receiver.addr());
-    let mut guids: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut guids = Guids::new();
     let started = Instant::now();
     for (k, &now) in runs.iter().enumerate() {
         write_file(&kid, "k.bin", &random_bytes(8192, k as u64));
@@ -455,12 +473,7 @@ fn cron_runs_across_a_daylight_saving_change_prune_by_the_local_calendar() {
         args.extend(zone);
         args.extend([data.as_str(), &recv, "--", "--retries", "0"]);
         cron(&lock, now, &args).assert_ok();
-        for (rel, snaps) in tree_snapshots(&data) {
-            let known = guids.entry(rel).or_default();
-            for (name, guid) in snaps {
-                assert_eq!(*known.entry(name.clone()).or_insert(guid), guid, "{name}");
-            }
-        }
+        record_guids(&data, &mut guids);
     }
     let names = |times: &[u64]| -> Vec<String> { times.iter().map(|&t| name_at(t)).collect() };
 
@@ -479,34 +492,7 @@ fn cron_runs_across_a_daylight_saving_change_prune_by_the_local_calendar() {
     receiver_keeps.extend(names(&[oct(31, 23), nov(1, 0), nov(1, 2), nov(1, 4)]));
     assert_eq!(receiver_keeps.len(), 20);
 
-    for (rel, snaps) in tree_snapshots(&data) {
-        let have: Vec<String> = snaps.iter().map(|(n, _)| n.clone()).collect();
-        assert_eq!(have, source_keeps, "source {rel:?}");
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // The receiver prunes after answering: its last prune may still run.
-        let have: Vec<Vec<String>> = tree_snapshots(&target)
-            .values()
-            .map(|s| s.iter().map(|(n, _)| n.clone()).collect())
-            .collect();
-        let want = [receiver_keeps.clone(), receiver_keeps.clone()];
-        if have == want || Instant::now() > deadline {
-            assert_eq!(have, want, "the replica");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // The replica's snapshots are the source's, by GUID.
-    for (rel, snaps) in tree_snapshots(&target) {
-        for (name, guid) in snaps {
-            assert_eq!(
-                guids[&rel].get(&name),
-                Some(&guid),
-                "replica {rel:?} {name}"
-            );
-        }
-    }
+    assert_both_keep(&data, &source_keeps, &target, &receiver_keeps, &guids);
     eprintln!(
         "{} runs in {:.1}s",
         runs.len(),
