@@ -36,7 +36,7 @@ pub mod splice;
 
 pub use frame::{Frame, FrameReader, FrameWriter};
 pub use message::{root_sample, DatasetKind, Message, Outcome, Plan, Reason, SnapshotInfo};
-pub use splice::MoveError;
+pub use splice::{write_to_pipe, MoveError};
 
 use std::fmt;
 use std::io;

@@ -9,8 +9,8 @@
 //! wire are the same either way.
 //!
 //! This module owns the stream phase's side of [`FrameReader`] and [`FrameWriter`] on a
-//! `TcpStream` (`read_stream_frame`, `move_data_to`, `move_data_from`) and the descriptor
-//! calls they make. What a frame is, and how it is checked, stays in the codec: a header
+//! `TcpStream` (`read_stream_frame`, `move_data_to`, `move_data_from`), `write_to_pipe` for
+//! bytes already read, and the descriptor calls they make. What a frame is, and how it is checked, stays in the codec: a header
 //! read here goes through the same checks as any other.
 
 use crate::frame::{read_full, HEADER};
@@ -53,23 +53,6 @@ impl FrameReader<BufReader<TcpStream>> {
         let mut header = [0u8; HEADER];
         let got = read_full(self.inner.get_mut(), &mut header)?;
         self.frame_from(header, got)
-    }
-
-    /// Up to `want` bytes from the start of the pending `Data` payload, left in place for
-    /// [`FrameReader::move_data_to`]: what is buffered, then the rest peeked at in the
-    /// socket (`MSG_PEEK`, waiting for all of it up to the socket's read timeout). Fewer
-    /// when the payload is shorter or the peer stops sending. For a look at a stream's
-    /// head (its flags) without giving up `splice(2)` for its body.
-    pub fn peek_data(&mut self, want: usize) -> Result<Vec<u8>> {
-        let want = want.min(self.pending);
-        let buffered = self.inner.buffer();
-        let mut out = buffered[..buffered.len().min(want)].to_vec();
-        if out.len() < want {
-            let mut rest = vec![0u8; want - out.len()];
-            let n = peek_all(self.inner.get_ref().as_raw_fd(), &mut rest)?;
-            out.extend_from_slice(&rest[..n]);
-        }
-        Ok(out)
     }
 
     /// Moves the pending `Data` payload into `pipe` (the input of `zfs recv`): what is
@@ -281,12 +264,27 @@ const PIPE_PAGE: usize = 4096;
 
 /// Waits until `pipe` has room, for at most `limit`.
 fn wait_writable(pipe: RawFd, limit: Duration) -> std::result::Result<(), MoveError> {
-    let revents = poll([(pipe, libc::POLLOUT)], limit).map_err(MoveError::Local)?;
+    pipe_room(pipe, limit).map_err(MoveError::Local)
+}
+
+fn pipe_room(pipe: RawFd, limit: Duration) -> io::Result<()> {
+    let revents = poll([(pipe, libc::POLLOUT)], limit)?;
     if revents[0] == 0 {
-        return Err(MoveError::Local(io::Error::new(
+        return Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("zfs took no data for {limit:?}"),
-        )));
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` that were read out of the stream (a head the receiver looked at first)
+/// into `pipe`, the input of `zfs recv`, a page at a time once it has room: like
+/// [`FrameReader::move_data_to`], a pipe that takes nothing for `stall` is an error.
+pub fn write_to_pipe(pipe: BorrowedFd<'_>, bytes: &[u8], stall: Duration) -> io::Result<()> {
+    for page in bytes.chunks(PIPE_PAGE) {
+        pipe_room(pipe.as_raw_fd(), stall)?;
+        write_all_fd(pipe.as_raw_fd(), page)?;
     }
     Ok(())
 }
@@ -311,30 +309,6 @@ fn send_more(sock: RawFd, mut buf: &[u8]) -> io::Result<()> {
         buf = &buf[rc as usize..];
     }
     Ok(())
-}
-
-/// `recv(2)` with `MSG_PEEK | MSG_WAITALL`: fills `buf` from the socket's queue without
-/// taking anything off it, waiting for that much up to the socket's read timeout; fewer
-/// bytes at end of stream. A timeout is an error like any other read's.
-fn peek_all(sock: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-        let rc = unsafe {
-            libc::recv(
-                sock,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_WAITALL,
-            )
-        };
-        if rc >= 0 {
-            return Ok(rc as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
 }
 
 /// Bytes that can be read from `fd` (a pipe) without blocking (`FIONREAD`).

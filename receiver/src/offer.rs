@@ -86,7 +86,7 @@ impl Session<'_> {
                     "offer refused peer={} dataset={} reason={} text={}",
                     quoted(self.peer),
                     quoted(rel),
-                    refusal.reason.as_str(),
+                    quoted(refusal.reason.words()),
                     quoted(&refusal.text)
                 );
                 let plan = refusal.into_plan();
@@ -195,7 +195,7 @@ impl Session<'_> {
                     "recv failed peer={} dataset={} reason={} error={}",
                     quoted(self.peer),
                     quoted(&ds),
-                    reason.as_str(),
+                    quoted(reason.words()),
                     quoted(text)
                 )
             }

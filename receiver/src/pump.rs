@@ -1,16 +1,20 @@
 //! Moving one stream into `zfs recv`: frames from the socket into its pipe, the bounds on
 //! a zfs that stops taking data or does not finish, the result sent back, and discarding
-//! the partial state of a stream that is worth nothing. It must not decide what is
-//! received or where, nor touch snapshots or holds.
+//! the partial state of a stream that is worth nothing. It reads the stream's head first:
+//! its flags (raw, compressed) go to the history, and where `zfs recv` cannot keep a
+//! stream's properties out (no `-x`), one that carries properties is refused. It must not decide what is received or where, nor touch
+//! snapshots or holds.
 
 use crate::session::Session;
 use crate::{Error, Result};
 use log::{debug, info, warn};
 use std::os::fd::AsFd;
 use std::time::Duration;
-use zfsync_protocol::{Frame, Message, MoveError, Outcome, Reason};
+use zfsync_protocol::{write_to_pipe, Frame, Message, MoveError, Outcome, Reason};
 use zfsync_text::{quoted, IoWords};
-use zfsync_zfs::{Dataset, DatasetInfo, RecvOptions, Snapshot, StreamFlags, BEGIN_HEAD};
+use zfsync_zfs::{
+    stream_head, Dataset, DatasetInfo, RecvOptions, Snapshot, StreamFlags, StreamHead, STREAM_HEAD,
+};
 
 /// Ends a `zfs recv` whose stream was cut or refused: its input is closed (after what is
 /// already queued), so ZFS sees a truncated stream and discards the partial receive, or
@@ -33,6 +37,34 @@ impl Session<'_> {
     ) -> Result<Outcome> {
         let resuming = ends_with.is_none();
         let zfs = self.shared.zfs;
+        let limit = self.shared.config.timeout;
+        // The head says whether the stream is raw or compressed (for the history), and
+        // what it carries. Without `zfs recv -x`, properties in a stream would be set on
+        // the replica, a mountpoint over a path of this host included: such a stream is
+        // refused unread.
+        let (head, mut ended) = self.read_head()?;
+        match StreamFlags::of(&head) {
+            Some(flags) => self.record.streamed(flags),
+            None => debug!("stream head not a send stream's dataset={}", quoted(ds)),
+        }
+        if !zfs.capabilities().recv_exclude
+            && stream_head(&head) == (StreamHead::Compound { properties: true })
+        {
+            let outcome = Outcome::Failed {
+                reason: Reason::Denied,
+                text: format!(
+                    "the stream carries properties (zfs send -p or -R), which this receiver's \
+                     ZFS ({}) would set on {ds}, mountpoint included: its zfs recv cannot keep \
+                     them out (no -x); nothing was received",
+                    zfs.capabilities().flavor
+                ),
+            };
+            if ended.is_some() {
+                self.writer.send(&Message::Result(outcome.clone()))?;
+                return Ok(outcome);
+            }
+            return self.fail_and_drain(outcome);
+        }
         let mut proc = match zfs.recv(ds, opts) {
             Ok(p) => p,
             Err(e) => {
@@ -49,35 +81,30 @@ impl Session<'_> {
             Aborted(String),
             Mismatch(u64),
         }
-        let limit = self.shared.config.timeout;
-        let mut total: u64 = 0;
-        // The stream's first bytes, gathered until its flags can be read (a first frame
-        // may be shorter than the record that holds them); `None` once done with.
-        let mut head: Option<Vec<u8>> = Some(Vec::with_capacity(BEGIN_HEAD));
-        let end = loop {
-            let frame = match self.reader.read_stream_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => {
-                    drop(stdin);
-                    end_cut_recv(proc, limit);
-                    return Err(Error::Violation("closed inside a stream".into()));
-                }
-                Err(e) => {
-                    drop(stdin);
-                    end_cut_recv(proc, limit);
-                    return Err(e.into());
-                }
-            };
-            let msg = match frame {
-                // The payload goes from the socket into zfs recv's pipe by splice. A zfs
-                // recv that takes nothing for five times the timeout is stuck.
-                Frame::Data(_) => {
-                    if let Some(bytes) = &mut head {
-                        if self.gather_head(ds, bytes) {
-                            head = None;
+        let mut total = head.len() as u64;
+        let end = match write_to_pipe(stdin.as_fd(), &head, limit * 5) {
+            Err(e) => End::RecvDied(IoWords(&e).to_string()),
+            Ok(()) => loop {
+                let frame = match ended.take() {
+                    Some(m) => Frame::Message(m),
+                    None => match self.reader.read_stream_frame() {
+                        Ok(Some(f)) => f,
+                        Ok(None) => {
+                            drop(stdin);
+                            end_cut_recv(proc, limit);
+                            return Err(Error::Violation("closed inside a stream".into()));
                         }
-                    }
-                    match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
+                        Err(e) => {
+                            drop(stdin);
+                            end_cut_recv(proc, limit);
+                            return Err(e.into());
+                        }
+                    },
+                };
+                let msg = match frame {
+                    // The payload goes from the socket into zfs recv's pipe by splice. A
+                    // zfs recv that takes nothing for five times the timeout is stuck.
+                    Frame::Data(_) => match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
                         Ok(n) => {
                             total += n as u64;
                             continue;
@@ -88,21 +115,22 @@ impl Session<'_> {
                             end_cut_recv(proc, limit);
                             return Err(e.into());
                         }
+                    },
+                    Frame::Message(m) => m,
+                };
+                match msg {
+                    Message::End { bytes } if bytes == total => break End::Complete,
+                    Message::End { bytes } => break End::Mismatch(bytes),
+                    Message::Abort { text } => break End::Aborted(text),
+                    Message::KeepAlive => {}
+                    other => {
+                        drop(stdin);
+                        end_cut_recv(proc, limit);
+                        return self
+                            .violation(&format!("unexpected {} inside a stream", other.name()));
                     }
                 }
-                Frame::Message(m) => m,
-            };
-            match msg {
-                Message::End { bytes } if bytes == total => break End::Complete,
-                Message::End { bytes } => break End::Mismatch(bytes),
-                Message::Abort { text } => break End::Aborted(text),
-                Message::KeepAlive => {}
-                other => {
-                    drop(stdin);
-                    end_cut_recv(proc, limit);
-                    return self.violation(&format!("unexpected {} inside a stream", other.name()));
-                }
-            }
+            },
         };
         drop(stdin);
         let outcome = match end {
@@ -169,27 +197,30 @@ impl Session<'_> {
         Ok(outcome)
     }
 
-    /// Adds the pending frame's first bytes to `head`, the stream's so far, leaving them
-    /// for `zfs recv`; once it holds [`BEGIN_HEAD`] bytes, notes the stream's flags (raw,
-    /// compressed) for the history. True when done: the flags noted, or a head that could
-    /// not be read or is not a stream's, which leaves them false (`zfs recv` judges the
-    /// stream, not this).
-    fn gather_head(&mut self, ds: &Dataset, head: &mut Vec<u8>) -> bool {
-        match self.reader.peek_data(BEGIN_HEAD - head.len()) {
-            Ok(bytes) => head.extend_from_slice(&bytes),
-            Err(e) => {
-                debug!("stream head unread dataset={} error={e}", quoted(ds));
-                return true;
+    /// Reads the stream's first frames until [`STREAM_HEAD`] bytes of it are here, for a
+    /// look before `zfs recv` gets them. Returns them, and the `End` or `Abort` that came
+    /// first if the stream was shorter. Errors as the receive's own reading.
+    fn read_head(&mut self) -> Result<(Vec<u8>, Option<Message>)> {
+        let mut head = Vec::new();
+        while head.len() < STREAM_HEAD {
+            match self.reader.read_stream_frame()? {
+                Some(Frame::Data(_)) => {
+                    self.reader.copy_data_to(&mut head).map_err(|e| match e {
+                        MoveError::Network(e) => Error::from(e),
+                        MoveError::Local(e) => Error::from(e), // a Vec does not fail
+                    })?;
+                }
+                Some(Frame::Message(Message::KeepAlive)) => {}
+                Some(Frame::Message(m @ (Message::End { .. } | Message::Abort { .. }))) => {
+                    return Ok((head, Some(m)))
+                }
+                Some(Frame::Message(other)) => {
+                    return self.violation(&format!("unexpected {} inside a stream", other.name()))
+                }
+                None => return Err(Error::Violation("closed inside a stream".into())),
             }
         }
-        if head.len() < BEGIN_HEAD {
-            return false;
-        }
-        match StreamFlags::of(head) {
-            Some(flags) => self.record.streamed(flags),
-            None => debug!("stream head not a send stream's dataset={}", quoted(ds)),
-        }
-        true
+        Ok((head, None))
     }
 
     /// Drops the partial state of an interrupted resumable receive (`zfs recv -A`), if the

@@ -4,7 +4,7 @@
 
 use std::io;
 use zfsync_protocol::Reason;
-use zfsync_text::size;
+use zfsync_text::{quoted, size};
 
 /// How one dataset ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -418,10 +418,16 @@ impl CleanupDone {
 
 /// Prints the summary table and the closing line.
 pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -> io::Result<()> {
-    let width = report
+    // A name with a space (`tank/My Documents`, which ZFS allows) is quoted as in the
+    // logs, so that the first column stays one field for whoever reads the table.
+    let names: Vec<String> = report
         .datasets
         .iter()
-        .map(|r| r.dataset.len())
+        .map(|r| quoted(&r.dataset).to_string())
+        .collect();
+    let width = names
+        .iter()
+        .map(|n| n.chars().count())
         .max()
         .unwrap_or(7)
         .max(7);
@@ -431,11 +437,11 @@ pub fn print_summary(report: &RunReport, quiet: bool, out: &mut dyn io::Write) -
             "{:<width$}  {:<28}  {:>14}  {:>8}  NOTE",
             "DATASET", "OUTCOME", "BYTES", "SECS"
         )?;
-        for r in &report.datasets {
+        for (r, name) in report.datasets.iter().zip(&names) {
             writeln!(
                 out,
                 "{:<width$}  {:<28}  {:>14}  {:>8.2}  {}",
-                r.dataset,
+                name,
                 r.delivery.status.label(),
                 r.delivery.bytes_sent(),
                 r.delivery.seconds,
@@ -800,6 +806,34 @@ mod tests {
                 + closing
         );
         assert_eq!(printed(true), closing);
+    }
+
+    #[test]
+    fn a_name_with_a_space_is_one_quoted_field_of_the_table() {
+        let run = RunReport {
+            datasets: ["tank/My Documents", "tank/a"]
+                .map(|dataset| Report {
+                    dataset: dataset.into(),
+                    delivery: delivery(Status::UpToDate, vec![], None),
+                })
+                .to_vec(),
+            excluded: vec![],
+            cleanup: None,
+            warnings: vec![],
+            stopped: None,
+            waiting: 0,
+        };
+        let mut out = Vec::new();
+        print_summary(&run, false, &mut out).unwrap();
+        let printed = String::from_utf8(out).unwrap();
+        let rows: Vec<&str> = printed.lines().skip(1).take(2).collect();
+        assert_eq!(
+            rows,
+            [
+                "\"tank/My Documents\"  up-to-date                                 0      0.00  @s3",
+                "tank/a               up-to-date                                 0      0.00  @s3",
+            ]
+        );
     }
 
     // issue 14 item 2: a run whose datasets wait in the receiver's buffer is not done,

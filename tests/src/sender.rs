@@ -63,8 +63,11 @@ impl SendOutput {
         for line in lines {
             // Rows end at the cleanup note or the closing line, neither of which starts
             // with a dataset name followed by a known outcome.
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(ds), Some(first)) = (f.first(), f.get(1)) else {
+            let Some((ds, rest)) = first_field(line) else {
+                continue;
+            };
+            let f: Vec<&str> = std::iter::once("").chain(rest.split_whitespace()).collect();
+            let Some(first) = f.get(1) else {
                 continue;
             };
             let known = ["sent", "up-to-date", "no-snapshots", "would-send", "failed"];
@@ -83,7 +86,7 @@ impl SendOutput {
                 continue;
             };
             rows.insert(
-                ds.to_string(),
+                ds,
                 SummaryRow {
                     outcome: f[1..1 + words].join(" "),
                     bytes,
@@ -303,6 +306,27 @@ impl Drop for BgSender {
     }
 }
 
+/// The first white-space separated field of `line` and the rest: a dataset name as the
+/// summary prints it, bare, or in double quotes with `\"` and `\\` escaped when it holds a
+/// space (`"tank/My Documents"`).
+fn first_field(line: &str) -> Option<(String, &str)> {
+    let line = line.trim_start();
+    let Some(quoted) = line.strip_prefix('"') else {
+        let end = line.find(char::is_whitespace).unwrap_or(line.len());
+        return (end > 0).then(|| (line[..end].to_string(), &line[end..]));
+    };
+    let mut field = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((field, &quoted[i + 1..])),
+            '\\' => field.push(chars.next()?.1),
+            c => field.push(c),
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,8 +348,9 @@ tank/data/a    up-to-date                           0      0.01
 tank/data/b    refused (no common snapshot)         0      0.02  no snapshot in common
 tank/data/d    refused (diverged)                   0      0.02  destination has newer snapshots
 tank/data/c    failed                               0      0.10  zfs recv: exit 1
+\"tank/My Docs\" up-to-date                           0      0.01  @s1
 removed 2 stale buffered copies
-zfsync-send: 5 datasets, 1 sent, 3 failed, 1048576 bytes
+zfsync-send: 6 datasets, 1 sent, 3 failed, 1048576 bytes
 ";
 
     #[test]
@@ -336,6 +361,7 @@ zfsync-send: 5 datasets, 1 sent, 3 failed, 1048576 bytes
             .map(|(ds, r)| (ds.as_str(), r.outcome.as_str(), r.bytes, r.note.as_str()))
             .collect();
         let want = vec![
+            ("tank/My Docs", "up-to-date", 0, "@s1"),
             ("tank/data", "sent", 1048576, "3 snapshots"),
             ("tank/data/a", "up-to-date", 0, ""),
             (
@@ -361,7 +387,7 @@ zfsync-send: 5 datasets, 1 sent, 3 failed, 1048576 bytes
         assert_eq!(out.outcome("tank/data/d"), "refused (diverged)");
         assert_eq!(
             out.final_line(),
-            "zfsync-send: 5 datasets, 1 sent, 3 failed, 1048576 bytes"
+            "zfsync-send: 6 datasets, 1 sent, 3 failed, 1048576 bytes"
         );
     }
 

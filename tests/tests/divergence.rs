@@ -206,6 +206,12 @@ fn existing_target_that_is_not_a_replica_is_refused_and_keeps_its_files() {
     let row = &out.rows()[&s.root];
     assert_eq!(row.outcome, "refused (not a replica)", "{}", out.stdout);
     assert!(row.note.contains("no snapshots"), "{}", out.stdout);
+    // The receiver's log says it in the same words as the summary.
+    let log = s.recv.log();
+    assert!(
+        log.contains("offer refused ") && log.contains(" reason=\"not a replica\" "),
+        "{log}"
+    );
     // Its children are refused too: nothing grows inside a dataset that was refused.
     for (ds, row) in out.rows() {
         assert_eq!(

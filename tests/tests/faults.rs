@@ -1140,7 +1140,7 @@ fn a_diverged_dataset_is_not_retried() {
         out.stderr
     );
     assert_eq!(
-        count_after(&s.recv.log(), log_at, "dataset=a reason=Diverged"),
+        count_after(&s.recv.log(), log_at, "dataset=a reason=diverged "),
         1,
         "{}",
         s.recv.log()

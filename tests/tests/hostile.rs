@@ -1099,3 +1099,60 @@ fn without_the_key_nothing_gets_past_the_greeting() {
     drop(site);
     let _ = std::fs::remove_dir_all(site_dir);
 }
+
+/// Offers TARGET a full stream of `snap`, sends `stream` as it (its first `split` bytes one
+/// to a `Data` frame) with its End, and returns the Result; the session then ends.
+fn full_stream(addr: &str, snap: &str, stream: &[u8], split: usize) -> Outcome {
+    let mut p = start_full(addr, snap);
+    for byte in &stream[..split] {
+        p.writer.write_data(std::slice::from_ref(byte)).unwrap();
+    }
+    send_data(&mut p, &stream[split..]);
+    p.send(&Message::End {
+        bytes: stream.len() as u64,
+    });
+    let outcome = match p.recv() {
+        Message::Result(outcome) => outcome,
+        other => panic!("expected a result, got {other:?}"),
+    };
+    p.send(&Message::Bye);
+    outcome
+}
+
+// A stream with properties (`zfs send -p`, a compound stream) on a ZFS whose `zfs recv`
+// has no `-x` (zfs-fuse): they would be set on the replica, a mountpoint over a path of
+// the receiving host included. The receiver looks at the stream's head and refuses it
+// before `zfs recv` sees a byte, however the head is cut into frames. (`zfs send -I`
+// streams are compound too, without properties: the real sends here and in every other
+// test send those.)
+#[test]
+fn a_stream_with_properties_is_refused_where_zfs_recv_cannot_keep_them_out() {
+    let src = Source::new("hprops");
+    let mut site = Site::new("hpropd", &[]);
+    let snap = format!("{}@s1", src.root);
+    zfs(&["set", "zfsync:test=from-the-stream", &src.root]);
+    for (flag, split) in [("-p", 0), ("-R", 30)] {
+        let with_props = zfs_send_bytes(&[flag, &snap]);
+        match full_stream(&site.addr(), &snap, &with_props, split) {
+            Outcome::Failed { reason, text } => {
+                assert_eq!(reason, Reason::Denied, "{text}");
+                assert!(text.contains("the stream carries properties"), "{text}");
+            }
+            other => panic!("zfs send {flag}, head in {split} frames: {other:?}"),
+        }
+        assert!(!exists(&site.target), "received all the same");
+    }
+    let log = site.recv.log();
+    assert!(log.contains(" reason=denied error="), "{log}");
+
+    // A plain stream whose head comes a byte a frame goes in whole.
+    let plain = zfs_send_bytes(&[&snap]);
+    match full_stream(&site.addr(), &snap, &plain, 30) {
+        Outcome::Done { newest, .. } => assert_eq!(newest, "s1"),
+        other => panic!("a plain stream, head in 30 frames: {other:?}"),
+    }
+    let props = zfs(&["get", "-H", "-o", "value", "zfsync:test", &site.target]);
+    assert_eq!(props.trim(), "-", "the replica got the source's property");
+    src.send_and_verify(&site);
+    site.assert_alive();
+}

@@ -1,7 +1,8 @@
 //! Snapshot lifecycle on both sides, against real zfs-fuse pools: `zfsync snapshot`
 //! (`--min-change`), `zfsync prune` (what a plan keeps, what is protected, the dry run and
 //! `--explain`, the safety stop), and days of cron runs with a receiver that prunes by its
-//! own plan (`zfsync-recv --keep`).
+//! own plan (`zfsync-recv --keep`), across a month end and, in Europe/Berlin
+//! (`--tz`), across the night its clocks go back.
 //!
 //! The clock is `ZFSYNC_NOW`. What a plan keeps is written out by hand for each case,
 //! never computed with the retention crate.
@@ -261,9 +262,10 @@ fn snapshot_min_change_skips_quiet_datasets_but_never_the_root() {
     assert_eq!(tree_snapshots(&data), before);
 }
 
-/// A receiver pruning by `plan`, its clock far in the future (2100): the simulated days
-/// are all in its past, so its bound on times from names (not after now) leaves them be.
-fn pruning_receiver(target: &str, plan: &str) -> Receiver {
+/// A receiver pruning by `args` (`--keep PLAN`, maybe `--tz ZONE`), its clock far in the
+/// future (2100): the simulated days are all in its past, so its bound on times from names
+/// (not after now) leaves them be.
+fn pruning_receiver(target: &str, args: &[&str]) -> Receiver {
     let dir = temp_dir("recvclock");
     let wrapper: PathBuf = dir.join("zfsync-recv");
     let text = format!(
@@ -274,7 +276,57 @@ fn pruning_receiver(target: &str, plan: &str) -> Receiver {
     let mut perm = std::fs::metadata(&wrapper).expect("stat").permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(&wrapper, perm).expect("chmod");
-    Receiver::spawn(&wrapper, target, &["--keep", plan])
+    Receiver::spawn(&wrapper, target, args)
+}
+
+/// Every snapshot the source tree `data` has had, by dataset (relative) and name: its GUID.
+type Guids = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// Adds the snapshots `data`'s tree has now to `guids`; panics if a name comes back with
+/// another GUID.
+fn record_guids(data: &str, guids: &mut Guids) {
+    for (rel, snaps) in tree_snapshots(data) {
+        let known = guids.entry(rel).or_default();
+        for (name, guid) in snaps {
+            assert_eq!(*known.entry(name.clone()).or_insert(guid), guid, "{name}");
+        }
+    }
+}
+
+/// Panics unless each dataset of the source tree `data` has the snapshots `source_keeps`,
+/// each of `replica` (a root and one child) `receiver_keeps`, and the replica's are the
+/// source's by GUID (`guids`, all the source had). The receiver prunes after answering:
+/// its last prune may still run, so this waits up to 20 s for it.
+fn assert_both_keep(
+    data: &str,
+    source_keeps: &[String],
+    replica: &str,
+    receiver_keeps: &[String],
+    guids: &Guids,
+) {
+    for (rel, snaps) in tree_snapshots(data) {
+        let have: Vec<String> = snaps.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(have, source_keeps, "source {rel:?}");
+    }
+    let want = [receiver_keeps.to_vec(), receiver_keeps.to_vec()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let have: Vec<Vec<String>> = tree_snapshots(replica)
+            .values()
+            .map(|s| s.iter().map(|(n, _)| n.clone()).collect())
+            .collect();
+        if have == want || Instant::now() > deadline {
+            assert_eq!(have, want, "the replica {replica}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (rel, snaps) in tree_snapshots(replica) {
+        for (name, guid) in snaps {
+            let known = guids[&rel].get(&name);
+            assert_eq!(known, Some(&guid), "replica {rel:?} {name}");
+        }
+    }
 }
 
 /// `env ZFSYNC_NOW=NOW dash scripts/zfsyncron -v -A ZFSYNC -S SENDER -Z ZFS -L LOCK ARGS`.
@@ -305,29 +357,24 @@ fn days_of_cron_runs_keep_both_sides_to_their_plans() {
     let at = |k: u64| START + 6 * HOUR * k;
     let source_plan = "hourly=2,daily=3";
     let receiver_plan = "hourly=3,daily=4,monthly=2";
-    let mut receiver = Some(pruning_receiver(&target, receiver_plan));
+    let mut receiver = Some(pruning_receiver(&target, &["--keep", receiver_plan]));
     let mut addr = receiver.as_ref().unwrap().addr();
     // Every snapshot the source ever had, by name: the replica's must be these.
-    let mut guids: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut guids = Guids::new();
     let started = Instant::now();
     for k in 0..40u64 {
         if k == 16 {
             receiver.take().unwrap().stop();
         }
         if k == 32 {
-            receiver = Some(pruning_receiver(&target, receiver_plan));
+            receiver = Some(pruning_receiver(&target, &["--keep", receiver_plan]));
             addr = receiver.as_ref().unwrap().addr();
         }
         write_file(&kid, "k.bin", &random_bytes(8192, k));
         let recv = format!("{addr}=bk");
         let args = ["--keep", source_plan, &data, &recv, "--", "--retries", "0"];
         let out = cron(&lock, at(k), &args);
-        for (rel, snaps) in tree_snapshots(&data) {
-            let known = guids.entry(rel).or_default();
-            for (name, guid) in snaps {
-                assert_eq!(*known.entry(name.clone()).or_insert(guid), guid, "{name}");
-            }
-        }
+        record_guids(&data, &mut guids);
         if (16..32).contains(&k) {
             // Down: the send fails, the base stays (marked on the source).
             out.assert_status(1);
@@ -363,34 +410,7 @@ fn days_of_cron_runs_keep_both_sides_to_their_plans() {
         .map(|k| name_at(at(k)))
         .to_vec();
     let replica = target.clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // The receiver prunes after answering: its last prune may still run.
-        let have = tree_snapshots(&replica);
-        let names: Vec<Vec<String>> = have
-            .values()
-            .map(|s| s.iter().map(|(n, _)| n.clone()).collect())
-            .collect();
-        if names == [receiver_keeps.clone(), receiver_keeps.clone()] || Instant::now() > deadline {
-            assert_eq!(names, [receiver_keeps.clone(), receiver_keeps.clone()]);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for (rel, snaps) in tree_snapshots(&data) {
-        let names: Vec<String> = snaps.iter().map(|(n, _)| n.clone()).collect();
-        assert_eq!(names, source_keeps, "source {rel:?}");
-    }
-    // The replica's snapshots are the source's, by GUID.
-    for (rel, snaps) in tree_snapshots(&replica) {
-        for (name, guid) in snaps {
-            assert_eq!(
-                guids[&rel].get(&name),
-                Some(&guid),
-                "replica {rel:?} {name}"
-            );
-        }
-    }
+    assert_both_keep(&data, &source_keeps, &replica, &receiver_keeps, &guids);
     // The newest on both sides is the same snapshot.
     assert_eq!(
         tree_snapshots(&replica)[""].last(),
@@ -401,4 +421,88 @@ fn days_of_cron_runs_keep_both_sides_to_their_plans() {
         receiver.unwrap().log().contains("reason=rule-miss"),
         "the receiver logged no prune"
     );
+}
+
+/// 2027-10-01T00:00:00Z and 2027-11-01T00:00:00Z.
+const OCT1: u64 = 1_822_348_800;
+const NOV1: u64 = 1_825_027_200;
+
+/// `DAY`.10.2027 or `DAY`.11.2027 at `HOUR`:00 UTC.
+fn oct(day: u64, hour: u64) -> u64 {
+    OCT1 + (day - 1) * DAY + hour * HOUR
+}
+fn nov(day: u64, hour: u64) -> u64 {
+    NOV1 + (day - 1) * DAY + hour * HOUR
+}
+
+/// issue 16: cron runs across a daylight-saving change and a month end at once, both
+/// sides pruning by plans in Europe/Berlin. On Sunday 2027-10-31, the last day of the
+/// month, Berlin's clocks go back at 01:00 UTC from 03:00 CEST (UTC+2) to 02:00 CET
+/// (UTC+1): that day is 25 hours long, and 02:00-03:00 comes twice. A Berlin day starts
+/// at 22:00 UTC the day before until then, at 23:00 UTC after, so November starts on
+/// October 31 at 23:00 UTC.
+///
+/// Runs every 2 hours at even UTC hours from October 28 20:00 to November 1 04:00, and
+/// two more: October 31 01:00 (02:00 CET, the second 02:00 of the night) and 23:00
+/// (00:00 CET, the first run of November in Berlin). The expected snapshots below are
+/// written out by these rules: a daily or monthly rule keeps the first run of each of its
+/// newest Berlin days or months, and an hourly rule the newest runs, one an hour (each
+/// run here is in an hour of its own, the two 02:00 runs too, being an hour apart).
+/// The zone's rules need no zoneinfo on the host: the binaries carry jiff's copy of the
+/// time zone database, used where /usr/share/zoneinfo lacks the zone.
+#[test]
+fn cron_runs_across_a_daylight_saving_change_prune_by_the_local_calendar() {
+    let (_src, data, kid) = source("dst");
+    let dst = Pool::unmounted("dstr");
+    let target = dst.ds("bk");
+    let lock = temp_dir("dstlock").join("lock");
+    let mut runs: Vec<u64> = (0..=40).map(|i| oct(28, 20) + 2 * HOUR * i).collect();
+    runs.extend([oct(31, 1), oct(31, 23)]);
+    runs.sort();
+    assert_eq!(runs.last(), Some(&nov(1, 4)));
+    let zone = ["--tz", "Europe/Berlin"];
+    let source_plan = "hourly=2,daily=3";
+    let receiver_plan = "hourly=16,daily=5,monthly=2";
+    let receiver = pruning_receiver(&target, &["--keep", receiver_plan, zone[0], zone[1]]);
+    let recv = format!("{}=bk", receiver.addr());
+    let mut guids = Guids::new();
+    let started = Instant::now();
+    for (k, &now) in runs.iter().enumerate() {
+        write_file(&kid, "k.bin", &random_bytes(8192, k as u64));
+        let mut args = vec!["--keep", source_plan];
+        args.extend(zone);
+        args.extend([data.as_str(), &recv, "--", "--retries", "0"]);
+        cron(&lock, now, &args).assert_ok();
+        record_guids(&data, &mut guids);
+    }
+    let names = |times: &[u64]| -> Vec<String> { times.iter().map(|&t| name_at(t)).collect() };
+
+    // The source, hourly=2: November 1 02:00 and 04:00 UTC; daily=3: the first runs of
+    // Berlin's November 1 (October 31 23:00 UTC), October 31 (October 30 22:00 UTC, 00:00
+    // CEST) and October 30 (October 29 22:00 UTC).
+    let source_keeps = names(&[oct(29, 22), oct(30, 22), oct(31, 23), nov(1, 2), nov(1, 4)]);
+    // The receiver, daily=5: the first runs of Berlin's November 1 and October 31, 30, 29
+    // and 28 (October 31 23:00, 30 22:00, 29 22:00, 28 22:00 and 28 20:00 UTC);
+    // monthly=2: those of October (28 20:00) and November (31 23:00); hourly=16: the 16
+    // newest runs, back to October 31 01:00 UTC, 02:00 CET. The run at 00:00 UTC, 02:00
+    // CEST, is the 17th newest: the repeated hour is two hourly buckets.
+    let mut receiver_keeps = names(&[oct(28, 20), oct(28, 22), oct(29, 22), oct(30, 22)]);
+    receiver_keeps.extend(names(&[oct(31, 1)]));
+    receiver_keeps.extend(names(&(1..=11).map(|h| oct(31, 2 * h)).collect::<Vec<_>>()));
+    receiver_keeps.extend(names(&[oct(31, 23), nov(1, 0), nov(1, 2), nov(1, 4)]));
+    assert_eq!(receiver_keeps.len(), 20);
+
+    assert_both_keep(&data, &source_keeps, &target, &receiver_keeps, &guids);
+    eprintln!(
+        "{} runs in {:.1}s",
+        runs.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // In UTC the same plan keeps other days' first runs: it would destroy October 29
+    // 22:00 UTC, the first run of Berlin's October 30 but not of a UTC day.
+    let dry = zfsync(nov(1, 4), &["prune", "-n", "--keep", source_plan, &data]);
+    dry.assert_ok();
+    let would = format!("would destroy {data}@{}", name_at(oct(29, 22)));
+    assert!(dry.stdout.lines().any(|l| l == would), "{}", dry.stdout);
 }

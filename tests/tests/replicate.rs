@@ -537,7 +537,8 @@ fn hex_of(s: &str) -> String {
 
 // issue 15 item 6: log values that can hold spaces are quoted, so a key=value log stays
 // one value per key: a dataset named with a space (ZFS allows it) is logged as
-// `dataset="pool/data/My Documents"` by both sides.
+// `dataset="pool/data/My Documents"` by both sides, and quoted in the sender's summary
+// table so that its first column stays one field.
 #[test]
 fn a_dataset_name_with_a_space_is_quoted_in_the_logs() {
     let s = Setup::bare("space", &[]);
@@ -548,6 +549,15 @@ fn a_dataset_name_with_a_space_is_quoted_in_the_logs() {
     let out = s.send(&["-v"]);
     out.assert_ok();
     assert_same_snapshots(&s.root, &s.target);
+    // In the summary table the name is one (quoted) field, read back whole.
+    let rows = out.rows();
+    assert_eq!(
+        rows.get(&docs).map(|r| r.outcome.as_str()),
+        Some("sent"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(rows.len(), 2, "{}", out.stdout);
     // The child may go before its parent is in place (the stream's text then says it is
     // buffered): the quoted dataset is what is checked.
     let sent = format!("send start dataset=\"{docs}\" stream=\"full @s1");

@@ -44,7 +44,7 @@ pub use name::{
     NameError, MAX_NAME_LEN,
 };
 pub use process::ZfsProcess;
-pub use stream::{StreamFlags, BEGIN_HEAD};
+pub use stream::{stream_head, StreamFlags, StreamHead, STREAM_HEAD};
 pub use token::TokenInfo;
 pub use zpool::{DeviceErrors, PoolInfo, PoolStatus, Zpool};
 

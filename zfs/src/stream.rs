@@ -1,27 +1,84 @@
-//! What the first record of a `zfs send` stream says about the stream: whether it is raw
-//! (`-w`, encrypted blocks as they are on disk) and whether its blocks are compressed
-//! (`-c`). The receiver learns this from the bytes it passes to `zfs recv`, since the
-//! protocol does not carry it.
+//! The head of a `zfs send` stream: what its first record (`DRR_BEGIN`) says about the
+//! stream (one dataset's or compound, with properties or not; raw, compressed), read from
+//! bytes a receiver has before it hands them to `zfs recv`. The protocol does not carry
+//! these: the stream is the one source of truth.
 //!
-//! Reads bytes only; it must not read more of a stream than [`BEGIN_HEAD`].
+//! It runs nothing and checks nothing else of the stream (`zfs recv` does that): a head it
+//! cannot read is [`StreamHead::Unknown`], for `zfs recv` to refuse.
 //!
-//! # Layout (OpenZFS `include/sys/zfs_ioctl.h`)
-//! A stream opens with a `dmu_replay_record` of type `DRR_BEGIN` (0): `drr_type:u32
-//! drr_payloadlen:u32`, then `struct drr_begin`: `drr_magic:u64` (`DMU_BACKUP_MAGIC`,
-//! 0x2F5bacbac) and `drr_versioninfo:u64`, all in the sending host's byte order (the
-//! magic tells which). In `drr_versioninfo`, bits 0-1 are the header type and bits 2-31
-//! the feature flags (`DMU_GET_FEATUREFLAGS`), where `DMU_BACKUP_FEATURE_COMPRESSED` is
-//! 1 << 22 and `DMU_BACKUP_FEATURE_RAW` 1 << 24. Streams of ZFS before those features
-//! (zfs-fuse's) have neither bit set.
+//! # Format
+//!
+//! A stream starts with a `dmu_replay_record` of type `DRR_BEGIN`, in the sending host's
+//! byte order: `drr_type` (u32, 0 for `DRR_BEGIN`), `drr_payloadlen` (u32), then
+//! `drr_begin`: `drr_magic` (u64, `0x2F5bacbac`, whose byte order tells the stream's) and
+//! `drr_versioninfo` (u64, whose low 2 bits are the header type: 1 `DMU_SUBSTREAM`, one
+//! dataset's snapshot; 2 `DMU_COMPOUNDSTREAM`, a wrapper around substreams). `zfs send -I`
+//! makes a compound stream without payload; `-R` and `-p` give its first record a payload,
+//! a packed nvlist whose `fss` holds the datasets' properties, which `zfs recv` sets.
+//! Bits 2-31 of `drr_versioninfo` are the feature flags (`DMU_GET_FEATUREFLAGS`), where
+//! `DMU_BACKUP_FEATURE_COMPRESSED` is 1 << 22 and `DMU_BACKUP_FEATURE_RAW` 1 << 24; streams
+//! of ZFS before those features (zfs-fuse's) have neither.
+//! Identical in zfs-fuse and OpenZFS.
 
-/// The bytes of a stream's head that [`StreamFlags::of`] reads: the record header, the
-/// magic and the version info.
-pub const BEGIN_HEAD: usize = 24;
+/// Bytes of a stream's head that [`stream_head`] reads.
+pub const STREAM_HEAD: usize = 24;
 
 const DRR_BEGIN: u32 = 0;
 const DMU_BACKUP_MAGIC: u64 = 0x2_F5BA_CBAC;
+const DMU_SUBSTREAM: u64 = 1;
+const DMU_COMPOUNDSTREAM: u64 = 2;
 const FEATURE_COMPRESSED: u64 = 1 << 22;
 const FEATURE_RAW: u64 = 1 << 24;
+
+/// What the head of a stream says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamHead {
+    /// One dataset's snapshot, without properties (`zfs send [-i] SNAP`).
+    Substream,
+    /// A compound stream. With `properties` its first record has a payload (`zfs send -R`
+    /// or `-p`): the datasets' properties, which a `zfs recv` without `-x` sets on what it
+    /// receives, `mountpoint` included. Without, substreams only (`zfs send -I`).
+    Compound { properties: bool },
+    /// Too short, or not a `DRR_BEGIN` record of a ZFS stream.
+    Unknown,
+}
+
+/// The `DRR_BEGIN` record at the start of `head`: its `drr_payloadlen` and
+/// `drr_versioninfo`, in either byte order; `None` if `head` is shorter than
+/// [`STREAM_HEAD`] or not such a record.
+fn begin_record(head: &[u8]) -> Option<(u32, u64)> {
+    let head = head.get(..STREAM_HEAD)?;
+    // The N bytes at `i` as little-endian, turned around when the stream is not.
+    fn at<const N: usize>(head: &[u8], i: usize, le: bool) -> [u8; N] {
+        let mut b: [u8; N] = head[i..i + N].try_into().expect("within the head");
+        if !le {
+            b.reverse();
+        }
+        b
+    }
+    let u64_at = |i: usize, le: bool| u64::from_le_bytes(at(head, i, le));
+    let le = [true, false]
+        .into_iter()
+        .find(|le| u64_at(8, *le) == DMU_BACKUP_MAGIC)?;
+    if u32::from_le_bytes(at(head, 0, le)) != DRR_BEGIN {
+        return None;
+    }
+    Some((u32::from_le_bytes(at(head, 4, le)), u64_at(16, le)))
+}
+
+/// What the first [`STREAM_HEAD`] bytes of a stream (or more; fewer give
+/// [`StreamHead::Unknown`]) say about it.
+pub fn stream_head(head: &[u8]) -> StreamHead {
+    match begin_record(head) {
+        Some((_, versioninfo)) if versioninfo & 0b11 == DMU_SUBSTREAM => StreamHead::Substream,
+        Some((payload, versioninfo)) if versioninfo & 0b11 == DMU_COMPOUNDSTREAM => {
+            StreamHead::Compound {
+                properties: payload > 0,
+            }
+        }
+        _ => StreamHead::Unknown,
+    }
+}
 
 /// What a stream's `DRR_BEGIN` record says it carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,26 +90,11 @@ pub struct StreamFlags {
 }
 
 impl StreamFlags {
-    /// The flags of the stream whose first bytes are `head` (at least [`BEGIN_HEAD`] of
+    /// The flags of the stream whose first bytes are `head` (at least [`STREAM_HEAD`] of
     /// them); `None` when they are not a `DRR_BEGIN` record of either byte order.
     pub fn of(head: &[u8]) -> Option<StreamFlags> {
-        let head = head.get(..BEGIN_HEAD)?;
-        // The N bytes at `i` as little-endian, turned around when the stream is not.
-        fn at<const N: usize>(head: &[u8], i: usize, le: bool) -> [u8; N] {
-            let mut b: [u8; N] = head[i..i + N].try_into().expect("within the head");
-            if !le {
-                b.reverse();
-            }
-            b
-        }
-        let u64_at = |i: usize, le: bool| u64::from_le_bytes(at(head, i, le));
-        let le = [true, false]
-            .into_iter()
-            .find(|le| u64_at(8, *le) == DMU_BACKUP_MAGIC)?;
-        if u32::from_le_bytes(at(head, 0, le)) != DRR_BEGIN {
-            return None;
-        }
-        let features = (u64_at(16, le) >> 2) & ((1 << 30) - 1);
+        let (_, versioninfo) = begin_record(head)?;
+        let features = (versioninfo >> 2) & ((1 << 30) - 1);
         Some(StreamFlags {
             raw: features & FEATURE_RAW != 0,
             compressed: features & FEATURE_COMPRESSED != 0,
@@ -64,9 +106,81 @@ impl StreamFlags {
 mod tests {
     use super::*;
 
+    /// A head of `kind`, `magic` and `versioninfo` with a payload of 532 bytes (what
+    /// `zfs send -p` gives), little-endian or big-endian.
+    fn head(kind: u32, magic: u64, versioninfo: u64, big: bool) -> Vec<u8> {
+        let mut h = Vec::new();
+        if big {
+            h.extend(kind.to_be_bytes());
+            h.extend(532u32.to_be_bytes());
+            h.extend(magic.to_be_bytes());
+            h.extend(versioninfo.to_be_bytes());
+        } else {
+            h.extend(kind.to_le_bytes());
+            h.extend(532u32.to_le_bytes());
+            h.extend(magic.to_le_bytes());
+            h.extend(versioninfo.to_le_bytes());
+        }
+        h
+    }
+
+    #[test]
+    fn the_head_says_substream_or_compound_in_either_byte_order() {
+        // Feature flags (DMU_BACKUP_FEATURE_*) sit above the header type, from bit 2.
+        let cases = [
+            (head(0, DMU_BACKUP_MAGIC, 1, false), StreamHead::Substream),
+            (head(0, DMU_BACKUP_MAGIC, 1, true), StreamHead::Substream),
+            (
+                head(0, DMU_BACKUP_MAGIC, 2, false),
+                StreamHead::Compound { properties: true },
+            ),
+            (
+                head(0, DMU_BACKUP_MAGIC, 2, true),
+                StreamHead::Compound { properties: true },
+            ),
+            (
+                head(0, DMU_BACKUP_MAGIC, 2 | 0x4 << 2, false),
+                StreamHead::Compound { properties: true },
+            ),
+            (head(0, DMU_BACKUP_MAGIC, 0, false), StreamHead::Unknown),
+            (head(0, DMU_BACKUP_MAGIC, 3, false), StreamHead::Unknown),
+            (head(1, DMU_BACKUP_MAGIC, 2, false), StreamHead::Unknown),
+            (head(0, 0x1234, 2, false), StreamHead::Unknown),
+            (
+                head(0, DMU_BACKUP_MAGIC, 2, false)[..23].to_vec(),
+                StreamHead::Unknown,
+            ),
+            (Vec::new(), StreamHead::Unknown),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(stream_head(&bytes), want, "{bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn heads_of_zfs_fuse_streams() {
+        // The first 24 bytes of `zfs send SNAP`, `zfs send -I SNAP1 SNAP2`, `zfs send -p SNAP`
+        // and `zfs send -R SNAP` on zfs-fuse (x86-64).
+        let plain = "0000000000000000accbbaf5020000000100000000000000";
+        let intermediates = "0000000000000000accbbaf5020000000200000000000000";
+        let props = "0000000014020000accbbaf5020000000200000000000000";
+        let replicate = "00000000f0010000accbbaf5020000000200000000000000";
+        let bytes = |hex: &str| -> Vec<u8> {
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        assert_eq!(stream_head(&bytes(plain)), StreamHead::Substream);
+        let compound = |properties| StreamHead::Compound { properties };
+        assert_eq!(stream_head(&bytes(intermediates)), compound(false));
+        assert_eq!(stream_head(&bytes(props)), compound(true));
+        assert_eq!(stream_head(&bytes(replicate)), compound(true));
+    }
+
     /// A stream head: DRR_BEGIN with `features` and header type 1 (substream), in the
     /// byte order `le` says.
-    fn head(le: bool, features: u64) -> Vec<u8> {
+    fn flagged_head(le: bool, features: u64) -> Vec<u8> {
         let versioninfo = (features << 2) | 1;
         let mut out = Vec::new();
         if le {
@@ -112,19 +226,22 @@ mod tests {
                 flags(false, true),
             ),
         ] {
-            assert_eq!(StreamFlags::of(&head(le, features)), want, "{name}");
+            assert_eq!(StreamFlags::of(&flagged_head(le, features)), want, "{name}");
         }
     }
 
     #[test]
     fn anything_else_says_nothing() {
-        let mut not_begin = head(true, FEATURE_RAW);
+        let mut not_begin = flagged_head(true, FEATURE_RAW);
         not_begin[0] = 5; // DRR_END
-        let mut bad_magic = head(true, FEATURE_RAW);
+        let mut bad_magic = flagged_head(true, FEATURE_RAW);
         bad_magic[8] ^= 1;
         for (name, bytes) in [
             ("empty", Vec::new()),
-            ("short", head(true, FEATURE_RAW)[..BEGIN_HEAD - 1].to_vec()),
+            (
+                "short",
+                flagged_head(true, FEATURE_RAW)[..STREAM_HEAD - 1].to_vec(),
+            ),
             ("not DRR_BEGIN", not_begin),
             ("bad magic", bad_magic),
             ("text", b"cannot send tank/a@s: no such snapshot".to_vec()),
@@ -133,7 +250,7 @@ mod tests {
         }
         // Exactly the head is enough.
         assert_eq!(
-            StreamFlags::of(&head(true, FEATURE_RAW)[..BEGIN_HEAD]),
+            StreamFlags::of(&flagged_head(true, FEATURE_RAW)[..STREAM_HEAD]),
             flags(true, false)
         );
     }
