@@ -13,6 +13,7 @@ mod replication;
 mod snapshots;
 mod verdict;
 
+use crate::context::help;
 use crate::context::{self, Context};
 use crate::replica::replicas;
 use std::fmt;
@@ -25,7 +26,8 @@ use zfsync_history::Store;
 use zfsync_retention::Keep;
 use zfsync_zfs::{Dataset, Zfs, Zpool};
 
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: zfsync check CHECK [options] [ARGS]
 
 Monitoring-plugin checks, for Nagios, Icinga, Checkmk and the like, or for
@@ -68,12 +70,10 @@ Options:
                            /var/lib/zfsync)
       --zfs PATH           zfs binary (default: zfs)
       --zpool PATH         zpool binary (default: zpool)
-  -o, --log-file FILE      write the log to FILE instead of stderr
-  -v, --verbose            more log output (-vv for debug)
-  -h, --help               show this help
-  -V, --version            show the version
-
-Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds).
+",
+    help!(options),
+    help!(environment),
+    ".
 Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the check could not run, or
 the command line is wrong).
 
@@ -85,7 +85,8 @@ Examples:
       warning when a newest zfsync snapshot is 90 min old, critical at 3 h
   zfsync check all --format prom --keep hourly=24 --pool tank tank/home
       everything about tank, for node_exporter's textfile collector
-";
+"
+);
 
 pub static PROGRAM: Program = crate::program("zfsync check", USAGE);
 
