@@ -457,13 +457,10 @@ fn capacity(config: &Config, pools: &[String], limits: Thresholds) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        crate::tests::run_of(config, argv)
-    }
+    use crate::tests::{refused, run_of};
 
     fn check_of(argv: &[&str]) -> Check {
-        config_of(argv).unwrap().check
+        run_of(config, argv).unwrap().check
     }
 
     #[test]
@@ -556,61 +553,65 @@ mod tests {
         for (argv, want) in cases {
             assert_eq!(check_of(argv), want, "{argv:?}");
         }
-        let c = config_of(&["all", "--format", "prom", "--state-dir", "/srv/z"]).unwrap();
+        let c = run_of(
+            config,
+            &["all", "--format", "prom", "--state-dir", "/srv/z"],
+        )
+        .unwrap();
         assert_eq!(c.format, Format::Prom);
         assert!(c.state_dir_given);
-        assert!(!config_of(&["health"]).unwrap().state_dir_given);
+        assert!(!run_of(config, &["health"]).unwrap().state_dir_given);
     }
 
     #[test]
     fn bad_command_lines() {
-        for (argv, want) in [
-            (&[][..], "missing CHECK"),
-            (&["bogus"], "unknown check \"bogus\""),
-            (
-                &["health", "--keep", "daily=1"],
-                "--keep does not apply to check health",
-            ),
-            (
-                &["replication", "--pool", "x"],
-                "--pool does not apply to check replication",
-            ),
-            (&["snapshots", "tank/a"], "missing --keep PLAN"),
-            (
-                &["snapshots", "--keep", "last=5", "tank/a"],
-                "--keep last=5: its rules",
-            ),
-            (&["snapshots", "--keep", "hourly=1"], "missing DATASET"),
-            (
-                &["replication", "--warning", "2h", "--critical", "1h"],
-                "the warning threshold (7200) must be below",
-            ),
-            (
-                &["replication", "x"],
-                "check replication takes no arguments",
-            ),
-            (
-                &["capacity", "--critical", "120"],
-                "--critical wants a percentage",
-            ),
-            (
-                &["replication", "--interval", "0"],
-                "--interval must be above 0",
-            ),
-            (
-                &["replication", "--interval", "soon"],
-                "--interval wants a duration",
-            ),
-            (&["all", "tank/a"], "all DATASET needs --keep"),
-            (&["all", "--keep", "hourly=1"], "--keep needs a DATASET"),
-            (
-                &["health", "--format", "xml"],
-                "--format wants nagios, json or prom",
-            ),
-        ] {
-            let e = config_of(argv).unwrap_err().to_string();
-            assert!(e.starts_with(want), "{argv:?}: {e}");
-        }
+        refused(
+            config,
+            &[
+                (&[][..], "missing CHECK"),
+                (&["bogus"], "unknown check \"bogus\""),
+                (
+                    &["health", "--keep", "daily=1"],
+                    "--keep does not apply to check health",
+                ),
+                (
+                    &["replication", "--pool", "x"],
+                    "--pool does not apply to check replication",
+                ),
+                (&["snapshots", "tank/a"], "missing --keep PLAN"),
+                (
+                    &["snapshots", "--keep", "last=5", "tank/a"],
+                    "--keep last=5: its rules",
+                ),
+                (&["snapshots", "--keep", "hourly=1"], "missing DATASET"),
+                (
+                    &["replication", "--warning", "2h", "--critical", "1h"],
+                    "the warning threshold (7200) must be below",
+                ),
+                (
+                    &["replication", "x"],
+                    "check replication takes no arguments",
+                ),
+                (
+                    &["capacity", "--critical", "120"],
+                    "--critical wants a percentage",
+                ),
+                (
+                    &["replication", "--interval", "0"],
+                    "--interval must be above 0",
+                ),
+                (
+                    &["replication", "--interval", "soon"],
+                    "--interval wants a duration",
+                ),
+                (&["all", "tank/a"], "all DATASET needs --keep"),
+                (&["all", "--keep", "hourly=1"], "--keep needs a DATASET"),
+                (
+                    &["health", "--format", "xml"],
+                    "--format wants nagios, json or prom",
+                ),
+            ],
+        );
     }
 
     #[test]

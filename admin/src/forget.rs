@@ -165,10 +165,7 @@ pub fn run(config: &Config, _output: &Output) -> Result<Exit, Error> {
 mod tests {
     use super::*;
     use crate::replica::State;
-
-    fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        crate::tests::run_of(config, argv)
-    }
+    use crate::tests::{refused, run_of};
 
     fn replica(dataset: &str, peer: &str, role: Role) -> Replica {
         Replica {
@@ -189,7 +186,7 @@ mod tests {
     }
 
     fn chosen(argv: &[&str], all: &[Replica]) -> Result<Vec<String>, Vec<String>> {
-        let c = config_of(argv).unwrap();
+        let c = run_of(config, argv).unwrap();
         plan(&c, all).map(|rs| {
             rs.iter()
                 .map(|r| format!("{} {} {}", r.dataset, r.peer, r.role.as_str()))
@@ -241,17 +238,21 @@ mod tests {
 
     #[test]
     fn command_lines() {
-        let c = config_of(&["-n", "--peer", "b1", "--role", "send", "t/a", "t/b"]).unwrap();
+        let c = run_of(
+            config,
+            &["-n", "--peer", "b1", "--role", "send", "t/a", "t/b"],
+        )
+        .unwrap();
         assert!(c.dry_run);
         assert_eq!(c.datasets, ["t/a", "t/b"]);
         assert_eq!((c.peer.as_deref(), c.role), (Some("b1"), Some(Role::Send)));
-        for (argv, want) in [
-            (&[][..], "missing DATASET"),
-            (&["--role", "both", "t/a"], "--role wants send or recv"),
-        ] {
-            let e = config_of(argv).unwrap_err().to_string();
-            assert!(e.starts_with(want), "{argv:?}: {e}");
-        }
+        refused(
+            config,
+            &[
+                (&[][..], "missing DATASET"),
+                (&["--role", "both", "t/a"], "--role wants send or recv"),
+            ],
+        );
     }
 
     #[test]

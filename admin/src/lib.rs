@@ -246,6 +246,14 @@ pub(crate) mod tests {
         }
     }
 
+    /// Panics unless `parse` refuses each command line with a message that starts as given.
+    pub(crate) fn refused<T: fmt::Debug>(parse: Parse<T>, cases: &[(&[&str], &str)]) {
+        for (argv, want) in cases {
+            let e = run_of(parse, argv).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{argv:?}: {e}");
+        }
+    }
+
     /// Panics unless `program`'s help ends with three examples that `parse` takes.
     pub(crate) fn examples_parse<T>(program: &Program, parse: Parse<T>) {
         let examples = zfsync_cli::examples(program.usage, program.name).unwrap();

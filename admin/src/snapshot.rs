@@ -303,20 +303,21 @@ fn changed_bytes(zfs: &Zfs, ds: &Dataset, prev: &str, new: &str, min: u64) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::{refused, run_of};
     use zfsync_zfs::{Kind, SnapshotFacts};
-
-    fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        crate::tests::run_of(config, argv)
-    }
 
     #[test]
     fn command_lines() {
-        let c = config_of(&["tank/home"]).unwrap();
+        let c = run_of(config, &["tank/home"]).unwrap();
         assert_eq!(c.dataset.as_str(), "tank/home");
         assert!(!c.dry_run);
         assert_eq!(c.min_change, None);
         assert_eq!(c.context.zfs_bin, std::path::PathBuf::from("zfs"));
-        let c = config_of(&["-n", "--min-change", "64K", "--zfs", "/sbin/zfs", "tank/vm"]).unwrap();
+        let c = run_of(
+            config,
+            &["-n", "--min-change", "64K", "--zfs", "/sbin/zfs", "tank/vm"],
+        )
+        .unwrap();
         assert!(c.dry_run);
         assert_eq!(c.min_change, Some(65536));
         assert_eq!(c.context.zfs_bin, std::path::PathBuf::from("/sbin/zfs"));
@@ -324,19 +325,19 @@ mod tests {
 
     #[test]
     fn bad_command_lines() {
-        for (argv, want) in [
-            (&[][..], "missing DATASET"),
-            (&["a/b", "c/d"], "one DATASET expected, got 2"),
-            (&["tank/a@s"], "DATASET: "),
-            (
-                &["--min-change", "x", "tank/a"],
-                "--min-change: wants bytes",
-            ),
-            (&["--bogus", "tank/a"], "Unrecognized option"),
-        ] {
-            let e = config_of(argv).unwrap_err().to_string();
-            assert!(e.contains(want), "{argv:?}: {e}");
-        }
+        refused(
+            config,
+            &[
+                (&[][..], "missing DATASET"),
+                (&["a/b", "c/d"], "one DATASET expected, got 2"),
+                (&["tank/a@s"], "DATASET: "),
+                (
+                    &["--min-change", "x", "tank/a"],
+                    "--min-change: wants bytes",
+                ),
+                (&["--bogus", "tank/a"], "Unrecognized option"),
+            ],
+        );
     }
 
     #[test]
