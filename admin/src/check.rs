@@ -13,6 +13,7 @@ mod replication;
 mod snapshots;
 mod verdict;
 
+use crate::context::help;
 use crate::context::{self, Context};
 use crate::replica::replicas;
 use std::fmt;
@@ -25,7 +26,8 @@ use zfsync_history::Store;
 use zfsync_retention::Keep;
 use zfsync_zfs::{Dataset, Zfs, Zpool};
 
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: zfsync check CHECK [options] [ARGS]
 
 Monitoring-plugin checks, for Nagios, Icinga, Checkmk and the like, or for
@@ -68,12 +70,10 @@ Options:
                            /var/lib/zfsync)
       --zfs PATH           zfs binary (default: zfs)
       --zpool PATH         zpool binary (default: zpool)
-  -o, --log-file FILE      write the log to FILE instead of stderr
-  -v, --verbose            more log output (-vv for debug)
-  -h, --help               show this help
-  -V, --version            show the version
-
-Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds).
+",
+    help!(options),
+    help!(environment),
+    ".
 Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the check could not run, or
 the command line is wrong).
 
@@ -85,7 +85,8 @@ Examples:
       warning when a newest zfsync snapshot is 90 min old, critical at 3 h
   zfsync check all --format prom --keep hourly=24 --pool tank tank/home
       everything about tank, for node_exporter's textfile collector
-";
+"
+);
 
 pub static PROGRAM: Program = crate::program("zfsync check", USAGE);
 
@@ -456,13 +457,10 @@ fn capacity(config: &Config, pools: &[String], limits: Thresholds) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        crate::tests::run_of(config, argv)
-    }
+    use crate::tests::{refused, run_of};
 
     fn check_of(argv: &[&str]) -> Check {
-        config_of(argv).unwrap().check
+        run_of(config, argv).unwrap().check
     }
 
     #[test]
@@ -555,61 +553,65 @@ mod tests {
         for (argv, want) in cases {
             assert_eq!(check_of(argv), want, "{argv:?}");
         }
-        let c = config_of(&["all", "--format", "prom", "--state-dir", "/srv/z"]).unwrap();
+        let c = run_of(
+            config,
+            &["all", "--format", "prom", "--state-dir", "/srv/z"],
+        )
+        .unwrap();
         assert_eq!(c.format, Format::Prom);
         assert!(c.state_dir_given);
-        assert!(!config_of(&["health"]).unwrap().state_dir_given);
+        assert!(!run_of(config, &["health"]).unwrap().state_dir_given);
     }
 
     #[test]
     fn bad_command_lines() {
-        for (argv, want) in [
-            (&[][..], "missing CHECK"),
-            (&["bogus"], "unknown check \"bogus\""),
-            (
-                &["health", "--keep", "daily=1"],
-                "--keep does not apply to check health",
-            ),
-            (
-                &["replication", "--pool", "x"],
-                "--pool does not apply to check replication",
-            ),
-            (&["snapshots", "tank/a"], "missing --keep PLAN"),
-            (
-                &["snapshots", "--keep", "last=5", "tank/a"],
-                "--keep last=5: its rules",
-            ),
-            (&["snapshots", "--keep", "hourly=1"], "missing DATASET"),
-            (
-                &["replication", "--warning", "2h", "--critical", "1h"],
-                "the warning threshold (7200) must be below",
-            ),
-            (
-                &["replication", "x"],
-                "check replication takes no arguments",
-            ),
-            (
-                &["capacity", "--critical", "120"],
-                "--critical wants a percentage",
-            ),
-            (
-                &["replication", "--interval", "0"],
-                "--interval must be above 0",
-            ),
-            (
-                &["replication", "--interval", "soon"],
-                "--interval wants a duration",
-            ),
-            (&["all", "tank/a"], "all DATASET needs --keep"),
-            (&["all", "--keep", "hourly=1"], "--keep needs a DATASET"),
-            (
-                &["health", "--format", "xml"],
-                "--format wants nagios, json or prom",
-            ),
-        ] {
-            let e = config_of(argv).unwrap_err().to_string();
-            assert!(e.starts_with(want), "{argv:?}: {e}");
-        }
+        refused(
+            config,
+            &[
+                (&[][..], "missing CHECK"),
+                (&["bogus"], "unknown check \"bogus\""),
+                (
+                    &["health", "--keep", "daily=1"],
+                    "--keep does not apply to check health",
+                ),
+                (
+                    &["replication", "--pool", "x"],
+                    "--pool does not apply to check replication",
+                ),
+                (&["snapshots", "tank/a"], "missing --keep PLAN"),
+                (
+                    &["snapshots", "--keep", "last=5", "tank/a"],
+                    "--keep last=5: its rules",
+                ),
+                (&["snapshots", "--keep", "hourly=1"], "missing DATASET"),
+                (
+                    &["replication", "--warning", "2h", "--critical", "1h"],
+                    "the warning threshold (7200) must be below",
+                ),
+                (
+                    &["replication", "x"],
+                    "check replication takes no arguments",
+                ),
+                (
+                    &["capacity", "--critical", "120"],
+                    "--critical wants a percentage",
+                ),
+                (
+                    &["replication", "--interval", "0"],
+                    "--interval must be above 0",
+                ),
+                (
+                    &["replication", "--interval", "soon"],
+                    "--interval wants a duration",
+                ),
+                (&["all", "tank/a"], "all DATASET needs --keep"),
+                (&["all", "--keep", "hourly=1"], "--keep needs a DATASET"),
+                (
+                    &["health", "--format", "xml"],
+                    "--format wants nagios, json or prom",
+                ),
+            ],
+        );
     }
 
     #[test]

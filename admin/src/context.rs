@@ -3,14 +3,56 @@
 //! run sees one time; and for those that read the history, where it is (`--state-dir`) and
 //! which side of it (`--role`).
 //!
-//! Owns the options and settings subcommands share. Must not run zfs itself beyond
-//! detecting it, nor know any subcommand's job.
+//! Owns the options and settings subcommands share, and how their help says them
+//! ([`help`]). Must not run zfs itself beyond detecting it, nor know any subcommand's job.
 
 use jiff::Timestamp;
 use std::path::PathBuf;
 use zfsync_cli::UsageError;
 use zfsync_history::Role;
 use zfsync_zfs::{Dataset, Zfs};
+
+/// The lines of help that subcommands share, as literals for `concat!`, so that each
+/// `USAGE` stays one constant and every subcommand says them the same way:
+/// - `options`: the end of the options list, those every subcommand has (the scaffold's
+///   `-o -v -h -V`), after `--state-dir` or `--zfs` when given, and the empty line after;
+/// - `environment`: the variable every subcommand reads, without the final stop;
+/// - `shown`: the environment and exit status of a subcommand that only shows the history.
+macro_rules! help {
+    (options) => {
+        "  -o, --log-file FILE      write the log to FILE instead of stderr
+  -v, --verbose            more log output (-vv for debug)
+  -h, --help               show this help
+  -V, --version            show the version
+
+"
+    };
+    (options state_dir) => {
+        concat!(
+            "      --state-dir DIR      where the history is (default: /var/lib/zfsync)\n",
+            help!(options)
+        )
+    };
+    (options zfs) => {
+        concat!(
+            "      --zfs PATH           zfs binary (default: zfs)\n",
+            help!(options)
+        )
+    };
+    (environment) => {
+        "Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds)"
+    };
+    (shown) => {
+        concat!(
+            help!(environment),
+            ".
+Exit status: 0 shown, 1 the history cannot be read (nothing recorded in that
+directory yet, or not a history database), 2 usage error.
+"
+        )
+    };
+}
+pub(crate) use help;
 
 /// The shared settings of a subcommand's run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +98,11 @@ pub fn state_dir_option(o: &mut getopts::Options) {
     o.optopt("", "state-dir", "", "DIR");
 }
 
+/// Adds `--role ROLE` to `o`, for subcommands that choose a side of the history.
+pub fn role_option(o: &mut getopts::Options) {
+    o.optopt("", "role", "", "ROLE");
+}
+
 /// `--role ROLE` (send or recv), for subcommands that choose a side of the history.
 pub fn role(m: &getopts::Matches) -> Result<Option<Role>, UsageError> {
     match m.opt_str("role") {
@@ -63,6 +110,16 @@ pub fn role(m: &getopts::Matches) -> Result<Option<Role>, UsageError> {
         Some(r) => Role::parse(&r)
             .map(Some)
             .ok_or_else(|| format!("--role wants send or recv, got {r:?}").into()),
+    }
+}
+
+/// Refuses the free arguments of subcommand `name`, which takes options only.
+pub fn options_only(m: &getopts::Matches, name: &str) -> Result<(), UsageError> {
+    match m.free.first() {
+        Some(extra) => {
+            Err(format!("unexpected argument {extra:?}: {name} takes options only").into())
+        }
+        None => Ok(()),
     }
 }
 

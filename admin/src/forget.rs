@@ -10,15 +10,16 @@
 //!
 //! Owns the command line of `forget` and its plan. Must not delete attempts or run zfs.
 
+use crate::context::help;
 use crate::context::{self, now};
 use crate::replica::{replicas, Replica};
 use crate::Error;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_history::{rfc3339, Role, Store};
 
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: zfsync forget [options] DATASET...
 
 Retire datasets that are no longer sent (dropped from a job, or destroyed) from
@@ -35,13 +36,10 @@ Options:
       --peer PEER          only the replica with PEER (as zfsync status shows)
       --role ROLE          only the sender's (send) or the receiver's (recv)
   -n, --dry-run            show what would be retired, change nothing
-      --state-dir DIR      where the history is (default: /var/lib/zfsync)
-  -o, --log-file FILE      write the log to FILE instead of stderr
-  -v, --verbose            more log output (-vv for debug)
-  -h, --help               show this help
-  -V, --version            show the version
-
-Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds).
+",
+    help!(options state_dir),
+    help!(environment),
+    ".
 Exit status: 0 retired (or shown with --dry-run), 1 the history cannot be read
 or written, or a DATASET is not in it (nothing was retired), 2 usage error.
 
@@ -52,14 +50,10 @@ Examples:
       retire both, with every peer they were sent to
   zfsync forget --peer backup2:7611 --role send tank/home
       tank/home is no longer sent to backup2, but still to the others
-";
+"
+);
 
 pub static PROGRAM: Program = crate::program("zfsync forget", USAGE);
-
-/// `zfsync forget ARGS`.
-pub fn main(argv: &[String]) -> ExitCode {
-    zfsync_cli::main_with(&PROGRAM, argv, config, run)
-}
 
 /// A checked command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +70,7 @@ pub struct Config {
 pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
     let mut o = getopts::Options::new();
     o.optopt("", "peer", "", "PEER");
-    o.optopt("", "role", "", "ROLE");
+    context::role_option(&mut o);
     o.optflag("n", "dry-run", "");
     context::state_dir_option(&mut o);
     parse_options(o, argv)?.try_map(|(m, output)| {
@@ -171,10 +165,7 @@ pub fn run(config: &Config, _output: &Output) -> Result<Exit, Error> {
 mod tests {
     use super::*;
     use crate::replica::State;
-
-    fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        crate::tests::run_of(config, argv)
-    }
+    use crate::tests::{refused, run_of};
 
     fn replica(dataset: &str, peer: &str, role: Role) -> Replica {
         Replica {
@@ -195,7 +186,7 @@ mod tests {
     }
 
     fn chosen(argv: &[&str], all: &[Replica]) -> Result<Vec<String>, Vec<String>> {
-        let c = config_of(argv).unwrap();
+        let c = run_of(config, argv).unwrap();
         plan(&c, all).map(|rs| {
             rs.iter()
                 .map(|r| format!("{} {} {}", r.dataset, r.peer, r.role.as_str()))
@@ -247,17 +238,21 @@ mod tests {
 
     #[test]
     fn command_lines() {
-        let c = config_of(&["-n", "--peer", "b1", "--role", "send", "t/a", "t/b"]).unwrap();
+        let c = run_of(
+            config,
+            &["-n", "--peer", "b1", "--role", "send", "t/a", "t/b"],
+        )
+        .unwrap();
         assert!(c.dry_run);
         assert_eq!(c.datasets, ["t/a", "t/b"]);
         assert_eq!((c.peer.as_deref(), c.role), (Some("b1"), Some(Role::Send)));
-        for (argv, want) in [
-            (&[][..], "missing DATASET"),
-            (&["--role", "both", "t/a"], "--role wants send or recv"),
-        ] {
-            let e = config_of(argv).unwrap_err().to_string();
-            assert!(e.starts_with(want), "{argv:?}: {e}");
-        }
+        refused(
+            config,
+            &[
+                (&[][..], "missing DATASET"),
+                (&["--role", "both", "t/a"], "--role wants send or recv"),
+            ],
+        );
     }
 
     #[test]

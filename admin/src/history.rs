@@ -4,15 +4,16 @@
 //! Owns the command line of `history` (the filters) and nothing else: the query and the
 //! formats are the history crate's. Must not write to the history or run zfs.
 
+use crate::context::help;
 use crate::context::{self, now};
 use crate::Error;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use zfsync_cli::values::number;
 use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_history::{AttemptQuery, Format, Store};
 
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: zfsync history [options]
 
 Show what zfsync-send and zfsync-recv recorded in the history, one line per try
@@ -31,16 +32,10 @@ Options:
       --format FORMAT      table (default), or json or csv with every field, the
                            snapshots' GUIDs included
       --limit N            at most N tries, the newest (default 100; 0: all)
-      --state-dir DIR      where the history is (default: /var/lib/zfsync)
-  -o, --log-file FILE      write the log to FILE instead of stderr
-  -v, --verbose            more log output (-vv for debug)
-  -h, --help               show this help
-  -V, --version            show the version
-
-Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds).
-Exit status: 0 shown, 1 the history cannot be read (nothing recorded in that
-directory yet, or not a history database), 2 usage error.
-
+",
+    help!(options state_dir),
+    help!(shown),
+    "
 Examples:
   zfsync history --since 7d
       every try of the last week, sent and received
@@ -48,17 +43,13 @@ Examples:
       the last 10 tries of tank/home, with GUIDs, for a script
   zfsync history --role recv --since 2026-12-01T00:00:00Z --format csv --limit 0
       everything a receiver recorded since December 1, for a spreadsheet
-";
+"
+);
 
 pub static PROGRAM: Program = crate::program("zfsync history", USAGE);
 
 /// How many tries are shown without `--limit`.
 const DEFAULT_LIMIT: u64 = 100;
-
-/// `zfsync history ARGS`.
-pub fn main(argv: &[String]) -> ExitCode {
-    zfsync_cli::main_with(&PROGRAM, argv, config, run)
-}
 
 /// A checked command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,16 +63,12 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
     let mut o = getopts::Options::new();
     o.optopt("", "since", "", "AGE|TIME");
     o.optopt("", "dataset", "", "D");
-    o.optopt("", "role", "", "ROLE");
+    context::role_option(&mut o);
     o.optopt("", "format", "", "FORMAT");
     o.optopt("", "limit", "", "N");
     context::state_dir_option(&mut o);
     parse_options(o, argv)?.try_map(|(m, output)| {
-        if let Some(extra) = m.free.first() {
-            return Err(
-                format!("unexpected argument {extra:?}: history takes options only").into(),
-            );
-        }
+        context::options_only(&m, "history")?;
         let since = match m.opt_str("since") {
             None => None,
             Some(s) => Some(since(&s, now()?.as_second()).map_err(|e| e.context("--since"))?),
@@ -138,33 +125,33 @@ pub fn run(config: &Config, _output: &Output) -> Result<Exit, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::{refused, run_of};
     use zfsync_history::Role;
-
-    fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        crate::tests::run_of(config, argv)
-    }
 
     #[test]
     fn command_lines() {
-        let c = config_of(&[]).unwrap();
+        let c = run_of(config, &[]).unwrap();
         assert_eq!(c.query.limit, Some(100));
         assert_eq!((c.query.since, c.query.role), (None, None));
         assert_eq!(c.format, Format::Table);
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/zfsync"));
-        let c = config_of(&[
-            "--since",
-            "2026-12-01T00:00:00Z",
-            "--dataset",
-            "tank/a",
-            "--role",
-            "recv",
-            "--format",
-            "csv",
-            "--limit",
-            "0",
-            "--state-dir",
-            "/srv/z",
-        ])
+        let c = run_of(
+            config,
+            &[
+                "--since",
+                "2026-12-01T00:00:00Z",
+                "--dataset",
+                "tank/a",
+                "--role",
+                "recv",
+                "--format",
+                "csv",
+                "--limit",
+                "0",
+                "--state-dir",
+                "/srv/z",
+            ],
+        )
         .unwrap();
         assert_eq!(c.query.since, Some(1_796_083_200));
         assert_eq!(c.query.dataset.as_deref(), Some("tank/a"));
@@ -182,16 +169,16 @@ mod tests {
 
     #[test]
     fn bad_command_lines() {
-        for (argv, want) in [
-            (&["--role", "both"][..], "--role wants send or recv"),
-            (&["--format", "yaml"], "--format wants table, json or csv"),
-            (&["--since", "soon"], "--since: wants an age"),
-            (&["--limit", "-1"], "--limit wants a whole number"),
-            (&["tank/a"], "unexpected argument"),
-        ] {
-            let e = config_of(argv).unwrap_err().to_string();
-            assert!(e.starts_with(want), "{argv:?}: {e}");
-        }
+        refused(
+            config,
+            &[
+                (&["--role", "both"][..], "--role wants send or recv"),
+                (&["--format", "yaml"], "--format wants table, json or csv"),
+                (&["--since", "soon"], "--since: wants an age"),
+                (&["--limit", "-1"], "--limit wants a whole number"),
+                (&["tank/a"], "unexpected argument"),
+            ],
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! - `report`: the nightly HTML report of the history, to a file or by mail (`report.rs`).
 //!
 //! Every subcommand gets the shared [`Context`] (the zfs binary, the time of the run)
-//! from its command line. A new subcommand is a module with a `PROGRAM`, a `main` and a
-//! line in [`SUBCOMMANDS`]. This file only dispatches: it must not hold any subcommand's
+//! from its command line. A new subcommand is a module with a `PROGRAM`, a `config` and a
+//! `run`, and a line in [`SUBCOMMANDS`]. This file only dispatches: it must not hold any subcommand's
 //! options or work.
 
 mod age;
@@ -89,43 +89,33 @@ pub struct Subcommand {
     pub main: fn(&[String]) -> ExitCode,
 }
 
+/// The [`Subcommand`] of module `$name`: its `PROGRAM`, run by the scaffold with its
+/// `config` and `run`, or by `$main` for one that ends otherwise.
+macro_rules! subcommand {
+    ($name:ident) => {
+        subcommand!($name, |argv| {
+            zfsync_cli::main_with(&$name::PROGRAM, argv, $name::config, $name::run)
+        })
+    };
+    ($name:ident, $main:expr) => {
+        Subcommand {
+            name: stringify!($name),
+            program: &$name::PROGRAM,
+            main: $main,
+        }
+    };
+}
+
 /// Every subcommand, in the order of the help.
 pub const SUBCOMMANDS: &[Subcommand] = &[
-    Subcommand {
-        name: "snapshot",
-        program: &snapshot::PROGRAM,
-        main: snapshot::main,
-    },
-    Subcommand {
-        name: "prune",
-        program: &prune::PROGRAM,
-        main: prune::main,
-    },
-    Subcommand {
-        name: "status",
-        program: &status::PROGRAM,
-        main: status::main,
-    },
-    Subcommand {
-        name: "history",
-        program: &history::PROGRAM,
-        main: history::main,
-    },
-    Subcommand {
-        name: "check",
-        program: &check::PROGRAM,
-        main: check::main,
-    },
-    Subcommand {
-        name: "forget",
-        program: &forget::PROGRAM,
-        main: forget::main,
-    },
-    Subcommand {
-        name: "report",
-        program: &report::PROGRAM,
-        main: report::main,
-    },
+    subcommand!(snapshot),
+    subcommand!(prune),
+    subcommand!(status),
+    subcommand!(history),
+    // A usage error of a check is UNKNOWN (3), not the scaffold's 2.
+    subcommand!(check, check::main),
+    subcommand!(forget),
+    subcommand!(report),
 ];
 
 /// What the first arguments ask for.
@@ -253,6 +243,14 @@ pub(crate) mod tests {
         match parse(&args(argv))? {
             Parsed::Run((t, _)) => Ok(t),
             Parsed::Special(s) => Err(format!("special {s:?}").into()),
+        }
+    }
+
+    /// Panics unless `parse` refuses each command line with a message that starts as given.
+    pub(crate) fn refused<T: fmt::Debug>(parse: Parse<T>, cases: &[(&[&str], &str)]) {
+        for (argv, want) in cases {
+            let e = run_of(parse, argv).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{argv:?}: {e}");
         }
     }
 

@@ -7,19 +7,20 @@
 //! real run print from the same plan. Must not decide what is kept (the retention crate
 //! and `keep.rs` do), nor destroy anything but snapshots the plan says to.
 
+use crate::context::help;
 use crate::context::Context;
 use crate::Error;
 use jiff::Timestamp;
 use log::info;
 use std::collections::HashMap;
-use std::process::ExitCode;
 use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_retention::parse_name;
 use zfsync_retention::{plan_dataset, Candidate, Keep};
 use zfsync_zfs::protect::{is_valid_id, mark_id, mark_property};
 use zfsync_zfs::{Dataset, DatasetFacts, FailureKind, Zfs};
 
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: zfsync prune --keep PLAN [options] DATASET
 
 Destroy the zfsync snapshots of DATASET and of every dataset below it that the
@@ -48,15 +49,13 @@ Options:
                            a dataset's zfsync snapshots, or all but the newest
       --mark-id ID         only marks of receiver ID protect (repeatable), read
                            by name (default: every zfsync:base:* mark protects)
-      --zfs PATH           zfs binary (default: zfs)
-  -o, --log-file FILE      write the log to FILE instead of stderr
-  -v, --verbose            more log output (-vv for debug)
-  -h, --help               show this help
-  -V, --version            show the version
-
-Prints each snapshot destroyed ('destroyed DATASET@SNAP'); with --dry-run, each
+",
+    help!(options zfs),
+    "Prints each snapshot destroyed ('destroyed DATASET@SNAP'); with --dry-run, each
 that would be ('would destroy DATASET@SNAP').
-Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds).
+",
+    help!(environment),
+    ".
 Exit status: 0 all done, 1 a destroy failed or a dataset was left as it is by the
 safety check (the other datasets were still pruned), 2 usage error or no such
 DATASET.
@@ -68,14 +67,10 @@ Examples:
       show what each snapshot would become and why, days of Berlin's calendar
   zfsync prune --keep daily=90,weekly=104 backup/hosts/fileserver
       on a backup host: the receiver's held base is never destroyed
-";
+"
+);
 
 pub static PROGRAM: Program = crate::program("zfsync prune", USAGE);
-
-/// `zfsync prune ARGS`.
-pub fn main(argv: &[String]) -> ExitCode {
-    zfsync_cli::main_with(&PROGRAM, argv, config, run)
-}
 
 /// Which marks protect a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,32 +233,32 @@ pub fn run(config: &Config, output: &Output) -> Result<Exit, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::{refused, run_of};
     use zfsync_zfs::{Kind, SnapshotFacts};
-
-    fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        crate::tests::run_of(config, argv)
-    }
 
     #[test]
     fn command_lines() {
-        let c = config_of(&["--keep", "daily=7", "tank/home"]).unwrap();
+        let c = run_of(config, &["--keep", "daily=7", "tank/home"]).unwrap();
         assert_eq!(c.keep, Keep::parse("daily=7", None).unwrap());
         assert_eq!(c.marks, Marks::Any);
         assert!(!c.dry_run && !c.explain && !c.force);
-        let c = config_of(&[
-            "-n",
-            "--explain",
-            "--force",
-            "--tz",
-            "Europe/Berlin",
-            "--keep",
-            "hourly=24",
-            "--mark-id",
-            "bk1",
-            "--mark-id",
-            "backup.example.org-7611",
-            "tank/home",
-        ])
+        let c = run_of(
+            config,
+            &[
+                "-n",
+                "--explain",
+                "--force",
+                "--tz",
+                "Europe/Berlin",
+                "--keep",
+                "hourly=24",
+                "--mark-id",
+                "bk1",
+                "--mark-id",
+                "backup.example.org-7611",
+                "tank/home",
+            ],
+        )
         .unwrap();
         assert!(c.dry_run && c.explain && c.force);
         assert_eq!(
@@ -275,7 +270,7 @@ mod tests {
             Marks::Of(vec!["bk1".into(), "backup.example.org-7611".into()])
         );
         assert!(
-            config_of(&["--dry-run", "--keep", "last=3", "tank/a"])
+            run_of(config, &["--dry-run", "--keep", "last=3", "tank/a"])
                 .unwrap()
                 .dry_run
         );
@@ -283,29 +278,29 @@ mod tests {
 
     #[test]
     fn bad_command_lines() {
-        for (argv, want) in [
-            (&["tank/a"][..], "missing --keep PLAN"),
-            (&["--keep", "daily=7"], "missing DATASET"),
-            (
-                &["--keep", "daily=0", "tank/a"],
-                "--keep: retention plan \"daily=0\" is an empty plan",
-            ),
-            (
-                &["--keep", "daily=7", "--tz", "Nowhere/Town", "tank/a"],
-                "--tz: unknown time zone",
-            ),
-            (
-                &["--keep", "daily=7", "--mark-id", "Host:1", "tank/a"],
-                "--mark-id wants 1-64",
-            ),
-            (
-                &["--keep", "daily=7", "tank/a", "tank/b"],
-                "one DATASET expected",
-            ),
-        ] {
-            let e = config_of(argv).unwrap_err().to_string();
-            assert!(e.starts_with(want), "{argv:?}: {e}");
-        }
+        refused(
+            config,
+            &[
+                (&["tank/a"][..], "missing --keep PLAN"),
+                (&["--keep", "daily=7"], "missing DATASET"),
+                (
+                    &["--keep", "daily=0", "tank/a"],
+                    "--keep: retention plan \"daily=0\" is an empty plan",
+                ),
+                (
+                    &["--keep", "daily=7", "--tz", "Nowhere/Town", "tank/a"],
+                    "--tz: unknown time zone",
+                ),
+                (
+                    &["--keep", "daily=7", "--mark-id", "Host:1", "tank/a"],
+                    "--mark-id wants 1-64",
+                ),
+                (
+                    &["--keep", "daily=7", "tank/a", "tank/b"],
+                    "one DATASET expected",
+                ),
+            ],
+        );
     }
 
     #[test]

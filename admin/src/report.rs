@@ -9,16 +9,18 @@
 
 mod page;
 
+use crate::context::help;
 use crate::context::{self, now};
 use crate::Error;
 use page::{Counts, Heading};
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_history::{AttemptQuery, Store};
 
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: zfsync report --html [options]
 
 Write a report of what zfsync-send and zfsync-recv recorded in the history over
@@ -43,13 +45,10 @@ Options:
       --sendmail PATH      the sendmail program (default: $ZFSYNC_SENDMAIL, else
                            sendmail); it is run as 'PATH -t' with the message on
                            its input
-      --state-dir DIR      where the history is (default: /var/lib/zfsync)
-  -o, --log-file FILE      write the log to FILE instead of stderr
-  -v, --verbose            more log output (-vv for debug)
-  -h, --help               show this help
-  -V, --version            show the version
-
-Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds);
+",
+    help!(options state_dir),
+    help!(environment),
+    ";
 ZFSYNC_SENDMAIL=PATH the sendmail program.
 Exit status: 0 the report was written or handed to sendmail, failed transfers
 or not (zfsync check replication is the alarm); 1 the history cannot be read, or
@@ -62,17 +61,13 @@ Examples:
       the last week, by mail
   zfsync report --html --state-dir /srv/zfsync --mail ops@example.org,me@x.org
       a receiver's report (its --state-dir), to two addresses
-";
+"
+);
 
 pub static PROGRAM: Program = crate::program("zfsync report", USAGE);
 
 /// The window without `--since`: a day, for a nightly report.
 const DEFAULT_WINDOW: i64 = 86_400;
-
-/// `zfsync report ARGS`.
-pub fn main(argv: &[String]) -> ExitCode {
-    zfsync_cli::main_with(&PROGRAM, argv, config, run)
-}
 
 /// A checked command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,9 +96,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
     o.optopt("", "sendmail", "", "PATH");
     context::state_dir_option(&mut o);
     parse_options(o, argv)?.try_map(|(m, output)| {
-        if let Some(extra) = m.free.first() {
-            return Err(format!("unexpected argument {extra:?}: report takes options only").into());
-        }
+        context::options_only(&m, "report")?;
         if !m.opt_present("html") {
             return Err("missing --html (the report's format)".into());
         }
@@ -320,27 +313,27 @@ fn send(sendmail: &std::path::Path, message: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        crate::tests::run_of(config, argv)
-    }
+    use crate::tests::{refused, run_of};
 
     #[test]
     fn command_lines() {
-        let c = config_of(&["--html"]).unwrap();
+        let c = run_of(config, &["--html"]).unwrap();
         assert_eq!(c.now - c.since, 86_400);
         assert_eq!((c.output, c.mail), (None, None));
-        let c = config_of(&[
-            "--html",
-            "--since",
-            "2026-12-01T00:00:00Z",
-            "--output",
-            "/tmp/r.html",
-            "--mail",
-            "a@example.org, b@example.org",
-            "--sendmail",
-            "/bin/fake",
-        ])
+        let c = run_of(
+            config,
+            &[
+                "--html",
+                "--since",
+                "2026-12-01T00:00:00Z",
+                "--output",
+                "/tmp/r.html",
+                "--mail",
+                "a@example.org, b@example.org",
+                "--sendmail",
+                "/bin/fake",
+            ],
+        )
         .unwrap();
         assert_eq!(c.since, 1_796_083_200);
         assert_eq!(c.output, Some(PathBuf::from("/tmp/r.html")));
@@ -355,23 +348,23 @@ mod tests {
 
     #[test]
     fn bad_command_lines() {
-        for (argv, want) in [
-            (&[][..], "missing --html"),
-            (&["--html", "--since", "soon"], "--since: wants an age"),
-            (&["--html", "--mail", "a@x,"], "--mail: wants addresses"),
-            (
-                &["--html", "--mail", "a@x\nBcc: b@y"],
-                "--mail: an address cannot",
-            ),
-            (
-                &["--html", "--sendmail", "/bin/true"],
-                "--sendmail goes with --mail",
-            ),
-            (&["--html", "x"], "unexpected argument"),
-        ] {
-            let e = config_of(argv).unwrap_err().to_string();
-            assert!(e.starts_with(want), "{argv:?}: {e}");
-        }
+        refused(
+            config,
+            &[
+                (&[][..], "missing --html"),
+                (&["--html", "--since", "soon"], "--since: wants an age"),
+                (&["--html", "--mail", "a@x,"], "--mail: wants addresses"),
+                (
+                    &["--html", "--mail", "a@x\nBcc: b@y"],
+                    "--mail: an address cannot",
+                ),
+                (
+                    &["--html", "--sendmail", "/bin/true"],
+                    "--sendmail goes with --mail",
+                ),
+                (&["--html", "x"], "unexpected argument"),
+            ],
+        );
     }
 
     #[test]

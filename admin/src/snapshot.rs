@@ -6,17 +6,18 @@
 //! dry run prints the plan). The names are the retention crate's ([`format_name`]). Must
 //! not destroy anything but a snapshot this run has just taken.
 
+use crate::context::help;
 use crate::context::Context;
 use crate::Error;
 use jiff::Timestamp;
 use log::{debug, info, warn};
 use std::io::Read;
-use std::process::ExitCode;
 use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_retention::{format_name, parse_name};
 use zfsync_zfs::{Dataset, DatasetFacts, FailureKind, SendOptions, Zfs};
 
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: zfsync snapshot [options] DATASET
 
 Take zfsync's snapshot of DATASET and every dataset below it, named
@@ -30,15 +31,13 @@ Options:
                            BYTES or more were written to it since its newest
                            snapshot (suffixes K, M, G, T: powers of 1024);
                            DATASET itself always gets one
-      --zfs PATH           zfs binary (default: zfs)
-  -o, --log-file FILE      write the log to FILE instead of stderr
-  -v, --verbose            more log output (-vv for debug)
-  -h, --help               show this help
-  -V, --version            show the version
-
-Prints each snapshot taken ('snapshot DATASET@NAME') and, with --min-change, each
+",
+    help!(options zfs),
+    "Prints each snapshot taken ('snapshot DATASET@NAME') and, with --min-change, each
 dataset left out ('skip DATASET: ...'); with --dry-run, what would be.
-Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds).
+",
+    help!(environment),
+    ".
 Exit status: 0 snapshot taken, 1 it failed or its time was refused, 2 usage error
 or no such DATASET.
 
@@ -50,14 +49,10 @@ Examples:
       snapshot get none; tank/home itself always does, so every run shows
   zfsync snapshot -n --min-change 64K tank/vm
       see which volumes and filesystems would get a snapshot
-";
+"
+);
 
 pub static PROGRAM: Program = crate::program("zfsync snapshot", USAGE);
-
-/// `zfsync snapshot ARGS`.
-pub fn main(argv: &[String]) -> ExitCode {
-    zfsync_cli::main_with(&PROGRAM, argv, config, run)
-}
 
 /// A checked command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -308,20 +303,21 @@ fn changed_bytes(zfs: &Zfs, ds: &Dataset, prev: &str, new: &str, min: u64) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::{refused, run_of};
     use zfsync_zfs::{Kind, SnapshotFacts};
-
-    fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
-        crate::tests::run_of(config, argv)
-    }
 
     #[test]
     fn command_lines() {
-        let c = config_of(&["tank/home"]).unwrap();
+        let c = run_of(config, &["tank/home"]).unwrap();
         assert_eq!(c.dataset.as_str(), "tank/home");
         assert!(!c.dry_run);
         assert_eq!(c.min_change, None);
         assert_eq!(c.context.zfs_bin, std::path::PathBuf::from("zfs"));
-        let c = config_of(&["-n", "--min-change", "64K", "--zfs", "/sbin/zfs", "tank/vm"]).unwrap();
+        let c = run_of(
+            config,
+            &["-n", "--min-change", "64K", "--zfs", "/sbin/zfs", "tank/vm"],
+        )
+        .unwrap();
         assert!(c.dry_run);
         assert_eq!(c.min_change, Some(65536));
         assert_eq!(c.context.zfs_bin, std::path::PathBuf::from("/sbin/zfs"));
@@ -329,19 +325,19 @@ mod tests {
 
     #[test]
     fn bad_command_lines() {
-        for (argv, want) in [
-            (&[][..], "missing DATASET"),
-            (&["a/b", "c/d"], "one DATASET expected, got 2"),
-            (&["tank/a@s"], "DATASET: "),
-            (
-                &["--min-change", "x", "tank/a"],
-                "--min-change: wants bytes",
-            ),
-            (&["--bogus", "tank/a"], "Unrecognized option"),
-        ] {
-            let e = config_of(argv).unwrap_err().to_string();
-            assert!(e.contains(want), "{argv:?}: {e}");
-        }
+        refused(
+            config,
+            &[
+                (&[][..], "missing DATASET"),
+                (&["a/b", "c/d"], "one DATASET expected, got 2"),
+                (&["tank/a@s"], "DATASET: "),
+                (
+                    &["--min-change", "x", "tank/a"],
+                    "--min-change: wants bytes",
+                ),
+                (&["--bogus", "tank/a"], "Unrecognized option"),
+            ],
+        );
     }
 
     #[test]

@@ -4,16 +4,17 @@
 //! Owns the command line of `status` and the two layouts. Must not run zfs, write to the
 //! history, or judge what it shows (that is `zfsync check replication`'s).
 
+use crate::context::help;
 use crate::context::{self, now};
 use crate::replica::{replicas, Replica};
 use crate::Error;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_history::format::json_string;
 use zfsync_history::{rfc3339, SnapshotRef, Store};
 
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: zfsync status [options]
 
 Show where each dataset's replica stands with each peer, from the history that
@@ -32,16 +33,10 @@ is run. One line per dataset, peer and side (ROLE send or recv):
 Options:
       --json               one JSON object per line of the table, with the
                            snapshots' GUIDs and the ages in seconds
-      --state-dir DIR      where the history is (default: /var/lib/zfsync)
-  -o, --log-file FILE      write the log to FILE instead of stderr
-  -v, --verbose            more log output (-vv for debug)
-  -h, --help               show this help
-  -V, --version            show the version
-
-Environment: ZFSYNC_NOW=SECONDS replaces the clock (unix seconds).
-Exit status: 0 shown, 1 the history cannot be read (nothing recorded in that
-directory yet, or not a history database), 2 usage error.
-
+",
+    help!(options state_dir),
+    help!(shown),
+    "
 Examples:
   zfsync status -v
       every dataset in the history of /var/lib/zfsync: on a source, each one
@@ -50,14 +45,10 @@ Examples:
       the history of a zfsync-send or zfsync-recv run with that --state-dir
   zfsync status --json
       the same for a script: lag_seconds, backlog, base_guid, last_error
-";
+"
+);
 
 pub static PROGRAM: Program = crate::program("zfsync status", USAGE);
-
-/// `zfsync status ARGS`.
-pub fn main(argv: &[String]) -> ExitCode {
-    zfsync_cli::main_with(&PROGRAM, argv, config, run)
-}
 
 /// A checked command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,9 +64,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
     o.optflag("", "json", "");
     context::state_dir_option(&mut o);
     parse_options(o, argv)?.try_map(|(m, output)| {
-        if let Some(extra) = m.free.first() {
-            return Err(format!("unexpected argument {extra:?}: status takes options only").into());
-        }
+        context::options_only(&m, "status")?;
         let config = Config {
             json: m.opt_present("json"),
             state_dir: context::state_dir(&m),

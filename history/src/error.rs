@@ -27,7 +27,8 @@ pub enum Error {
         found: i64,
         known: i64,
     },
-    /// A reader found a schema older than this code's: only a writer migrates.
+    /// A reader found a schema older than this code's that it could neither upgrade nor
+    /// read as it is.
     TooOld {
         path: PathBuf,
         found: i64,
@@ -80,13 +81,28 @@ impl fmt::Display for Error {
                  (knows up to {known}): upgrade zfsync",
                 path.display()
             ),
-            Error::TooOld { path, found, known } => write!(
+            // Version 0: no history tables, which only a writer makes.
+            Error::TooOld {
+                path,
+                found: 0,
+                known,
+            } => write!(
                 f,
-                "{}: history database version {found} is older than this zfsync \
+                "{}: history database version 0 is older than this zfsync \
                  (expects {known}): run zfsync-send or zfsync-recv once with this \
                  --state-dir to upgrade it",
                 path.display()
             ),
+            Error::TooOld { path, found, known } => {
+                let dir = path.parent().unwrap_or(path).display();
+                write!(
+                    f,
+                    "{}: history database version {found} is older than this zfsync \
+                     (expects {known}), and this user cannot upgrade it: run 'zfsync status \
+                     --state-dir {dir}' once as a user who can write {dir}",
+                    path.display()
+                )
+            }
             Error::Migrate { path, to, source } => write!(
                 f,
                 "{}: cannot upgrade the history database to version {to}: {source}: \

@@ -45,7 +45,8 @@
 //! committed state. `zfsync-send`, `zfsync-recv` and the readers may all have it open at
 //! once; writers take turns, each waiting up to the busy timeout. A [`Store`] is one
 //! connection: one per thread, or behind a `Mutex`. Readers use
-//! [`Store::open_read_only`], which never creates or migrates anything.
+//! [`Store::open_read_only`], which never creates anything, and upgrades an older history
+//! only where it may write it (else it reads it as it is, where it can).
 
 mod error;
 pub mod format;

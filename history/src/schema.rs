@@ -2,14 +2,28 @@
 //!
 //! The schema's version is `PRAGMA user_version`: 0 for an empty file, N after the first N
 //! steps of [`MIGRATIONS`]. A writer applies the missing steps on open, all in one
-//! transaction, so a database is never left half-migrated. Steps are only ever appended:
-//! an existing step never changes, or databases already past it would differ from new ones.
+//! transaction, so a database is never left half-migrated; so does a reader that may write
+//! the file. A reader that may not reads an older history through each missing step's
+//! stand-in ([`Step::stand_in`]), or is told who can upgrade it. Steps are only ever
+//! appended: an existing step never changes, or databases already past it would differ
+//! from new ones.
 //!
 //! This module owns the tables and indexes; the queries are the store's.
 
 use crate::error::{Error, Result};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::path::Path;
+
+/// One migration step.
+pub struct Step {
+    /// What takes the schema from the version before to this one.
+    pub sql: &'static str,
+    /// What a reader that cannot write the file puts in its connection's TEMP schema to read
+    /// a database without this step as if it had it: empty stand-ins for what the step adds.
+    /// None where the step changes what is there: only an upgrade makes such a database
+    /// readable.
+    pub stand_in: Option<&'static str>,
+}
 
 /// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
 ///
@@ -27,8 +41,9 @@ use std::path::Path;
 ///   status and check) by an operator. `after_id` is the newest attempt of that key when it
 ///   was retired: an attempt with a higher id (the dataset is replicated again) brings the
 ///   key back, with no clock involved. `retired` is when, for people.
-pub const MIGRATIONS: &[&str] = &[
-    r"
+pub const MIGRATIONS: &[Step] = &[
+    Step {
+        sql: r"
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
     role        TEXT    NOT NULL CHECK (role IN ('send', 'recv')),
@@ -75,7 +90,10 @@ CREATE INDEX attempts_peer ON attempts (peer, started);
 CREATE INDEX attempts_outcome ON attempts (outcome, started);
 CREATE INDEX attempts_run ON attempts (run_id);
 ",
-    r"
+        stand_in: None,
+    },
+    Step {
+        sql: r"
 CREATE TABLE retired (
     dataset     TEXT    NOT NULL,
     peer        TEXT    NOT NULL,
@@ -85,6 +103,12 @@ CREATE TABLE retired (
     PRIMARY KEY (dataset, peer, role)
 ) STRICT;
 ",
+        // Nothing retired.
+        stand_in: Some(
+            "CREATE TEMP TABLE retired (dataset TEXT, peer TEXT, role TEXT, after_id INTEGER, \
+             retired INTEGER)",
+        ),
+    },
 ];
 
 /// The schema version this code reads and writes.
@@ -133,23 +157,39 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     check_not_newer(path, found)?;
     for (from, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let to = from as i64 + 1;
-        tx.execute_batch(step).map_err(migrate_err(to))?;
+        tx.execute_batch(step.sql).map_err(migrate_err(to))?;
         tx.pragma_update(None, "user_version", to)
             .map_err(migrate_err(to))?;
     }
     tx.commit().map_err(migrate_err(latest()))
 }
 
-/// A reader's check: the schema must be exactly the one this code knows.
-pub fn check_current(conn: &Connection, path: &Path) -> Result<()> {
+/// Makes `conn`, a reader's connection, read the database as [`latest`]: as it is when it
+/// is up to date, else through the stand-ins of the steps it lacks, in `conn`'s TEMP schema
+/// (the file is not touched). Refuses a database from a newer zfsync, and one that lacks
+/// a step without a stand-in or is not a history at all (version 0).
+pub fn read_as_latest(conn: &Connection, path: &Path) -> Result<()> {
     let found = version(conn, path)?;
     check_not_newer(path, found)?;
-    if found < latest() {
-        return Err(Error::TooOld {
+    let stand_ins: Option<Vec<&str>> = MIGRATIONS[found as usize..]
+        .iter()
+        .map(|step| step.stand_in)
+        .collect();
+    let stand_ins = match stand_ins {
+        Some(s) if found > 0 => s,
+        _ => {
+            return Err(Error::TooOld {
+                path: path.to_owned(),
+                found,
+                known: latest(),
+            })
+        }
+    };
+    for sql in stand_ins {
+        conn.execute_batch(sql).map_err(|source| Error::Open {
             path: path.to_owned(),
-            found,
-            known: latest(),
-        });
+            source,
+        })?;
     }
     Ok(())
 }

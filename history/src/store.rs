@@ -57,12 +57,11 @@ impl Store {
             source,
         })?;
         let path = dir.join(FILE_NAME);
+        let conn = open_with(&path, OpenFlags::default())?;
         let open_err = |source| Error::Open {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(open_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // WAL: readers (status, the page) never wait for a writer, nor a writer for them.
         // A file system without shared memory keeps its old mode; that still works, with
         // readers and writers waiting for each other up to the busy timeout.
@@ -79,24 +78,35 @@ impl Store {
     }
 
     /// Opens `dir/history.sqlite` for reading only. Creates nothing: a missing file is
-    /// [`Error::Missing`], a schema other than this code's is [`Error::TooNew`] or
-    /// [`Error::TooOld`].
+    /// [`Error::Missing`]. A history older than this code's is upgraded first when this
+    /// process may write it (as a writer would on open: monitoring reads right after an
+    /// upgrade of zfsync, without waiting for the next replication), else read through
+    /// the stand-ins of what it lacks; one that is neither is [`Error::TooOld`]. One from
+    /// a newer zfsync is [`Error::TooNew`].
     ///
     /// A WAL reader maps the `history.sqlite-shm` file beside the database: a reader that may
     /// not write the directory can read only while a writer has the database open.
     pub fn open_read_only(dir: &Path) -> Result<Store> {
+        Store::open_reader(dir, true)
+    }
+
+    /// [`Store::open_read_only`]; `upgrade` false reads an older history as a process that
+    /// may not write it does.
+    fn open_reader(dir: &Path, upgrade: bool) -> Result<Store> {
         let path = dir.join(FILE_NAME);
         if !path.exists() {
             return Err(Error::Missing { path });
         }
-        let open_err = |source| Error::Open {
-            path: path.clone(),
-            source,
-        };
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&path, flags).map_err(open_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        schema::check_current(&conn, &path)?;
+        let conn = open_with(&path, flags)?;
+        let found = schema::version(&conn, &path)?;
+        if upgrade && (1..schema::latest()).contains(&found) {
+            // Not creating: the file is there. Failing (no right to write, a full disk, a
+            // writer holding the lock) leaves the reading to the stand-ins.
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let _ = open_with(&path, flags).and_then(|rw| schema::migrate(&rw, &path));
+        }
+        schema::read_as_latest(&conn, &path)?;
         Ok(Store { conn, path })
     }
 
@@ -747,6 +757,17 @@ fn run_from_row(row: &Row) -> rusqlite::Result<Run> {
     })
 }
 
+/// A connection to `path` with `flags` that waits for other processes' locks.
+fn open_with(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let open_err = |source| Error::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    Ok(conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1007,22 +1028,78 @@ mod tests {
         assert_eq!(status(&all, "tank/old").failures_since_success, 0);
     }
 
-    #[test]
-    fn version_1_is_migrated_with_nothing_retired() {
-        let tmp = TempDir::new("v1");
+    /// A version 1 history (before `retired`) in `tmp` with one attempt of tank/a.
+    fn version_1(tmp: &TempDir) {
         let path = tmp.path().join(FILE_NAME);
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0].sql).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute_batch(
             "INSERT INTO attempts (role, job, peer, dataset, raw, compressed, attempt, \
              started, ended, outcome) VALUES ('send', 'j', 'p', 'tank/a', 0, 0, 1, 1, 2, 'done')",
         )
         .unwrap();
-        drop(conn);
+    }
+
+    fn file_version(tmp: &TempDir) -> i64 {
+        let path = tmp.path().join(FILE_NAME);
+        schema::version(&Connection::open(&path).unwrap(), &path).unwrap()
+    }
+
+    #[test]
+    fn version_1_is_migrated_with_nothing_retired() {
+        let tmp = TempDir::new("v1");
+        version_1(&tmp);
         let store = open(&tmp);
         assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 2);
         assert_eq!(store.latest_per_dataset().unwrap().len(), 1);
+    }
+
+    // After an upgrade of zfsync, status and check read the history at once, not only
+    // after the next replication has upgraded it.
+    #[test]
+    fn a_reader_that_may_write_upgrades_version_1() {
+        let tmp = TempDir::new("v1-reader");
+        version_1(&tmp);
+        let reader = Store::open_read_only(tmp.path()).unwrap();
+        assert_eq!(file_version(&tmp), 2);
+        assert_eq!(reader.latest_per_dataset().unwrap().len(), 1);
+        // Still a reader.
+        assert!(reader.begin_run(&run_start(1)).is_err());
+        // What it upgraded, a writer retires in.
+        let writer = open(&tmp);
+        assert!(writer.retire("tank/a", "p", Role::Send, 3).unwrap());
+        assert!(reader.latest_per_dataset().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_reader_that_may_not_write_reads_version_1_as_it_is() {
+        let tmp = TempDir::new("v1-read-only");
+        version_1(&tmp);
+        let reader = Store::open_reader(tmp.path(), false).unwrap();
+        assert_eq!(file_version(&tmp), 1);
+        assert_eq!(
+            reader.latest_per_dataset().unwrap().len(),
+            1,
+            "nothing retired"
+        );
+        assert_eq!(ids(&all(&reader)), [1]);
+        // Where a missing step has no stand-in, it says who can upgrade it.
+        let err = Error::TooOld {
+            path: tmp.path().join(FILE_NAME),
+            found: 1,
+            known: 2,
+        };
+        let dir = tmp.path().display();
+        assert!(
+            err.to_string().ends_with(&format!(
+                "history database version 1 is older than this zfsync (expects 2), and this \
+                 user cannot upgrade it: run 'zfsync status --state-dir {dir}' once as a \
+                 user who can write {dir}"
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -397,6 +397,26 @@ fn check_replication_goes_ok_warning_critical_and_unknown_without_a_history() {
         println!("{}", out.stdout);
     }
 
+    // A history of version 1, as the zfsync before forget left it: the check upgrades it
+    // and judges it, instead of UNKNOWN until the next send has upgraded it.
+    let version = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
+    };
+    let conn = rusqlite::Connection::open(state.join("history.sqlite")).unwrap();
+    conn.execute_batch("DROP TABLE retired; PRAGMA user_version = 1")
+        .unwrap();
+    assert_eq!(version(&conn), 1);
+    let out = check(DEC2 + 60, &dir);
+    out.assert_status(0);
+    assert!(
+        out.stdout.starts_with("ZFSYNC REPLICATION OK - "),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(version(&conn), 2);
+    drop(conn);
+
     // A garbage file where the database should be, and no database at all: UNKNOWN.
     let garbage = temp_dir("garbage");
     fs::write(garbage.join("history.sqlite"), random_bytes(8192, 9)).unwrap();

@@ -7,9 +7,9 @@
 //! properties (`written` costs zfs a walk of each dataset's dead list). This module runs
 //! nothing: `Zfs` runs the command line built here.
 
-use crate::listing::{assemble, Kind};
-use crate::{Error, Result};
-use std::collections::HashMap;
+use crate::get;
+use crate::listing::{assemble, number, Kind};
+use crate::Result;
 
 /// One snapshot's lifecycle facts; `name` is the part after `@`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub(crate) fn args(written: bool, recursive: bool, names: &[&str]) -> Vec<String
     if recursive {
         args.push("-r".into());
     }
-    args.extend(["-o".into(), "name,property,value".into()]);
+    args.extend(["-o".into(), get::FIELDS.into()]);
     let mut props = "type,createtxg,creation,userrefs".to_string();
     if written {
         props.push_str(",written");
@@ -64,31 +64,8 @@ struct Row {
 /// The rows of `zfs get -Hp -o name,property,value`, by name, in the order names first
 /// appear. `cmd` is the command line, for errors.
 fn rows(cmd: &str, out: &str) -> Result<Vec<(String, Row)>> {
-    let mut rows: Vec<(String, Row)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for line in out.lines().filter(|l| !l.is_empty()) {
-        let bad = |why: String| Error::Parse {
-            cmd: cmd.into(),
-            line: line.into(),
-            why,
-        };
-        let [name, prop, value] = line.split('\t').collect::<Vec<_>>()[..] else {
-            return Err(bad("expected 3 fields".into()));
-        };
-        let i = *index.entry(name.to_string()).or_insert_with(|| {
-            rows.push((name.to_string(), Row::default()));
-            rows.len() - 1
-        });
-        let row = &mut rows[i].1;
-        let number = |v: &str| -> Result<Option<u64>> {
-            match v {
-                "-" => Ok(None),
-                v => v
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| bad(format!("{prop} {v:?} is not a number"))),
-            }
-        };
+    get::by_name(cmd, out, |row: &mut Row, prop, value| {
+        let number = |v: &str| number(v).map_err(|why| format!("{prop} {why}"));
         match prop {
             "type" => row.kind = value.to_string(),
             "createtxg" => row.createtxg = number(value)?,
@@ -97,8 +74,8 @@ fn rows(cmd: &str, out: &str) -> Result<Vec<(String, Row)>> {
             "written" => row.written = number(value)?,
             _ => {}
         }
-    }
-    Ok(rows)
+        Ok(())
+    })
 }
 
 fn snapshot(name: &str, row: &Row) -> SnapshotFacts {

@@ -26,6 +26,7 @@ mod capabilities;
 mod error;
 mod estimate;
 mod facts;
+mod get;
 mod listing;
 mod name;
 mod process;
@@ -479,22 +480,16 @@ impl Zfs {
             "-s",
             "local",
             "-o",
-            "name,property,value",
+            get::FIELDS,
             &props,
             root.as_str(),
         ];
         let out = self.output(&args)?;
-        out.lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| match l.split('\t').collect::<Vec<_>>()[..] {
-                [name, prop, value] => Ok((name.into(), prop.into(), value.into())),
-                _ => Err(Error::Parse {
-                    cmd: self.command_line(&args),
-                    line: l.into(),
-                    why: "expected 3 fields".into(),
-                }),
-            })
-            .collect()
+        let lines = get::lines(&self.command_line(&args), &out)?;
+        Ok(lines
+            .into_iter()
+            .map(|(name, prop, value)| (name.into(), prop.into(), value.into()))
+            .collect())
     }
 
     /// `(name, source)` of one property for `root` and everything below it, snapshots

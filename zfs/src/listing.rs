@@ -7,6 +7,7 @@
 //! property). One table, [`COLUMNS`], says what is asked for and how each value is read in
 //! both. This module runs nothing: `Zfs` runs the command line built here.
 
+use crate::get;
 use crate::{Error, Result};
 use std::collections::HashMap;
 
@@ -151,9 +152,7 @@ pub(crate) fn args(parsable: bool, depth: Option<u32>, root: &str, bookmarks: bo
     let mut args: Vec<String> = if parsable {
         ["list", "-Hp", "-t", types, "-o"].map(String::from).into()
     } else {
-        ["get", "-Hp", "-o", "name,property,value"]
-            .map(String::from)
-            .into()
+        ["get", "-Hp", "-o", get::FIELDS].map(String::from).into()
     };
     if parsable {
         args.push(props(false));
@@ -193,7 +192,7 @@ struct Row {
 }
 
 /// A number, or `None` for zfs's "-" (no value).
-fn number(v: &str) -> std::result::Result<Option<u64>, String> {
+pub(crate) fn number(v: &str) -> std::result::Result<Option<u64>, String> {
     if v == "-" {
         return Ok(None);
     }
@@ -240,29 +239,16 @@ fn parse_list_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
 /// `zfs get -Hp -o name,property,value` with the legacy [`COLUMNS`]: one line per property,
 /// the lines of one dataset together.
 fn parse_get_rows(cmd: &str, out: &str) -> Result<Vec<Row>> {
-    let mut rows: Vec<Row> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for line in out.lines().filter(|l| !l.is_empty()) {
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 3 {
-            return Err(Error::Parse {
-                cmd: cmd.into(),
-                line: line.into(),
-                why: "expected 3 fields".into(),
-            });
+    let rows = get::by_name(cmd, out, |row: &mut Row, prop, value| {
+        match COLUMNS.iter().find(|c| c.legacy && c.prop == prop) {
+            Some(column) => (column.store)(row, value),
+            None => Ok(()),
         }
-        let i = *index.entry(f[0].to_string()).or_insert_with(|| {
-            rows.push(Row {
-                name: f[0].into(),
-                ..Row::default()
-            });
-            rows.len() - 1
-        });
-        if let Some(column) = COLUMNS.iter().find(|c| c.legacy && c.prop == f[1]) {
-            store(cmd, line, column, &mut rows[i], f[2])?;
-        }
-    }
-    Ok(rows)
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, row)| Row { name, ..row })
+        .collect())
 }
 
 /// Groups rows into datasets with their snapshots and bookmarks, parents first, snapshots
