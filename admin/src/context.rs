@@ -29,7 +29,8 @@ macro_rules! help {
     };
     (options state_dir) => {
         concat!(
-            "      --state-dir DIR      where the history is (default: /var/lib/zfsync)\n",
+            "      --state-dir DIR      where the history is (default: $ZFSYNC_STATE_DIR,\n",
+            "                           else /var/lib/zfsync)\n",
             help!(options)
         )
     };
@@ -123,12 +124,12 @@ pub fn options_only(m: &getopts::Matches, name: &str) -> Result<(), UsageError> 
     }
 }
 
-/// `--state-dir DIR`, or the history's default directory.
+/// `--state-dir DIR`, or the history's default directory (`$ZFSYNC_STATE_DIR` or
+/// /var/lib/zfsync).
 pub fn state_dir(m: &getopts::Matches) -> PathBuf {
-    PathBuf::from(
-        m.opt_str("state-dir")
-            .unwrap_or_else(|| zfsync_history::DEFAULT_DIR.into()),
-    )
+    m.opt_str("state-dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(zfsync_history::default_dir)
 }
 
 /// The time now in whole seconds, from [`zfsync_cli::now`]: `ZFSYNC_NOW` if set (a bad

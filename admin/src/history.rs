@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(c.query.limit, Some(100));
         assert_eq!((c.query.since, c.query.role), (None, None));
         assert_eq!(c.format, Format::Table);
-        assert_eq!(c.state_dir, PathBuf::from("/var/lib/zfsync"));
+        assert_eq!(c.state_dir, zfsync_history::default_dir());
         let c = run_of(
             config,
             &[

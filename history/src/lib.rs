@@ -66,9 +66,46 @@ pub use record::{
 pub use schema::latest as schema_version;
 pub use store::{Store, ABANDONED, FILE_NAME, INTERRUPTED, INTERRUPTED_STATUS};
 
-/// The state directory when none is given (`--state-dir`).
+/// The state directory when neither `--state-dir` nor `ZFSYNC_STATE_DIR` says.
 pub const DEFAULT_DIR: &str = "/var/lib/zfsync";
+
+/// The variable that changes the default state directory of every zfsync command (a
+/// service's environment, a test run: see `.cargo/config.toml`).
+pub const DIR_VAR: &str = "ZFSYNC_STATE_DIR";
+
+/// The state directory when `--state-dir` is not given: `$ZFSYNC_STATE_DIR` if set and
+/// not empty, else [`DEFAULT_DIR`].
+pub fn default_dir() -> std::path::PathBuf {
+    dir_from(std::env::var_os(DIR_VAR))
+}
+
+fn dir_from(var: Option<std::ffi::OsString>) -> std::path::PathBuf {
+    match var {
+        Some(v) if !v.is_empty() => v.into(),
+        _ => DEFAULT_DIR.into(),
+    }
+}
 pub use time::rfc3339;
 
 #[cfg(test)]
 mod test_support;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variable_moves_the_default_state_dir() {
+        for (var, want) in [
+            (None, "/var/lib/zfsync"),
+            (Some(""), "/var/lib/zfsync"),
+            (Some("/srv/zfsync"), "/srv/zfsync"),
+        ] {
+            assert_eq!(
+                dir_from(var.map(Into::into)),
+                std::path::PathBuf::from(want),
+                "{var:?}"
+            );
+        }
+    }
+}

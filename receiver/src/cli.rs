@@ -50,8 +50,9 @@ Options:
                            the sender's, then exit
       --zfs PATH           zfs binary (default: zfs)
       --state-dir DIR      keep the history of receives in DIR/history.sqlite
-                           (default /var/lib/zfsync); a state dir that fails
-                           costs a warning, never a receive
+                           (default $ZFSYNC_STATE_DIR, else /var/lib/zfsync);
+                           a state dir that fails costs a warning, never a
+                           receive
       --history-days N     keep N days of history (default 90; the newest
                            attempt and success of each dataset are always kept)
       --http ADDR[:PORT]   serve a status page (/), /status.json and /metrics
@@ -81,9 +82,6 @@ Examples:
   zfsync-recv --gen-key fileserver
       make a key for a sender called fileserver
 ";
-
-/// Where the history is kept unless --state-dir says otherwise.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/zfsync";
 
 /// The port of --http when none is given.
 pub const HTTP_PORT: u16 = 9611;
@@ -252,10 +250,10 @@ impl Args {
                 }
                 (None, None) => None,
             },
-            state_dir: PathBuf::from(
-                self.state_dir
-                    .unwrap_or_else(|| DEFAULT_STATE_DIR.to_owned()),
-            ),
+            state_dir: self
+                .state_dir
+                .map(PathBuf::from)
+                .unwrap_or_else(zfsync_history::default_dir),
             history_days: number(
                 "--history-days",
                 self.history_days.as_deref(),
@@ -316,7 +314,7 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:7611");
         assert!(!c.allow_rollback);
         assert_eq!(c.parent_wait, Duration::from_secs(2));
-        assert_eq!(c.state_dir, PathBuf::from("/var/lib/zfsync"));
+        assert_eq!(c.state_dir, zfsync_history::default_dir());
         assert_eq!(c.history_days, 90);
         assert_eq!(c.http, None);
         let c = config(&["--parent-wait", "0", "tank/backup"]).unwrap();

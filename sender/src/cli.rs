@@ -68,9 +68,10 @@ Options:
       --key-file FILE   authenticate with the first key in FILE (NAME SECRET per
                         line, mode 600) and require the receiver to prove it too
       --state-dir DIR   record the run and each dataset's tries in the history
-                        in DIR (default: /var/lib/zfsync), for zfsync status,
-                        history and check; a failing DIR is a warning, never a
-                        failed run; nothing is recorded with -n
+                        in DIR (default: $ZFSYNC_STATE_DIR, else
+                        /var/lib/zfsync), for zfsync status, history and check;
+                        a failing DIR is a warning, never a failed run; nothing
+                        is recorded with -n
       --zfs PATH        zfs binary (default: zfs)
   -o, --log-file FILE   write the log to FILE instead of stderr; SIGHUP reopens it
   -v, --verbose         more log output (-vv for debug)
@@ -230,10 +231,11 @@ impl Args {
                     .into_iter()
                     .next(),
             },
-            state_dir: Some(PathBuf::from(
+            state_dir: Some(
                 self.state_dir
-                    .unwrap_or_else(|| zfsync_history::DEFAULT_DIR.into()),
-            )),
+                    .map(PathBuf::from)
+                    .unwrap_or_else(zfsync_history::default_dir),
+            ),
             quiet: self.output.quiet,
         };
         Ok((config, self.output))
@@ -341,7 +343,7 @@ mod tests {
         let dir = |args: &[&str]| config(args).unwrap().state_dir;
         assert_eq!(
             dir(&["tank/data", "h"]),
-            Some(PathBuf::from("/var/lib/zfsync"))
+            Some(zfsync_history::default_dir())
         );
         assert_eq!(
             dir(&["--state-dir", "/srv/zfsync", "tank/data", "h"]),
