@@ -35,7 +35,9 @@ mod message;
 pub mod splice;
 
 pub use frame::{Frame, FrameReader, FrameWriter};
-pub use message::{root_sample, DatasetKind, Message, Outcome, Plan, Reason, SnapshotInfo};
+pub use message::{
+    listed_frames, root_sample, DatasetKind, Message, Outcome, Plan, Reason, SnapshotInfo,
+};
 pub use splice::MoveError;
 
 use std::fmt;
@@ -68,6 +70,13 @@ pub const MAX_TEXT: usize = 16 << 10;
 /// Largest number of snapshot GUIDs in a [`Message::Root`]: enough to judge whether the
 /// receiver's copy of the root is a replica of it (see [`root_sample`]), in one frame.
 pub const MAX_ROOT_GUIDS: usize = 4096;
+/// Largest number of paths in one dataset list ([`Message::Listed`], all its frames
+/// together). The receiver keeps the list until the run's cleanup, so this bounds what a
+/// sender can make it hold (paths are at most 255 bytes once checked).
+pub const MAX_LISTED: usize = 100_000;
+/// Welcome's `features` bit of a receiver that takes [`Message::Listed`]. A sender sends
+/// the list only to such a receiver, so an older receiver (features 0) never sees the kind.
+pub const FEATURE_LISTED: u64 = 1;
 /// Largest number of snapshots one `Offer` may announce. The receiver reads them one frame at
 /// a time and keeps none of them, so this is a sanity bound, not a buffer size.
 pub const MAX_SNAPSHOTS: u32 = 10_000_000;
