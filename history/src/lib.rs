@@ -47,6 +47,7 @@
 //! connection: one per thread, or behind a `Mutex`. Readers use
 //! [`Store::open_read_only`], which never creates or migrates anything.
 
+mod absent;
 mod error;
 pub mod format;
 mod lock;
@@ -55,6 +56,7 @@ mod schema;
 mod store;
 mod time;
 
+pub use absent::{Absence, DestroyedOrphan};
 pub use error::{Error, Result};
 pub use format::Format;
 pub use lock::JobLock;

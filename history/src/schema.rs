@@ -21,7 +21,15 @@ use std::path::Path;
 /// - `attempts.run_id` is NULL for an attempt recorded outside any run.
 /// - Indexes serve the filters of `attempts()` and `runs()` (time, dataset+peer+role, peer,
 ///   outcome) and the per-dataset lookups of `latest_per_dataset()`.
-pub const MIGRATIONS: &[&str] = &[r"
+///
+/// Notes on version 2 (the receiver's `--orphans-after`, see `absent.rs`):
+/// - `absent`: one row per replica (full name on the receiver, `job` = its TARGET) that
+///   a sender's listing lacked, with the time of the first run that lacked it; the row
+///   goes when a listing has it again. `client` is the sender's key name, "" without keys.
+/// - `orphans_destroyed`: the replicas destroyed for it, kept like the runs
+///   (`--history-days`).
+pub const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
     role        TEXT    NOT NULL CHECK (role IN ('send', 'recv')),
@@ -67,7 +75,27 @@ CREATE INDEX attempts_dataset ON attempts (dataset, peer, role, started);
 CREATE INDEX attempts_peer ON attempts (peer, started);
 CREATE INDEX attempts_outcome ON attempts (outcome, started);
 CREATE INDEX attempts_run ON attempts (run_id);
-"];
+",
+    r"
+CREATE TABLE absent (
+    job         TEXT    NOT NULL,
+    dataset     TEXT    NOT NULL,
+    client      TEXT    NOT NULL,
+    since       INTEGER NOT NULL,
+    PRIMARY KEY (job, dataset)
+) STRICT;
+
+CREATE TABLE orphans_destroyed (
+    id          INTEGER PRIMARY KEY,
+    job         TEXT    NOT NULL,
+    dataset     TEXT    NOT NULL,
+    client      TEXT    NOT NULL,
+    since       INTEGER NOT NULL,
+    destroyed   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX orphans_destroyed_at ON orphans_destroyed (destroyed);
+",
+];
 
 /// The schema version this code reads and writes.
 pub fn latest() -> i64 {

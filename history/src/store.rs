@@ -44,7 +44,7 @@ pub const INTERRUPTED_STATUS: i32 = -1;
 /// A connection to the history database. It is `Send` but not `Sync`: use it from one
 /// thread, or share it behind a `Mutex`. Several processes may use the same file at once.
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
 }
 
@@ -112,7 +112,7 @@ impl Store {
             .map_err(self.sql("reading the journal mode"))
     }
 
-    fn sql(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+    pub(crate) fn sql(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
         move |source| Error::Sqlite {
             path: self.path.clone(),
             what,
@@ -493,7 +493,7 @@ impl Store {
     }
 
     /// Deletes what started before `older_than` (unix seconds; the caller's now minus the
-    /// age to keep), and returns how many rows went (attempts and runs).
+    /// age to keep), and returns how many rows went (attempts, runs and destroyed orphans).
     ///
     /// For each dataset, peer and role, the newest attempt and the newest success are kept
     /// whatever their age, so `latest_per_dataset` still knows where an idle or failing
@@ -529,8 +529,14 @@ impl Store {
                 params![older_than],
             )
             .map_err(self.sql(what))?;
+        let orphans = tx
+            .execute(
+                "DELETE FROM orphans_destroyed WHERE destroyed < ?1",
+                params![older_than],
+            )
+            .map_err(self.sql(what))?;
         tx.commit().map_err(self.sql(what))?;
-        Ok(attempts + runs)
+        Ok(attempts + runs + orphans)
     }
 }
 
@@ -793,8 +799,8 @@ mod tests {
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.path(), dir.join("history.sqlite"));
         assert!(store.path().is_file());
-        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 1);
-        assert_eq!(schema::latest(), 1);
+        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 2);
+        assert_eq!(schema::latest(), 2);
         assert!(all(&store).is_empty());
     }
 
@@ -812,9 +818,9 @@ mod tests {
     fn a_newer_schema_is_refused_by_writers_and_readers() {
         let tmp = TempDir::new("newer");
         let store = open(&tmp);
-        raw(&store).pragma_update(None, "user_version", 2).unwrap();
+        raw(&store).pragma_update(None, "user_version", 3).unwrap();
         drop(store);
-        let want = "history database version 2 is newer than this zfsync (knows up to 1): \
+        let want = "history database version 3 is newer than this zfsync (knows up to 2): \
                     upgrade zfsync";
         for result in [Store::open(tmp.path()), Store::open_read_only(tmp.path())] {
             let err = result.err().expect("refused");
@@ -822,8 +828,8 @@ mod tests {
                 matches!(
                     err,
                     Error::TooNew {
-                        found: 2,
-                        known: 1,
+                        found: 3,
+                        known: 2,
                         ..
                     }
                 ),
@@ -846,7 +852,7 @@ mod tests {
                 err,
                 Error::TooOld {
                     found: 0,
-                    known: 1,
+                    known: 2,
                     ..
                 }
             ),
@@ -854,7 +860,7 @@ mod tests {
         );
         // A writer migrates it.
         let store = open(&tmp);
-        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 1);
+        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 2);
         assert!(Store::open_read_only(tmp.path()).is_ok());
     }
 
