@@ -85,31 +85,38 @@ fn a_replica_goes_once_its_source_has_been_gone_for_the_receivers_duration() {
     assert_snapshots(&o.replica("b"), &b_snaps);
 
     destroy(&join(&o.root, "b"));
-    // A day later, a run that leaves `a` out: `b` is absent from now on, `a` is not.
-    let log = o.run(DEC1 + DAY, "s2", &opt, &["--exclude", "a"]);
+    // From a day later on, every run leaves `a` out: `b` is absent from then on, `a` is
+    // not (a filter chooses what is sent, not what exists).
+    let skip_a = ["--exclude", "a"];
+    let log = o.run(DEC1 + DAY, "s2", &opt, &skip_a);
     assert!(!log.contains("orphan destroyed"), "{log}");
     assert_snapshots(&o.replica("b"), &b_snaps);
 
     // Two days after the first run that lacked it, not yet: 2d is not over.
-    let log = o.run(DEC1 + 2 * DAY + 3600, "s3", &opt, &[]);
+    let log = o.run(DEC1 + 2 * DAY + 3600, "s3", &opt, &skip_a);
     assert!(!log.contains("orphan destroyed"), "{log}");
     assert_snapshots(&o.replica("b"), &b_snaps);
 
     // The dry run names what the real one then destroys, and destroys nothing.
     let mut dry = opt.to_vec();
     dry.push("--dry-run-orphans");
-    let log = o.run(DEC1 + 3 * DAY, "s4", &dry, &[]);
+    let log = o.run(DEC1 + 3 * DAY, "s4", &dry, &skip_a);
     let would = format!("orphan would be destroyed dataset={}", o.replica("b"));
     assert!(log.contains(&would), "{log}");
+    assert_eq!(log.matches("orphan would be destroyed").count(), 1, "{log}");
     assert_snapshots(&o.replica("b"), &b_snaps);
 
-    let log = o.run(DEC1 + 3 * DAY, "s5", &opt, &[]);
+    let log = o.run(DEC1 + 3 * DAY, "s5", &opt, &skip_a);
     let destroyed = format!("orphan destroyed dataset={}", o.replica("b"));
     assert!(log.contains(&destroyed), "{log}");
+    assert_eq!(log.matches("orphan destroyed").count(), 1, "{log}");
     assert!(!exists(&o.replica("b")), "{log}");
-    // `a`, left out of the run on day 1, is whole: every snapshot, s1 to s5.
+    // `a`, left out for three days, is whole: s1, and the rest once it is sent again.
     let a_snaps = snapshot_guids(&join(&o.root, "a"));
-    assert_eq!(a_snaps.len(), 5);
+    assert_snapshots(&o.replica("a"), &a_snaps[..1]);
+    o.run(DEC1 + 3 * DAY, "s6", &opt, &[]);
+    let a_snaps = snapshot_guids(&join(&o.root, "a"));
+    assert_eq!(a_snaps.len(), 6);
     assert_snapshots(&o.replica("a"), &a_snaps);
     assert_snapshots(&o.target, &snapshot_guids(&o.root));
 }
