@@ -47,7 +47,8 @@ use zfsync_text::IoWords;
 /// The protocol version this build speaks. Peers must speak the same version: a mismatch is
 /// refused at the greeting, with both numbers in the error. Version 2 added [`Message::Root`], the
 /// offer of a dataset without snapshots and its placeholder reply, and the rollback of an
-/// accepted plan.
+/// accepted plan; [`Message::Listed`] came later within it, as an optional message behind
+/// [`FEATURE_LISTED`] (no peer receives a kind it does not know).
 pub const VERSION: u16 = 2;
 
 /// The bytes that open every `Hello` payload, so that a zfsync receiver talking to something

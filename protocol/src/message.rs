@@ -46,7 +46,8 @@ pub enum Message {
     ///
     /// # Format
     /// kind `0x02`: `version:u16 agent:str(256) features:u64 proof:bytes(0 or 32)`
-    /// (feature bits: none defined in version 1, a receiver sends 0; `proof` is the
+    /// (feature bits: [`crate::FEATURE_LISTED`] = 1, the receiver takes
+    /// [`Message::Listed`]; a sender ignores bits it does not know; `proof` is the
     /// receiver's own proof of the key after a challenge, empty without one).
     Welcome {
         version: u16,
