@@ -1,6 +1,7 @@
 //! What every subcommand works with: the zfs binary (`--zfs PATH`) and the time now (the
 //! clock, or `ZFSYNC_NOW`), read once when the command line is checked so that a whole
-//! run sees one time; and for those that read the history, where it is (`--state-dir`).
+//! run sees one time; and for those that read the history, where it is (`--state-dir`) and
+//! which side of it (`--role`).
 //!
 //! Owns the options and settings subcommands share. Must not run zfs itself beyond
 //! detecting it, nor know any subcommand's job.
@@ -8,6 +9,7 @@
 use jiff::Timestamp;
 use std::path::PathBuf;
 use zfsync_cli::UsageError;
+use zfsync_history::Role;
 use zfsync_zfs::{Dataset, Zfs};
 
 /// The shared settings of a subcommand's run.
@@ -52,6 +54,16 @@ impl Context {
 /// Adds `--state-dir DIR` to `o`, for subcommands that read the history.
 pub fn state_dir_option(o: &mut getopts::Options) {
     o.optopt("", "state-dir", "", "DIR");
+}
+
+/// `--role ROLE` (send or recv), for subcommands that choose a side of the history.
+pub fn role(m: &getopts::Matches) -> Result<Option<Role>, UsageError> {
+    match m.opt_str("role") {
+        None => Ok(None),
+        Some(r) => Role::parse(&r)
+            .map(Some)
+            .ok_or_else(|| format!("--role wants send or recv, got {r:?}").into()),
+    }
 }
 
 /// `--state-dir DIR`, or the history's default directory.

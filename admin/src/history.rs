@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use zfsync_cli::values::number;
 use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
-use zfsync_history::{AttemptQuery, Format, Role, Store};
+use zfsync_history::{AttemptQuery, Format, Store};
 
 pub const USAGE: &str = "\
 Usage: zfsync history [options]
@@ -86,12 +86,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
             None => None,
             Some(s) => Some(since(&s, now()?.as_second()).map_err(|e| e.context("--since"))?),
         };
-        let role = match m.opt_str("role") {
-            None => None,
-            Some(r) => Some(
-                Role::parse(&r).ok_or_else(|| format!("--role wants send or recv, got {r:?}"))?,
-            ),
-        };
+        let role = context::role(&m)?;
         let format = match m.opt_str("format") {
             None => Format::Table,
             Some(f) => Format::parse(&f)
@@ -119,7 +114,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
 }
 
 /// `--since`: an age back from `now`, or a time (RFC 3339), as unix seconds.
-fn since(text: &str, now: i64) -> Result<i64, UsageError> {
+pub(crate) fn since(text: &str, now: i64) -> Result<i64, UsageError> {
     if let Ok(age) = crate::age::parse(text) {
         return Ok(now - age);
     }
@@ -143,6 +138,7 @@ pub fn run(config: &Config, _output: &Output) -> Result<Exit, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zfsync_history::Role;
 
     fn config_of(argv: &[&str]) -> Result<Config, UsageError> {
         crate::tests::run_of(config, argv)

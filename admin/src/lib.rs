@@ -8,6 +8,8 @@
 //! - `status`, `history`: what the history says (`status.rs`, `history.rs`), each
 //!   dataset's standing worked out once in `replica.rs`.
 //! - `check`: monitoring-plugin checks (`check.rs`).
+//! - `forget`: retiring datasets no longer replicated from status and check (`forget.rs`).
+//! - `report`: the nightly HTML report of the history, to a file or by mail (`report.rs`).
 //!
 //! Every subcommand gets the shared [`Context`] (the zfs binary, the time of the run)
 //! from its command line. A new subcommand is a module with a `PROGRAM`, a `main` and a
@@ -17,9 +19,11 @@
 mod age;
 pub mod check;
 mod context;
+pub mod forget;
 pub mod history;
 pub mod prune;
 mod replica;
+pub mod report;
 pub mod snapshot;
 pub mod status;
 
@@ -44,6 +48,8 @@ Subcommands:
   status     where each dataset's replica stands, from the history
   history    what was sent and received, try by try
   check      monitoring-plugin checks: snapshots, replication, pools
+  forget     retire datasets no longer sent from status and check
+  report     the history of a day (or --since) as an HTML page, or by mail
   help       show this help, or a subcommand's
 
 Options:
@@ -109,6 +115,16 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
         name: "check",
         program: &check::PROGRAM,
         main: check::main,
+    },
+    Subcommand {
+        name: "forget",
+        program: &forget::PROGRAM,
+        main: forget::main,
+    },
+    Subcommand {
+        name: "report",
+        program: &report::PROGRAM,
+        main: report::main,
     },
 ];
 
@@ -280,7 +296,7 @@ pub(crate) mod tests {
             (&["snapshot", "--help"], r#"run snapshot ["--help"]"#),
             (
                 &["bogus"],
-                r#"error unknown subcommand "bogus"; subcommands: snapshot, prune, status, history, check, help"#,
+                r#"error unknown subcommand "bogus"; subcommands: snapshot, prune, status, history, check, forget, report, help"#,
             ),
             (&["help", "bogus"], "error unknown subcommand"),
             (

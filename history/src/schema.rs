@@ -22,7 +22,13 @@ use std::path::Path;
 /// - Indexes serve the filters of `attempts()` and `runs()` (time, dataset+peer+role, peer,
 ///   outcome) and the per-dataset lookups of `latest_per_dataset()`.
 ///
-/// Notes on version 2 (the receiver's `--orphans-after`, see `absent.rs`):
+/// Notes on version 2 (`zfsync forget`, issue 17):
+/// - `retired` holds a dataset, peer and role taken out of `latest_per_dataset()` (and so of
+///   status and check) by an operator. `after_id` is the newest attempt of that key when it
+///   was retired: an attempt with a higher id (the dataset is replicated again) brings the
+///   key back, with no clock involved. `retired` is when, for people.
+///
+/// Notes on version 3 (the receiver's `--orphans-after`, see `absent.rs`):
 /// - `absent`: one row per replica (full name on the receiver, `job` = its TARGET) that
 ///   a sender's listing lacked, with the time of the first run that lacked it; the row
 ///   goes when a listing has it again. `client` is the sender's key name, "" without keys.
@@ -75,6 +81,16 @@ CREATE INDEX attempts_dataset ON attempts (dataset, peer, role, started);
 CREATE INDEX attempts_peer ON attempts (peer, started);
 CREATE INDEX attempts_outcome ON attempts (outcome, started);
 CREATE INDEX attempts_run ON attempts (run_id);
+",
+    r"
+CREATE TABLE retired (
+    dataset     TEXT    NOT NULL,
+    peer        TEXT    NOT NULL,
+    role        TEXT    NOT NULL CHECK (role IN ('send', 'recv')),
+    after_id    INTEGER NOT NULL,
+    retired     INTEGER NOT NULL,
+    PRIMARY KEY (dataset, peer, role)
+) STRICT;
 ",
     r"
 CREATE TABLE absent (

@@ -378,7 +378,8 @@ impl Store {
         run().map_err(self.sql(what))
     }
 
-    /// Where each dataset stands, per dataset, peer and role (in that order).
+    /// Where each dataset stands, per dataset, peer and role (in that order); those
+    /// [retired](Store::retire) and not attempted since are left out.
     pub fn latest_per_dataset(&self) -> Result<Vec<DatasetStatus>> {
         let what = "summarising the history per dataset";
         // One read transaction: every dataset's summary from the same moment.
@@ -436,6 +437,14 @@ impl Store {
         let Some(last) = newest("")? else {
             return Ok(None);
         };
+        let retired_after: Option<i64> = self
+            .conn
+            .prepare_cached(&format!("SELECT after_id FROM retired WHERE {key}"))?
+            .query_row(params![dataset, peer, role.as_str()], |row| row.get(0))
+            .optional()?;
+        if retired_after.is_some_and(|after| last.id.0 <= after) {
+            return Ok(None);
+        }
         let last_success = newest(&successes)?;
         let last_failure = newest(&failures)?;
         // "After the last success" in the same order as "newest": start time, then id.
@@ -463,6 +472,24 @@ impl Store {
             last_failure,
             failures_since_success: failures_since_success as u64,
         }))
+    }
+
+    /// Retires `dataset`'s replica with `peer` on side `role` (`zfsync forget`): it is left
+    /// out of [`Store::latest_per_dataset`] until an attempt of it newer than the newest
+    /// today is recorded. Returns false, and changes nothing, when the history has no
+    /// attempt of it. `at` (unix seconds) is kept for people reading the file.
+    pub fn retire(&self, dataset: &str, peer: &str, role: Role, at: i64) -> Result<bool> {
+        let what = "retiring a dataset";
+        let changed = self
+            .conn
+            .execute(
+                "INSERT OR REPLACE INTO retired (dataset, peer, role, after_id, retired) \
+                 SELECT ?1, ?2, ?3, MAX(id), ?4 FROM attempts \
+                 WHERE dataset = ?1 AND peer = ?2 AND role = ?3 HAVING COUNT(*) > 0",
+                params![dataset, peer, role.as_str(), at],
+            )
+            .map_err(self.sql(what))?;
+        Ok(changed > 0)
     }
 
     /// Stream bytes and streams of the finished attempts with outcome `done` of one side's
@@ -799,8 +826,8 @@ mod tests {
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.path(), dir.join("history.sqlite"));
         assert!(store.path().is_file());
-        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 2);
-        assert_eq!(schema::latest(), 2);
+        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 3);
+        assert_eq!(schema::latest(), 3);
         assert!(all(&store).is_empty());
     }
 
@@ -818,9 +845,9 @@ mod tests {
     fn a_newer_schema_is_refused_by_writers_and_readers() {
         let tmp = TempDir::new("newer");
         let store = open(&tmp);
-        raw(&store).pragma_update(None, "user_version", 3).unwrap();
+        raw(&store).pragma_update(None, "user_version", 4).unwrap();
         drop(store);
-        let want = "history database version 3 is newer than this zfsync (knows up to 2): \
+        let want = "history database version 4 is newer than this zfsync (knows up to 3): \
                     upgrade zfsync";
         for result in [Store::open(tmp.path()), Store::open_read_only(tmp.path())] {
             let err = result.err().expect("refused");
@@ -828,8 +855,8 @@ mod tests {
                 matches!(
                     err,
                     Error::TooNew {
-                        found: 3,
-                        known: 2,
+                        found: 4,
+                        known: 3,
                         ..
                     }
                 ),
@@ -852,7 +879,7 @@ mod tests {
                 err,
                 Error::TooOld {
                     found: 0,
-                    known: 2,
+                    known: 3,
                     ..
                 }
             ),
@@ -860,7 +887,7 @@ mod tests {
         );
         // A writer migrates it.
         let store = open(&tmp);
-        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 2);
+        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 3);
         assert!(Store::open_read_only(tmp.path()).is_ok());
     }
 
@@ -952,6 +979,74 @@ mod tests {
         assert_eq!(reader.latest_per_dataset().unwrap().len(), 1);
         writer.execute_batch("COMMIT").unwrap();
         assert_eq!(reader.runs(&RunQuery::default()).unwrap().len(), 3);
+    }
+
+    // issue 17: a dataset no longer sent stays out of status and check once forgotten.
+    #[test]
+    fn a_retired_dataset_is_left_out_until_it_is_attempted_again() {
+        let (_tmp, store) = with_runs("retire");
+        record(&store, "tank/a", 100, "done");
+        record(&store, "tank/old", 100, "done");
+        record(&store, "tank/old", 200, "failed");
+        let datasets = |store: &Store| -> Vec<String> {
+            let all = store.latest_per_dataset().unwrap();
+            all.into_iter().map(|s| s.dataset).collect()
+        };
+        assert!(store
+            .retire("tank/old", "backup:9000", Role::Send, 300)
+            .unwrap());
+        assert_eq!(datasets(&store), ["tank/a"]);
+        // Nothing recorded of it: nothing retired.
+        assert!(!store
+            .retire("tank/none", "backup:9000", Role::Send, 300)
+            .unwrap());
+        assert!(!store
+            .retire("tank/old", "other:1", Role::Send, 300)
+            .unwrap());
+        assert!(!store
+            .retire("tank/old", "backup:9000", Role::Recv, 300)
+            .unwrap());
+        // Sent again: back, with what its history says.
+        record(&store, "tank/old", 400, "done");
+        assert_eq!(datasets(&store), ["tank/a", "tank/old"]);
+        let all = store.latest_per_dataset().unwrap();
+        assert_eq!(status(&all, "tank/old").failures_since_success, 0);
+    }
+
+    /// A database of schema version `version` (its first steps only) with one attempt.
+    fn at_version(tmp: &TempDir, version: usize) {
+        let conn = Connection::open(tmp.path().join(FILE_NAME)).unwrap();
+        for step in &schema::MIGRATIONS[..version] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO attempts (role, job, peer, dataset, raw, compressed, attempt, \
+             started, ended, outcome) VALUES ('send', 'j', 'p', 'tank/a', 0, 0, 1, 1, 2, 'done')",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn older_versions_are_migrated_with_their_rows() {
+        for version in [1, 2] {
+            let tmp = TempDir::new(&format!("v{version}"));
+            at_version(&tmp, version);
+            let store = open(&tmp);
+            let got = schema::version(&store.conn, store.path()).unwrap();
+            assert_eq!(got, schema::latest(), "from {version}");
+            // Nothing retired, nothing listed: each new table starts empty.
+            assert_eq!(
+                store.latest_per_dataset().unwrap().len(),
+                1,
+                "from {version}"
+            );
+            assert!(
+                store.orphans_destroyed(0).unwrap().is_empty(),
+                "from {version}"
+            );
+        }
     }
 
     #[test]

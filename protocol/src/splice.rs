@@ -55,6 +55,23 @@ impl FrameReader<BufReader<TcpStream>> {
         self.frame_from(header, got)
     }
 
+    /// Up to `want` bytes from the start of the pending `Data` payload, left in place for
+    /// [`FrameReader::move_data_to`]: what is buffered, then the rest peeked at in the
+    /// socket (`MSG_PEEK`, waiting for all of it up to the socket's read timeout). Fewer
+    /// when the payload is shorter or the peer stops sending. For a look at a stream's
+    /// head (its flags) without giving up `splice(2)` for its body.
+    pub fn peek_data(&mut self, want: usize) -> Result<Vec<u8>> {
+        let want = want.min(self.pending);
+        let buffered = self.inner.buffer();
+        let mut out = buffered[..buffered.len().min(want)].to_vec();
+        if out.len() < want {
+            let mut rest = vec![0u8; want - out.len()];
+            let n = peek_all(self.inner.get_ref().as_raw_fd(), &mut rest)?;
+            out.extend_from_slice(&rest[..n]);
+        }
+        Ok(out)
+    }
+
     /// Moves the pending `Data` payload into `pipe` (the input of `zfs recv`): what is
     /// already buffered is written, the rest goes from the socket to the pipe with
     /// `splice(2)`. Returns the payload's length. A pipe that takes nothing for `stall` is a
@@ -294,6 +311,30 @@ fn send_more(sock: RawFd, mut buf: &[u8]) -> io::Result<()> {
         buf = &buf[rc as usize..];
     }
     Ok(())
+}
+
+/// `recv(2)` with `MSG_PEEK | MSG_WAITALL`: fills `buf` from the socket's queue without
+/// taking anything off it, waiting for that much up to the socket's read timeout; fewer
+/// bytes at end of stream. A timeout is an error like any other read's.
+fn peek_all(sock: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+        let rc = unsafe {
+            libc::recv(
+                sock,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_WAITALL,
+            )
+        };
+        if rc >= 0 {
+            return Ok(rc as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// Bytes that can be read from `fd` (a pipe) without blocking (`FIONREAD`).

@@ -269,3 +269,56 @@ fn a_data_frame_left_unmoved_is_skipped() {
         Some(Frame::Message(Message::End { bytes: 100_000 }))
     ));
 }
+
+/// A look at a frame's first bytes leaves them for the move: the pipe gets every byte,
+/// whether the head was still in the socket or already in the reader's buffer.
+#[test]
+fn peeking_at_a_frames_head_leaves_it_to_be_moved() {
+    for buffered in [false, true] {
+        let (a, b) = connected();
+        let frames = [pattern(300_000, 1), pattern(10, 2)];
+        let sent = frames.clone();
+        let sender = std::thread::spawn(move || {
+            let mut w = FrameWriter::new(BufWriter::new(a));
+            if buffered {
+                // A message and the frame in one write: the reader buffers the frame's
+                // head along with the message.
+                w.write_message(&Message::KeepAlive).unwrap();
+            }
+            for f in sent {
+                w.write_data(&f).unwrap();
+            }
+            w.send(&Message::End { bytes: 0 }).unwrap();
+        });
+        let mut reader = FrameReader::new(BufReader::new(b));
+        if buffered {
+            assert!(matches!(
+                reader.read_frame().unwrap(),
+                Some(Frame::Message(Message::KeepAlive))
+            ));
+            assert!(reader.has_buffered());
+        }
+        let (out_w, drain) = draining_pipe();
+        for (i, f) in frames.iter().enumerate() {
+            assert!(matches!(
+                reader.read_stream_frame().unwrap(),
+                Some(Frame::Data(_))
+            ));
+            let head = reader.peek_data(24).unwrap();
+            assert_eq!(head, f[..24.min(f.len())], "frame {i}, buffered {buffered}");
+            reader
+                .move_data_to(out_w.as_fd(), Duration::from_secs(10))
+                .unwrap();
+        }
+        assert!(matches!(
+            reader.read_stream_frame().unwrap(),
+            Some(Frame::Message(Message::End { .. }))
+        ));
+        drop(out_w);
+        sender.join().unwrap();
+        assert!(
+            drain.join().unwrap() == frames.concat(),
+            "buffered {buffered}"
+        );
+    }
+}

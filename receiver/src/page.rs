@@ -10,25 +10,10 @@
 use crate::status::{Charts, Row, View, CHART_DAYS};
 use std::fmt::Write;
 use zfsync_history::rfc3339;
+use zfsync_text::html::escape;
 
 /// Datasets listed on the page; the rest are counted ("and N more").
 pub(crate) const MAX_ROWS: usize = 500;
-
-/// `s` with the five characters HTML gives meaning to escaped.
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Seconds as a person says them: `45s`, `12m 5s`, `3h 12m`, `4d 3h`.
 pub(crate) fn duration(secs: i64) -> String {

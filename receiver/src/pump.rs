@@ -5,12 +5,12 @@
 
 use crate::session::Session;
 use crate::{Error, Result};
-use log::{info, warn};
+use log::{debug, info, warn};
 use std::os::fd::AsFd;
 use std::time::Duration;
 use zfsync_protocol::{Frame, Message, MoveError, Outcome, Reason};
 use zfsync_text::{quoted, IoWords};
-use zfsync_zfs::{Dataset, DatasetInfo, RecvOptions, Snapshot};
+use zfsync_zfs::{Dataset, DatasetInfo, RecvOptions, Snapshot, StreamFlags, BEGIN_HEAD};
 
 /// Ends a `zfs recv` whose stream was cut or refused: its input is closed (after what is
 /// already queued), so ZFS sees a truncated stream and discards the partial receive, or
@@ -51,6 +51,9 @@ impl Session<'_> {
         }
         let limit = self.shared.config.timeout;
         let mut total: u64 = 0;
+        // The stream's first bytes, gathered until its flags can be read (a first frame
+        // may be shorter than the record that holds them); `None` once done with.
+        let mut head: Option<Vec<u8>> = Some(Vec::with_capacity(BEGIN_HEAD));
         let end = loop {
             let frame = match self.reader.read_stream_frame() {
                 Ok(Some(f)) => f,
@@ -68,18 +71,25 @@ impl Session<'_> {
             let msg = match frame {
                 // The payload goes from the socket into zfs recv's pipe by splice. A zfs
                 // recv that takes nothing for five times the timeout is stuck.
-                Frame::Data(_) => match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
-                    Ok(n) => {
-                        total += n as u64;
-                        continue;
+                Frame::Data(_) => {
+                    if let Some(bytes) = &mut head {
+                        if self.gather_head(ds, bytes) {
+                            head = None;
+                        }
                     }
-                    Err(MoveError::Local(e)) => break End::RecvDied(IoWords(&e).to_string()),
-                    Err(MoveError::Network(e)) => {
-                        drop(stdin);
-                        end_cut_recv(proc, limit);
-                        return Err(e.into());
+                    match self.reader.move_data_to(stdin.as_fd(), limit * 5) {
+                        Ok(n) => {
+                            total += n as u64;
+                            continue;
+                        }
+                        Err(MoveError::Local(e)) => break End::RecvDied(IoWords(&e).to_string()),
+                        Err(MoveError::Network(e)) => {
+                            drop(stdin);
+                            end_cut_recv(proc, limit);
+                            return Err(e.into());
+                        }
                     }
-                },
+                }
                 Frame::Message(m) => m,
             };
             match msg {
@@ -157,6 +167,29 @@ impl Session<'_> {
         };
         self.writer.send(&Message::Result(outcome.clone()))?;
         Ok(outcome)
+    }
+
+    /// Adds the pending frame's first bytes to `head`, the stream's so far, leaving them
+    /// for `zfs recv`; once it holds [`BEGIN_HEAD`] bytes, notes the stream's flags (raw,
+    /// compressed) for the history. True when done: the flags noted, or a head that could
+    /// not be read or is not a stream's, which leaves them false (`zfs recv` judges the
+    /// stream, not this).
+    fn gather_head(&mut self, ds: &Dataset, head: &mut Vec<u8>) -> bool {
+        match self.reader.peek_data(BEGIN_HEAD - head.len()) {
+            Ok(bytes) => head.extend_from_slice(&bytes),
+            Err(e) => {
+                debug!("stream head unread dataset={} error={e}", quoted(ds));
+                return true;
+            }
+        }
+        if head.len() < BEGIN_HEAD {
+            return false;
+        }
+        match StreamFlags::of(head) {
+            Some(flags) => self.record.streamed(flags),
+            None => debug!("stream head not a send stream's dataset={}", quoted(ds)),
+        }
+        true
     }
 
     /// Drops the partial state of an interrupted resumable receive (`zfs recv -A`), if the

@@ -18,9 +18,10 @@
 //! name the offer lands at (TARGET/PATH: the path relative to TARGET is the rest after
 //! `TARGET/`), peer = the sender's IP address, `CLIENT@IP` when keys are used (no port: a
 //! connection's port changes every time, and the history's per-dataset status is per peer).
-//! One run per connection, begun with its first answered offer. The receiver cannot see a
-//! stream's flags, and the store has no "unknown" for them: raw and compressed are recorded
-//! false; the sender's row has the truth. Dry runs change nothing and are not recorded.
+//! One run per connection, begun with its first answered offer. Raw and compressed are what
+//! the stream's first record says (`zfs::StreamFlags`, read by the pump as the stream
+//! begins: the protocol does not carry them); false when no stream came, or its head could
+//! not be read (the store has no "unknown"). Dry runs change nothing and are not recorded.
 
 use crate::Config;
 use log::{info, warn};
@@ -35,7 +36,7 @@ use zfsync_history::{
     RunId, RunStart, SnapshotRef, Store,
 };
 use zfsync_protocol::{Outcome, Plan, Reason};
-use zfsync_zfs::Snapshot;
+use zfsync_zfs::{Snapshot, StreamFlags};
 
 /// How long a store that could not be opened is left alone before the next try.
 const REOPEN_AFTER: Duration = Duration::from_secs(60);
@@ -340,6 +341,8 @@ struct Draft {
     answer: Option<Answer>,
     result: Option<Outcome>,
     stream: Option<u64>,
+    /// What the stream's head said, once it began.
+    flags: StreamFlags,
 }
 
 enum Answer {
@@ -399,6 +402,7 @@ impl<'a> RunRecord<'a> {
             answer: None,
             result: None,
             stream: None,
+            flags: StreamFlags::default(),
         });
     }
 
@@ -453,6 +457,13 @@ impl<'a> RunRecord<'a> {
             d.stream = Some(id);
         }
         d.answer = Some(answer);
+    }
+
+    /// The flags of the stream being received, from its first record.
+    pub(crate) fn streamed(&mut self, flags: StreamFlags) {
+        if let Some(d) = &mut self.offer {
+            d.flags = flags;
+        }
     }
 
     /// The result of the stream, as sent to the sender.
@@ -553,8 +564,8 @@ impl<'a> RunRecord<'a> {
             kind,
             from,
             to,
-            raw: false,
-            compressed: false,
+            raw: d.flags.raw,
+            compressed: d.flags.compressed,
             attempt: 1,
             started: d.started,
         };
@@ -640,6 +651,47 @@ mod tests {
             run.received(r);
         }
         run.ended(error.as_ref().map(|e| e as &dyn std::fmt::Display));
+    }
+
+    // issue 17: the receiver's rows said raw and compressed false whatever came.
+    #[test]
+    fn the_streams_flags_are_recorded() {
+        let tmp = Tmp::new("flags");
+        let h = history(tmp.0.clone());
+        let done = || Outcome::Done {
+            bytes: 1,
+            newest: "s2".into(),
+            newest_guid: 22,
+        };
+        {
+            let mut run = RunRecord::new(&h, IP);
+            for flags in [
+                StreamFlags {
+                    raw: true,
+                    compressed: false,
+                },
+                StreamFlags {
+                    raw: false,
+                    compressed: true,
+                },
+            ] {
+                run.offer("tank/backup/a".into(), false);
+                run.answered(&Plan::Full { buffered: false });
+                run.streamed(flags);
+                run.received(&done());
+                run.ended(None);
+            }
+            // No stream, or a head that said nothing: false.
+            offer(&mut run, Plan::Full { buffered: false }, Some(done()), None);
+        }
+        let store = Store::open_read_only(&tmp.0).unwrap();
+        let mut got = store.attempts(&AttemptQuery::default()).unwrap();
+        got.reverse();
+        let flags: Vec<(bool, bool)> = got
+            .iter()
+            .map(|a| (a.start.raw, a.start.compressed))
+            .collect();
+        assert_eq!(flags, [(true, false), (false, true), (false, false)]);
     }
 
     #[test]

@@ -85,7 +85,12 @@ impl Pool {
             None => "none".to_string(),
         };
         let file_s = file.to_str().expect("temp dir path is UTF-8");
-        if let Err(e) = zpool_try(&["create", "-m", &m, &name, file_s]) {
+        let create = || zpool_try(&["create", "-m", &m, &name, file_s]);
+        let created = match create() {
+            Err(e) if daemon_is_down(&e) && restart_daemon(&e) => create(),
+            other => other,
+        };
+        if let Err(e) = created {
             let _ = fs::remove_dir_all(&dir);
             panic!("{e}");
         }
@@ -122,6 +127,44 @@ impl Drop for Pool {
         }
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!("harness: cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Whether a zfs or zpool error says the zfs-fuse daemon is not there to answer.
+fn daemon_is_down(error: &str) -> bool {
+    error.contains("zfs-fuse daemon is running")
+        || error.contains("failed to initialize ZFS library")
+}
+
+/// Starts the zfs-fuse daemon again after it died (zfs-fuse 0.7 aborts now and then under
+/// load; seen in CI). Without this, one crash fails every later test of the run; with it,
+/// only the tests that were running then fail, and `scripts/test` runs their files once
+/// more. Serialised across test processes; the script is idempotent, so the second
+/// caller only sees the daemon up. Says so on stderr, so the crash is never hidden.
+/// Returns whether the daemon answers now. Not for a fake `zfs` (`$ZFSYNC_ZPOOL` set).
+fn restart_daemon(error: &str) -> bool {
+    if std::env::var_os("ZFSYNC_ZPOOL").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    let _lock = crate::zfs_cmd::MountLock::acquire();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-zfs-fuse");
+    eprintln!(
+        "harness: the zfs-fuse daemon does not answer ({error}); starting it again with {}",
+        script.display()
+    );
+    match std::process::Command::new(&script)
+        .stdin(std::process::Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => true,
+        Ok(status) => {
+            eprintln!("harness: {} failed: {status}", script.display());
+            false
+        }
+        Err(e) => {
+            eprintln!("harness: cannot run {}: {e}", script.display());
+            false
         }
     }
 }

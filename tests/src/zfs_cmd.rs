@@ -74,10 +74,10 @@ fn may_mount(args: &[&str]) -> bool {
 /// holding the listener mutex, and every FUSE request and every later mount hangs until
 /// the daemon is restarted. Seen with several test binaries running at once. One mount
 /// at a time avoids it; the commands are short, so the cost is small.
-struct MountLock(#[allow(dead_code)] fs::File);
+pub(crate) struct MountLock(#[allow(dead_code)] fs::File);
 
 impl MountLock {
-    fn acquire() -> MountLock {
+    pub(crate) fn acquire() -> MountLock {
         extern "C" {
             fn flock(fd: i32, operation: i32) -> i32;
         }

@@ -1,7 +1,8 @@
 //! Integration tests of what a backup host tells about itself: the receiver's history
 //! (`--state-dir`), `/metrics`, `/status.json` and the status page (`--http`), after real
 //! runs against real zfs-fuse pools: datasets received, one refused as diverged, one cut
-//! by a sender killed mid-stream. The history is read with the zfsync-history crate, the
+//! by a sender killed mid-stream, and a stream whose head says raw. The history is read
+//! with the zfsync-history crate, the
 //! metrics with a strict parser of the Prometheus text format written here, and the page
 //! in a real headless browser (Debian's chromium).
 
@@ -735,4 +736,52 @@ fn an_unusable_state_dir_only_warns() {
     assert_eq!(warnings, 1, "{log}");
     let page = get(&web, "/");
     assert!(page.contains("The history cannot be read"), "{page}");
+}
+
+// issue 17: the receiver recorded raw and compressed false whatever the stream was. A
+// sender's zfs (injected: zfs-fuse has no raw send) marks its stream raw in the
+// DRR_BEGIN record's feature flags (zfs-fuse's recv refuses such a stream, which does
+// not matter here): the receiver's row of that try says raw, not compressed.
+#[test]
+fn the_receiver_records_the_streams_flags() {
+    let src = Pool::new("obfl");
+    let dst = Pool::unmounted("obfld");
+    let root = src.ds("data");
+    let target = dst.ds("backup");
+    create(&root);
+    let state = temp_dir("obflstate");
+    let (recv, _web) = start_observed(&target, &state, NOW, &[]);
+    snapshot(&format!("{root}@{}", S1.0));
+    // Byte 19 is the top byte of drr_versioninfo's low 32 bits (little-endian, as
+    // zfs-fuse writes on x86): 0x04 there is feature bit 24, DMU_BACKUP_FEATURE_RAW.
+    let dir = temp_dir("obflzfs");
+    let zfs = dir.join("zfs");
+    let real = Command::new("sh")
+        .args(["-c", &format!("command -v {}", zfs_bin())])
+        .output()
+        .expect("sh");
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+    let script = format!(
+        "#!/bin/sh\n# fault injector (tests/tests/observe.rs): send marks its stream raw\n\
+         if [ \"$1\" = send ]; then\n\
+         \x20 '{real}' \"$@\" | {{ dd bs=1 count=19 2>/dev/null; dd bs=1 count=1 of=/dev/null 2>/dev/null; printf '\\004'; cat; }}\n\
+         \x20 exit 0\n\
+         fi\n\
+         exec '{real}' \"$@\"\n"
+    );
+    std::fs::write(&zfs, script).expect("write the fake zfs");
+    let mut perm = std::fs::metadata(&zfs).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&zfs, perm).expect("chmod");
+    let addr = recv.addr();
+    let zfs = zfs.to_str().expect("UTF-8 path");
+    let args = ["--retries", "0", "--zfs", zfs, &root, &addr];
+    let out = run_with_timeout(&sender_bin(), &args, Duration::from_secs(120));
+    let all = attempts(&state);
+    assert_eq!(all.len(), 1, "{all:?}\n{}\n{}", out.stderr, recv.log());
+    let a = &all[0];
+    assert_eq!(a.start.kind, Some(Kind::Full));
+    assert_eq!((a.start.raw, a.start.compressed), (true, false), "{a:?}");
+    println!("{a:?}\n{}", out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
 }

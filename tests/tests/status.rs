@@ -2,7 +2,9 @@
 //! records, as `zfsync history` and `zfsync status --json` show it (a refused dataset, a
 //! sender killed mid-stream, the next run closing what it left), and the monitoring checks
 //! (`zfsync check replication|snapshots|health|capacity`) with their exit codes as
-//! `ZFSYNC_NOW` moves, on a damaged pool and on a nearly full one.
+//! `ZFSYNC_NOW` moves, on a damaged pool and on a nearly full one; the nightly report
+//! (`zfsync report --html`, to stdout and through a fake sendmail), and retiring a dataset
+//! no longer sent (`zfsync forget`).
 
 mod common;
 
@@ -603,4 +605,323 @@ fn check_capacity_of_a_small_pool_filled_past_80_percent() {
     );
     println!("{}", out.stdout);
     check(&["--warning", "98", "--critical", "99"]).assert_status(if percent > 98 { 1 } else { 0 });
+}
+
+/// The rows of the report's table `class` (`transfers` or `summary`), each as its dataset
+/// and result cells, in the report's order.
+fn report_rows(page: &str, class: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!("<table class=\"{class}\">"))
+        .unwrap_or_else(|| panic!("no {class} table in\n{page}"));
+    let table = &page[start..start + page[start..].find("</table>").expect("table end")];
+    let cell = |row: &str, class: &str| {
+        let open = format!("<td class=\"{class}\">");
+        let at = row
+            .find(&open)
+            .unwrap_or_else(|| panic!("no {class} in {row}"))
+            + open.len();
+        row[at..at + row[at..].find("</td>").expect("cell end")].to_string()
+    };
+    table
+        .split("<tr")
+        .filter(|row| row.contains("<td"))
+        .map(|row| (cell(row, "dataset"), cell(row, "result")))
+        .collect()
+}
+
+/// A sendmail for the tests: `script` with `$OUT` set to `out`.
+fn fake_sendmail(dir: &Path, script: &str, out: &Path) -> PathBuf {
+    let path = dir.join("sendmail");
+    let text = format!("#!/bin/sh\nOUT='{}'\n{script}\n", out.display());
+    fs::write(&path, text).unwrap();
+    std::process::Command::new("chmod")
+        .args(["755", path.to_str().unwrap()])
+        .status()
+        .unwrap();
+    path
+}
+
+// issue 17: the nightly report lists what the history holds, failures first, escaped, and
+// goes out through sendmail -t.
+#[test]
+fn report_lists_the_window_failures_first_and_mails_it() {
+    use zfsync_history::{AttemptEnd, AttemptStart, Outcome, Role, Store};
+    let s = Setup::bare("report", &[]);
+    let state = temp_dir("state");
+    let (data, kid) = (s.src_ds(""), s.src_ds("kid"));
+    create(&kid);
+    write_file(&data, "a.txt", b"alpha");
+    write_file(&kid, "k.bin", &random_bytes(64 << 10, 1));
+    let t0 = DEC2;
+    snapshot_tree(&data, &name_at(t0));
+    send_at(t0 + 60, &s, &state, &[]).assert_ok();
+    // Run 2: kid's replica has a snapshot of its own: refused; data goes on.
+    snapshot(&format!("{}@local", s.dst_ds("kid")));
+    let t1 = t0 + 3600;
+    snapshot_tree(&data, &name_at(t1));
+    send_at(t1 + 60, &s, &state, &[]).assert_status(1);
+    // What a hostile peer could put in a receiver's history: markup in a name and an error;
+    // the oldest try of all, so that only the report's order puts it first.
+    let hostile = "tank/<script>alert(1)</script>&x";
+    Store::open(&state)
+        .unwrap()
+        .record_attempt(
+            &AttemptStart {
+                run: None,
+                role: Role::Recv,
+                job: "bk".into(),
+                peer: "10.0.0.9".into(),
+                dataset: hostile.into(),
+                kind: None,
+                from: None,
+                to: None,
+                raw: false,
+                compressed: false,
+                attempt: 1,
+                started: (t0 + 30) as i64,
+            },
+            &AttemptEnd {
+                ended: (t0 + 31) as i64,
+                outcome: Outcome::Failed,
+                bytes: 0,
+                seconds: 1.0,
+                error: Some("<script>steal()</script> & more".into()),
+            },
+        )
+        .unwrap();
+    let dir = state.display().to_string();
+    let now = t1 + 120;
+
+    let out = zfsync(now, &["report", "--html", "--state-dir", &dir]);
+    out.assert_ok();
+    let page = &out.stdout;
+    let rows = report_rows(page, "transfers");
+    let escaped = "tank/&lt;script&gt;alert(1)&lt;/script&gt;&amp;x";
+    // Exactly the history's tries, failures first.
+    let mut want: Vec<(String, String)> = history(&state)
+        .iter()
+        .map(|a| match a["dataset"] == hostile {
+            true => (escaped.to_string(), a["outcome"].clone()),
+            false => (a["dataset"].clone(), a["outcome"].clone()),
+        })
+        .collect();
+    assert_eq!(want.len(), 5);
+    let mut got = rows.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{page}");
+    let failures = ["failed", "refused"];
+    let first_ok = rows
+        .iter()
+        .position(|r| !failures.contains(&r.1.as_str()))
+        .unwrap();
+    assert_eq!(first_ok, 2, "failures first: {rows:?}");
+    assert!(
+        rows[..2].contains(&(kid.clone(), "refused".into())),
+        "{rows:?}"
+    );
+    assert!(page.contains("5 transfers: 3 done, 2 failed"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;steal()&lt;/script&gt; &amp; more"),
+        "{page}"
+    );
+    assert!(!page.contains("<script"), "{page}");
+    assert_eq!(report_rows(page, "summary").len(), 3);
+    // A window that starts after run 1 leaves its tries (and the hostile one) out.
+    let since = name_at(t1 + 30).trim_start_matches("zfsync_").to_string();
+    let later = zfsync(
+        now,
+        &["report", "--html", "--since", &since, "--state-dir", &dir],
+    );
+    later.assert_ok();
+    assert_eq!(
+        report_rows(&later.stdout, "transfers").len(),
+        2,
+        "{}",
+        later.stdout
+    );
+
+    // By mail: the whole message goes to sendmail -t, nothing to stdout.
+    let mail_dir = temp_dir("mail");
+    let message = mail_dir.join("message");
+    let sendmail = fake_sendmail(
+        &mail_dir,
+        "[ \"$1\" = -t ] || exit 64\ncat > \"$OUT\"",
+        &message,
+    );
+    let mail_with = |sendmail: &Path| {
+        let sendmail = sendmail.display().to_string();
+        let args = [
+            "report",
+            "--html",
+            "--state-dir",
+            &dir,
+            "--mail",
+            "ops@example.org",
+        ];
+        zfsync(now, &[&args[..], &["--sendmail", &sendmail]].concat())
+    };
+    let mail = mail_with(&sendmail);
+    mail.assert_ok();
+    assert_eq!(mail.stdout, "");
+    let text = fs::read_to_string(&message).unwrap();
+    let (headers, body) = text
+        .split_once("\n\n")
+        .expect("headers, a blank line, the body");
+    let headers: Vec<&str> = headers.lines().collect();
+    assert!(headers.contains(&"To: ops@example.org"), "{headers:?}");
+    assert!(headers.contains(&"MIME-Version: 1.0"), "{headers:?}");
+    assert!(
+        headers.contains(&"Content-Type: text/html; charset=utf-8"),
+        "{headers:?}"
+    );
+    let subject = headers.iter().find(|h| h.starts_with("Subject: ")).unwrap();
+    assert!(
+        subject.starts_with("Subject: FAILED zfsync report on "),
+        "{subject}"
+    );
+    assert!(
+        subject.ends_with(": 5 transfers: 3 done, 2 failed"),
+        "{subject}"
+    );
+    assert_eq!(body, page.as_str());
+    let from_heading = &body[body.find("<h1>").unwrap_or(0)..];
+    println!("{}\n\n{from_heading}", headers.join("\n"));
+
+    // A sendmail that fails: exit 1, with its words.
+    let broken = fake_sendmail(
+        &mail_dir,
+        "cat >/dev/null\necho 'queue full' >&2\nexit 75",
+        &message,
+    );
+    let failed = mail_with(&broken);
+    failed.assert_status(1);
+    assert!(
+        failed.stderr.contains("the report was not mailed: ")
+            && failed.stderr.contains("exit 75: queue full"),
+        "{}",
+        failed.stderr
+    );
+    println!("{}", failed.stderr);
+    let _ = fs::remove_dir_all(&state);
+    let _ = fs::remove_dir_all(&mail_dir);
+}
+
+// issue 17: a dataset dropped from the job kept check replication CRITICAL for ever;
+// forgetting it retires it until it is sent again.
+#[test]
+fn forget_retires_a_dataset_no_longer_sent_until_it_is_sent_again() {
+    let s = Setup::bare("forget", &[]);
+    let state = temp_dir("state");
+    let (data, old) = (s.src_ds(""), s.src_ds("old"));
+    create(&old);
+    write_file(&data, "a.txt", b"alpha");
+    write_file(&old, "o.txt", b"old");
+    let t0 = DEC2;
+    snapshot_tree(&data, &name_at(t0));
+    send_at(t0 + 60, &s, &state, &[]).assert_ok();
+    // From now on the job leaves old out.
+    let t1 = t0 + 7200;
+    snapshot_tree(&data, &name_at(t1));
+    send_at(t1 + 60, &s, &state, &["--exclude", "old"]).assert_ok();
+    let dir = state.display().to_string();
+    let check = |now: u64| {
+        zfsync(
+            now,
+            &[
+                "check",
+                "replication",
+                "--state-dir",
+                &dir,
+                "--warning",
+                "3600",
+                "--critical",
+                "7200",
+            ],
+        )
+    };
+    let now = t1 + 120;
+    let out = check(now);
+    out.assert_status(2);
+    println!("{}", out.stdout);
+    assert!(
+        out.stdout.lines().nth(1).is_some_and(|l| l.contains(&old)),
+        "{}",
+        out.stdout
+    );
+
+    // The plan first: nothing changes.
+    let dry = zfsync(now, &["forget", "--dry-run", "--state-dir", &dir, &old]);
+    dry.assert_ok();
+    print!("{}", dry.stdout);
+    assert_eq!(
+        dry.stdout,
+        format!(
+            "would retire {old} to {} (send): last try 2026-12-02T00:01:00Z, ok\n",
+            s.recv.addr()
+        )
+    );
+    check(now).assert_status(2);
+    // A name the history does not know: refused, nothing retired.
+    let typo = zfsync(
+        now,
+        &["forget", "--state-dir", &dir, &old, &format!("{old}x")],
+    );
+    typo.assert_status(1);
+    assert!(
+        typo.stderr
+            .contains(&format!("not in the history (or already retired): {old}x")),
+        "{}",
+        typo.stderr
+    );
+    check(now).assert_status(2);
+
+    // A state directory without a history: an error, and no history made there.
+    let empty = temp_dir("nohistory");
+    let nothing = empty.display().to_string();
+    zfsync(now, &["forget", "--state-dir", &nothing, &old]).assert_status(1);
+    assert!(!empty.join("history.sqlite").exists());
+    let _ = fs::remove_dir_all(&empty);
+
+    let done = zfsync(now, &["forget", "--state-dir", &dir, &old]);
+    done.assert_ok();
+    assert!(
+        done.stdout.starts_with(&format!("retired {old} to ")),
+        "{}",
+        done.stdout
+    );
+    let out = check(now);
+    out.assert_status(0);
+    assert!(
+        out.stdout.starts_with("ZFSYNC REPLICATION OK - 1 dataset,"),
+        "{}",
+        out.stdout
+    );
+    println!("{}{}", done.stdout, out.stdout);
+    let st = status(now, &state);
+    assert!(!st.contains_key(&old), "{st:?}");
+    // The history keeps its tries.
+    assert_eq!(
+        history(&state)
+            .iter()
+            .filter(|a| a["dataset"] == old)
+            .count(),
+        1
+    );
+
+    // Sent again: back in status and check, by itself.
+    let t2 = t1 + 3600;
+    snapshot_tree(&data, &name_at(t2));
+    send_at(t2 + 60, &s, &state, &[]).assert_ok();
+    let st = status(t2 + 120, &state);
+    assert_eq!(st[&old]["state"], "ok", "{st:?}");
+    let out = check(t2 + 120);
+    out.assert_status(0);
+    assert!(
+        out.stdout
+            .starts_with("ZFSYNC REPLICATION OK - 2 datasets,"),
+        "{}",
+        out.stdout
+    );
+    let _ = fs::remove_dir_all(&state);
 }

@@ -15,8 +15,9 @@
 //!
 //! This file holds [`Zfs`] and its commands. The modules beside it run nothing of their
 //! own: they say what a version can do, which columns a listing asks for, and read what
-//! zfs prints (listings, snapshot lifecycle facts, resume tokens, error texts); [`protect`]
-//! moves zfsync's marks, holds and bookmarks on base snapshots through `Zfs`'s commands.
+//! zfs prints (listings, snapshot lifecycle facts, resume tokens, error texts, the head of
+//! a send stream: [`StreamFlags`]); [`protect`] moves zfsync's marks, holds and bookmarks
+//! on base snapshots through `Zfs`'s commands.
 //!
 //! This crate does not decide anything about replication (which snapshot to send, where to
 //! receive): that is the sender's and receiver's business.
@@ -29,6 +30,7 @@ mod listing;
 mod name;
 mod process;
 pub mod protect;
+mod stream;
 mod token;
 mod zpool;
 
@@ -42,6 +44,7 @@ pub use name::{
     NameError, MAX_NAME_LEN,
 };
 pub use process::ZfsProcess;
+pub use stream::{StreamFlags, BEGIN_HEAD};
 pub use token::TokenInfo;
 pub use zpool::{DeviceErrors, PoolInfo, PoolStatus, Zpool};
 
