@@ -1,19 +1,40 @@
-//! Replicas whose source dataset is gone: since when a sender's listing has lacked each
-//! one, and the ones the receiver destroyed for it (`zfsync-recv --orphans-after`).
+//! Replicas whose source dataset is gone: which datasets each sender's lists have named,
+//! since when a list has lacked each one, and the replicas the receiver destroyed for it
+//! (`zfsync-recv --orphans-after`).
 //!
-//! Owns the queries of the tables `absent` and `orphans_destroyed`. Decides nothing: what
-//! counts as absent, and what may be destroyed, is the receiver's.
+//! Owns the queries of the tables `listed` and `orphans_destroyed`, and the rule that
+//! only a dataset a sender's list once named can be absent from its later lists (a
+//! dataset made by hand below the base, or another sender's replicas there, never are).
+//! Decides nothing else: what may be destroyed is the receiver's.
 
 use crate::error::Result;
 use crate::store::Store;
 use rusqlite::params;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 
-/// A replica a sender's listing lacked, and the time of the first run that lacked it.
+/// A replica a sender's lists once named and have lacked since `since` (the first list
+/// that lacked it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Absence {
     pub dataset: String,
     pub since: i64,
+}
+
+/// One whole dataset list of a sender, as the receiver takes it at a run's cleanup.
+#[derive(Clone, Copy, Debug)]
+pub struct Listing<'a> {
+    /// The receiver's TARGET.
+    pub job: &'a str,
+    /// The sender's key name, "" without keys.
+    pub client: &'a str,
+    /// Where the sender's root lands (a full name); itself never absent.
+    pub base: &'a str,
+    /// The datasets the list named, full names below `base`.
+    pub listed: &'a [String],
+    /// The replicas below `base` now, full names.
+    pub replicas: &'a [String],
+    /// Unix seconds.
+    pub now: i64,
 }
 
 /// A replica the receiver destroyed because its source had been absent long enough.
@@ -27,63 +48,75 @@ pub struct DestroyedOrphan {
 }
 
 impl Store {
-    /// One run's word on the replicas below `base` (a full name; itself never absent):
-    /// `absent` are those its listing lacked. In one transaction, a replica below `base`
-    /// that is not in `absent` loses its row (its source is there again, or the replica
-    /// is gone), and one in `absent` without a row gets one with `since = now`. Returns
-    /// every replica of `absent` with the time it was first seen absent, in name order.
-    pub fn note_absent(
-        &self,
-        job: &str,
-        client: &str,
-        base: &str,
-        absent: &[String],
-        now: i64,
-    ) -> Result<Vec<Absence>> {
-        let what = "recording absent datasets";
-        let prefix = format!("{base}/");
+    /// Takes one whole list of a sender (its job, client and base), in one transaction:
+    /// each dataset it names is known from now on (`last_listed = now`, no longer
+    /// absent); each known one it lacks is absent from `now` on if its replica is there
+    /// (a row already absent keeps its time), and forgotten if not (nothing to count).
+    /// A replica this sender's lists never named gets no row, whatever the list says.
+    /// Returns the known replicas absent now, with the time each was first lacked, in
+    /// name order.
+    pub fn note_listing(&self, l: &Listing) -> Result<Vec<Absence>> {
+        let what = "recording a sender's dataset list";
+        let prefix = format!("{}/", l.base);
+        let below = |d: &&String| d.starts_with(&prefix);
+        let listed: HashSet<&str> = l.listed.iter().filter(below).map(String::as_str).collect();
+        let replicas: HashSet<&str> = l
+            .replicas
+            .iter()
+            .filter(below)
+            .map(String::as_str)
+            .collect();
         let tx = self.conn.unchecked_transaction().map_err(self.sql(what))?;
-        let known: BTreeMap<String, i64> = {
-            // substr, not LIKE: `_` and `%` are ordinary in dataset names.
+        let known: BTreeMap<String, Option<i64>> = {
             let mut stmt = tx
                 .prepare(
-                    "SELECT dataset, since FROM absent WHERE job = ?1 \
-                     AND substr(dataset, 1, length(?2)) = ?2",
+                    "SELECT dataset, absent_since FROM listed \
+                     WHERE job = ?1 AND base = ?2 AND client = ?3",
                 )
                 .map_err(self.sql(what))?;
             let rows = stmt
-                .query_map(params![job, prefix], |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_map(params![l.job, l.base, l.client], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
                 .map_err(self.sql(what))?;
             rows.collect::<rusqlite::Result<_>>()
                 .map_err(self.sql(what))?
         };
-        let wanted: BTreeSet<&str> = absent
-            .iter()
-            .map(String::as_str)
-            .filter(|d| d.starts_with(&prefix))
-            .collect();
-        for gone in known.keys().filter(|d| !wanted.contains(d.as_str())) {
+        for dataset in &listed {
             tx.execute(
-                "DELETE FROM absent WHERE job = ?1 AND dataset = ?2",
-                params![job, gone],
+                "INSERT INTO listed (job, base, client, dataset, last_listed, absent_since) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL) \
+                 ON CONFLICT (job, base, client, dataset) \
+                 DO UPDATE SET last_listed = excluded.last_listed, absent_since = NULL",
+                params![l.job, l.base, l.client, dataset, l.now],
             )
             .map_err(self.sql(what))?;
         }
-        let mut out = Vec::with_capacity(wanted.len());
-        for dataset in wanted {
-            let since = match known.get(dataset) {
+        let mut out = Vec::new();
+        for (dataset, since) in known.iter().filter(|(d, _)| !listed.contains(d.as_str())) {
+            if !replicas.contains(dataset.as_str()) {
+                tx.execute(
+                    "DELETE FROM listed \
+                     WHERE job = ?1 AND base = ?2 AND client = ?3 AND dataset = ?4",
+                    params![l.job, l.base, l.client, dataset],
+                )
+                .map_err(self.sql(what))?;
+                continue;
+            }
+            let since = match since {
                 Some(since) => *since,
                 None => {
                     tx.execute(
-                        "INSERT INTO absent (job, dataset, client, since) VALUES (?1, ?2, ?3, ?4)",
-                        params![job, dataset, client, now],
+                        "UPDATE listed SET absent_since = ?5 \
+                         WHERE job = ?1 AND base = ?2 AND client = ?3 AND dataset = ?4",
+                        params![l.job, l.base, l.client, dataset, l.now],
                     )
                     .map_err(self.sql(what))?;
-                    now
+                    l.now
                 }
             };
             out.push(Absence {
-                dataset: dataset.to_string(),
+                dataset: dataset.clone(),
                 since,
             });
         }
@@ -91,14 +124,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Records that `orphan.dataset` was destroyed, and drops its absence: a dataset made
-    /// there later is another replica, absent only from when a listing lacks it.
+    /// Records that `orphan.dataset` was destroyed, and forgets it and everything below
+    /// it as listed: a dataset made there later is another, absent only once a list has
+    /// named it and a later one lacks it.
     pub fn record_orphan_destroyed(&self, orphan: &DestroyedOrphan) -> Result<()> {
         let what = "recording a destroyed orphan";
         let tx = self.conn.unchecked_transaction().map_err(self.sql(what))?;
+        // substr, not LIKE: `_` and `%` are ordinary in dataset names.
         tx.execute(
-            "DELETE FROM absent WHERE job = ?1 AND dataset = ?2",
-            params![orphan.job, orphan.dataset],
+            "DELETE FROM listed WHERE job = ?1 \
+             AND (dataset = ?2 OR substr(dataset, 1, length(?3)) = ?3)",
+            params![orphan.job, orphan.dataset, format!("{}/", orphan.dataset)],
         )
         .map_err(self.sql(what))?;
         tx.execute(
@@ -147,91 +183,155 @@ mod tests {
     use super::*;
     use crate::test_support::TempDir;
 
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    /// Space-separated names below `base` ("a a/b") as full names.
+    fn full(base: &str, rels: &str) -> Vec<String> {
+        rels.split_whitespace()
+            .map(|r| format!("{base}/{r}"))
+            .collect()
     }
 
-    fn since(list: &[Absence]) -> Vec<(&str, i64)> {
-        list.iter().map(|a| (a.dataset.as_str(), a.since)).collect()
+    /// One list of job `t` at `now`: what it names, and the replicas there, as names
+    /// below `base`. Returns the absences, below `base` too.
+    fn note(
+        store: &Store,
+        (base, client): (&str, &str),
+        listed: &str,
+        replicas: &str,
+        now: i64,
+    ) -> Vec<(String, i64)> {
+        let (listed, replicas) = (full(base, listed), full(base, replicas));
+        let got = store
+            .note_listing(&Listing {
+                job: "t",
+                client,
+                base,
+                listed: &listed,
+                replicas: &replicas,
+                now,
+            })
+            .unwrap();
+        let rel = |d: &str| d[base.len() + 1..].to_string();
+        got.iter().map(|a| (rel(&a.dataset), a.since)).collect()
+    }
+
+    fn want(list: &[(&str, i64)]) -> Vec<(String, i64)> {
+        list.iter().map(|(d, s)| (d.to_string(), *s)).collect()
+    }
+
+    const R: (&str, &str) = ("t/r", "");
+
+    fn store(name: &str) -> (TempDir, Store) {
+        let tmp = TempDir::new(name);
+        let store = Store::open(tmp.path()).unwrap();
+        (tmp, store)
     }
 
     #[test]
-    fn absence_counts_from_the_first_run_that_saw_it() {
-        let tmp = TempDir::new("absent-first");
-        let store = Store::open(tmp.path()).unwrap();
-        let got = store
-            .note_absent("t", "", "t/r", &names(&["t/r/b"]), 100)
-            .unwrap();
-        assert_eq!(since(&got), [("t/r/b", 100)]);
-        let got = store
-            .note_absent("t", "", "t/r", &names(&["t/r/b", "t/r/c"]), 200)
-            .unwrap();
-        assert_eq!(since(&got), [("t/r/b", 100), ("t/r/c", 200)]);
+    fn absence_counts_from_the_first_list_that_lacked_a_listed_dataset() {
+        let (_tmp, s) = store("absent-first");
+        assert!(note(&s, R, "a b", "a b", 100).is_empty());
+        assert_eq!(note(&s, R, "a", "a b", 200), want(&[("b", 200)]));
+        assert_eq!(note(&s, R, "a", "a b", 300), want(&[("b", 200)]));
+        // An empty list: every listed replica is absent; `c` was never listed.
+        let got = note(&s, R, "", "a b c", 400);
+        assert_eq!(got, want(&[("a", 400), ("b", 200)]));
     }
 
+    // A dataset made by hand below the base, or the replicas of another sender whose base
+    // is below this one, are in no list of this sender: never absent, however long.
     #[test]
-    fn a_dataset_present_again_starts_over() {
-        let tmp = TempDir::new("absent-back");
-        let store = Store::open(tmp.path()).unwrap();
-        store
-            .note_absent("t", "", "t/r", &names(&["t/r/b"]), 100)
-            .unwrap();
-        assert!(store
-            .note_absent("t", "", "t/r", &[], 200)
-            .unwrap()
-            .is_empty());
-        let got = store
-            .note_absent("t", "", "t/r", &names(&["t/r/b"]), 300)
-            .unwrap();
-        assert_eq!(since(&got), [("t/r/b", 300)]);
-    }
-
-    #[test]
-    fn a_run_speaks_only_for_its_own_base_and_target() {
-        let tmp = TempDir::new("absent-base");
-        let store = Store::open(tmp.path()).unwrap();
-        let cases: [(&str, &str, &[&str]); 3] = [
-            ("t", "t/r", &["t/r/b"]),
-            ("t", "t/r_x", &["t/r_x/b"]),
-            ("u", "t/r", &["t/r/b"]),
+    fn a_dataset_never_listed_is_never_absent() {
+        let (_tmp, s) = store("absent-never");
+        let cases = [
+            ("a", "a hand hand/x"),
+            ("a", "a x x/c"),
+            ("", "a"),
+            ("a/b", "a a/b a/hand"),
         ];
-        for (job, base, absent) in cases {
-            store
-                .note_absent(job, "", base, &names(absent), 100)
-                .unwrap();
+        for (i, (listed, replicas)) in cases.into_iter().enumerate() {
+            let base = format!("t/r{i}");
+            for now in [100, 100_000, 100_000_000] {
+                let got = note(&s, (&base, ""), listed, replicas, now);
+                assert!(got.is_empty(), "{listed:?} of {replicas:?}: {got:?}");
+            }
         }
-        // Another base (t/r_x is not below t/r) and another target keep their rows.
-        store.note_absent("t", "", "t/r", &[], 200).unwrap();
-        let got = store
-            .note_absent("t", "", "t/r_x", &names(&["t/r_x/b"]), 300)
-            .unwrap();
-        assert_eq!(since(&got), [("t/r_x/b", 100)]);
-        let got = store
-            .note_absent("u", "", "t/r", &names(&["t/r/b", "t/other/c"]), 300)
-            .unwrap();
-        assert_eq!(since(&got), [("t/r/b", 100)], "outside the base: ignored");
     }
 
     #[test]
-    fn a_destroyed_orphan_is_recorded_and_no_longer_absent() {
-        let tmp = TempDir::new("absent-destroyed");
-        let store = Store::open(tmp.path()).unwrap();
-        store
-            .note_absent("t", "k", "t/r", &names(&["t/r/b"]), 100)
+    fn a_dataset_listed_again_starts_over() {
+        let (_tmp, s) = store("absent-back");
+        note(&s, R, "b", "b", 100);
+        assert_eq!(note(&s, R, "", "b", 200), want(&[("b", 200)]));
+        assert!(note(&s, R, "b", "b", 300).is_empty());
+        assert_eq!(note(&s, R, "", "b", 400), want(&[("b", 400)]));
+    }
+
+    // A listed dataset never received (excluded from sending) and then destroyed on the
+    // source: nothing to count, and a dataset made there by hand later is not its replica.
+    #[test]
+    fn a_listed_dataset_lacked_without_a_replica_is_forgotten() {
+        let (_tmp, s) = store("absent-forget");
+        note(&s, R, "a b", "a", 100);
+        assert!(note(&s, R, "a", "a", 200).is_empty());
+        assert!(note(&s, R, "a", "a b", 300).is_empty());
+    }
+
+    #[test]
+    fn each_base_client_and_target_has_its_own_lists() {
+        let (_tmp, s) = store("absent-base");
+        // Nested bases: t/r's sender never listed its x, t/r/x's sender listed c.
+        note(&s, R, "a", "a x x/c", 100);
+        note(&s, ("t/r/x", ""), "c", "c", 100);
+        assert!(note(&s, R, "a", "a x x/c", 200).is_empty());
+        assert_eq!(note(&s, ("t/r/x", ""), "", "c", 300), want(&[("c", 300)]));
+        // t/r_x is not below t/r: a list of t/r says nothing of its datasets.
+        note(&s, ("t/r_x", ""), "b", "b", 100);
+        note(&s, R, "a", "a", 400);
+        assert_eq!(note(&s, ("t/r_x", ""), "", "b", 500), want(&[("b", 500)]));
+        // Another client with the same base: its lists never named `a`.
+        assert!(note(&s, ("t/r", "k"), "", "a", 600).is_empty());
+        assert_eq!(note(&s, R, "", "a", 600), want(&[("a", 600)]));
+        // Names outside the base in a list are not taken.
+        let listed = vec!["t/other/c".to_string()];
+        let replicas = vec!["t/other/c".to_string()];
+        let listing = Listing {
+            job: "t",
+            client: "",
+            base: "t/r",
+            listed: &listed,
+            replicas: &replicas,
+            now: 700,
+        };
+        s.note_listing(&listing).unwrap();
+        let rows: i64 = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM listed WHERE dataset = 't/other/c'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
+        assert_eq!(rows, 0);
+    }
+
+    #[test]
+    fn a_destroyed_orphan_is_recorded_and_forgotten_with_its_descendants() {
+        let (_tmp, s) = store("absent-destroyed");
+        let base = ("t/r", "k");
+        note(&s, base, "b b/x bc", "b b/x bc", 100);
+        let got = note(&s, base, "", "b b/x bc", 200);
+        assert_eq!(got, want(&[("b", 200), ("b/x", 200), ("bc", 200)]));
         let orphan = DestroyedOrphan {
             job: "t".into(),
             dataset: "t/r/b".into(),
             client: "k".into(),
-            since: 100,
+            since: 200,
             destroyed: 500,
         };
-        store.record_orphan_destroyed(&orphan).unwrap();
-        assert_eq!(store.orphans_destroyed(0).unwrap(), [orphan]);
-        assert!(store.orphans_destroyed(501).unwrap().is_empty());
-        let got = store
-            .note_absent("t", "k", "t/r", &names(&["t/r/b"]), 600)
-            .unwrap();
-        assert_eq!(since(&got), [("t/r/b", 600)], "a new replica there");
+        s.record_orphan_destroyed(&orphan).unwrap();
+        assert_eq!(s.orphans_destroyed(0).unwrap(), [orphan]);
+        assert!(s.orphans_destroyed(501).unwrap().is_empty());
+        // Made there again by hand: not the destroyed replica, never listed.
+        assert_eq!(note(&s, base, "", "b b/x bc", 600), want(&[("bc", 200)]));
     }
 }

@@ -56,7 +56,7 @@ mod schema;
 mod store;
 mod time;
 
-pub use absent::{Absence, DestroyedOrphan};
+pub use absent::{Absence, DestroyedOrphan, Listing};
 pub use error::{Error, Result};
 pub use format::Format;
 pub use lock::JobLock;

@@ -29,9 +29,12 @@ use std::path::Path;
 ///   key back, with no clock involved. `retired` is when, for people.
 ///
 /// Notes on version 3 (the receiver's `--orphans-after`, see `absent.rs`):
-/// - `absent`: one row per replica (full name on the receiver, `job` = its TARGET) that
-///   a sender's listing lacked, with the time of the first run that lacked it; the row
-///   goes when a listing has it again. `client` is the sender's key name, "" without keys.
+/// - `listed`: the datasets a sender's whole dataset list has named, per landing dataset
+///   (`base`, full name on the receiver), `job` (the receiver's TARGET) and `client` (the
+///   sender's key name, "" without keys): only these can ever be counted absent.
+///   `last_listed` is the last list that named it; `absent_since` the first list after it
+///   that lacked it while its replica was there (NULL while listed). A row goes when a
+///   list lacks it and no replica is there, or when the receiver destroys the replica.
 /// - `orphans_destroyed`: the replicas destroyed for it, kept like the runs
 ///   (`--history-days`).
 pub const MIGRATIONS: &[&str] = &[
@@ -93,12 +96,14 @@ CREATE TABLE retired (
 ) STRICT;
 ",
     r"
-CREATE TABLE absent (
-    job         TEXT    NOT NULL,
-    dataset     TEXT    NOT NULL,
-    client      TEXT    NOT NULL,
-    since       INTEGER NOT NULL,
-    PRIMARY KEY (job, dataset)
+CREATE TABLE listed (
+    job          TEXT    NOT NULL,
+    base         TEXT    NOT NULL,
+    client       TEXT    NOT NULL,
+    dataset      TEXT    NOT NULL,
+    last_listed  INTEGER NOT NULL,
+    absent_since INTEGER,
+    PRIMARY KEY (job, base, client, dataset)
 ) STRICT;
 
 CREATE TABLE orphans_destroyed (

@@ -43,7 +43,8 @@ Options:
       --orphans-after DUR  destroy a replica whose source dataset every run of its
                            sender has lacked for DUR (e.g. 30d, 36h; at least 1d),
                            with everything below it; counted from the first run
-                           that lacked it (default: keep such replicas for ever)
+                           that lacked it, and only if an earlier run listed it
+                           (default: keep such replicas for ever)
       --dry-run-orphans    with --orphans-after: log the replicas that would be
                            destroyed, destroy none
       --key-file FILE      accept only senders that prove knowledge of a key in FILE

@@ -1,6 +1,7 @@
-//! Replicas whose source dataset is gone (issue 16): the receiver notes, for each replica
-//! below a sender's base, since when that sender's runs have lacked it, and with
-//! `--orphans-after DUR` destroys a replica whose whole subtree has been lacking that long.
+//! Replicas whose source dataset is gone (issue 16): the receiver notes which datasets
+//! each sender's lists have named below its base, and since when a list has lacked each
+//! of them; with `--orphans-after DUR` it destroys a replica whose whole subtree has been
+//! lacking that long.
 //!
 //! What counts is the sender's [`Message::Listed`](zfsync_protocol::Message::Listed):
 //! every dataset its listing found below its root, sent only after a whole listing, so a
@@ -9,10 +10,16 @@
 //! nothing is destroyed, and with it a replica goes only once `DUR` has passed since the
 //! first run that lacked it (an empty or short list costs nothing before then).
 //!
+//! Only what a sender once listed can be absent from its later lists: a dataset below its
+//! base that none of its lists named (made there by hand, the replicas of another sender
+//! whose base is below this one, or received before senders told their lists and gone
+//! from the source since) is never counted, and neither is anything above it.
+//!
 //! Never destroyed: the base (the sent root's replica, its sender's own root), TARGET, the
-//! buffer (outside TARGET), a replica with a descendant the sender still has (a
-//! placeholder parent of present children), one that a session holds the lock of, and
-//! anything at all when the history store fails (absence cannot be counted then).
+//! buffer (outside TARGET), a replica never listed or with such a dataset below it, a
+//! replica with a descendant the sender still has (a placeholder parent of present
+//! children), one that a session holds the lock of, and anything at all when the history
+//! store fails (absence cannot be counted then).
 //!
 //! Planned, then applied under the tree's change lock: the same plan serves
 //! `--dry-run-orphans`, which logs it and destroys nothing. Owns only this; the store's
@@ -35,9 +42,9 @@ struct Doomed {
     since: i64,
 }
 
-/// Notes what a run's list (`listed`: paths relative to `base`, whose path relative to
-/// TARGET is `base_rel`) says of the replicas below `base`, and destroys the orphans that
-/// `--orphans-after` allows. Called at the run's cleanup; failures are logged.
+/// Notes what a run's whole list (`listed`: paths relative to `base`, whose path relative
+/// to TARGET is `base_rel`) says of the replicas below `base`, and destroys the orphans
+/// that `--orphans-after` allows. Called at the run's cleanup; failures are logged.
 pub(crate) fn after_run(
     shared: &Shared,
     client: &str,
@@ -62,30 +69,19 @@ pub(crate) fn after_run(
         .filter_map(|d| d.relative_to(base).map(str::to_string))
         .filter(|rel| !rel.is_empty())
         .collect();
-    let absent: Vec<String> = rels
-        .iter()
-        .filter(|rel| !listed.contains(*rel))
-        .map(|rel| format!("{base}/{rel}"))
-        .collect();
+    let full = |rel: &String| format!("{base}/{rel}");
+    let names: Vec<String> = rels.iter().map(full).collect();
+    let listed_names: Vec<String> = listed.iter().map(full).collect();
     let now = crate::record::now();
-    let Some(noted) = shared
-        .history
-        .note_absent(client, base.as_str(), &absent, now)
+    let Some(noted) =
+        shared
+            .history
+            .note_listing(client, base.as_str(), &listed_names, &names, now)
     else {
-        if shared.config.orphans.is_some() && !absent.is_empty() {
+        if shared.config.orphans.is_some() && rels.iter().any(|r| !listed.contains(r)) {
             warn!(
                 "orphans: the history store failed, so absence cannot be counted: no replica \
                  destroyed base={}",
-                quoted(base)
-            );
-        }
-        return;
-    };
-    let Some(Orphans { after, dry_run }) = shared.config.orphans else {
-        if !noted.is_empty() {
-            debug!(
-                "orphans: {} replicas lack a source base={} (kept: no --orphans-after)",
-                noted.len(),
                 quoted(base)
             );
         }
@@ -98,6 +94,31 @@ pub(crate) fn after_run(
             Some((rel, a.since))
         })
         .collect();
+    // Not in this list, and in none before it: made by hand, another sender's, or
+    // received before senders told their lists. Not this sender's to count.
+    let unlisted = rels
+        .iter()
+        .filter(|r| !listed.contains(*r) && !since.contains_key(*r));
+    for rel in unlisted {
+        let ds = full(rel);
+        match shared.config.orphans {
+            Some(Orphans { dry_run: true, .. }) => info!(
+                "orphan kept dataset={} reason=never-listed (--dry-run-orphans)",
+                quoted(&ds)
+            ),
+            _ => debug!("orphans: kept dataset={} reason=never-listed", quoted(&ds)),
+        }
+    }
+    let Some(Orphans { after, dry_run }) = shared.config.orphans else {
+        if !since.is_empty() {
+            debug!(
+                "orphans: {} replicas lack a source base={} (kept: no --orphans-after)",
+                since.len(),
+                quoted(base)
+            );
+        }
+        return;
+    };
     let doomed = plan(&rels, &since, now - after, |rel| {
         tree.is_locked(&join_rel(base_rel, rel))
     });
@@ -146,7 +167,8 @@ pub(crate) fn after_run(
 
 /// The replicas to destroy: of `rels` (paths below the base, parents first), each whose
 /// whole subtree was first lacked at or before `cutoff` (`since`) and holds nothing
-/// `locked`, topmost only (its subtree goes with it).
+/// `locked`, topmost only (its subtree goes with it). `since` has only what the sender
+/// once listed: a replica without an entry stays, and so do its ancestors.
 fn plan(
     rels: &[String],
     since: &HashMap<String, i64>,
@@ -206,7 +228,7 @@ mod tests {
 
     #[test]
     fn a_replica_goes_once_absent_long_enough() {
-        let cases: [(&str, i64, &[&str]); 6] = [
+        let cases: [(&str, i64, &[&str]); 8] = [
             ("a b:100", 99, &[]),
             ("a b:100", 100, &["b"]),
             ("a b:100 b/x:100 b/x/y:50", 100, &["b"]),
@@ -215,6 +237,10 @@ mod tests {
             // The subtree goes when its youngest absence is old enough.
             ("b:100 b/x:200", 150, &[]),
             ("b:100 b/x:200", 200, &["b"]),
+            // Never listed (made by hand, another sender's): it stays, with what is above
+            // it; a listed replica below it goes by itself.
+            ("b:100 b/hand", 100, &[]),
+            ("hand hand/x:100 hand/x/y", 100, &[]),
         ];
         for (spec, cutoff, want) in cases {
             assert_eq!(doomed(spec, cutoff, &[]), want, "{spec} at {cutoff}");
@@ -225,6 +251,11 @@ mod tests {
     fn a_name_that_only_starts_like_another_is_not_below_it() {
         assert_eq!(doomed("b:100 bc", 100, &[]), ["b"]);
         assert_eq!(doomed("b bc:100", 100, &[]), ["bc"]);
+    }
+
+    #[test]
+    fn a_listed_replica_below_an_unlisted_one_goes_by_itself() {
+        assert_eq!(doomed("hand hand/x:100 hand/z", 100, &[]), ["hand/x"]);
     }
 
     #[test]

@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use zfsync_history::{
-    Absence, AttemptEnd, AttemptStart, DestroyedOrphan, Kind, Outcome as Recorded, Role, RunEnd,
-    RunId, RunStart, SnapshotRef, Store,
+    Absence, AttemptEnd, AttemptStart, DestroyedOrphan, Kind, Listing, Outcome as Recorded, Role,
+    RunEnd, RunId, RunStart, SnapshotRef, Store,
 };
 use zfsync_protocol::{Outcome, Plan, Reason};
 use zfsync_zfs::{Snapshot, StreamFlags};
@@ -207,16 +207,27 @@ impl History {
         self.with_store(|s| s.begin_run(run))
     }
 
-    /// Notes a run's absent replicas below `base` (see `Store::note_absent`): each with
-    /// the time a run of client `client` first lacked it, or `None` when the store fails.
-    pub(crate) fn note_absent(
+    /// Takes a sender's whole dataset list (see `Store::note_listing`): the replicas its
+    /// lists once named and now lack, each with the time the first such list came, or
+    /// `None` when the store fails.
+    pub(crate) fn note_listing(
         &self,
         client: &str,
         base: &str,
-        absent: &[String],
+        listed: &[String],
+        replicas: &[String],
         now: i64,
     ) -> Option<Vec<Absence>> {
-        self.with_store(|s| s.note_absent(&self.job, client, base, absent, now))
+        self.with_store(|s| {
+            s.note_listing(&Listing {
+                job: &self.job,
+                client,
+                base,
+                listed,
+                replicas,
+                now,
+            })
+        })
     }
 
     /// Records an orphan destroyed at `now`, absent since `since`.

@@ -1,7 +1,9 @@
 //! Replicas of datasets destroyed on the source (issue 16), against real zfs-fuse pools:
 //! kept by default; with the receiver's `--orphans-after DUR`, destroyed once every run of
 //! the sender has lacked the dataset for DUR, counted from the first such run; a run that
-//! excludes a dataset does not make it absent; `--dry-run-orphans` only says.
+//! excludes a dataset does not make it absent; `--dry-run-orphans` only says; a dataset
+//! the sender never listed (made by hand below its base, or another sender's replicas
+//! there) is never destroyed.
 //!
 //! The clock is `ZFSYNC_NOW`: each simulated day gets a receiver of its own, started at
 //! that time, all of them sharing one state directory (the history counts absence).
@@ -21,7 +23,7 @@ struct Orphans {
     root: String,
     target: String,
     state: String,
-    _src: Pool,
+    src: Pool,
     _dst: Pool,
 }
 
@@ -39,7 +41,7 @@ impl Orphans {
             target: dst.ds("backup"),
             root,
             state,
-            _src: src,
+            src,
             _dst: dst,
         }
     }
@@ -48,12 +50,25 @@ impl Orphans {
     /// receiver whose clock is at `now`, started with `recv_args`; returns the receiver's
     /// log. The receiver has stopped when this returns.
     fn run(&self, now: u64, snap: &str, recv_args: &[&str], send_args: &[&str]) -> String {
-        snapshot_tree(&self.root, snap);
+        self.run_senders(now, snap, recv_args, &[(&self.root, send_args)])
+    }
+
+    /// `run` with one sender per source root, one after another, to the same receiver.
+    fn run_senders(
+        &self,
+        now: u64,
+        snap: &str,
+        recv_args: &[&str],
+        senders: &[(&str, &[&str])],
+    ) -> String {
         let zfs = zfs_bin();
         let mut args = vec!["--zfs", zfs.as_str(), "--state-dir", &self.state];
         args.extend_from_slice(recv_args);
         let mut recv = Receiver::start_at(now, &self.target, &args);
-        send_tree(&self.root, &recv, send_args).assert_ok();
+        for (root, send_args) in senders {
+            snapshot_tree(root, snap);
+            send_tree(root, &recv, send_args).assert_ok();
+        }
         recv.stop();
         recv.log()
     }
@@ -137,4 +152,70 @@ fn without_the_option_a_replica_of_a_destroyed_source_is_kept() {
     let destroyed = format!("orphan destroyed dataset={}", o.replica("b"));
     assert!(log.contains(&destroyed), "{log}");
     assert!(exists(&o.replica("a")));
+}
+
+// A sender speaks only for what it once listed: a dataset made by hand below its base,
+// with snapshots of its own, is in none of its lists and stays, however long the option
+// has been on; the replica of a destroyed source goes in the same run.
+#[test]
+fn a_dataset_made_by_hand_below_the_base_is_never_destroyed() {
+    let o = Orphans::new("orphh");
+    let opt = ["--orphans-after", "2d"];
+    o.run(DEC1, "s1", &opt, &[]);
+    let hand = o.replica("hand");
+    zfs(&["create", &hand]);
+    zfs(&["snapshot", &format!("{hand}@mine")]);
+    let hand_snaps = snapshot_guids(&hand);
+    destroy(&join(&o.root, "b"));
+    o.run(DEC1 + DAY, "s2", &opt, &[]);
+
+    let log = o.run(DEC1 + 400 * DAY, "s3", &opt, &[]);
+    let destroyed = format!("orphan destroyed dataset={}", o.replica("b"));
+    assert!(log.contains(&destroyed), "{log}");
+    assert_eq!(log.matches("orphan destroyed").count(), 1, "{log}");
+    assert_snapshots(&hand, &hand_snaps);
+    assert!(exists(&o.replica("a")));
+
+    // The dry run says why it stays.
+    let mut dry = opt.to_vec();
+    dry.push("--dry-run-orphans");
+    let log = o.run(DEC1 + 401 * DAY, "s4", &dry, &[]);
+    let kept = format!("orphan kept dataset={hand} reason=never-listed");
+    assert!(log.contains(&kept), "{log}");
+    assert!(!log.contains("orphan would be destroyed"), "{log}");
+    assert_snapshots(&hand, &hand_snaps);
+}
+
+// Two senders whose bases nest: the second lands below the first's (--dest x). The first
+// never listed x, so its runs never count it absent, even once the second has stopped
+// sending; the second's own lists still let go of the replica of a dataset destroyed on
+// its source.
+#[test]
+fn the_replicas_of_a_sender_nested_below_another_are_its_own() {
+    let o = Orphans::new("orphn");
+    let other = o.src.ds("other");
+    for rel in ["", "c", "d"] {
+        create(&join(&other, rel));
+        write_file(&join(&other, rel), "f.txt", b"other");
+    }
+    let opt = ["--orphans-after", "2d"];
+    let both: [(&str, &[&str]); 2] = [(&o.root, &[]), (&other, &["--dest", "x"])];
+    o.run_senders(DEC1, "s1", &opt, &both);
+    destroy(&join(&other, "c"));
+    o.run_senders(DEC1 + DAY, "s2", &opt, &both);
+    let log = o.run_senders(DEC1 + 400 * DAY, "s3", &opt, &both);
+    let destroyed = format!("orphan destroyed dataset={}", o.replica("x/c"));
+    assert!(log.contains(&destroyed), "{log}");
+    assert_eq!(log.matches("orphan destroyed").count(), 1, "{log}");
+    let (x_snaps, d_snaps) = (snapshot_guids(&other), snapshot_guids(&join(&other, "d")));
+    assert_snapshots(&o.replica("x/d"), &d_snaps);
+
+    // The second sender stops; the first goes on alone for far longer than the duration.
+    for (day, snap) in [(401, "s4"), (800, "s5")] {
+        let log = o.run(DEC1 + day * DAY, snap, &opt, &[]);
+        assert!(!log.contains("orphan destroyed"), "day {day}: {log}");
+    }
+    assert_snapshots(&o.replica("x"), &x_snaps);
+    assert_snapshots(&o.replica("x/d"), &d_snaps);
+    assert!(exists(&o.replica("a")) && exists(&o.replica("b")));
 }
