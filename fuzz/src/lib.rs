@@ -205,7 +205,7 @@ impl Recipe<'_> {
         codes[self.u8() as usize % codes.len()]
     }
     fn message(&mut self) -> Message {
-        match self.u8() % 23 {
+        match self.u8() % 24 {
             // Only this version's greetings have an exact layout: another version's
             // Hello/Welcome is read up to its version number alone, by design.
             0 => Message::Hello {
@@ -294,12 +294,18 @@ impl Recipe<'_> {
                 reason: self.reason(),
                 text: self.string(MAX_TEXT),
             },
+            23 => Message::Listed {
+                last: self.bool(),
+                paths: (0..self.u8() % 16)
+                    .map_while(|_| (!self.data.is_empty()).then(|| self.string(MAX_NAME + 8)))
+                    .collect(),
+            },
             22 => Message::Root {
                 guids: (0..self.u16() as usize % (MAX_ROOT_GUIDS + 64))
                     .map_while(|_| (!self.data.is_empty()).then(|| self.u64()))
                     .collect(),
             },
-            _ => unreachable!("the variant is picked modulo 23"),
+            _ => unreachable!("the variant is picked modulo 24"),
         }
     }
     /// A nonce or MAC: mostly the right length, sometimes empty or off by some.
@@ -349,6 +355,8 @@ fn expected(msg: &Message) -> Option<Message> {
         Message::Offer { path, .. } => name_ok(path),
         Message::Snap(s) => name_ok(&s.name),
         Message::Root { guids } => guids.len() <= MAX_ROOT_GUIDS,
+        // Paths are names: over their limit they are refused, never cut.
+        Message::Listed { paths, .. } => paths.iter().all(name_ok),
         Message::Reply(Plan::UpToDate { name }) => name_ok(name),
         Message::Reply(Plan::Incremental {
             from_name,
@@ -466,6 +474,14 @@ pub fn seed_messages() -> Vec<Message> {
         },
         Message::Root {
             guids: vec![0x8d5b_2f4a_1c3e_9071, 1],
+        },
+        Message::Listed {
+            paths: vec!["home".into(), "home/alice".into()],
+            last: true,
+        },
+        Message::Listed {
+            paths: vec![],
+            last: false,
         },
         Message::Root {
             guids: vec![u64::MAX; MAX_ROOT_GUIDS],

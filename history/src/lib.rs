@@ -48,6 +48,7 @@
 //! [`Store::open_read_only`], which never creates anything, and upgrades an older history
 //! only where it may write it (else it reads it as it is, where it can).
 
+mod absent;
 mod error;
 pub mod format;
 mod lock;
@@ -56,6 +57,7 @@ mod schema;
 mod store;
 mod time;
 
+pub use absent::{Absence, DestroyedOrphan, Listing};
 pub use error::{Error, Result};
 pub use format::Format;
 pub use lock::JobLock;

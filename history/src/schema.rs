@@ -41,6 +41,16 @@ pub struct Step {
 ///   status and check) by an operator. `after_id` is the newest attempt of that key when it
 ///   was retired: an attempt with a higher id (the dataset is replicated again) brings the
 ///   key back, with no clock involved. `retired` is when, for people.
+///
+/// Notes on version 3 (the receiver's `--orphans-after`, see `absent.rs`):
+/// - `listed`: the datasets a sender's whole dataset list has named, per landing dataset
+///   (`base`, full name on the receiver), `job` (the receiver's TARGET) and `client` (the
+///   sender's key name, "" without keys): only these can ever be counted absent.
+///   `last_listed` is the last list that named it; `absent_since` the first list after it
+///   that lacked it while its replica was there (NULL while listed). A row goes when a
+///   list lacks it and no replica is there, or when the receiver destroys the replica.
+/// - `orphans_destroyed`: the replicas destroyed for it, kept like the runs
+///   (`--history-days`).
 pub const MIGRATIONS: &[Step] = &[
     Step {
         sql: r"
@@ -107,6 +117,36 @@ CREATE TABLE retired (
         stand_in: Some(
             "CREATE TEMP TABLE retired (dataset TEXT, peer TEXT, role TEXT, after_id INTEGER, \
              retired INTEGER)",
+        ),
+    },
+    Step {
+        sql: r"
+CREATE TABLE listed (
+    job          TEXT    NOT NULL,
+    base         TEXT    NOT NULL,
+    client       TEXT    NOT NULL,
+    dataset      TEXT    NOT NULL,
+    last_listed  INTEGER NOT NULL,
+    absent_since INTEGER,
+    PRIMARY KEY (job, base, client, dataset)
+) STRICT;
+
+CREATE TABLE orphans_destroyed (
+    id          INTEGER PRIMARY KEY,
+    job         TEXT    NOT NULL,
+    dataset     TEXT    NOT NULL,
+    client      TEXT    NOT NULL,
+    since       INTEGER NOT NULL,
+    destroyed   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX orphans_destroyed_at ON orphans_destroyed (destroyed);
+",
+        // Nothing listed, nothing destroyed: what readers may look at.
+        stand_in: Some(
+            "CREATE TEMP TABLE listed (job TEXT, base TEXT, client TEXT, dataset TEXT, \
+             last_listed INTEGER, absent_since INTEGER); \
+             CREATE TEMP TABLE orphans_destroyed (id INTEGER PRIMARY KEY, job TEXT, \
+             dataset TEXT, client TEXT, since INTEGER, destroyed INTEGER)",
         ),
     },
 ];

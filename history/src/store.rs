@@ -44,7 +44,7 @@ pub const INTERRUPTED_STATUS: i32 = -1;
 /// A connection to the history database. It is `Send` but not `Sync`: use it from one
 /// thread, or share it behind a `Mutex`. Several processes may use the same file at once.
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
 }
 
@@ -122,7 +122,7 @@ impl Store {
             .map_err(self.sql("reading the journal mode"))
     }
 
-    fn sql(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+    pub(crate) fn sql(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
         move |source| Error::Sqlite {
             path: self.path.clone(),
             what,
@@ -530,7 +530,7 @@ impl Store {
     }
 
     /// Deletes what started before `older_than` (unix seconds; the caller's now minus the
-    /// age to keep), and returns how many rows went (attempts and runs).
+    /// age to keep), and returns how many rows went (attempts, runs and destroyed orphans).
     ///
     /// For each dataset, peer and role, the newest attempt and the newest success are kept
     /// whatever their age, so `latest_per_dataset` still knows where an idle or failing
@@ -566,8 +566,14 @@ impl Store {
                 params![older_than],
             )
             .map_err(self.sql(what))?;
+        let orphans = tx
+            .execute(
+                "DELETE FROM orphans_destroyed WHERE destroyed < ?1",
+                params![older_than],
+            )
+            .map_err(self.sql(what))?;
         tx.commit().map_err(self.sql(what))?;
-        Ok(attempts + runs)
+        Ok(attempts + runs + orphans)
     }
 }
 
@@ -841,8 +847,8 @@ mod tests {
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.path(), dir.join("history.sqlite"));
         assert!(store.path().is_file());
-        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 2);
-        assert_eq!(schema::latest(), 2);
+        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 3);
+        assert_eq!(schema::latest(), 3);
         assert!(all(&store).is_empty());
     }
 
@@ -860,9 +866,9 @@ mod tests {
     fn a_newer_schema_is_refused_by_writers_and_readers() {
         let tmp = TempDir::new("newer");
         let store = open(&tmp);
-        raw(&store).pragma_update(None, "user_version", 3).unwrap();
+        raw(&store).pragma_update(None, "user_version", 4).unwrap();
         drop(store);
-        let want = "history database version 3 is newer than this zfsync (knows up to 2): \
+        let want = "history database version 4 is newer than this zfsync (knows up to 3): \
                     upgrade zfsync";
         for result in [Store::open(tmp.path()), Store::open_read_only(tmp.path())] {
             let err = result.err().expect("refused");
@@ -870,8 +876,8 @@ mod tests {
                 matches!(
                     err,
                     Error::TooNew {
-                        found: 3,
-                        known: 2,
+                        found: 4,
+                        known: 3,
                         ..
                     }
                 ),
@@ -894,7 +900,7 @@ mod tests {
                 err,
                 Error::TooOld {
                     found: 0,
-                    known: 2,
+                    known: 3,
                     ..
                 }
             ),
@@ -902,7 +908,7 @@ mod tests {
         );
         // A writer migrates it.
         let store = open(&tmp);
-        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 2);
+        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 3);
         assert!(Store::open_read_only(tmp.path()).is_ok());
     }
 
@@ -1028,13 +1034,14 @@ mod tests {
         assert_eq!(status(&all, "tank/old").failures_since_success, 0);
     }
 
-    /// A version 1 history (before `retired`) in `tmp` with one attempt of tank/a.
-    fn version_1(tmp: &TempDir) {
-        let path = tmp.path().join(FILE_NAME);
-        let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-        conn.execute_batch(schema::MIGRATIONS[0].sql).unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
+    /// A database of schema version `version` (its first steps only) with one attempt.
+    fn at_version(tmp: &TempDir, version: usize) {
+        let conn = Connection::open(tmp.path().join(FILE_NAME)).unwrap();
+        for step in &schema::MIGRATIONS[..version] {
+            conn.execute_batch(step.sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
         conn.execute_batch(
             "INSERT INTO attempts (role, job, peer, dataset, raw, compressed, attempt, \
              started, ended, outcome) VALUES ('send', 'j', 'p', 'tank/a', 0, 0, 1, 1, 2, 'done')",
@@ -1048,12 +1055,24 @@ mod tests {
     }
 
     #[test]
-    fn version_1_is_migrated_with_nothing_retired() {
-        let tmp = TempDir::new("v1");
-        version_1(&tmp);
-        let store = open(&tmp);
-        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 2);
-        assert_eq!(store.latest_per_dataset().unwrap().len(), 1);
+    fn older_versions_are_migrated_with_their_rows() {
+        for version in [1, 2] {
+            let tmp = TempDir::new(&format!("v{version}"));
+            at_version(&tmp, version);
+            let store = open(&tmp);
+            let got = schema::version(&store.conn, store.path()).unwrap();
+            assert_eq!(got, schema::latest(), "from {version}");
+            // Nothing retired, nothing listed: each new table starts empty.
+            assert_eq!(
+                store.latest_per_dataset().unwrap().len(),
+                1,
+                "from {version}"
+            );
+            assert!(
+                store.orphans_destroyed(0).unwrap().is_empty(),
+                "from {version}"
+            );
+        }
     }
 
     // After an upgrade of zfsync, status and check read the history at once, not only
@@ -1061,9 +1080,9 @@ mod tests {
     #[test]
     fn a_reader_that_may_write_upgrades_version_1() {
         let tmp = TempDir::new("v1-reader");
-        version_1(&tmp);
+        at_version(&tmp, 1);
         let reader = Store::open_read_only(tmp.path()).unwrap();
-        assert_eq!(file_version(&tmp), 2);
+        assert_eq!(file_version(&tmp), schema::latest());
         assert_eq!(reader.latest_per_dataset().unwrap().len(), 1);
         // Still a reader.
         assert!(reader.begin_run(&run_start(1)).is_err());
@@ -1076,7 +1095,7 @@ mod tests {
     #[test]
     fn a_reader_that_may_not_write_reads_version_1_as_it_is() {
         let tmp = TempDir::new("v1-read-only");
-        version_1(&tmp);
+        at_version(&tmp, 1);
         let reader = Store::open_reader(tmp.path(), false).unwrap();
         assert_eq!(file_version(&tmp), 1);
         assert_eq!(

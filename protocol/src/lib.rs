@@ -35,7 +35,9 @@ mod message;
 pub mod splice;
 
 pub use frame::{Frame, FrameReader, FrameWriter};
-pub use message::{root_sample, DatasetKind, Message, Outcome, Plan, Reason, SnapshotInfo};
+pub use message::{
+    listed_frames, root_sample, DatasetKind, Message, Outcome, Plan, Reason, SnapshotInfo,
+};
 pub use splice::{write_to_pipe, MoveError};
 
 use std::fmt;
@@ -45,7 +47,8 @@ use zfsync_text::IoWords;
 /// The protocol version this build speaks. Peers must speak the same version: a mismatch is
 /// refused at the greeting, with both numbers in the error. Version 2 added [`Message::Root`], the
 /// offer of a dataset without snapshots and its placeholder reply, and the rollback of an
-/// accepted plan.
+/// accepted plan; [`Message::Listed`] came later within it, as an optional message behind
+/// [`FEATURE_LISTED`] (no peer receives a kind it does not know).
 pub const VERSION: u16 = 2;
 
 /// The bytes that open every `Hello` payload, so that a zfsync receiver talking to something
@@ -68,6 +71,13 @@ pub const MAX_TEXT: usize = 16 << 10;
 /// Largest number of snapshot GUIDs in a [`Message::Root`]: enough to judge whether the
 /// receiver's copy of the root is a replica of it (see [`root_sample`]), in one frame.
 pub const MAX_ROOT_GUIDS: usize = 4096;
+/// Largest number of paths in one dataset list ([`Message::Listed`], all its frames
+/// together). The receiver keeps the list until the run's cleanup, so this bounds what a
+/// sender can make it hold (paths are at most 255 bytes once checked).
+pub const MAX_LISTED: usize = 100_000;
+/// Welcome's `features` bit of a receiver that takes [`Message::Listed`]. A sender sends
+/// the list only to such a receiver, so an older receiver (features 0) never sees the kind.
+pub const FEATURE_LISTED: u64 = 1;
 /// Largest number of snapshots one `Offer` may announce. The receiver reads them one frame at
 /// a time and keeps none of them, so this is a sanity bound, not a buffer size.
 pub const MAX_SNAPSHOTS: u32 = 10_000_000;

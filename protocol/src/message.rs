@@ -5,7 +5,8 @@
 
 use crate::auth::{MAC_LEN, NONCE_LEN};
 use crate::{
-    clip, Error, Result, MAGIC, MAX_NAME, MAX_ROOT_GUIDS, MAX_SNAPSHOTS, MAX_TEXT, VERSION,
+    clip, Error, Result, MAGIC, MAX_CONTROL, MAX_NAME, MAX_ROOT_GUIDS, MAX_SNAPSHOTS, MAX_TEXT,
+    VERSION,
 };
 use byteorder::{BigEndian, ByteOrder};
 
@@ -45,7 +46,8 @@ pub enum Message {
     ///
     /// # Format
     /// kind `0x02`: `version:u16 agent:str(256) features:u64 proof:bytes(0 or 32)`
-    /// (feature bits: none defined in version 1, a receiver sends 0; `proof` is the
+    /// (feature bits: [`crate::FEATURE_LISTED`] = 1, the receiver takes
+    /// [`Message::Listed`]; a sender ignores bits it does not know; `proof` is the
     /// receiver's own proof of the key after a challenge, empty without one).
     Welcome {
         version: u16,
@@ -62,6 +64,18 @@ pub enum Message {
     /// # Format
     /// kind `0x13`: `count:u16 guid:u64 × count`, `count` at most 4,096.
     Root { guids: Vec<u64> },
+    /// Sender, only to a receiver whose Welcome has [`crate::FEATURE_LISTED`]: "my listing
+    /// of this run found these datasets below my root", every one of them whatever the
+    /// run's filters chose to send, by path relative to the sent root (the root itself is
+    /// not listed). Sent before `Cleanup`, only after a listing of the whole tree that
+    /// succeeded; spread over as many frames as it takes, the last with `last` true. What
+    /// the receiver's `--orphans-after` counts a replica's absence by.
+    ///
+    /// # Format
+    /// kind `0x14`: `last:bool count:u16 path:str(1024) × count`, the payload within
+    /// [`MAX_CONTROL`]; all frames of one list together hold at most
+    /// [`crate::MAX_LISTED`] paths (the receiver counts).
+    Listed { paths: Vec<String>, last: bool },
     /// Sender: "here is a dataset and its snapshots". Followed by exactly `count`
     /// [`Message::Snap`] frames, oldest snapshot first. `count` 0 offers a filesystem
     /// without snapshots that has descendants with some: the receiver makes it a
@@ -296,6 +310,7 @@ impl Message {
             Message::Snap(_) => 0x11,
             Message::Reply(_) => 0x12,
             Message::Root { .. } => 0x13,
+            Message::Listed { .. } => 0x14,
             Message::Data(_) => KIND_DATA,
             Message::End { .. } => 0x21,
             Message::Abort { .. } => 0x22,
@@ -379,6 +394,20 @@ impl Message {
                 e.u16(guids.len() as u16);
                 for g in guids {
                     e.u64(*g);
+                }
+            }
+            Message::Listed { paths, last } => {
+                // More than fits one frame is the caller's to split (`listed_frames`).
+                if paths.len() > u16::MAX as usize {
+                    return Err(Error::Malformed {
+                        kind: e.kind,
+                        why: format!("{} paths in one frame, limit is {}", paths.len(), u16::MAX),
+                    });
+                }
+                e.u8(*last as u8);
+                e.u16(paths.len() as u16);
+                for p in paths {
+                    e.name(p)?;
                 }
             }
             Message::Reply(plan) => match plan {
@@ -556,6 +585,13 @@ impl Message {
                 let guids = (0..count).map(|_| d.u64()).collect::<Result<_>>()?;
                 Message::Root { guids }
             }
+            0x14 => {
+                let last = d.bool()?;
+                let count = d.u16()?;
+                // The frame's length bounds what is read: each path costs 2 bytes at least.
+                let paths = (0..count).map(|_| d.str(MAX_NAME)).collect::<Result<_>>()?;
+                Message::Listed { paths, last }
+            }
             0x12 => Message::Reply(match d.u8()? {
                 0 => Plan::UpToDate {
                     name: d.str(MAX_NAME)?,
@@ -636,6 +672,35 @@ pub fn root_sample(guids: &[u64]) -> Vec<u64> {
     out
 }
 
+/// A dataset list as [`Message::Listed`] frames, each within [`MAX_CONTROL`], the last
+/// with `last` set (one empty frame for an empty list). `None` when a path is longer than
+/// a name field may be or the list holds more than [`crate::MAX_LISTED`] paths: the
+/// receiver would refuse it, and a cut list would make the rest look absent.
+pub fn listed_frames(paths: &[String]) -> Option<Vec<Message>> {
+    if paths.len() > crate::MAX_LISTED || paths.iter().any(|p| p.len() > MAX_NAME) {
+        return None;
+    }
+    let mut frames = Vec::new();
+    let mut chunk = Vec::new();
+    let mut size = 3; // last:bool count:u16
+    for p in paths {
+        if size + 2 + p.len() > MAX_CONTROL || chunk.len() == u16::MAX as usize {
+            frames.push(Message::Listed {
+                paths: std::mem::take(&mut chunk),
+                last: false,
+            });
+            size = 3;
+        }
+        size += 2 + p.len();
+        chunk.push(p.clone());
+    }
+    frames.push(Message::Listed {
+        paths: chunk,
+        last: true,
+    });
+    Some(frames)
+}
+
 /// The name of a frame kind, or `None` if this version does not know it.
 pub(crate) fn kind_name(kind: u8) -> Option<&'static str> {
     Some(match kind {
@@ -647,6 +712,7 @@ pub(crate) fn kind_name(kind: u8) -> Option<&'static str> {
         0x11 => "snap",
         0x12 => "reply",
         0x13 => "root",
+        0x14 => "listed",
         KIND_DATA => "data",
         0x21 => "end",
         0x22 => "abort",
@@ -852,6 +918,75 @@ mod tests {
         two.extend_from_slice(&9u64.to_be_bytes());
         two.push(0);
         assert!(Message::decode(0x13, two).is_err(), "a trailing byte");
+    }
+
+    fn encoded(msg: &Message) -> Vec<u8> {
+        let mut payload = Vec::new();
+        msg.encode_payload(&mut payload).unwrap();
+        payload
+    }
+
+    #[test]
+    fn a_dataset_list_round_trips() {
+        let msg = Message::Listed {
+            paths: vec!["a".into(), "a/b".into(), "c d".into()],
+            last: true,
+        };
+        let payload = encoded(&msg);
+        assert_eq!(&payload[..3], &[1, 0, 3]);
+        assert_eq!(Message::decode(0x14, payload).unwrap(), msg);
+    }
+
+    #[test]
+    fn a_dataset_list_is_split_into_frames_that_fit() {
+        let paths: Vec<String> = (0..2000).map(|i| format!("{i:0>60}")).collect();
+        let frames = listed_frames(&paths).unwrap();
+        assert!(frames.len() > 1, "{} frames", frames.len());
+        let mut back = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let payload = encoded(f);
+            assert!(payload.len() <= MAX_CONTROL, "frame {i}: {}", payload.len());
+            match Message::decode(0x14, payload).unwrap() {
+                Message::Listed { paths, last } => {
+                    assert_eq!(last, i == frames.len() - 1, "frame {i}");
+                    back.extend(paths);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, paths);
+    }
+
+    #[test]
+    fn an_empty_dataset_list_is_one_last_frame() {
+        let frames = listed_frames(&[]).unwrap();
+        assert_eq!(
+            frames,
+            [Message::Listed {
+                paths: vec![],
+                last: true
+            }]
+        );
+    }
+
+    #[test]
+    fn a_dataset_list_over_its_limits_is_not_split() {
+        let many = vec!["a".to_string(); crate::MAX_LISTED + 1];
+        assert!(listed_frames(&many).is_none());
+        assert!(listed_frames(&["n".repeat(MAX_NAME + 1)]).is_none());
+    }
+
+    #[test]
+    fn a_dataset_list_whose_count_and_length_disagree_is_malformed() {
+        let cases: [(&[u8], &str); 4] = [
+            (&[1, 0, 2, 0, 1, b'a'], "one path short"),
+            (&[1, 0, 1, 0, 1, b'a', 0], "a trailing byte"),
+            (&[2, 0, 0], "a bad boolean"),
+            (&[1, 0, 1, 0xff, 0xff], "a path over its limit"),
+        ];
+        for (payload, what) in cases {
+            assert!(Message::decode(0x14, payload.to_vec()).is_err(), "{what}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::Config;
 use std::path::PathBuf;
 use zfsync_cli::parse_options;
-use zfsync_cli::values::{number, seconds, HostPort};
+use zfsync_cli::values::{duration_secs, number, seconds, HostPort};
 // The types this module's functions return.
 pub use zfsync_cli::{Output, Parsed, UsageError};
 use zfsync_retention::Keep;
@@ -40,6 +40,13 @@ Options:
                            newest (the base), a held one or one not named by
                            zfsync (zfsync prune --help: plans; default: keep all)
       --tz ZONE            time zone of the plan's buckets (default UTC)
+      --orphans-after DUR  destroy a replica whose source dataset every run of its
+                           sender has lacked for DUR (e.g. 30d, 36h; at least 1d),
+                           with everything below it; counted from the first run
+                           that lacked it, and only if an earlier run listed it
+                           (default: keep such replicas for ever)
+      --dry-run-orphans    with --orphans-after: log the replicas that would be
+                           destroyed, destroy none
       --key-file FILE      accept only senders that prove knowledge of a key in FILE
                            (challenge-response, the key never crosses the wire).
                            Lines: NAME SECRET [SUBTREE]; a client with a SUBTREE is
@@ -79,6 +86,9 @@ Examples:
       several sources, each confined to the subtree its key names; keep two days of
       hours, three months of days and two years of months of what arrives, whatever
       the sources keep; a status page and /metrics on a local port
+  zfsync-recv --orphans-after 30d backup/hosts/fileserver
+      as the first, and destroy the replica of a dataset destroyed on the source
+      once a month of the source's runs have lacked it (--dry-run-orphans: only say)
   zfsync-recv --gen-key fileserver
       make a key for a sender called fileserver
 ";
@@ -101,6 +111,8 @@ pub struct Args {
     pub key_file: Option<String>,
     pub keep: Option<String>,
     pub tz: Option<String>,
+    pub orphans_after: Option<String>,
+    pub dry_run_orphans: bool,
     /// `--gen-key NAME`: make a key instead of serving.
     pub gen_key: Option<String>,
     pub state_dir: Option<String>,
@@ -113,7 +125,7 @@ pub struct Args {
 #[derive(Debug)]
 pub enum Command {
     /// Serve TARGET.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Print a new key for client NAME, for both sides' key files.
     GenKey(String),
 }
@@ -128,7 +140,7 @@ pub fn command(argv: &[String]) -> Result<Parsed<(Command, Output)>, UsageError>
         }
         None => args
             .into_config()
-            .map(|(config, output)| (Command::Serve(config), output)),
+            .map(|(config, output)| (Command::Serve(Box::new(config)), output)),
     })
 }
 
@@ -149,6 +161,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
     o.optopt("", "zfs", "", "PATH");
     o.optopt("", "key-file", "", "FILE");
     o.optopt("", "keep", "", "PLAN");
+    o.optopt("", "orphans-after", "", "DUR");
+    o.optflag("", "dry-run-orphans", "");
     o.optopt("", "tz", "", "ZONE");
     o.optopt("", "gen-key", "", "NAME");
     o.optopt("", "state-dir", "", "DIR");
@@ -178,6 +192,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed<Args>, UsageError> {
         zfs: m.opt_str("zfs"),
         key_file: m.opt_str("key-file"),
         keep: m.opt_str("keep"),
+        orphans_after: m.opt_str("orphans-after"),
+        dry_run_orphans: m.opt_present("dry-run-orphans"),
         tz: m.opt_str("tz"),
         gen_key,
         state_dir: m.opt_str("state-dir"),
@@ -250,6 +266,7 @@ impl Args {
                 }
                 (None, None) => None,
             },
+            orphans: orphans(self.orphans_after.as_deref(), self.dry_run_orphans)?,
             state_dir: self
                 .state_dir
                 .map(PathBuf::from)
@@ -264,6 +281,24 @@ impl Args {
         };
         Ok((config, self.output))
     }
+}
+
+/// The least `--orphans-after`: one bad run, or a few in a row, must not cost a replica.
+const MIN_ORPHANS_AFTER: i64 = 86_400;
+
+/// `--orphans-after DUR [--dry-run-orphans]`.
+fn orphans(after: Option<&str>, dry_run: bool) -> Result<Option<crate::Orphans>, UsageError> {
+    let Some(text) = after else {
+        if dry_run {
+            return Err("--dry-run-orphans shows what --orphans-after would do: give it".into());
+        }
+        return Ok(None);
+    };
+    let after = duration_secs(text).map_err(|e| format!("--orphans-after {e}"))?;
+    if after < MIN_ORPHANS_AFTER {
+        return Err(format!("--orphans-after must be at least 1d, got {text:?}").into());
+    }
+    Ok(Some(crate::Orphans { after, dry_run }))
 }
 
 /// Reads the key file and checks each client's subtree.
@@ -410,7 +445,7 @@ mod tests {
     #[test]
     fn help_ends_with_examples_that_parse() {
         let examples = zfsync_cli::examples(USAGE, "zfsync-recv").unwrap();
-        assert_eq!(examples.len(), 3);
+        assert_eq!(examples.len(), 4);
         for argv in examples {
             let Ok(Parsed::Run(a)) = parse(&argv) else {
                 panic!("{argv:?}");
@@ -442,6 +477,37 @@ mod tests {
             (
                 &["--tz", "UTC", "tank/b"],
                 "--tz is the time zone of --keep's plan",
+            ),
+        ] {
+            let e = config(args).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
+    }
+
+    // issue 16: replicas of destroyed sources are kept unless the receiver says otherwise.
+    #[test]
+    fn orphans_are_destroyed_only_by_the_receivers_own_option() {
+        assert_eq!(config(&["tank/b"]).unwrap().orphans, None);
+        let c = config(&["--orphans-after", "30d", "--dry-run-orphans", "tank/b"]).unwrap();
+        assert_eq!(
+            c.orphans,
+            Some(crate::Orphans {
+                after: 30 * 86_400,
+                dry_run: true
+            })
+        );
+        for (args, want) in [
+            (
+                &["--orphans-after", "23h", "tank/b"][..],
+                "--orphans-after must be at least 1d",
+            ),
+            (
+                &["--orphans-after", "soon", "tank/b"],
+                "--orphans-after wants a duration",
+            ),
+            (
+                &["--dry-run-orphans", "tank/b"],
+                "--dry-run-orphans shows what --orphans-after would do",
             ),
         ] {
             let e = config(args).unwrap_err().to_string();

@@ -8,7 +8,7 @@ use crate::session::Session;
 use crate::tree::join_rel;
 use crate::{Error, Result};
 use log::{info, warn};
-use zfsync_protocol::{auth, Message, Reason, VERSION};
+use zfsync_protocol::{auth, Message, Reason, FEATURE_LISTED, VERSION};
 use zfsync_text::quoted;
 use zfsync_zfs::check_relative_path;
 
@@ -100,7 +100,9 @@ impl Session<'_> {
         self.writer.send(&Message::Welcome {
             version: VERSION,
             agent: format!("zfsync-recv {}", env!("CARGO_PKG_VERSION")),
-            features: 0,
+            // Takes the dataset list that `--orphans-after` counts by; without the option,
+            // absence is still noted, so that turning it on counts from the truth.
+            features: FEATURE_LISTED,
             proof,
         })?;
         Ok(())

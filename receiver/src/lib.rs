@@ -14,6 +14,7 @@ mod compare;
 mod greet;
 pub mod http;
 mod offer;
+mod orphans;
 pub mod owner;
 mod page;
 mod place;
@@ -53,12 +54,24 @@ pub struct Config {
     pub keys: Vec<zfsync_protocol::auth::Key>,
     /// `--keep PLAN [--tz ZONE]`: prune each dataset by this plan after a receive into it.
     pub keep: Option<zfsync_retention::Keep>,
+    /// `--orphans-after DUR [--dry-run-orphans]`: destroy replicas whose source has been
+    /// gone that long (see `orphans.rs`); `None`: keep them.
+    pub orphans: Option<Orphans>,
     /// Where the history is kept (`history.sqlite`).
     pub state_dir: PathBuf,
     /// Days of history kept.
     pub history_days: u64,
     /// Where the status page and /metrics are served (`HOST:PORT`); `None`: nowhere.
     pub http: Option<String>,
+}
+
+/// `--orphans-after`: how a replica whose source dataset is gone is dealt with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Orphans {
+    /// Seconds every run of its sender must have lacked it.
+    pub after: i64,
+    /// `--dry-run-orphans`: log the plan, destroy nothing.
+    pub dry_run: bool,
 }
 
 /// Errors of the receiver.

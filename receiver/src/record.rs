@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use zfsync_history::{
-    AttemptEnd, AttemptStart, Kind, Outcome as Recorded, Role, RunEnd, RunId, RunStart,
-    SnapshotRef, Store,
+    Absence, AttemptEnd, AttemptStart, DestroyedOrphan, Kind, Listing, Outcome as Recorded, Role,
+    RunEnd, RunId, RunStart, SnapshotRef, Store,
 };
 use zfsync_protocol::{Outcome, Plan, Reason};
 use zfsync_zfs::{Snapshot, StreamFlags};
@@ -206,6 +206,42 @@ impl History {
     fn begin_run(&self, run: &RunStart) -> Option<RunId> {
         self.with_store(|s| s.begin_run(run))
     }
+
+    /// Takes a sender's whole dataset list (see `Store::note_listing`): the replicas its
+    /// lists once named and now lack, each with the time the first such list came, or
+    /// `None` when the store fails.
+    pub(crate) fn note_listing(
+        &self,
+        client: &str,
+        base: &str,
+        listed: &[String],
+        replicas: &[String],
+        now: i64,
+    ) -> Option<Vec<Absence>> {
+        self.with_store(|s| {
+            s.note_listing(&Listing {
+                job: &self.job,
+                client,
+                base,
+                listed,
+                replicas,
+                now,
+            })
+        })
+    }
+
+    /// Records an orphan destroyed at `now`, absent since `since`.
+    pub(crate) fn orphan_destroyed(&self, client: &str, dataset: &str, since: i64, now: i64) {
+        self.with_store(|s| {
+            s.record_orphan_destroyed(&DestroyedOrphan {
+                job: self.job.clone(),
+                dataset: dataset.to_string(),
+                client: client.to_string(),
+                since,
+                destroyed: now,
+            })
+        });
+    }
 }
 
 /// Every reason a failure can have (`failure_reason` of each), so /metrics lists each
@@ -350,6 +386,11 @@ impl<'a> RunRecord<'a> {
     /// The client the greeting admitted with its key.
     pub(crate) fn admitted(&mut self, client: &str) {
         self.client = Some(client.to_owned());
+    }
+
+    /// The client's key name, "" without keys.
+    pub(crate) fn client(&self) -> &str {
+        self.client.as_deref().unwrap_or_default()
     }
 
     /// How the history names the sender: its IP address, `CLIENT@IP` with keys.

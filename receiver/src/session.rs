@@ -7,6 +7,7 @@
 //! rules and joined under TARGET, every snapshot name is checked, and every read has the
 //! configured timeout, so a silent or broken peer costs this one connection.
 
+use crate::orphans;
 use crate::place::Refusal;
 use crate::record::RunRecord;
 use crate::tree::join_rel;
@@ -19,9 +20,9 @@ use std::io::{BufReader, BufWriter};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use zfsync_protocol::{FrameReader, FrameWriter, Message, Reason};
+use zfsync_protocol::{FrameReader, FrameWriter, Message, Reason, MAX_LISTED};
 use zfsync_text::quoted;
-use zfsync_zfs::Dataset;
+use zfsync_zfs::{check_relative_path, Dataset};
 
 /// Runs a session on a connection until it ends, then cleans up the buffer (what the
 /// session left there may be placeable now). The connection may come from anywhere: its
@@ -61,6 +62,10 @@ pub(crate) struct Session<'a> {
     pub(crate) root_verdict: OnceCell<Option<Refusal>>,
     /// This connection's run and its offers, as the history records them.
     pub(crate) record: RunRecord<'a>,
+    /// The sender's dataset list (`Message::Listed`) as far as it has come, and whether
+    /// its last frame has: what the cleanup counts absent replicas by (`orphans.rs`).
+    listed: HashSet<String>,
+    listed_whole: bool,
 }
 
 impl<'a> Session<'a> {
@@ -84,6 +89,8 @@ impl<'a> Session<'a> {
             root_guids: None,
             root_verdict: OnceCell::new(),
             record: RunRecord::new(&shared.history, peer.ip()),
+            listed: HashSet::new(),
+            listed_whole: false,
         })
     }
 
@@ -149,6 +156,30 @@ impl<'a> Session<'a> {
                     self.busy.store(false, Ordering::SeqCst);
                     r?;
                 }
+                Message::Listed { paths, last } => {
+                    if self.listed_whole {
+                        return self.violation("dataset list sent twice");
+                    }
+                    if self.listed.len() + paths.len() > MAX_LISTED {
+                        return self
+                            .violation(&format!("dataset list of more than {MAX_LISTED} paths"));
+                    }
+                    for p in paths {
+                        // A path names a dataset below the root, valid once joined there.
+                        let checked = check_relative_path(&p).and_then(|_| self.root.join(&p));
+                        let why = match checked {
+                            _ if p.is_empty() => "the root itself is not listed".to_string(),
+                            Err(e) => e.to_string(),
+                            Ok(_) => {
+                                self.listed.insert(p);
+                                continue;
+                            }
+                        };
+                        return self
+                            .violation(&format!("dataset list: path {}: {why}", quoted(&p)));
+                    }
+                    self.listed_whole = last;
+                }
                 Message::Cleanup => {
                     // The sender's datasets are done, but an offer may still hold its lock
                     // for a moment after its result (the receiver's hold, read-only):
@@ -169,6 +200,24 @@ impl<'a> Session<'a> {
                         left(Left::Busy),
                         left(Left::Failed)
                     );
+                    if self.listed_whole {
+                        let (client, listed) = (self.record.client().to_string(), &self.listed);
+                        self.keeping_alive(|| {
+                            orphans::after_run(
+                                self.shared,
+                                &client,
+                                &self.root_rel,
+                                &self.root,
+                                listed,
+                            )
+                        })?;
+                    } else if !self.listed.is_empty() {
+                        warn!(
+                            "dataset list without its last frame peer={}: not counted",
+                            quoted(self.peer)
+                        );
+                    }
+                    self.listed.clear();
                     let told = r.entries.iter().filter(|e| e.left != Left::Busy);
                     self.writer.send(&Message::CleanupDone {
                         placed: left(Left::Placed),

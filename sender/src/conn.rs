@@ -10,11 +10,13 @@ mod pump;
 use crate::deadline::{Deadline, Watch};
 use crate::report::CleanupDone;
 use crate::{Config, Error, Result};
+use log::warn;
 use std::io::{BufReader, BufWriter};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use zfsync_protocol::{
-    DatasetKind, FrameReader, FrameWriter, Message, Outcome, Plan, SnapshotInfo,
+    listed_frames, DatasetKind, FrameReader, FrameWriter, Message, Outcome, Plan, SnapshotInfo,
+    FEATURE_LISTED,
 };
 use zfsync_zfs::{Kind, Snapshot};
 
@@ -48,6 +50,8 @@ pub struct Connection {
     timeout: Duration,
     /// Whether the root's snapshots were announced on this connection (`announce_root`).
     root_announced: bool,
+    /// The receiver's feature bits, from its Welcome.
+    features: u64,
     /// Stream bytes sent on this connection, and of them those the receiver confirmed
     /// (streams it reported done): how far a try got, even one that broke off.
     sent: u64,
@@ -150,8 +154,24 @@ impl Connection {
         }
     }
 
-    /// Asks the receiver to place buffered datasets now.
-    pub fn cleanup(&mut self) -> Result<CleanupDone> {
+    /// Asks the receiver to place buffered datasets now. `listed`: every dataset this
+    /// run's listing found below the root (relative paths), told first to a receiver that
+    /// takes the list; `None` when the listing was not whole, and nothing is told.
+    pub fn cleanup(&mut self, listed: Option<&[String]>) -> Result<CleanupDone> {
+        let frames = listed.filter(|_| self.features & FEATURE_LISTED != 0);
+        if let Some(paths) = frames {
+            match listed_frames(paths) {
+                Some(frames) => {
+                    for f in &frames {
+                        self.writer.write_message(f)?;
+                    }
+                }
+                None => warn!(
+                    "dataset list not sent: {} datasets, more than a receiver takes",
+                    paths.len()
+                ),
+            }
+        }
         self.writer.send(&Message::Cleanup)?;
         match self.read()? {
             Message::CleanupDone {

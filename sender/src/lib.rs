@@ -258,7 +258,12 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
         })
         .unwrap_or_default();
     let root_guids = zfsync_protocol::root_sample(&root_guids);
+    let mut listed = listed_below(&tree, &config.dataset);
     let chosen = select::choose(tree, &config.dataset, &config.exclude);
+    if !chosen.unreadable.is_empty() {
+        // Not the whole tree: what was not read must not look absent to the receiver.
+        listed = None;
+    }
     let parents = parents_of_snapshots(chosen.datasets.iter().map(|(_, i)| i), |i| {
         has_kept_snapshots(i, config)
     });
@@ -374,7 +379,7 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
         }
         (None, 0)
     } else {
-        match request_cleanup(config, cleanup_conn) {
+        match request_cleanup(config, cleanup_conn, listed.as_deref()) {
             // Copies of this tree left in the buffer: the run is not done.
             Ok(done) => (done.line(), done.waiting + done.failed),
             // Not the run's failure as such: the datasets are where the run left them, and
@@ -451,14 +456,33 @@ fn parents_of_snapshots<'a>(
     parents
 }
 
+/// Every dataset of the listed `tree` below `root`, by relative path, whatever the filters
+/// choose: what the receiver's `--orphans-after` counts absence by (issue 16). `None` when
+/// the listing holds a name that is not below the root: not a listing to trust.
+fn listed_below(tree: &[zfsync_zfs::DatasetInfo], root: &Dataset) -> Option<Vec<String>> {
+    let mut paths = Vec::with_capacity(tree.len());
+    for info in tree.iter().filter(|i| i.name != root.as_str()) {
+        let rel = Dataset::new(&info.name)
+            .ok()
+            .and_then(|d| d.relative_to(root).map(str::to_string))?;
+        paths.push(rel);
+    }
+    Some(paths)
+}
+
 /// Asks for the receiver's cleanup on `conn`, a worker's connection still open (a new one
-/// could find the receiver's connection slots still taken by the workers' just closed).
-fn request_cleanup(config: &Config, conn: Option<Connection>) -> Result<report::CleanupDone> {
+/// could find the receiver's connection slots still taken by the workers' just closed),
+/// with the run's dataset list (`listed_below`) when its listing was whole.
+fn request_cleanup(
+    config: &Config,
+    conn: Option<Connection>,
+    listed: Option<&[String]>,
+) -> Result<report::CleanupDone> {
     let mut conn = match conn {
         Some(c) => c,
         None => Connection::open(config)?,
     };
-    let done = conn.cleanup()?;
+    let done = conn.cleanup(listed)?;
     conn.bye();
     Ok(done)
 }
@@ -513,6 +537,20 @@ mod tests {
             Ok(cli::Parsed::Run((c, _))) => c,
             other => panic!("{args:?}: {other:?}"),
         }
+    }
+
+    // issue 16: the list is the whole listing, excluded datasets too, never the root.
+    #[test]
+    fn the_list_holds_every_listed_dataset_below_the_root() {
+        let root = Dataset::new("p/r").unwrap();
+        let t = tree(&["p/r", "p/r/a@", "p/r/a/x", "p/r/b"]);
+        assert_eq!(
+            listed_below(&t, &root).unwrap(),
+            ["a", "a/x", "b"].map(String::from)
+        );
+        assert_eq!(listed_below(&t[..1], &root).unwrap(), Vec::<String>::new());
+        let stray = tree(&["p/r", "p/other"]);
+        assert_eq!(listed_below(&stray, &root), None);
     }
 
     #[test]

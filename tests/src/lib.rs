@@ -53,4 +53,4 @@ pub use proxy::{Proxy, ProxyRecord};
 pub use receiver::{free_port, Receiver, LISTEN_TIMEOUT};
 pub use scratch::{temp_dir, TEST_ROOT};
 pub use sender::{run_at, run_with_timeout, send, BgSender, SendOutput, SummaryRow, SEND_TIMEOUT};
-pub use zfs_cmd::{zfs, zfs_bin, zfs_try, zpool, zpool_bin, zpool_try};
+pub use zfs_cmd::{zfs, zfs_bin, zfs_retry_busy, zfs_try, zpool, zpool_bin, zpool_try};

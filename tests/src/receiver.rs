@@ -45,6 +45,16 @@ fn with_state_dir(extra_args: &[&str]) -> (Vec<String>, Option<PathBuf>) {
     (args, Some(dir))
 }
 
+/// Writes an executable script `path` holding `text`.
+fn write_script(path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let mut perm = fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(path, perm).unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
 impl Receiver {
     /// Starts `zfsync-recv -l 127.0.0.1:0 EXTRA... TARGET` and waits for its
     /// `listening on 127.0.0.1:PORT` line.
@@ -68,13 +78,25 @@ impl Receiver {
             "#!/bin/sh\nshift 2\nexec '{}' -l 127.0.0.1:{port} \"$@\"\n",
             real.to_str().expect("binary path is UTF-8")
         );
-        fs::write(&wrapper, text).unwrap_or_else(|e| panic!("write {}: {e}", wrapper.display()));
-        let mut perm = fs::metadata(&wrapper)
-            .unwrap_or_else(|e| panic!("stat {}: {e}", wrapper.display()))
-            .permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        fs::set_permissions(&wrapper, perm)
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", wrapper.display()));
+        write_script(&wrapper, &text);
+        let (args, state) = with_state_dir(extra_args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut r = Receiver::spawn(&wrapper, target, &args);
+        r.state_dir = state;
+        r
+    }
+
+    /// `start` with its clock at `now` (unix seconds, `ZFSYNC_NOW`): a wrapper sets it
+    /// and execs the receiver, so the pid is the receiver's own. Give `--state-dir` in
+    /// `extra_args` to keep its history across receivers at different times.
+    pub fn start_at(now: u64, target: &str, extra_args: &[&str]) -> Receiver {
+        let dir = temp_dir("recvclock");
+        let wrapper = dir.join("zfsync-recv");
+        let text = format!(
+            "#!/bin/sh\nZFSYNC_NOW={now} exec '{}' \"$@\"\n",
+            receiver_bin().display()
+        );
+        write_script(&wrapper, &text);
         let (args, state) = with_state_dir(extra_args);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut r = Receiver::spawn(&wrapper, target, &args);

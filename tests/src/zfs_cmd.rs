@@ -126,7 +126,7 @@ pub fn zpool(args: &[&str]) -> String {
 /// Retries a zfs command that zfs-fuse intermittently refuses with "dataset is busy"
 /// right after a filesystem was mounted or read (the FUSE layer still holds it for a
 /// moment). Other errors are returned at once.
-pub(crate) fn zfs_retry_busy(args: &[&str]) -> Result<String, String> {
+pub fn zfs_retry_busy(args: &[&str]) -> Result<String, String> {
     let mut tries = 0;
     loop {
         match zfs_try(args) {

@@ -1,6 +1,7 @@
 //! Issue 5, hostile input: a real `zfsync-recv` on real zfs-fuse pools, spoken to by peers
 //! that are not a well-behaved `zfsync-send`: garbage, endless or oversized frames, silent
-//! peers, floods of connections, hand-made offers of hostile dataset paths, a wrong
+//! peers, floods of connections, hand-made offers of hostile dataset paths, hostile or
+//! oversize dataset lists (issue 16), a wrong
 //! protocol version, streams cut or broken midway, and peers without the key.
 //!
 //! Each test checks three things: the peer gets a clear answer or a closed connection
@@ -1155,4 +1156,75 @@ fn a_stream_with_properties_is_refused_where_zfs_recv_cannot_keep_them_out() {
     assert_eq!(props.trim(), "-", "the replica got the source's property");
     src.send_and_verify(&site);
     site.assert_alive();
+}
+
+// issue 16: a sender's dataset list cannot make the receiver destroy anything by itself:
+// hostile paths, an oversize list and a second list end the connection, and an empty list
+// with --orphans-after destroys nothing before the duration has passed.
+#[test]
+fn hostile_dataset_lists_are_refused_and_destroy_nothing() {
+    let mut site = Site::new("hlist", &["--orphans-after", "1d"]);
+    let src = Source::new("hlists");
+    src.send_and_verify(&site);
+    let before = site.contents();
+    let addr = site.addr();
+
+    let listed = |paths: &[&str], last: bool| Message::Listed {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        last,
+    };
+    let long = "a".repeat(300);
+    for path in [
+        "",
+        "..",
+        "a/../x",
+        "/x",
+        "a@b",
+        "a#b",
+        "a//b",
+        long.as_str(),
+    ] {
+        let mut p = Peer::greeted(&addr);
+        p.send(&listed(&["child", path], true));
+        assert_closed_with(&mut p, Reason::Protocol, &format!("path {path:?}"));
+    }
+    let mut p = Peer::greeted(&addr);
+    p.send(&listed(&["child"], true));
+    p.send(&listed(&["child"], true));
+    assert_closed_with(&mut p, Reason::Protocol, "a second list");
+
+    // More paths than MAX_LISTED, in frames that each fit: refused once over the limit.
+    let mut p = Peer::greeted(&addr);
+    let paths: Vec<String> = (0..=zfsync_protocol::MAX_LISTED)
+        .map(|i| format!("d{i}"))
+        .collect();
+    let mut sent = Vec::new();
+    for frame in zfsync_protocol::listed_frames(&paths[1..]).unwrap() {
+        if let Message::Listed { paths, .. } = frame {
+            sent.push(Message::Listed { paths, last: false });
+        }
+    }
+    sent.push(listed(&["d0"], true));
+    for frame in sent {
+        // The receiver may close while frames are still on their way.
+        if p.writer.send(&frame).is_err() {
+            break;
+        }
+    }
+    assert_closed_with(&mut p, Reason::Protocol, "an oversize list");
+
+    // An empty list, as a sender whose source lost everything would send: noted, and
+    // nothing destroyed now (the duration counts from here).
+    let mut p = Peer::greeted(&addr);
+    p.send(&listed(&[], true));
+    p.send(&Message::Cleanup);
+    match p.recv() {
+        Message::CleanupDone { failed: 0, .. } => {}
+        other => panic!("expected cleanup-done, got {other:?}"),
+    }
+    p.send(&Message::Bye);
+    site.assert_alive();
+    assert_eq!(site.contents(), before, "a dataset list changed the pool");
+    let log = site.recv.log();
+    assert!(!log.contains("orphan destroyed"), "{log}");
 }

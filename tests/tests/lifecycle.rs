@@ -8,7 +8,7 @@
 //! never computed with the retention crate.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use zfsync_tests::*;
@@ -266,17 +266,7 @@ fn snapshot_min_change_skips_quiet_datasets_but_never_the_root() {
 /// future (2100): the simulated days are all in its past, so its bound on times from names
 /// (not after now) leaves them be.
 fn pruning_receiver(target: &str, args: &[&str]) -> Receiver {
-    let dir = temp_dir("recvclock");
-    let wrapper: PathBuf = dir.join("zfsync-recv");
-    let text = format!(
-        "#!/bin/sh\nZFSYNC_NOW=4102444800 exec '{}' \"$@\"\n",
-        receiver_bin().display()
-    );
-    std::fs::write(&wrapper, text).expect("write wrapper");
-    let mut perm = std::fs::metadata(&wrapper).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&wrapper, perm).expect("chmod");
-    Receiver::spawn(&wrapper, target, args)
+    Receiver::start_at(4_102_444_800, target, args)
 }
 
 /// Every snapshot the source tree `data` has had, by dataset (relative) and name: its GUID.

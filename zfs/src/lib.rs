@@ -441,7 +441,8 @@ impl Zfs {
         self.output(&args).map(drop)
     }
 
-    /// `zfs destroy -r DS`. Used only on zfsync's own buffer datasets.
+    /// `zfs destroy -r DS`. Used only on zfsync's own buffer datasets and on the orphans
+    /// a receiver's `--orphans-after` destroys.
     pub fn destroy_recursive(&self, ds: &Dataset) -> Result<()> {
         self.output(&["destroy", "-r", ds.as_str()]).map(drop)
     }

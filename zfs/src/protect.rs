@@ -248,6 +248,18 @@ pub fn hold_receiver_newest(zfs: &Zfs, ds: &Dataset) {
     }
 }
 
+/// Releases the receiver's hold on snapshot `snap` of `ds`, a replica about to be
+/// destroyed as an orphan: the hold would make `zfs destroy -r` fail as busy. Best effort:
+/// a snapshot without the hold is the usual case for all but the newest.
+pub fn release_receiver_hold(zfs: &Zfs, ds: &Dataset, snap: &str) {
+    if !zfs.capabilities().holds {
+        return;
+    }
+    if let Err(e) = zfs.release(&ds.snapshot(snap), RECEIVER_HOLD) {
+        log::debug!("no receiver hold released dataset={ds} snap={snap} error={e}");
+    }
+}
+
 /// Releases the receiver's hold on snapshots `names` of `ds`, which an allowed rollback
 /// is about to destroy: the hold would make `zfs rollback -r` fail as busy.
 pub fn release_for_rollback(zfs: &Zfs, ds: &Dataset, names: &[String]) -> Result<()> {

@@ -25,6 +25,7 @@ impl Connection {
             fd,
             timeout: config.timeout,
             root_announced: false,
+            features: 0,
             sent: 0,
             confirmed: 0,
         };
@@ -62,8 +63,9 @@ impl Connection {
                 version,
                 agent,
                 proof,
-                ..
+                features,
             } if version == VERSION => {
+                conn.features = features;
                 if let Some(key) = &config.key {
                     // Mutual: a receiver that cannot prove the key gets no data.
                     if server_nonce.is_empty() {
