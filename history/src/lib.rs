@@ -57,7 +57,7 @@ mod schema;
 mod store;
 mod time;
 
-pub use absent::{Absence, DestroyedOrphan, Listing};
+pub use absent::{Absence, DestroyedOrphan, Listing, Noted, Replica};
 pub use error::{Error, Result};
 pub use format::Format;
 pub use lock::JobLock;

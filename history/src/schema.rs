@@ -51,6 +51,16 @@ pub struct Step {
 ///   list lacks it and no replica is there, or when the receiver destroys the replica.
 /// - `orphans_destroyed`: the replicas destroyed for it, kept like the runs
 ///   (`--history-days`).
+///
+/// Notes on version 4 (what a list may count, and the clock's part in it):
+/// - `listed.absent_lists`: how many counted lists in a row have lacked it (0 while
+///   listed); a replica goes only after two of them, besides the time.
+/// - `listed.absent_guid`: the GUID (decimal) of the replica's newest snapshot when its
+///   absence began: a replica whose newest snapshot changes since is still being fed, and
+///   its absence ends.
+/// - `listings`: when each sender's (job, base, client) last counted list came: a list
+///   that comes `--orphans-after` or more after it starts every absence again, and one
+///   dated before it notes nothing.
 pub const MIGRATIONS: &[Step] = &[
     Step {
         sql: r"
@@ -147,6 +157,31 @@ CREATE INDEX orphans_destroyed_at ON orphans_destroyed (destroyed);
              last_listed INTEGER, absent_since INTEGER); \
              CREATE TEMP TABLE orphans_destroyed (id INTEGER PRIMARY KEY, job TEXT, \
              dataset TEXT, client TEXT, since INTEGER, destroyed INTEGER)",
+        ),
+    },
+    Step {
+        sql: r"
+ALTER TABLE listed ADD COLUMN absent_lists INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE listed ADD COLUMN absent_guid TEXT;
+UPDATE listed SET absent_lists = 1 WHERE absent_since IS NOT NULL;
+
+CREATE TABLE listings (
+    job          TEXT    NOT NULL,
+    base         TEXT    NOT NULL,
+    client       TEXT    NOT NULL,
+    last_whole   INTEGER NOT NULL,
+    PRIMARY KEY (job, base, client)
+) STRICT;
+",
+        // Nothing listed: a TEMP `listed` with the new columns hides the file's (step 3's
+        // stand-in, if it ran, is replaced).
+        stand_in: Some(
+            "DROP TABLE IF EXISTS temp.listed; \
+             CREATE TEMP TABLE listed (job TEXT, base TEXT, client TEXT, dataset TEXT, \
+             last_listed INTEGER, absent_since INTEGER, absent_lists INTEGER, \
+             absent_guid TEXT); \
+             CREATE TEMP TABLE listings (job TEXT, base TEXT, client TEXT, \
+             last_whole INTEGER)",
         ),
     },
 ];

@@ -847,8 +847,8 @@ mod tests {
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.path(), dir.join("history.sqlite"));
         assert!(store.path().is_file());
-        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 3);
-        assert_eq!(schema::latest(), 3);
+        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 4);
+        assert_eq!(schema::latest(), 4);
         assert!(all(&store).is_empty());
     }
 
@@ -866,9 +866,9 @@ mod tests {
     fn a_newer_schema_is_refused_by_writers_and_readers() {
         let tmp = TempDir::new("newer");
         let store = open(&tmp);
-        raw(&store).pragma_update(None, "user_version", 4).unwrap();
+        raw(&store).pragma_update(None, "user_version", 5).unwrap();
         drop(store);
-        let want = "history database version 4 is newer than this zfsync (knows up to 3): \
+        let want = "history database version 5 is newer than this zfsync (knows up to 4): \
                     upgrade zfsync";
         for result in [Store::open(tmp.path()), Store::open_read_only(tmp.path())] {
             let err = result.err().expect("refused");
@@ -876,8 +876,8 @@ mod tests {
                 matches!(
                     err,
                     Error::TooNew {
-                        found: 4,
-                        known: 3,
+                        found: 5,
+                        known: 4,
                         ..
                     }
                 ),
@@ -900,7 +900,7 @@ mod tests {
                 err,
                 Error::TooOld {
                     found: 0,
-                    known: 3,
+                    known: 4,
                     ..
                 }
             ),
@@ -908,7 +908,7 @@ mod tests {
         );
         // A writer migrates it.
         let store = open(&tmp);
-        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 3);
+        assert_eq!(schema::version(&store.conn, store.path()).unwrap(), 4);
         assert!(Store::open_read_only(tmp.path()).is_ok());
     }
 
@@ -1056,7 +1056,7 @@ mod tests {
 
     #[test]
     fn older_versions_are_migrated_with_their_rows() {
-        for version in [1, 2] {
+        for version in [1, 2, 3] {
             let tmp = TempDir::new(&format!("v{version}"));
             at_version(&tmp, version);
             let store = open(&tmp);
@@ -1119,6 +1119,28 @@ mod tests {
             )),
             "{err}"
         );
+    }
+
+    // Step 4's stand-in replaces step 3's where both run.
+    #[test]
+    fn a_reader_that_may_not_write_reads_versions_2_and_3_through_stand_ins() {
+        for version in [2, 3] {
+            let tmp = TempDir::new(&format!("v{version}-read-only"));
+            at_version(&tmp, version);
+            let reader = Store::open_reader(tmp.path(), false).unwrap();
+            assert_eq!(file_version(&tmp), version as i64);
+            assert!(reader.orphans_destroyed(0).unwrap().is_empty());
+            let rows: i64 = reader
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM listed JOIN listings USING (job, base, client) \
+                     WHERE absent_lists > 0 OR absent_guid IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(rows, 0, "from {version}");
+        }
     }
 
     #[test]

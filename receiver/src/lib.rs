@@ -129,6 +129,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) stop: &'a AtomicBool,
     /// What happened: the history store and this process's figures.
     pub(crate) history: record::History,
+    /// What each sender delivered since its last counted dataset list.
+    pub(crate) delivered: orphans::Delivered,
 }
 
 /// Checks that TARGET can be received into: it exists, or its parent does; and, where
@@ -182,6 +184,7 @@ pub fn serve(
         tree: Tree::new(config.target.clone(), config.buffer.clone()),
         stop,
         history: record::History::open(config),
+        delivered: orphans::Delivered::default(),
     };
     shared.clean_up("start");
     std::thread::scope(|scope| -> Result<()> {

@@ -114,6 +114,14 @@ impl Session<'_> {
         }
         self.record.answered(&accepted.plan);
         self.writer.send(&Message::Reply(accepted.plan.clone()))?;
+        if !dry_run
+            && matches!(
+                accepted.plan,
+                Plan::UpToDate { .. } | Plan::Placeholder { .. }
+            )
+        {
+            self.delivered(path);
+        }
         let streams = matches!(
             accepted.plan,
             Plan::Full { .. } | Plan::Incremental { .. } | Plan::Resume { .. }
@@ -162,6 +170,7 @@ impl Session<'_> {
         }
         let outcome = outcome?;
         if let Outcome::Done { .. } = outcome {
+            self.delivered(path);
             if accepted.replaces_placeholder {
                 self.shared.tree.clear_placeholder(self.shared.zfs, &ds);
             }

@@ -1,25 +1,28 @@
 //! Replicas whose source dataset is gone (issue 16): the receiver notes which datasets
-//! each sender's lists have named below its base, and since when a list has lacked each
-//! of them; with `--orphans-after DUR` it destroys a replica whose whole subtree has been
-//! lacking that long.
+//! each sender delivered and its lists named below its base, and since when a list has
+//! lacked each of them; with `--orphans-after DUR` it destroys a replica whose whole
+//! subtree has been lacking that long.
 //!
 //! What counts is the sender's [`Message::Listed`](zfsync_protocol::Message::Listed):
 //! every dataset its listing found below its root, sent only after a whole listing, so a
-//! run that excluded datasets, or failed to list, makes nothing look absent. A sender
-//! alone can never make this host destroy anything: without the receiver's own option
-//! nothing is destroyed, and with it a replica goes only once `DUR` has passed since the
-//! first run that lacked it (an empty or short list costs nothing before then).
+//! run that excluded datasets, or failed to list, makes nothing look absent. A list counts
+//! only in a session that announced its root and whose root the receiver accepts as a
+//! replica of it (`session.rs`). A sender alone can never make this host destroy anything:
+//! without the receiver's own option nothing is destroyed, and with it a replica goes only
+//! once `DUR` has passed since the first list that lacked it, and at least two lists
+//! have (an empty or short list costs nothing before then).
 //!
-//! Only what a sender once listed can be absent from its later lists: a dataset below its
-//! base that none of its lists named (made there by hand, the replicas of another sender
-//! whose base is below this one, or received before senders told their lists and gone
-//! from the source since) is never counted, and neither is anything above it.
+//! Only what a sender delivered, in a run whose whole list named it, can be absent from
+//! its later lists ([`Delivered`]): a dataset below its base that it never delivered (made
+//! there by hand, the replicas of another sender whose base is below this one, or names a
+//! list made up) is never counted, and neither is anything above it. The clock's rules,
+//! and a replica still fed, are the store's (`history/src/absent.rs`).
 //!
 //! Never destroyed: the base (the sent root's replica, its sender's own root), TARGET, the
-//! buffer (outside TARGET), a replica never listed or with such a dataset below it, a
+//! buffer (outside TARGET), a replica never delivered or with such a dataset below it, a
 //! replica with a descendant the sender still has (a placeholder parent of present
 //! children), one that a session holds the lock of, and anything at all when the history
-//! store fails (absence cannot be counted then).
+//! store fails (absence cannot be counted then) or the clock is before the last list.
 //!
 //! Planned, then applied under the tree's change lock: the same plan serves
 //! `--dry-run-orphans`, which logs it and destroys nothing. Owns only this; the store's
@@ -29,9 +32,43 @@ use crate::tree::join_rel;
 use crate::{Orphans, Shared};
 use log::{debug, info, warn};
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use zfsync_history::{Absence, Listing, Noted, Replica};
 use zfsync_text::quoted;
 use zfsync_zfs::protect::release_receiver_hold;
 use zfsync_zfs::{Dataset, FailureKind};
+
+/// How many counted lists in a row must lack a replica before it goes, besides `DUR`:
+/// one list, however late, is never enough.
+const MIN_LISTS: u32 = 2;
+
+/// What each sender delivered at its base since its last counted list: keyed by client
+/// (key name, "" without keys) and base (relative to TARGET), the paths below the base.
+/// A sender's run spreads its offers over several connections, and its list comes on one
+/// of them: so this is the receiver's, not a session's.
+#[derive(Default)]
+pub(crate) struct Delivered(Mutex<HashMap<(String, String), HashSet<String>>>);
+
+impl Delivered {
+    /// `path` (below the base `base_rel`) was received, resumed, found up to date or made
+    /// a placeholder for `client`.
+    pub(crate) fn note(&self, client: &str, base_rel: &str, path: &str) {
+        if path.is_empty() {
+            return; // the base itself is never absent
+        }
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((client.to_string(), base_rel.to_string()))
+            .or_default()
+            .insert(path.to_string());
+    }
+
+    /// What `client` delivered at `base_rel` since the last call, which forgets it.
+    fn take(&self, client: &str, base_rel: &str) -> HashSet<String> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&(client.to_string(), base_rel.to_string()))
+            .unwrap_or_default()
+    }
+}
 
 /// A replica to destroy, with everything below it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +81,8 @@ struct Doomed {
 
 /// Notes what a run's whole list (`listed`: paths relative to `base`, whose path relative
 /// to TARGET is `base_rel`) says of the replicas below `base`, and destroys the orphans
-/// that `--orphans-after` allows. Called at the run's cleanup; failures are logged.
+/// that `--orphans-after` allows. Called at the cleanup of a session whose list counts;
+/// failures are logged.
 pub(crate) fn after_run(
     shared: &Shared,
     client: &str,
@@ -54,6 +92,7 @@ pub(crate) fn after_run(
 ) {
     let tree = &shared.tree;
     let _changing = tree.change_lock();
+    let delivered = shared.delivered.take(client, base_rel);
     let replicas = match shared.zfs.list_tree(base) {
         Ok(list) => list,
         Err(e) if e.kind() == FailureKind::NotFound => return,
@@ -70,38 +109,81 @@ pub(crate) fn after_run(
         .filter(|rel| !rel.is_empty())
         .collect();
     let full = |rel: &String| format!("{base}/{rel}");
-    let names: Vec<String> = rels.iter().map(full).collect();
-    let listed_names: Vec<String> = listed.iter().map(full).collect();
-    let now = crate::record::now();
-    let Some(noted) =
-        shared
-            .history
-            .note_listing(client, base.as_str(), &listed_names, &names, now)
-    else {
-        if shared.config.orphans.is_some() && rels.iter().any(|r| !listed.contains(r)) {
-            warn!(
-                "orphans: the history store failed, so absence cannot be counted: no replica \
-                 destroyed base={}",
-                quoted(base)
-            );
-        }
-        return;
-    };
-    let since: HashMap<String, i64> = noted
-        .into_iter()
-        .filter_map(|a| {
-            let rel = a.dataset.strip_prefix(&format!("{base}/"))?.to_string();
-            Some((rel, a.since))
+    let on_disk: Vec<Replica> = replicas
+        .iter()
+        .map(|i| Replica {
+            name: i.name.clone(),
+            newest: i.snapshots.last().map(|s| s.guid),
         })
         .collect();
-    // Not in this list, and in none before it: made by hand, another sender's, or
+    let listed_names: Vec<String> = listed.iter().map(full).collect();
+    let delivered_names: Vec<String> = delivered.iter().map(full).collect();
+    let now = crate::record::now();
+    let orphans = shared.config.orphans;
+    let noted = shared.history.note_listing(Listing {
+        job: "",
+        client,
+        base: base.as_str(),
+        listed: &listed_names,
+        delivered: &delivered_names,
+        replicas: &on_disk,
+        after: orphans.map(|o| o.after),
+        now,
+    });
+    let absent = match noted {
+        None => {
+            if orphans.is_some() && rels.iter().any(|r| !listed.contains(r)) {
+                warn!(
+                    "orphans: the history store failed, so absence cannot be counted: no \
+                     replica destroyed base={}",
+                    quoted(base)
+                );
+            }
+            return;
+        }
+        Some(Noted::ClockBehind { newest }) => {
+            warn!(
+                "orphans: the clock ({now}) is before the last dataset list noted ({newest}) \
+                 base={}: list not counted, no replica destroyed",
+                quoted(base)
+            );
+            return;
+        }
+        Some(Noted::Counted {
+            absent,
+            fed,
+            restarted,
+        }) => {
+            if let Some(gap) = restarted {
+                warn!(
+                    "orphans: {} since the last dataset list base={}, --orphans-after or more: \
+                     every absence counts again from now",
+                    crate::page::duration(gap),
+                    quoted(base)
+                );
+            }
+            for ds in fed {
+                info!(
+                    "orphans: absence ended dataset={} reason=newest-snapshot-changed",
+                    quoted(ds)
+                );
+            }
+            absent
+        }
+    };
+    let prefix = format!("{base}/");
+    let since: HashMap<String, Absence> = absent
+        .into_iter()
+        .filter_map(|a| Some((a.dataset.strip_prefix(&prefix)?.to_string(), a)))
+        .collect();
+    // Not in this list, and never delivered before it: made by hand, another sender's, or
     // received before senders told their lists. Not this sender's to count.
     let unlisted = rels
         .iter()
         .filter(|r| !listed.contains(*r) && !since.contains_key(*r));
     for rel in unlisted {
         let ds = full(rel);
-        match shared.config.orphans {
+        match orphans {
             Some(Orphans { dry_run: true, .. }) => info!(
                 "orphan kept dataset={} reason=never-listed (--dry-run-orphans)",
                 quoted(&ds)
@@ -109,7 +191,7 @@ pub(crate) fn after_run(
             _ => debug!("orphans: kept dataset={} reason=never-listed", quoted(&ds)),
         }
     }
-    let Some(Orphans { after, dry_run }) = shared.config.orphans else {
+    let Some(Orphans { after, dry_run }) = orphans else {
         if !since.is_empty() {
             debug!(
                 "orphans: {} replicas lack a source base={} (kept: no --orphans-after)",
@@ -166,12 +248,13 @@ pub(crate) fn after_run(
 }
 
 /// The replicas to destroy: of `rels` (paths below the base, parents first), each whose
-/// whole subtree was first lacked at or before `cutoff` (`since`) and holds nothing
-/// `locked`, topmost only (its subtree goes with it). `since` has only what the sender
-/// once listed: a replica without an entry stays, and so do its ancestors.
+/// whole subtree was first lacked at or before `cutoff` (`since`) by at least
+/// [`MIN_LISTS`] lists and holds nothing `locked`, topmost only (its subtree goes with
+/// it). `since` has only what the sender delivered: a replica without an entry stays, and
+/// so do its ancestors.
 fn plan(
     rels: &[String],
-    since: &HashMap<String, i64>,
+    since: &HashMap<String, Absence>,
     cutoff: i64,
     locked: impl Fn(&str) -> bool,
 ) -> Vec<Doomed> {
@@ -181,7 +264,12 @@ fn plan(
                 .strip_prefix(parent)
                 .is_some_and(|rest| rest.starts_with('/'))
     };
-    let ripe = |rel: &str| since.get(rel).is_some_and(|s| *s <= cutoff) && !locked(rel);
+    let ripe = |rel: &str| {
+        since
+            .get(rel)
+            .is_some_and(|a| a.since <= cutoff && a.lists >= MIN_LISTS)
+            && !locked(rel)
+    };
     let mut doomed: Vec<Doomed> = Vec::new();
     for rel in rels {
         if doomed.iter().any(|d| below(&d.rel, rel)) {
@@ -190,7 +278,7 @@ fn plan(
         if rels.iter().filter(|r| below(rel, r)).all(|r| ripe(r)) {
             doomed.push(Doomed {
                 rel: rel.clone(),
-                since: since[rel.as_str()],
+                since: since[rel.as_str()].since,
             });
         }
     }
@@ -201,18 +289,25 @@ fn plan(
 mod tests {
     use super::*;
 
-    /// "a:100 b" -> replicas a (absent since 100) and b (present).
-    fn tree(spec: &str) -> (Vec<String>, HashMap<String, i64>) {
+    /// "a:100 b c:100/1" -> replicas a (absent since 100, for 2 lists), b (present) and c
+    /// (absent since 100, for 1 list).
+    fn tree(spec: &str) -> (Vec<String>, HashMap<String, Absence>) {
         let mut rels = Vec::new();
         let mut since = HashMap::new();
         for item in spec.split_whitespace() {
             let (rel, at) = match item.split_once(':') {
-                Some((rel, at)) => (rel, Some(at.parse().unwrap())),
+                Some((rel, at)) => (rel, Some(at)),
                 None => (item, None),
             };
             rels.push(rel.to_string());
             if let Some(at) = at {
-                since.insert(rel.to_string(), at);
+                let (at, lists) = at.split_once('/').unwrap_or((at, "2"));
+                let absence = Absence {
+                    dataset: rel.to_string(),
+                    since: at.parse().unwrap(),
+                    lists: lists.parse().unwrap(),
+                };
+                since.insert(rel.to_string(), absence);
             }
         }
         (rels, since)
@@ -261,6 +356,14 @@ mod tests {
     #[test]
     fn a_locked_replica_and_its_ancestors_stay() {
         assert_eq!(doomed("b:100 b/x:100 c:100", 100, &["b/x"]), ["c"]);
+    }
+
+    // One list, however late, is never enough.
+    #[test]
+    fn a_replica_lacked_by_one_list_only_stays() {
+        assert!(doomed("b:100/1", i64::MAX, &[]).is_empty());
+        assert_eq!(doomed("b:100/1 c:100/2", 100, &[]), ["c"]);
+        assert!(doomed("b:100 b/x:100/1", 100, &[]).is_empty());
     }
 
     #[test]

@@ -271,6 +271,13 @@ impl<'a> Session<'a> {
         Ok(accepted)
     }
 
+    /// Whether the sent root's replica is accepted as one of this sender's root (or a
+    /// placeholder for it): judged as for its children, and only a verdict counts (a root
+    /// not there, or not judged yet, is not accepted).
+    pub(crate) fn root_accepted(&self) -> bool {
+        matches!(self.root_verdict(), Ok(None)) && matches!(self.root_verdict.get(), Some(None))
+    }
+
     /// Why no child of the sent root is received in this session, if none is: the root's
     /// replica exists and is not a replica of this sender's root. The root is judged by
     /// the snapshots the sender announced for it (`Message::Root`), never by the order of

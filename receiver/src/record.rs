@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use zfsync_history::{
-    Absence, AttemptEnd, AttemptStart, DestroyedOrphan, Kind, Listing, Outcome as Recorded, Role,
+    AttemptEnd, AttemptStart, DestroyedOrphan, Kind, Listing, Noted, Outcome as Recorded, Role,
     RunEnd, RunId, RunStart, SnapshotRef, Store,
 };
 use zfsync_protocol::{Outcome, Plan, Reason};
@@ -207,25 +207,13 @@ impl History {
         self.with_store(|s| s.begin_run(run))
     }
 
-    /// Takes a sender's whole dataset list (see `Store::note_listing`): the replicas its
-    /// lists once named and now lack, each with the time the first such list came, or
-    /// `None` when the store fails.
-    pub(crate) fn note_listing(
-        &self,
-        client: &str,
-        base: &str,
-        listed: &[String],
-        replicas: &[String],
-        now: i64,
-    ) -> Option<Vec<Absence>> {
+    /// Takes a sender's whole dataset list (see `Store::note_listing`, whose `job` this
+    /// fills in), or `None` when the store fails.
+    pub(crate) fn note_listing(&self, listing: Listing) -> Option<Noted> {
         self.with_store(|s| {
             s.note_listing(&Listing {
                 job: &self.job,
-                client,
-                base,
-                listed,
-                replicas,
-                now,
+                ..listing
             })
         })
     }

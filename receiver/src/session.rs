@@ -63,7 +63,8 @@ pub(crate) struct Session<'a> {
     /// This connection's run and its offers, as the history records them.
     pub(crate) record: RunRecord<'a>,
     /// The sender's dataset list (`Message::Listed`) as far as it has come, and whether
-    /// its last frame has: what the cleanup counts absent replicas by (`orphans.rs`).
+    /// its last frame has: what the cleanup counts absent replicas by (`orphans.rs`),
+    /// if the root is accepted.
     listed: HashSet<String>,
     listed_whole: bool,
 }
@@ -200,7 +201,12 @@ impl<'a> Session<'a> {
                         left(Left::Busy),
                         left(Left::Failed)
                     );
-                    if self.listed_whole {
+                    // A list speaks for the replicas below a root only once the root is
+                    // this sender's: announced, and accepted as a replica of it.
+                    let counts = self.listed_whole
+                        && self.root_guids.is_some()
+                        && self.keeping_alive(|| self.root_accepted())?;
+                    if counts {
                         let (client, listed) = (self.record.client().to_string(), &self.listed);
                         self.keeping_alive(|| {
                             orphans::after_run(
@@ -211,6 +217,13 @@ impl<'a> Session<'a> {
                                 listed,
                             )
                         })?;
+                    } else if self.listed_whole {
+                        warn!(
+                            "dataset list of a session whose root is not accepted peer={} \
+                             base={}: not counted",
+                            quoted(self.peer),
+                            quoted(&self.root)
+                        );
                     } else if !self.listed.is_empty() {
                         warn!(
                             "dataset list without its last frame peer={}: not counted",
@@ -238,6 +251,13 @@ impl<'a> Session<'a> {
                 other => return self.violation(&format!("unexpected {} message", other.name())),
             }
         }
+    }
+
+    /// Notes that the offer of `path` (below the root) delivered its dataset: received,
+    /// resumed, up to date, or a placeholder (what `orphans.rs` may later count absent).
+    pub(crate) fn delivered(&self, path: &str) {
+        let client = self.record.client();
+        self.shared.delivered.note(client, &self.root_rel, path);
     }
 
     pub(crate) fn violation<T>(&mut self, what: &str) -> Result<T> {

@@ -169,7 +169,11 @@ fn a_dataset_made_by_hand_below_the_base_is_never_destroyed() {
     destroy(&join(&o.root, "b"));
     o.run(DEC1 + DAY, "s2", &opt, &[]);
 
+    // After a gap of more than the duration, absence counts again from this run.
     let log = o.run(DEC1 + 400 * DAY, "s3", &opt, &[]);
+    assert!(log.contains("every absence counts again from now"), "{log}");
+    assert!(!log.contains("orphan destroyed"), "{log}");
+    let log = o.run(DEC1 + 402 * DAY, "s4", &opt, &[]);
     let destroyed = format!("orphan destroyed dataset={}", o.replica("b"));
     assert!(log.contains(&destroyed), "{log}");
     assert_eq!(log.matches("orphan destroyed").count(), 1, "{log}");
@@ -179,7 +183,7 @@ fn a_dataset_made_by_hand_below_the_base_is_never_destroyed() {
     // The dry run says why it stays.
     let mut dry = opt.to_vec();
     dry.push("--dry-run-orphans");
-    let log = o.run(DEC1 + 401 * DAY, "s4", &dry, &[]);
+    let log = o.run(DEC1 + 403 * DAY, "s5", &dry, &[]);
     let kept = format!("orphan kept dataset={hand} reason=never-listed");
     assert!(log.contains(&kept), "{log}");
     assert!(!log.contains("orphan would be destroyed"), "{log}");
@@ -204,6 +208,8 @@ fn the_replicas_of_a_sender_nested_below_another_are_its_own() {
     destroy(&join(&other, "c"));
     o.run_senders(DEC1 + DAY, "s2", &opt, &both);
     let log = o.run_senders(DEC1 + 400 * DAY, "s3", &opt, &both);
+    assert!(!log.contains("orphan destroyed"), "{log}");
+    let log = o.run_senders(DEC1 + 402 * DAY, "s3b", &opt, &both);
     let destroyed = format!("orphan destroyed dataset={}", o.replica("x/c"));
     assert!(log.contains(&destroyed), "{log}");
     assert_eq!(log.matches("orphan destroyed").count(), 1, "{log}");
@@ -211,7 +217,7 @@ fn the_replicas_of_a_sender_nested_below_another_are_its_own() {
     assert_snapshots(&o.replica("x/d"), &d_snaps);
 
     // The second sender stops; the first goes on alone for far longer than the duration.
-    for (day, snap) in [(401, "s4"), (800, "s5")] {
+    for (day, snap) in [(403, "s4"), (404, "s5"), (800, "s6"), (801, "s7")] {
         let log = o.run(DEC1 + day * DAY, snap, &opt, &[]);
         assert!(!log.contains("orphan destroyed"), "day {day}: {log}");
     }
