@@ -231,6 +231,8 @@ impl<'a> Session<'a> {
                         );
                     }
                     self.listed.clear();
+                    // A later Cleanup counts only a list sent after this one.
+                    self.listed_whole = false;
                     let told = r.entries.iter().filter(|e| e.left != Left::Busy);
                     self.writer.send(&Message::CleanupDone {
                         placed: left(Left::Placed),
