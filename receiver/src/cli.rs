@@ -41,12 +41,13 @@ Options:
                            zfsync (zfsync prune --help: plans; default: keep all)
       --tz ZONE            time zone of the plan's buckets (default UTC)
       --orphans-after DUR  destroy a replica whose source dataset every run of its
-                           sender has lacked for DUR (e.g. 30d, 36h; at least 1d),
-                           with everything below it; counted from the first run
-                           that lacked it, and only if an earlier run listed it
+                           sender has lacked for DUR (e.g. 30d, 36h; at least 1d)
+                           and at least two runs, with everything below it;
+                           counted from the first run that lacked it, and only if
+                           that sender delivered it before; needs --key-file
                            (default: keep such replicas for ever)
       --dry-run-orphans    with --orphans-after: log the replicas that would be
-                           destroyed, destroy none
+                           destroyed and those still waiting, destroy none
       --key-file FILE      accept only senders that prove knowledge of a key in FILE
                            (challenge-response, the key never crosses the wire).
                            Lines: NAME SECRET [SUBTREE]; a client with a SUBTREE is
@@ -86,9 +87,10 @@ Examples:
       several sources, each confined to the subtree its key names; keep two days of
       hours, three months of days and two years of months of what arrives, whatever
       the sources keep; a status page and /metrics on a local port
-  zfsync-recv --orphans-after 30d backup/hosts/fileserver
-      as the first, and destroy the replica of a dataset destroyed on the source
-      once a month of the source's runs have lacked it (--dry-run-orphans: only say)
+  zfsync-recv --key-file /etc/zfsync/keys --orphans-after 30d backup/clients
+      several sources, each confined to its key's subtree; destroy the replica of a
+      dataset destroyed on a source once a month of that source's runs have lacked
+      it (--dry-run-orphans: only say)
   zfsync-recv --gen-key fileserver
       make a key for a sender called fileserver
 ";
@@ -266,7 +268,11 @@ impl Args {
                 }
                 (None, None) => None,
             },
-            orphans: orphans(self.orphans_after.as_deref(), self.dry_run_orphans)?,
+            orphans: orphans(
+                self.orphans_after.as_deref(),
+                self.dry_run_orphans,
+                self.key_file.is_some(),
+            )?,
             state_dir: self
                 .state_dir
                 .map(PathBuf::from)
@@ -286,8 +292,13 @@ impl Args {
 /// The least `--orphans-after`: one bad run, or a few in a row, must not cost a replica.
 const MIN_ORPHANS_AFTER: i64 = 86_400;
 
-/// `--orphans-after DUR [--dry-run-orphans]`.
-fn orphans(after: Option<&str>, dry_run: bool) -> Result<Option<crate::Orphans>, UsageError> {
+/// `--orphans-after DUR [--dry-run-orphans]`, which needs `--key-file` (`keys`): a list
+/// speaks for a client's own replicas, and without keys every host is the same client.
+fn orphans(
+    after: Option<&str>,
+    dry_run: bool,
+    keys: bool,
+) -> Result<Option<crate::Orphans>, UsageError> {
     let Some(text) = after else {
         if dry_run {
             return Err("--dry-run-orphans shows what --orphans-after would do: give it".into());
@@ -297,6 +308,13 @@ fn orphans(after: Option<&str>, dry_run: bool) -> Result<Option<crate::Orphans>,
     let after = duration_secs(text).map_err(|e| format!("--orphans-after {e}"))?;
     if after < MIN_ORPHANS_AFTER {
         return Err(format!("--orphans-after must be at least 1d, got {text:?}").into());
+    }
+    if !keys {
+        return Err(
+            "--orphans-after needs --key-file: without keys any host that can connect \
+                    could have backups destroyed"
+                .into(),
+        );
     }
     Ok(Some(crate::Orphans { after, dry_run }))
 }
@@ -487,8 +505,24 @@ mod tests {
     // issue 16: replicas of destroyed sources are kept unless the receiver says otherwise.
     #[test]
     fn orphans_are_destroyed_only_by_the_receivers_own_option() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("zfsync-recv-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = dir.join("keys");
+        std::fs::write(&keys, "alice alice-secret-0123456789\n").unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let keys = keys.to_str().unwrap();
         assert_eq!(config(&["tank/b"]).unwrap().orphans, None);
-        let c = config(&["--orphans-after", "30d", "--dry-run-orphans", "tank/b"]).unwrap();
+        let opt = [
+            "--orphans-after",
+            "30d",
+            "--dry-run-orphans",
+            "--key-file",
+            keys,
+        ];
+        let c = config(&[&opt[..], &["tank/b"]].concat());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let c = c.unwrap();
         assert_eq!(
             c.orphans,
             Some(crate::Orphans {
@@ -508,6 +542,12 @@ mod tests {
             (
                 &["--dry-run-orphans", "tank/b"],
                 "--dry-run-orphans shows what --orphans-after would do",
+            ),
+            // Without keys every host is the same client: any could send empty lists.
+            (
+                &["--orphans-after", "30d", "tank/b"],
+                "--orphans-after needs --key-file: without keys any host that can connect \
+                 could have backups destroyed",
             ),
         ] {
             let e = config(args).unwrap_err().to_string();

@@ -22,6 +22,8 @@ use zfsync_protocol::{
 };
 use zfsync_tests::*;
 
+mod common;
+
 /// The receiver's `--timeout` in these tests: short, so silent peers are dropped quickly.
 const RECV_TIMEOUT: &str = "2";
 /// How long a test waits for the receiver to answer or close, well above RECV_TIMEOUT.
@@ -66,6 +68,22 @@ impl Peer {
     /// welcomed.
     fn greeted(addr: &str) -> Peer {
         Peer::greeted_with_root(addr, &[])
+    }
+
+    /// Connects and greets a receiver with keys as `client` with `secret`, and announces
+    /// a root without snapshots; panics unless welcomed.
+    fn keyed(addr: &str, client: &str, secret: &str) -> Peer {
+        let r = common::RawPeer::greet(addr, client, secret, "");
+        let raw = r.writer.get_ref().get_ref().try_clone().unwrap();
+        raw.set_read_timeout(Some(PATIENCE)).unwrap();
+        raw.set_write_timeout(Some(PATIENCE)).unwrap();
+        let mut p = Peer {
+            reader: r.reader,
+            writer: r.writer,
+            raw,
+        };
+        p.send(&Message::Root { guids: Vec::new() });
+        p
     }
 
     /// `greeted`, announcing a root with snapshots `guids`.
@@ -293,18 +311,16 @@ impl Source {
     /// One `zfsync-send` worker, generous timeout: the receiver's short timeout must not
     /// catch a well-behaved sender between its frames.
     fn send_to(&self, site: &Site) -> SendOutput {
+        self.send_to_with(site, &[])
+    }
+
+    /// `send_to` with `extra` arguments before the root.
+    fn send_to_with(&self, site: &Site, extra: &[&str]) -> SendOutput {
         let zfs = zfs_bin();
         let addr = site.addr();
-        let args = [
-            "-t",
-            "1",
-            "--timeout",
-            "30",
-            "--zfs",
-            &zfs,
-            &self.root,
-            &addr,
-        ];
+        let mut args = vec!["-t", "1", "--timeout", "30", "--zfs", &zfs];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[&self.root, &addr]);
         run_with_timeout(&sender_bin(), &args, SEND_LIMIT)
     }
 
@@ -1163,11 +1179,20 @@ fn a_stream_with_properties_is_refused_where_zfs_recv_cannot_keep_them_out() {
 // with --orphans-after destroys nothing before the duration has passed.
 #[test]
 fn hostile_dataset_lists_are_refused_and_destroy_nothing() {
-    let mut site = Site::new("hlist", &["--orphans-after", "1d"]);
+    // --orphans-after needs keys.
+    let dir = temp_dir("hlistkeys");
+    let secret = "alice-secret-0123456789";
+    let keys = dir.join("keys");
+    std::fs::write(&keys, format!("alice {secret}\n")).unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let keys = keys.to_str().unwrap();
+    let mut site = Site::new("hlist", &["--orphans-after", "1d", "--key-file", keys]);
     let src = Source::new("hlists");
-    src.send_and_verify(&site);
+    let out = src.send_to_with(&site, &["--key-file", keys]);
+    out.assert_ok();
     let before = site.contents();
     let addr = site.addr();
+    let greeted = |addr: &str| Peer::keyed(addr, "alice", secret);
 
     let listed = |paths: &[&str], last: bool| Message::Listed {
         paths: paths.iter().map(|p| p.to_string()).collect(),
@@ -1184,17 +1209,17 @@ fn hostile_dataset_lists_are_refused_and_destroy_nothing() {
         "a//b",
         long.as_str(),
     ] {
-        let mut p = Peer::greeted(&addr);
+        let mut p = greeted(&addr);
         p.send(&listed(&["child", path], true));
         assert_closed_with(&mut p, Reason::Protocol, &format!("path {path:?}"));
     }
-    let mut p = Peer::greeted(&addr);
+    let mut p = greeted(&addr);
     p.send(&listed(&["child"], true));
     p.send(&listed(&["child"], true));
     assert_closed_with(&mut p, Reason::Protocol, "a second list");
 
     // More paths than MAX_LISTED, in frames that each fit: refused once over the limit.
-    let mut p = Peer::greeted(&addr);
+    let mut p = greeted(&addr);
     let paths: Vec<String> = (0..=zfsync_protocol::MAX_LISTED)
         .map(|i| format!("d{i}"))
         .collect();
@@ -1215,7 +1240,7 @@ fn hostile_dataset_lists_are_refused_and_destroy_nothing() {
 
     // An empty list, as a sender whose source lost everything would send: noted, and
     // nothing destroyed now (the duration counts from here).
-    let mut p = Peer::greeted(&addr);
+    let mut p = greeted(&addr);
     p.send(&listed(&[], true));
     p.send(&Message::Cleanup);
     match p.recv() {

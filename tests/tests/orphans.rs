@@ -6,12 +6,17 @@
 //! there) is never destroyed.
 //!
 //! The clock is `ZFSYNC_NOW`: each simulated day gets a receiver of its own, started at
-//! that time, all of them sharing one state directory (the history counts absence).
+//! that time, all of them sharing one state directory (the history counts absence). The
+//! option needs keys: every sender here is client `alice`.
 
 mod common;
 
 use common::*;
+use std::os::unix::fs::PermissionsExt;
+use zfsync_protocol::Message;
 use zfsync_tests::*;
+
+const ALICE: &str = "alice-secret-0123456789";
 
 /// 2026-12-01T00:00:00Z.
 const DEC1: u64 = 1_796_083_200;
@@ -23,8 +28,19 @@ struct Orphans {
     root: String,
     target: String,
     state: String,
+    /// The receiver's key file and alice's.
+    recv_keys: String,
+    send_key: String,
     src: Pool,
     _dst: Pool,
+}
+
+/// Writes `text` into a key file `name` (mode 600) in `dir`; returns its path.
+fn key_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.display().to_string()
 }
 
 impl Orphans {
@@ -36,11 +52,15 @@ impl Orphans {
             create(&join(&root, rel));
             write_file(&join(&root, rel), "f.txt", rel.as_bytes());
         }
-        let state = temp_dir("orphanstate").display().to_string();
+        let state = temp_dir("orphanstate");
+        let keys = temp_dir("orphankeys");
+        let line = format!("alice {ALICE}\n");
         Orphans {
             target: dst.ds("backup"),
             root,
-            state,
+            state: state.display().to_string(),
+            recv_keys: key_file(&keys, "recv.keys", &line),
+            send_key: key_file(&keys, "alice.key", &line),
             src,
             _dst: dst,
         }
@@ -61,16 +81,67 @@ impl Orphans {
         recv_args: &[&str],
         senders: &[(&str, &[&str])],
     ) -> String {
-        let zfs = zfs_bin();
-        let mut args = vec!["--zfs", zfs.as_str(), "--state-dir", &self.state];
-        args.extend_from_slice(recv_args);
-        let mut recv = Receiver::start_at(now, &self.target, &args);
+        let mut recv = self.receiver(now, recv_args);
         for (root, send_args) in senders {
             snapshot_tree(root, snap);
-            send_tree(root, &recv, send_args).assert_ok();
+            let mut args = vec!["--key-file", self.send_key.as_str()];
+            args.extend_from_slice(send_args);
+            send_tree(root, &recv, &args).assert_ok();
         }
         recv.stop();
         recv.log()
+    }
+
+    /// A receiver with the test's keys and state, its clock at `now`.
+    fn receiver(&self, now: u64, recv_args: &[&str]) -> Receiver {
+        let zfs = zfs_bin();
+        let mut args = vec!["--zfs", zfs.as_str(), "--state-dir", &self.state];
+        args.extend_from_slice(&["--key-file", &self.recv_keys]);
+        args.extend_from_slice(recv_args);
+        Receiver::start_at(now, &self.target, &args)
+    }
+
+    /// Hand-made sessions of alice to a receiver at `now` (with `recv_args`), one for each
+    /// of `sessions`: announcing the root with `root` GUIDs (None: no announcement), then
+    /// each list in turn (None: a Cleanup without a list before it), each followed by a
+    /// Cleanup. Returns the receiver's log.
+    fn hand_made(
+        &self,
+        now: u64,
+        recv_args: &[&str],
+        sessions: &[(Option<&[u64]>, &[Option<&[&str]>])],
+    ) -> String {
+        let mut recv = self.receiver(now, recv_args);
+        for (root, lists) in sessions {
+            let mut p = RawPeer::greet(&recv.addr(), "alice", ALICE, "");
+            if let Some(guids) = root {
+                p.send(&Message::Root {
+                    guids: guids.to_vec(),
+                });
+            }
+            for list in *lists {
+                if let Some(paths) = list {
+                    p.send(&Message::Listed {
+                        paths: paths.iter().map(|p| p.to_string()).collect(),
+                        last: true,
+                    });
+                }
+                p.send(&Message::Cleanup);
+                let done = p.recv();
+                assert!(matches!(done, Message::CleanupDone { .. }), "{done:?}");
+            }
+            p.send(&Message::Bye);
+        }
+        recv.stop();
+        recv.log()
+    }
+
+    /// The GUIDs of the source root's snapshots: what a real sender announces.
+    fn root_guids(&self) -> Vec<u64> {
+        snapshot_guids(&self.root)
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect()
     }
 
     fn replica(&self, rel: &str) -> String {
@@ -173,6 +244,8 @@ fn a_dataset_made_by_hand_below_the_base_is_never_destroyed() {
     let log = o.run(DEC1 + 400 * DAY, "s3", &opt, &[]);
     assert!(log.contains("every absence counts again from now"), "{log}");
     assert!(!log.contains("orphan destroyed"), "{log}");
+    let log = o.run(DEC1 + 401 * DAY, "s3b", &opt, &[]);
+    assert!(!log.contains("orphan destroyed"), "{log}");
     let log = o.run(DEC1 + 402 * DAY, "s4", &opt, &[]);
     let destroyed = format!("orphan destroyed dataset={}", o.replica("b"));
     assert!(log.contains(&destroyed), "{log}");
@@ -207,9 +280,11 @@ fn the_replicas_of_a_sender_nested_below_another_are_its_own() {
     o.run_senders(DEC1, "s1", &opt, &both);
     destroy(&join(&other, "c"));
     o.run_senders(DEC1 + DAY, "s2", &opt, &both);
-    let log = o.run_senders(DEC1 + 400 * DAY, "s3", &opt, &both);
-    assert!(!log.contains("orphan destroyed"), "{log}");
-    let log = o.run_senders(DEC1 + 402 * DAY, "s3b", &opt, &both);
+    for (day, snap) in [(400, "s3"), (401, "s3b")] {
+        let log = o.run_senders(DEC1 + day * DAY, snap, &opt, &both);
+        assert!(!log.contains("orphan destroyed"), "day {day}: {log}");
+    }
+    let log = o.run_senders(DEC1 + 402 * DAY, "s3c", &opt, &both);
     let destroyed = format!("orphan destroyed dataset={}", o.replica("x/c"));
     assert!(log.contains(&destroyed), "{log}");
     assert_eq!(log.matches("orphan destroyed").count(), 1, "{log}");
@@ -223,5 +298,67 @@ fn the_replicas_of_a_sender_nested_below_another_are_its_own() {
     }
     assert_snapshots(&o.replica("x"), &x_snaps);
     assert_snapshots(&o.replica("x/d"), &d_snaps);
+    assert!(exists(&o.replica("a")) && exists(&o.replica("b")));
+}
+
+// issue 16, review: a list counts only in a session that announced its root and whose
+// root the receiver accepts as a replica of it; empty lists in other sessions destroy
+// nothing, however long they go on.
+#[test]
+fn a_list_without_an_accepted_root_is_not_counted() {
+    let o = Orphans::new("orphr");
+    let opt = ["--orphans-after", "2d"];
+    o.run(DEC1, "s1", &opt, &[]);
+    let before = list_datasets(&o.target);
+    let wrong: &[u64] = &[1, 2, 3];
+    let empty: &[Option<&[&str]>] = &[Some(&[])];
+    for day in 1..=6 {
+        let log = o.hand_made(
+            DEC1 + day * DAY,
+            &opt,
+            &[(None, empty), (Some(wrong), empty)],
+        );
+        assert!(!log.contains("orphan destroyed"), "day {day}: {log}");
+        assert_eq!(log.matches("root is not accepted").count(), 2, "{log}");
+    }
+    assert_eq!(list_datasets(&o.target), before);
+}
+
+// issue 16, review: a list creates rows only for what its sender delivered: naming a
+// dataset made by hand below the base, then leaving it out, never makes it absent.
+#[test]
+fn a_dataset_a_list_names_without_its_sender_delivering_it_is_never_absent() {
+    let o = Orphans::new("orphd");
+    let opt = ["--orphans-after", "2d"];
+    o.run(DEC1, "s1", &opt, &[]);
+    let hand = o.replica("hand");
+    zfs(&["create", &hand]);
+    zfs(&["snapshot", &format!("{hand}@mine")]);
+    let guids = o.root_guids();
+    let claims: &[Option<&[&str]>] = &[Some(&["a", "b", "hand"])];
+    o.hand_made(DEC1 + DAY, &opt, &[(Some(&guids), claims)]);
+    let honest: &[Option<&[&str]>] = &[Some(&["a", "b"])];
+    for day in 2..=6 {
+        let log = o.hand_made(DEC1 + day * DAY, &opt, &[(Some(&guids), honest)]);
+        assert!(!log.contains("orphan destroyed"), "day {day}: {log}");
+    }
+    assert!(exists(&hand));
+}
+
+// issue 16, review: a second Cleanup on one connection, without a list of its own, counts
+// no list: it must not count the first list's paths as gone.
+#[test]
+fn a_second_cleanup_without_a_list_counts_nothing() {
+    let o = Orphans::new("orphc");
+    let opt = ["--orphans-after", "2d"];
+    o.run(DEC1, "s1", &opt, &[]);
+    let guids = o.root_guids();
+    let twice: &[Option<&[&str]>] = &[Some(&["a", "b"]), None];
+    o.hand_made(DEC1 + DAY, &opt, &[(Some(&guids), twice)]);
+    // Two empty lists: absent from day 2, for two lists; not yet 2d by day 3.5.
+    let empty: &[Option<&[&str]>] = &[Some(&[])];
+    o.hand_made(DEC1 + 2 * DAY, &opt, &[(Some(&guids), empty)]);
+    let log = o.hand_made(DEC1 + 3 * DAY + DAY / 2, &opt, &[(Some(&guids), empty)]);
+    assert!(!log.contains("orphan destroyed"), "{log}");
     assert!(exists(&o.replica("a")) && exists(&o.replica("b")));
 }

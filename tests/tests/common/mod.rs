@@ -247,3 +247,63 @@ pub fn initial_sync(tag: &str) -> Setup {
     assert_same_snapshots(&s.root, &s.target);
     s
 }
+
+/// A connection that speaks the protocol frame by frame, as a hand-made sender: for the
+/// tests of what the receiver makes of messages a real sender would not send.
+pub struct RawPeer {
+    pub reader: zfsync_protocol::FrameReader<std::io::BufReader<std::net::TcpStream>>,
+    pub writer: zfsync_protocol::FrameWriter<std::io::BufWriter<std::net::TcpStream>>,
+}
+
+impl RawPeer {
+    /// Connects to `addr` and greets a receiver as `client` with key `secret` (both ""
+    /// for a receiver without keys), for destination `dest`; panics unless welcomed.
+    pub fn greet(addr: &str, client: &str, secret: &str, dest: &str) -> RawPeer {
+        use zfsync_protocol::{auth, Message, VERSION};
+        let raw =
+            std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut p = RawPeer {
+            reader: zfsync_protocol::FrameReader::new(std::io::BufReader::new(
+                raw.try_clone().unwrap(),
+            )),
+            writer: zfsync_protocol::FrameWriter::new(std::io::BufWriter::new(raw)),
+        };
+        p.send(&Message::Hello {
+            version: VERSION,
+            agent: "raw-test-peer".into(),
+            dest: dest.into(),
+            client: client.into(),
+        });
+        let mut answer = p.recv();
+        if let Message::Challenge { nonce } = &answer {
+            let mine = auth::nonce().unwrap().to_vec();
+            let mac = auth::client_proof(secret.as_bytes(), nonce, &mine, client, dest);
+            p.send(&Message::Proof { nonce: mine, mac });
+            answer = p.recv();
+        }
+        assert!(
+            matches!(answer, Message::Welcome { .. }),
+            "expected welcome, got {answer:?}"
+        );
+        p
+    }
+
+    pub fn send(&mut self, msg: &zfsync_protocol::Message) {
+        self.writer
+            .send(msg)
+            .unwrap_or_else(|e| panic!("sending {}: {e}", msg.name()));
+    }
+
+    /// The next message that is not a KeepAlive; panics at a close or an error.
+    pub fn recv(&mut self) -> zfsync_protocol::Message {
+        loop {
+            match self.reader.read_message() {
+                Ok(Some(zfsync_protocol::Message::KeepAlive)) => {}
+                Ok(Some(m)) => return m,
+                Ok(None) => panic!("receiver closed the connection instead of answering"),
+                Err(e) => panic!("no answer from the receiver: {e}"),
+            }
+        }
+    }
+}
