@@ -33,9 +33,10 @@ use crate::{Orphans, Shared};
 use log::{debug, info, warn};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Duration;
 use zfsync_history::{Absence, Listing, Noted, Replica};
 use zfsync_text::quoted;
-use zfsync_zfs::protect::release_receiver_hold;
+use zfsync_zfs::protect::{move_receiver_hold, release_receiver_hold};
 use zfsync_zfs::{Dataset, FailureKind};
 
 /// How many counted lists in a row must lack a replica before it goes, besides `DUR`:
@@ -201,8 +202,36 @@ pub(crate) fn after_run(
         }
         return;
     };
-    let doomed = plan(&rels, &since, now - after, |rel| {
-        tree.is_locked(&join_rel(base_rel, rel))
+    let cutoff = now - after;
+    let due = |a: &Absence| a.since <= cutoff && a.lists >= MIN_LISTS;
+    // Holds are looked up only when something is due: a snapshot held by anyone but the
+    // receiver (its hold is on each replica's newest) keeps its replica, and all above it.
+    let held = if since.values().any(due) {
+        match held_replicas(shared.zfs, base) {
+            Ok(held) => held,
+            Err(e) => {
+                warn!(
+                    "orphans: cannot read the holds below base={}: no replica destroyed: {e}",
+                    quoted(base)
+                );
+                return;
+            }
+        }
+    } else {
+        HashSet::new()
+    };
+    let kept_for = if dry_run { " (--dry-run-orphans)" } else { "" };
+    for rel in rels
+        .iter()
+        .filter(|r| held.contains(*r) && since.get(*r).is_some_and(due))
+    {
+        info!(
+            "orphan kept dataset={} reason=held (a snapshot has a hold not zfsync's){kept_for}",
+            quoted(full(rel))
+        );
+    }
+    let doomed = plan(&rels, &since, cutoff, |rel| {
+        held.contains(rel) || tree.is_locked(&join_rel(base_rel, rel))
     });
     for d in doomed {
         let Ok(ds) = base.join(&d.rel) else {
@@ -217,14 +246,32 @@ pub(crate) fn after_run(
             );
             continue;
         }
+        // Again, now, under the change lock: no session may have begun on it or below it
+        // since the plan, and none may while it goes.
+        let rel = join_rel(base_rel, &d.rel);
+        let lock = tree
+            .wait_quiet(&rel, Duration::ZERO)
+            .then(|| tree.lock(&rel, Duration::ZERO))
+            .flatten();
+        let Some(_lock) = lock else {
+            info!("orphan kept dataset={} reason=busy", quoted(&ds));
+            continue;
+        };
         let below: Vec<&zfsync_zfs::DatasetInfo> = replicas
             .iter()
             .filter(|i| i.name == ds.as_str() || i.name.starts_with(&format!("{ds}/")))
             .collect();
-        for info in &below {
-            if let (Ok(each), Some(newest)) = (Dataset::new(&info.name), info.snapshots.last()) {
-                release_receiver_hold(shared.zfs, &each, &newest.name);
-            }
+        let newest: Vec<(Dataset, String)> = below
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    Dataset::new(&i.name).ok()?,
+                    i.snapshots.last()?.name.clone(),
+                ))
+            })
+            .collect();
+        for (each, snap) in &newest {
+            release_receiver_hold(shared.zfs, each, snap);
         }
         let destroyed = shared.zfs.destroy_recursive(&ds);
         for info in &below {
@@ -242,9 +289,52 @@ pub(crate) fn after_run(
                     .history
                     .orphan_destroyed(client, ds.as_str(), d.since, now);
             }
-            Err(e) => warn!("orphan not destroyed dataset={} error={e}", quoted(&ds)),
+            Err(e) => {
+                warn!("orphan not destroyed dataset={} error={e}", quoted(&ds));
+                // What is left is a replica like any other: its newest is held again (a
+                // dataset already gone is nothing to hold).
+                for (each, snap) in &newest {
+                    move_receiver_hold(shared.zfs, each, snap, None);
+                }
+            }
         }
     }
+}
+
+/// Whether `rel` is `parent` or below it.
+fn is_below(parent: &str, rel: &str) -> bool {
+    rel == parent
+        || rel
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The replicas below `base` (paths relative to it) with a snapshot held by anyone but
+/// the receiver. A ZFS without holds (zfs-fuse) has none, and is not asked.
+fn held_replicas(zfs: &zfsync_zfs::Zfs, base: &Dataset) -> zfsync_zfs::Result<HashSet<String>> {
+    if !zfs.capabilities().holds {
+        return Ok(HashSet::new());
+    }
+    Ok(foreign_holds(&zfs.lifecycle_tree(base, false)?, base))
+}
+
+/// Of `tree` (the datasets below `base` with their snapshots, oldest first), those with a
+/// snapshot held more than the receiver holds it: once on the newest, never on another.
+/// By count: which tag a hold has is not in the listing, and a hold counted as the
+/// receiver's that is not makes `zfs destroy` fail, destroying nothing.
+fn foreign_holds(tree: &[zfsync_zfs::DatasetFacts], base: &Dataset) -> HashSet<String> {
+    let prefix = format!("{base}/");
+    tree.iter()
+        .filter(|d| {
+            let last = d.snapshots.len().saturating_sub(1);
+            let ours = |i: usize| u64::from(i == last);
+            d.snapshots
+                .iter()
+                .enumerate()
+                .any(|(i, s)| s.userrefs > ours(i))
+        })
+        .filter_map(|d| d.name.strip_prefix(&prefix).map(str::to_string))
+        .collect()
 }
 
 /// The replicas to destroy: of `rels` (paths below the base, parents first), each whose
@@ -258,12 +348,7 @@ fn plan(
     cutoff: i64,
     locked: impl Fn(&str) -> bool,
 ) -> Vec<Doomed> {
-    let below = |parent: &str, rel: &str| {
-        rel == parent
-            || rel
-                .strip_prefix(parent)
-                .is_some_and(|rest| rest.starts_with('/'))
-    };
+    let below = is_below;
     let ripe = |rel: &str| {
         since
             .get(rel)
@@ -364,6 +449,53 @@ mod tests {
         assert!(doomed("b:100/1", i64::MAX, &[]).is_empty());
         assert_eq!(doomed("b:100/1 c:100/2", 100, &[]), ["c"]);
         assert!(doomed("b:100 b/x:100/1", 100, &[]).is_empty());
+    }
+
+    /// "a:0,1 b:1,1" -> datasets below t/r with snapshots holding those counts.
+    fn held(spec: &str) -> Vec<String> {
+        let tree: Vec<zfsync_zfs::DatasetFacts> = spec
+            .split_whitespace()
+            .map(|item| {
+                let (rel, refs) = item.split_once(':').unwrap_or((item, ""));
+                let snapshots = refs
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .enumerate()
+                    .map(|(i, r)| zfsync_zfs::SnapshotFacts {
+                        name: format!("s{i}"),
+                        createtxg: i as u64,
+                        creation: None,
+                        userrefs: r.parse().unwrap(),
+                    })
+                    .collect();
+                zfsync_zfs::DatasetFacts {
+                    name: format!("t/r/{rel}"),
+                    kind: zfsync_zfs::Kind::Filesystem,
+                    written: None,
+                    snapshots,
+                }
+            })
+            .collect();
+        let mut got: Vec<String> = foreign_holds(&tree, &Dataset::new("t/r").unwrap())
+            .into_iter()
+            .collect();
+        got.sort();
+        got
+    }
+
+    // The receiver's own hold is on the newest snapshot; any other keeps the replica.
+    #[test]
+    fn a_replica_held_by_anyone_else_is_found() {
+        let cases: [(&str, &[&str]); 5] = [
+            ("a:0,1 b:0,0 c", &[]),
+            ("a:0,2", &["a"]),
+            ("a:1,1", &["a"]),
+            ("a:0,1 a/x:1,0,1", &["a/x"]),
+            ("a:0,1 b:0,3 c:1 d:2", &["b", "d"]),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(held(spec), want, "{spec}");
+        }
     }
 
     #[test]
