@@ -233,6 +233,24 @@ pub(crate) fn after_run(
     let doomed = plan(&rels, &since, cutoff, |rel| {
         held.contains(rel) || tree.is_locked(&join_rel(base_rel, rel))
     });
+    // The dry run shows what is on its way too: absent, not yet due (or held, or busy).
+    if dry_run {
+        let doomed_or_below = |rel: &str| doomed.iter().any(|d| is_below(&d.rel, rel));
+        let mut waiting: Vec<(&String, &Absence)> = since
+            .iter()
+            .filter(|(rel, _)| !doomed_or_below(rel))
+            .collect();
+        waiting.sort_by(|a, b| a.0.cmp(b.0));
+        for (rel, a) in waiting {
+            info!(
+                "orphan waiting dataset={} absent_for={} left={} lists={} (--dry-run-orphans)",
+                quoted(full(rel)),
+                quoted(crate::page::duration(now - a.since)),
+                quoted(crate::page::duration(a.since - cutoff)),
+                a.lists
+            );
+        }
+    }
     for d in doomed {
         let Ok(ds) = base.join(&d.rel) else {
             continue;

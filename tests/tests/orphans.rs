@@ -178,14 +178,21 @@ fn a_replica_goes_once_its_source_has_been_gone_for_the_receivers_duration() {
     assert!(!log.contains("orphan destroyed"), "{log}");
     assert_snapshots(&o.replica("b"), &b_snaps);
 
-    // Two days after the first run that lacked it, not yet: 2d is not over.
-    let log = o.run(DEC1 + 2 * DAY + 3600, "s3", &opt, &skip_a);
+    // Two days after the first run that lacked it, not yet: 2d is not over, as the dry
+    // run says.
+    let mut dry = opt.to_vec();
+    dry.push("--dry-run-orphans");
+    let log = o.run(DEC1 + 2 * DAY + 3600, "s3", &dry, &skip_a);
+    let waiting = format!(
+        "orphan waiting dataset={} absent_for=\"1d 1h\" left=\"23h 0m\" lists=2",
+        o.replica("b")
+    );
+    assert!(log.contains(&waiting), "{log}");
     assert!(!log.contains("orphan destroyed"), "{log}");
+    assert!(!log.contains("orphan would be destroyed"), "{log}");
     assert_snapshots(&o.replica("b"), &b_snaps);
 
     // The dry run names what the real one then destroys, and destroys nothing.
-    let mut dry = opt.to_vec();
-    dry.push("--dry-run-orphans");
     let log = o.run(DEC1 + 3 * DAY, "s4", &dry, &skip_a);
     let would = format!("orphan would be destroyed dataset={}", o.replica("b"));
     assert!(log.contains(&would), "{log}");
