@@ -379,7 +379,7 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
         }
         (None, 0)
     } else {
-        match request_cleanup(config, cleanup_conn, listed.as_deref()) {
+        match request_cleanup(config, cleanup_conn, listed.as_deref(), &root_guids) {
             // Copies of this tree left in the buffer: the run is not done.
             Ok(done) => (done.line(), done.waiting + done.failed),
             // Not the run's failure as such: the datasets are where the run left them, and
@@ -477,11 +477,15 @@ fn request_cleanup(
     config: &Config,
     conn: Option<Connection>,
     listed: Option<&[String]>,
+    root_guids: &[u64],
 ) -> Result<report::CleanupDone> {
     let mut conn = match conn {
         Some(c) => c,
         None => Connection::open(config)?,
     };
+    // The receiver counts a dataset list only on a connection that announced the root
+    // (one opened for the cleanup, or whose worker offered nothing, has not).
+    conn.announce_root(root_guids)?;
     let done = conn.cleanup(listed)?;
     conn.bye();
     Ok(done)
