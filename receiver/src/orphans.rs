@@ -21,8 +21,10 @@
 //! Never destroyed: the base (the sent root's replica, its sender's own root), TARGET, the
 //! buffer (outside TARGET), a replica never delivered or with such a dataset below it, a
 //! replica with a descendant the sender still has (a placeholder parent of present
-//! children), one that a session holds the lock of, and anything at all when the history
-//! store fails (absence cannot be counted then) or the clock is before the last list.
+//! children), one that a session holds the lock of (looked at again right before the
+//! destroy), one with a snapshot held by anyone but the receiver, and anything at all
+//! when the history store fails (absence cannot be counted then) or the clock is before
+//! the last list.
 //!
 //! Planned, then applied under the tree's change lock: the same plan serves
 //! `--dry-run-orphans`, which logs it and destroys nothing. Owns only this; the store's
