@@ -324,6 +324,7 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
                 encrypted: false,
                 resume_token: None,
                 sync: None,
+                marks: Default::default(),
                 bookmarks: Vec::new(),
             },
             attempt: 0,
@@ -487,6 +488,7 @@ mod tests {
                 encrypted: false,
                 resume_token: None,
                 sync: None,
+                marks: Default::default(),
                 bookmarks: Vec::new(),
             })
             .collect()

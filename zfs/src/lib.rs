@@ -36,7 +36,10 @@ pub use capabilities::Capabilities;
 pub use error::{Error, FailureKind, Result};
 pub use estimate::SendSize;
 pub use facts::{DatasetFacts, SnapshotFacts};
-pub use listing::{Bookmark, DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
+pub use listing::{
+    Bookmark, DatasetInfo, Kind, Marks, Snapshot, PLACEHOLDER_PROPERTY, ROLLBACK_PROPERTY,
+    SYNC_PROPERTY,
+};
 pub use name::{
     check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
     NameError, MAX_NAME_LEN,

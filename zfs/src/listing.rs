@@ -51,11 +51,32 @@ pub struct DatasetInfo {
     /// The user property [`SYNC_PROPERTY`], set here or inherited (`None`: unset). What it
     /// means is the sender's business.
     pub sync: Option<String>,
+    /// The receiver's marks on it, as listed.
+    pub marks: Marks,
+}
+
+/// The values of the user properties [`ROLLBACK_PROPERTY`] and [`PLACEHOLDER_PROPERTY`]
+/// as a listing shows them (`None`: unset), for the receiver to read without a zfs command
+/// per dataset. A listing cannot tell a value set on the dataset itself from one inherited
+/// or received, and only the first counts: a value here says the mark may be set, and
+/// `zfs get -s local` settles it; no value says it is not (as of the listing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    pub rollback: Option<String>,
+    pub placeholder: Option<String>,
 }
 
 /// The user property that says whether zfsync-send sends a dataset (`on`, `off`). A user
 /// property inherits like any other, so every dataset's listing carries its value.
 pub const SYNC_PROPERTY: &str = "zfsync:sync";
+
+/// The user property by which a receiver's admin allows one rollback of a dataset
+/// (`once`); what it means is the receiver's business.
+pub const ROLLBACK_PROPERTY: &str = "zfsync:rollback";
+
+/// The user property that marks a dataset the receiver made as a placeholder parent
+/// (`on`); what it means is the receiver's business.
+pub const PLACEHOLDER_PROPERTY: &str = "zfsync:placeholder";
 
 /// One property a listing asks for.
 struct Column {
@@ -129,6 +150,22 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
+    Column {
+        prop: ROLLBACK_PROPERTY,
+        legacy: true,
+        store: |r, v| {
+            r.marks.rollback = text(v);
+            Ok(())
+        },
+    },
+    Column {
+        prop: PLACEHOLDER_PROPERTY,
+        legacy: true,
+        store: |r, v| {
+            r.marks.placeholder = text(v);
+            Ok(())
+        },
+    },
 ];
 
 /// The zfs arguments that list `root` and what lies below it, `depth` levels deep (`None`:
@@ -190,6 +227,7 @@ struct Row {
     encryption: Option<String>,
     resume_token: Option<String>,
     sync: Option<String>,
+    marks: Marks,
 }
 
 /// A number, or `None` for zfs's "-" (no value).
@@ -292,6 +330,7 @@ fn build_tree(cmd: &str, rows: Vec<Row>) -> Result<Vec<DatasetInfo>> {
                     encrypted: row.encryption.is_some_and(|e| e != "off"),
                     resume_token: row.resume_token,
                     sync: row.sync,
+                    marks: row.marks,
                 });
             }
             "snapshot" | "bookmark" => {
@@ -382,13 +421,14 @@ mod tests {
     #[test]
     fn get_rows_from_zfs_fuse() {
         // Verbatim shape of zfs-fuse's
-        // `zfs get -Hp -r -o name,property,value type,guid,createtxg,zfsync:sync`.
+        // `zfs get -Hp -r -o name,property,value type,guid,createtxg,zfsync:sync,..`.
         let out = "p/a\ttype\tfilesystem\np/a\tguid\t16371779888081111003\np/a\tcreatetxg\t7\n\
-                   p/a\tzfsync:sync\t-\n\
+                   p/a\tzfsync:sync\t-\np/a\tzfsync:rollback\tonce\np/a\tzfsync:placeholder\t-\n\
                    p/a@s2\ttype\tsnapshot\np/a@s2\tguid\t2\np/a@s2\tcreatetxg\t20\n\
                    p/a@s1\ttype\tsnapshot\np/a@s1\tguid\t1\np/a@s1\tcreatetxg\t16\n\
                    p/a/b\ttype\tvolume\np/a/b\tguid\t8\np/a/b\tcreatetxg\t8\n\
-                   p/a/b\tzfsync:sync\toff\n";
+                   p/a/b\tzfsync:sync\toff\np/a/b\tzfsync:rollback\t-\n\
+                   p/a/b\tzfsync:placeholder\ton\n";
         let tree = build_tree("t", parse_get_rows("t", out).unwrap()).unwrap();
         assert_eq!(tree.len(), 2);
         assert_eq!(tree[0].name, "p/a");
@@ -403,13 +443,20 @@ mod tests {
             (tree[0].sync.as_deref(), tree[1].sync.as_deref()),
             (None, Some("off"))
         );
+        let marks = |rollback: Option<&str>, placeholder: Option<&str>| Marks {
+            rollback: rollback.map(String::from),
+            placeholder: placeholder.map(String::from),
+        };
+        assert_eq!(tree[0].marks, marks(Some("once"), None));
+        assert_eq!(tree[1].marks, marks(None, Some("on")));
     }
 
     #[test]
     fn list_rows_from_openzfs() {
-        let out = "p/a/b\tfilesystem\t9\t30\taes-256-gcm\t-\ton\n\
-                   p/a\tfilesystem\t3\t5\toff\t1-abc\t-\n\
-                   p/a@x\tsnapshot\t11\t6\t-\t-\t-\np/a#bm\tbookmark\t11\t6\t-\t-\t-\n";
+        let out = "p/a/b\tfilesystem\t9\t30\taes-256-gcm\t-\ton\tonce\t-\n\
+                   p/a\tfilesystem\t3\t5\toff\t1-abc\t-\t-\ton\n\
+                   p/a@x\tsnapshot\t11\t6\t-\t-\t-\t-\t-\n\
+                   p/a#bm\tbookmark\t11\t6\t-\t-\t-\t-\t-\n";
         let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
         let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["p/a", "p/a/b"]);
@@ -427,18 +474,33 @@ mod tests {
             (tree[0].sync.as_deref(), tree[1].sync.as_deref()),
             (None, Some("on"))
         );
+        assert_eq!(
+            (
+                tree[0].marks.rollback.as_deref(),
+                tree[0].marks.placeholder.as_deref()
+            ),
+            (None, Some("on"))
+        );
+        assert_eq!(
+            (
+                tree[1].marks.rollback.as_deref(),
+                tree[1].marks.placeholder.as_deref()
+            ),
+            (Some("once"), None)
+        );
     }
 
     #[test]
     fn abbreviated_numbers_are_refused() {
         // zfs-fuse's `zfs list` prints "9.75E" for a GUID: never parse that as data.
-        assert!(parse_list_rows("t", "p/a@x\tsnapshot\t9.75E\t6\t-\t-\t-\n").is_err());
+        assert!(parse_list_rows("t", "p/a@x\tsnapshot\t9.75E\t6\t-\t-\t-\t-\t-\n").is_err());
     }
 
     #[test]
     fn parents_sort_before_children() {
-        let out = "p/a-b\tfilesystem\t1\t1\toff\t-\t-\np/a/c\tfilesystem\t2\t2\toff\t-\t-\n\
-                   p/a\tfilesystem\t3\t3\toff\t-\t-\n";
+        let out = "p/a-b\tfilesystem\t1\t1\toff\t-\t-\t-\t-\n\
+                   p/a/c\tfilesystem\t2\t2\toff\t-\t-\t-\t-\n\
+                   p/a\tfilesystem\t3\t3\toff\t-\t-\t-\t-\n";
         let tree = build_tree("t", parse_list_rows("t", out).unwrap()).unwrap();
         let names: Vec<_> = tree.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["p/a", "p/a/c", "p/a-b"]);
@@ -454,7 +516,8 @@ mod tests {
                 "-t",
                 "filesystem,volume,snapshot",
                 "-o",
-                "name,type,guid,createtxg,encryption,receive_resume_token,zfsync:sync",
+                "name,type,guid,createtxg,encryption,receive_resume_token,zfsync:sync,\
+                 zfsync:rollback,zfsync:placeholder",
                 "-r",
                 "p/a"
             ]
@@ -478,24 +541,28 @@ mod tests {
                 "name,property,value",
                 "-d",
                 "1",
-                "type,guid,createtxg,zfsync:sync",
+                "type,guid,createtxg,zfsync:sync,zfsync:rollback,zfsync:placeholder",
                 "p/a"
             ]
         );
         assert_eq!(
             args(false, None, "p/a", false)[4..],
-            ["-r", "type,guid,createtxg,zfsync:sync", "p/a"]
+            [
+                "-r",
+                "type,guid,createtxg,zfsync:sync,zfsync:rollback,zfsync:placeholder",
+                "p/a"
+            ]
         );
     }
 
     #[test]
     fn a_line_with_a_field_too_few_or_too_many_is_refused() {
         for line in [
-            "p/a\tfilesystem\t3\t5\toff\t-\n",
-            "p/a\tfilesystem\t3\t5\toff\t-\t-\tx\n",
+            "p/a\tfilesystem\t3\t5\toff\t-\t-\t-\n",
+            "p/a\tfilesystem\t3\t5\toff\t-\t-\t-\t-\tx\n",
         ] {
             match parse_list_rows("t", line) {
-                Err(Error::Parse { why, .. }) => assert_eq!(why, "expected 7 fields"),
+                Err(Error::Parse { why, .. }) => assert_eq!(why, "expected 9 fields"),
                 other => panic!("{line:?}: {other:?}"),
             }
         }
