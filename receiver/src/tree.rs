@@ -724,6 +724,21 @@ mod tests {
         }
     }
 
+    /// What `ask` answers about pool/t/a listed with `marks`, where `zfs get -s local`
+    /// answers `local`, and the zfs commands it ran.
+    fn ask(
+        test: &str,
+        marks: Marks,
+        local: &str,
+        ask: fn(&Zfs, &DatasetInfo) -> zfsync_zfs::Result<bool>,
+    ) -> (bool, String) {
+        let (zfs, log) = scripted_zfs(test, local);
+        let got = ask(&zfs, &listed(marks)).unwrap();
+        let ran = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::remove_dir_all(log.parent().unwrap()).unwrap();
+        (got, ran)
+    }
+
     // issue 13: the marks come from the receiver's listing; a zfs command only confirms
     // one the listing shows (set on the dataset itself, and not cleared since).
     #[test]
@@ -737,19 +752,13 @@ mod tests {
             (Some("yes"), "yes\n", false, 0),
         ];
         for (i, (value, local, want, calls)) in cases.into_iter().enumerate() {
-            let (zfs, log) = scripted_zfs(&format!("rollback{i}"), local);
-            let info = listed(Marks {
+            let marks = Marks {
                 rollback: value.map(String::from),
                 placeholder: None,
-            });
-            let got = rollback_allowed_once(&zfs, &info).unwrap();
-            let ran = std::fs::read_to_string(&log).unwrap_or_default();
-            std::fs::remove_dir_all(log.parent().unwrap()).unwrap();
-            assert_eq!(
-                (got, ran.lines().count()),
-                (want, calls),
-                "{value:?} {local:?}"
-            );
+            };
+            let (got, ran) = ask(&format!("rollback{i}"), marks, local, rollback_allowed_once);
+            let seen = (got, ran.lines().count());
+            assert_eq!(seen, (want, calls), "{value:?} {local:?}");
             if calls > 0 {
                 assert_eq!(ran, "get -H -s local -o value zfsync:rollback pool/t/a\n");
             }
@@ -765,19 +774,13 @@ mod tests {
             (Some("on"), "", false, 1),
         ];
         for (i, (value, local, want, calls)) in cases.into_iter().enumerate() {
-            let (zfs, log) = scripted_zfs(&format!("placeholder{i}"), local);
-            let info = listed(Marks {
+            let marks = Marks {
                 rollback: None,
                 placeholder: value.map(String::from),
-            });
-            let got = is_placeholder(&zfs, &info).unwrap();
-            let ran = std::fs::read_to_string(&log).unwrap_or_default();
-            std::fs::remove_dir_all(log.parent().unwrap()).unwrap();
-            assert_eq!(
-                (got, ran.lines().count()),
-                (want, calls),
-                "{value:?} {local:?}"
-            );
+            };
+            let (got, ran) = ask(&format!("placeholder{i}"), marks, local, is_placeholder);
+            let seen = (got, ran.lines().count());
+            assert_eq!(seen, (want, calls), "{value:?} {local:?}");
         }
     }
 
