@@ -20,6 +20,13 @@
 //! looks at the refused dataset afresh first (a snapshot destroyed by hand must neither
 //! refuse nor be named in the run made right after), which costs a zfs command only to an
 //! offer that would be refused.
+//!
+//! The listing carries the receiver's marks (`zfsync:rollback`, `zfsync:placeholder`), so
+//! an unmarked dataset, the usual case, costs no zfs command either. A mark the listing
+//! shows is confirmed afresh before it is used (`tree.rs`): one cleared since must never
+//! roll a dataset back. A mark set since can go unseen for [`TTL`], like a snapshot: a
+//! refusal's fresh look sees it, and an incremental that needed it is refused by `zfs recv`
+//! with nothing changed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

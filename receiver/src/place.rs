@@ -91,6 +91,15 @@ impl Refusal {
     }
 }
 
+/// Whether `info` is a placeholder the receiver made, looked up only when it has no
+/// snapshots (a replica never is one).
+fn placeholder_without_snapshots(
+    zfs: &zfsync_zfs::Zfs,
+    info: &DatasetInfo,
+) -> Result<bool, Refusal> {
+    Ok(info.snapshots.is_empty() && is_placeholder(zfs, info).map_err(Refusal::zfs)?)
+}
+
 impl<'a> Placement<'a> {
     /// An existing dataset at `location`: whether it is a placeholder is looked up only
     /// when it has no snapshots (a replica never is one).
@@ -100,8 +109,7 @@ impl<'a> Placement<'a> {
         info: DatasetInfo,
         lock: Option<DatasetLock<'a>>,
     ) -> Result<Placement<'a>, Refusal> {
-        let placeholder = info.snapshots.is_empty()
-            && is_placeholder(zfs, location.dataset()).map_err(Refusal::zfs)?;
+        let placeholder = placeholder_without_snapshots(zfs, &info)?;
         Ok(Placement {
             location,
             existing: Some(info),
@@ -229,6 +237,11 @@ impl<'a> Session<'a> {
             return Err(refusal);
         };
         placement.existing = fresh.map_err(Refusal::zfs)?;
+        // Whether it is a placeholder was read from the listing too.
+        placement.placeholder = match &placement.existing {
+            Some(info) => placeholder_without_snapshots(zfs, info)?,
+            None => false,
+        };
         let again = self.decide_and_answer(&mut placement, matched, count, kind);
         if again.as_ref().err() != Some(&refusal) {
             info!(
@@ -241,8 +254,8 @@ impl<'a> Session<'a> {
 
     /// The decision against the placement's destination and the answer from it. A
     /// destination that would need a rollback gets one where `--allow-rollback` is given,
-    /// or where its admin allowed one for that dataset once (`zfsync:rollback=once`,
-    /// looked up only then).
+    /// or where its admin allowed one for that dataset once (`zfsync:rollback=once`, read
+    /// from the destination's listing and confirmed by a zfs command only where it shows).
     fn decide_and_answer(
         &self,
         placement: &mut Placement<'a>,
@@ -257,9 +270,11 @@ impl<'a> Session<'a> {
             .map_or(&[][..], |i| &i.snapshots[..]);
         let mut decision = matched.decide(dest, config.allow_rollback);
         let mut once = false;
-        if !config.allow_rollback && placement.existing.is_some() && decision.may_need_rollback() {
-            let ds = placement.location.dataset();
-            if rollback_allowed_once(self.shared.zfs, ds).map_err(Refusal::zfs)? {
+        let existing = placement.existing.as_ref();
+        if let Some(info) =
+            existing.filter(|_| !config.allow_rollback && decision.may_need_rollback())
+        {
+            if rollback_allowed_once(self.shared.zfs, info).map_err(Refusal::zfs)? {
                 decision = matched.decide(dest, true);
                 once = true;
             }
@@ -336,12 +351,16 @@ impl<'a> Session<'a> {
         // A refusal only from a fresh look at the root: the listing may be up to
         // `catalog::TTL` old, and a change made by hand since does not show in it.
         let fresh = zfs.dataset(root).map_err(Refusal::zfs)?;
+        let placeholder = match &fresh {
+            Some(info) => placeholder_without_snapshots(zfs, info)?,
+            None => false,
+        };
         let v = match judge(fresh.as_ref()) {
             Root::Unknown => return Ok(None),
             Root::Accepts => None,
             // A placeholder the receiver made for a root without snapshots is a parent for
             // the root's children.
-            Root::NotReplica if is_placeholder(zfs, root).map_err(Refusal::zfs)? => None,
+            Root::NotReplica if placeholder => None,
             Root::NotReplica => Some(not_replica(root)),
             Root::NoCommon { newest } => Some(no_common_snapshot(root, &newest)),
         };
@@ -556,6 +575,7 @@ mod tests {
                 encrypted: false,
                 resume_token: token.map(String::from),
                 sync: None,
+                marks: Default::default(),
             }),
             location: Location::InPlace(ds),
             placeholder: false,
@@ -708,6 +728,7 @@ mod tests {
             encrypted: false,
             resume_token: token.map(String::from),
             sync: None,
+            marks: Default::default(),
         };
         let no_common = |n: &str| Root::NoCommon { newest: n.into() };
         let cases = [
@@ -745,6 +766,7 @@ mod tests {
             encrypted: false,
             resume_token: None,
             sync: None,
+            marks: Default::default(),
         };
         assert_eq!(
             judge_root(&pool, Some(&info), &HashSet::new(), false),

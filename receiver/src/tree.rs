@@ -20,11 +20,37 @@ use zfsync_zfs::{protect, Dataset, DatasetInfo, Zfs, MAX_NAME_LEN};
 /// The user property that marks a placeholder: a filesystem the receiver made because the
 /// source has a dataset there without snapshots, whose descendants have some and need a
 /// parent. Only a value set on the dataset itself counts: its children inherit it.
-pub const PLACEHOLDER: &str = "zfsync:placeholder";
+pub const PLACEHOLDER: &str = zfsync_zfs::PLACEHOLDER_PROPERTY;
 
-/// Whether `ds` is a placeholder (see [`PLACEHOLDER`]): it carries the property itself.
-pub fn is_placeholder(zfs: &Zfs, ds: &Dataset) -> zfsync_zfs::Result<bool> {
-    Ok(zfs.get_local_value(ds.as_str(), PLACEHOLDER)?.as_deref() == Some("on"))
+/// Whether `info` is a placeholder (see [`PLACEHOLDER`]): it carries the property itself.
+/// Its listing says whether the mark may be there; only then is it asked for (see
+/// [`local_mark`]).
+pub fn is_placeholder(zfs: &Zfs, info: &DatasetInfo) -> zfsync_zfs::Result<bool> {
+    local_mark(
+        zfs,
+        info,
+        PLACEHOLDER,
+        info.marks.placeholder.as_deref(),
+        "on",
+    )
+}
+
+/// Whether `info` carries `prop` = `value` set on itself. `listed` is the value its listing
+/// shows: nothing there (the usual case) answers no without a zfs command. A value there
+/// is confirmed with `zfs get -s local`, as a listing cannot tell a value set on the
+/// dataset from one inherited or received, and may be older than the admin's `zfs
+/// inherit` (a mark must never be used once cleared).
+fn local_mark(
+    zfs: &Zfs,
+    info: &DatasetInfo,
+    prop: &str,
+    listed: Option<&str>,
+    value: &str,
+) -> zfsync_zfs::Result<bool> {
+    if listed != Some(value) {
+        return Ok(false);
+    }
+    Ok(zfs.get_local_value(&info.name, prop)?.as_deref() == Some(value))
 }
 
 /// Where an offered dataset is, or will be.
@@ -75,11 +101,12 @@ impl Drop for DatasetLock<'_> {
 /// The user property by which the backup host's admin allows one rollback of one
 /// dataset: `zfs set zfsync:rollback=once DS`. Only a value set on the dataset itself
 /// counts (not one inherited, nor one received in a stream), and the rollback clears it.
-pub const ROLLBACK: &str = "zfsync:rollback";
+pub const ROLLBACK: &str = zfsync_zfs::ROLLBACK_PROPERTY;
 
-/// Whether the admin allowed one rollback of `ds` (see [`ROLLBACK`]).
-pub fn rollback_allowed_once(zfs: &Zfs, ds: &Dataset) -> zfsync_zfs::Result<bool> {
-    Ok(zfs.get_local_value(ds.as_str(), ROLLBACK)?.as_deref() == Some("once"))
+/// Whether the admin allowed one rollback of `info` (see [`ROLLBACK`]), as listed and, where
+/// the listing shows it, confirmed (see [`local_mark`]).
+pub fn rollback_allowed_once(zfs: &Zfs, info: &DatasetInfo) -> zfsync_zfs::Result<bool> {
+    local_mark(zfs, info, ROLLBACK, info.marks.rollback.as_deref(), "once")
 }
 
 /// An allowed rollback, decided before anything changes: `dataset` goes back to its
@@ -550,7 +577,7 @@ impl Tree {
         // placeholder has no snapshot by design, and goes into place like a replica.
         let unfinished = info.resume_token.is_some()
             || (info.snapshots.is_empty()
-                && !is_placeholder(zfs, &copy).map_err(|e| e.to_string())?);
+                && !is_placeholder(zfs, &info).map_err(|e| e.to_string())?);
         if unfinished {
             return Ok(Step::Skip {
                 copy,
@@ -660,6 +687,102 @@ pub fn parent_rel(rel: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use zfsync_zfs::{Kind, Marks};
+
+    /// A zfs that answers `zfs get` with `local` and writes each command it runs to
+    /// `calls` in its directory (unique per test and process).
+    fn scripted_zfs(test: &str, local: &str) -> (Zfs, PathBuf) {
+        let name = format!("zfsync-tree-{}-{test}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("zfs");
+        let calls = dir.join("calls");
+        let script = format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\n[ \"$1\" = get ] && printf '%s' '{local}'\nexit 0\n",
+            calls.display()
+        );
+        std::fs::write(&bin, script).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let zfs = Zfs::detect(&bin).unwrap();
+        let _ = std::fs::remove_file(&calls);
+        (zfs, calls)
+    }
+
+    fn listed(marks: Marks) -> DatasetInfo {
+        DatasetInfo {
+            name: "pool/t/a".into(),
+            kind: Kind::Filesystem,
+            snapshots: Vec::new(),
+            bookmarks: Vec::new(),
+            encrypted: false,
+            resume_token: None,
+            sync: None,
+            marks,
+        }
+    }
+
+    /// What `ask` answers about pool/t/a listed with `marks`, where `zfs get -s local`
+    /// answers `local`, and the zfs commands it ran.
+    fn ask(
+        test: &str,
+        marks: Marks,
+        local: &str,
+        ask: fn(&Zfs, &DatasetInfo) -> zfsync_zfs::Result<bool>,
+    ) -> (bool, String) {
+        let (zfs, log) = scripted_zfs(test, local);
+        let got = ask(&zfs, &listed(marks)).unwrap();
+        let ran = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::remove_dir_all(log.parent().unwrap()).unwrap();
+        (got, ran)
+    }
+
+    // issue 13: the marks come from the receiver's listing; a zfs command only confirms
+    // one the listing shows (set on the dataset itself, and not cleared since).
+    #[test]
+    fn a_mark_counts_only_when_listed_and_set_on_the_dataset_itself() {
+        // (listed value, what `zfs get -s local` answers now, allowed, zfs commands)
+        let cases = [
+            (None, "once\n", false, 0),
+            (Some("once"), "once\n", true, 1),
+            // Inherited, received, or cleared since the listing.
+            (Some("once"), "", false, 1),
+            (Some("yes"), "yes\n", false, 0),
+        ];
+        for (i, (value, local, want, calls)) in cases.into_iter().enumerate() {
+            let marks = Marks {
+                rollback: value.map(String::from),
+                placeholder: None,
+            };
+            let (got, ran) = ask(&format!("rollback{i}"), marks, local, rollback_allowed_once);
+            let seen = (got, ran.lines().count());
+            assert_eq!(seen, (want, calls), "{value:?} {local:?}");
+            if calls > 0 {
+                assert_eq!(ran, "get -H -s local -o value zfsync:rollback pool/t/a\n");
+            }
+        }
+    }
+
+    #[test]
+    fn a_placeholder_is_one_when_listed_and_set_on_the_dataset_itself() {
+        let cases = [
+            (None, "on\n", false, 0),
+            (Some("on"), "on\n", true, 1),
+            // Inherited from a placeholder parent.
+            (Some("on"), "", false, 1),
+        ];
+        for (i, (value, local, want, calls)) in cases.into_iter().enumerate() {
+            let marks = Marks {
+                rollback: None,
+                placeholder: value.map(String::from),
+            };
+            let (got, ran) = ask(&format!("placeholder{i}"), marks, local, is_placeholder);
+            let seen = (got, ran.lines().count());
+            assert_eq!(seen, (want, calls), "{value:?} {local:?}");
+        }
+    }
 
     fn tree() -> Tree {
         Tree::new(

@@ -329,6 +329,7 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
                 encrypted: false,
                 resume_token: None,
                 sync: None,
+                marks: Default::default(),
                 bookmarks: Vec::new(),
             },
             attempt: 0,
@@ -515,6 +516,7 @@ mod tests {
                 encrypted: false,
                 resume_token: None,
                 sync: None,
+                marks: Default::default(),
                 bookmarks: Vec::new(),
             })
             .collect()

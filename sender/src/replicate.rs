@@ -516,6 +516,7 @@ mod tests {
                 encrypted,
                 resume_token: None,
                 sync: None,
+                marks: Default::default(),
             },
             rel: String::new(),
             attempt: 0,

@@ -655,6 +655,7 @@ mod tests {
             encrypted: false,
             resume_token: None,
             sync: sync.map(String::from),
+            marks: Default::default(),
         }
     }
 

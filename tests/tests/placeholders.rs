@@ -61,9 +61,19 @@ fn parents_without_snapshots_become_placeholders_and_are_replaced_later() {
     for rel in ["", "mid"] {
         let row = &rows[&s.src_ds(rel)];
         assert_eq!(row.outcome, "no-snapshots", "{rel:?}: {}", out.stdout);
-        assert_eq!(
-            row.note, "placeholder made on the receiver",
-            "{}",
+        // The offers travel on parallel connections: mid's can be answered before the
+        // root's placeholder is made, and then its own is made in the buffer and placed by
+        // the cleanup at the end of the run (checked below: nothing is left there).
+        let notes: &[&str] = match rel {
+            "" => &["placeholder made on the receiver"],
+            _ => &[
+                "placeholder made on the receiver",
+                "placeholder made in the receiver's buffer (parent not there yet)",
+            ],
+        };
+        assert!(
+            notes.contains(&row.note.as_str()),
+            "{rel:?}: {}",
             out.stdout
         );
         assert_placeholder(&s.dst_ds(rel));
@@ -90,7 +100,9 @@ fn parents_without_snapshots_become_placeholders_and_are_replaced_later() {
         "a lone dataset without snapshots was made"
     );
     assert_eq!(buffered_copies(&s.buffer()), Vec::<String>::new());
-    assert!(!out.stdout.contains("waiting"), "{}", out.stdout);
+    // The cleanup's line, when offers went through the buffer, says "0 waiting".
+    let waiting = |l: &&str| l.contains("waiting") && !l.contains(" 0 waiting,");
+    assert!(!out.stdout.lines().any(|l| waiting(&l)), "{}", out.stdout);
 
     // Again: the placeholders are there, nothing changes.
     let out = s.send(&[]);

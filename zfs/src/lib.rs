@@ -28,6 +28,7 @@ mod estimate;
 mod facts;
 mod get;
 mod listing;
+use listing::Of;
 mod name;
 mod process;
 pub mod protect;
@@ -39,7 +40,10 @@ pub use capabilities::Capabilities;
 pub use error::{Error, FailureKind, Result};
 pub use estimate::SendSize;
 pub use facts::{DatasetFacts, SnapshotFacts};
-pub use listing::{Bookmark, DatasetInfo, Kind, Snapshot, SYNC_PROPERTY};
+pub use listing::{
+    Bookmark, DatasetInfo, Kind, Marks, Snapshot, PLACEHOLDER_PROPERTY, ROLLBACK_PROPERTY,
+    SYNC_PROPERTY,
+};
 pub use name::{
     check_component, check_dataset_name, check_relative_path, check_snapshot_name, Dataset,
     NameError, MAX_NAME_LEN,
@@ -220,14 +224,17 @@ impl Zfs {
     /// `root` and every filesystem and volume below it, parents before children, each with
     /// its snapshots oldest first. One zfs command for the whole tree. Fails with
     /// [`FailureKind::NotFound`] if `root` does not exist.
+    /// A receiver's listing: each dataset with its [`Marks`].
     pub fn list_tree(&self, root: &Dataset) -> Result<Vec<DatasetInfo>> {
-        self.list(root, None, false)
+        self.list(root, None, Of::Receiver)
     }
 
-    /// [`Zfs::list_tree`] with each dataset's bookmarks too, where the ZFS has them
-    /// ([`Capabilities::bookmarks`]): a source's listing, still one zfs command.
+    /// [`Zfs::list_tree`] for a source: with each dataset's bookmarks, where the ZFS has
+    /// them ([`Capabilities::bookmarks`]), and without the receiver's [`Marks`] (left
+    /// empty); still one zfs command.
     pub fn list_source_tree(&self, root: &Dataset) -> Result<Vec<DatasetInfo>> {
-        self.list(root, None, self.caps.bookmarks)
+        let bookmarks = self.caps.bookmarks && self.caps.list_parsable;
+        self.list(root, None, Of::Source { bookmarks })
     }
 
     /// The snapshots of one dataset, oldest first, or `None` if it does not exist.
@@ -235,19 +242,20 @@ impl Zfs {
         Ok(self.dataset(ds)?.map(|d| d.snapshots))
     }
 
-    /// One dataset with its snapshots (and resume token), or `None` if it does not exist.
+    /// One dataset with its snapshots (and resume token, and [`Marks`]), or `None` if it
+    /// does not exist.
     pub fn dataset(&self, ds: &Dataset) -> Result<Option<DatasetInfo>> {
-        match self.list(ds, Some(1), false) {
+        match self.list(ds, Some(1), Of::Receiver) {
             Ok(list) => Ok(list.into_iter().find(|d| d.name == ds.as_str())),
             Err(e) if e.kind() == FailureKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// The direct children (filesystems and volumes) of `ds`, each with its snapshots and
-    /// resume token, or `None` if `ds` does not exist.
+    /// The direct children (filesystems and volumes) of `ds`, each with its snapshots,
+    /// resume token and [`Marks`], or `None` if `ds` does not exist.
     pub fn list_children(&self, ds: &Dataset) -> Result<Option<Vec<DatasetInfo>>> {
-        match self.list(ds, Some(2), false) {
+        match self.list(ds, Some(2), Of::Receiver) {
             Ok(list) => Ok(Some(
                 list.into_iter()
                     .filter(|d| {
@@ -272,17 +280,12 @@ impl Zfs {
         }
     }
 
-    fn list(
-        &self,
-        root: &Dataset,
-        depth: Option<u32>,
-        bookmarks: bool,
-    ) -> Result<Vec<DatasetInfo>> {
+    fn list(&self, root: &Dataset, depth: Option<u32>, of: Of) -> Result<Vec<DatasetInfo>> {
         let parsable = self.caps.list_parsable;
-        let args = listing::args(parsable, depth, root.as_str(), bookmarks && parsable);
+        let args = listing::args(parsable, depth, root.as_str(), of);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.output(&args)?;
-        listing::parse(parsable, &self.command_line(&args), &out)
+        listing::parse(parsable, of, &self.command_line(&args), &out)
     }
 
     /// Starts `zfs send` of `snapshot` (full name), writing the stream to the process's
