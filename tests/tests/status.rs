@@ -404,8 +404,12 @@ fn check_replication_goes_ok_warning_critical_and_unknown_without_a_history() {
             .unwrap()
     };
     let conn = rusqlite::Connection::open(state.join("history.sqlite")).unwrap();
-    conn.execute_batch("DROP TABLE retired; PRAGMA user_version = 1")
-        .unwrap();
+    // Every table the steps after 1 added goes (their indexes with them).
+    conn.execute_batch(
+        "DROP TABLE retired; DROP TABLE listed; DROP TABLE orphans_destroyed; \
+         DROP TABLE listings; PRAGMA user_version = 1",
+    )
+    .unwrap();
     assert_eq!(version(&conn), 1);
     let out = check(DEC2 + 60, &dir);
     out.assert_status(0);
@@ -414,7 +418,7 @@ fn check_replication_goes_ok_warning_critical_and_unknown_without_a_history() {
         "{}",
         out.stdout
     );
-    assert_eq!(version(&conn), 2);
+    assert_eq!(version(&conn), zfsync_history::schema_version());
     drop(conn);
 
     // A garbage file where the database should be, and no database at all: UNKNOWN.
