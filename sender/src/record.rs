@@ -1,8 +1,10 @@
 //! The run in the history (`--state-dir`, the history crate's database): one run row for
 //! the invocation (job, receiver, counts, exit status), and one attempt row for each try
-//! of each dataset, started when the try starts (so it shows in flight) and finished with
-//! what its [`Delivery`] says: kind, from and to snapshots with GUIDs, raw, compressed,
-//! bytes, seconds, outcome, error. Datasets that were never tried (no snapshots, not
+//! of each dataset, with what its [`Delivery`] says: kind, from and to snapshots with
+//! GUIDs, raw, compressed, bytes, seconds, outcome, error. A try that streams is written
+//! when its stream starts (so it shows in flight) and finished at its end; one that does
+//! not (up to date, refused, failed before streaming: most tries of a quiet round) is
+//! written once, at its end, which halves the commits of a round where nothing changed. Datasets that were never tried (no snapshots, not
 //! listable) get a row at the end. A dry run records nothing.
 //!
 //! The job is the `--mark` id, else the receiver's `HOST:PORT`. While the run goes on the
@@ -18,7 +20,7 @@ use crate::pool::Job;
 use crate::report::{Delivery, Report, RunReport, SnapshotRef, Status, StreamKind};
 use crate::{Config, Result};
 use log::{debug, info, warn};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,12 +36,16 @@ pub(crate) struct Recorder<'a> {
     state: Mutex<Option<State>>,
     /// Datasets that have an attempt row: the others get one at the end.
     recorded: Mutex<HashSet<String>>,
+    /// The tries begun and not yet written, by dataset (one try of a dataset at a time).
+    pending: Mutex<HashMap<String, AttemptStart>>,
+    /// The tries written when their stream started, by dataset.
+    in_flight: Mutex<HashMap<String, AttemptId>>,
     warned: AtomicBool,
 }
 
-/// A try whose start was recorded.
+/// A try whose start was noted.
 pub(crate) struct Started {
-    id: AttemptId,
+    dataset: String,
     /// The snapshot the try was about: the newest offered.
     newest: Option<history::SnapshotRef>,
 }
@@ -64,6 +70,8 @@ impl<'a> Recorder<'a> {
             job,
             state: Mutex::new(None),
             recorded: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             warned: AtomicBool::new(false),
         };
         let Some(dir) = config.state_dir.as_deref().filter(|_| !config.dry_run) else {
@@ -124,9 +132,9 @@ impl<'a> Recorder<'a> {
         result.map_err(|e| self.failed(&e)).ok()
     }
 
-    /// Records the start of a try of `job`: in flight until [`Recorder::finish`]. The
-    /// snapshot it is about is the newest the filters offer; what it streams, the
-    /// receiver decides later.
+    /// Notes the start of a try of `job`, written by [`Recorder::streaming`] or with its
+    /// end by [`Recorder::finish`]. The snapshot it is about is the newest the filters
+    /// offer; what it streams, the receiver decides later.
     pub(crate) fn start(&self, job: &Job) -> Option<Started> {
         let newest = job
             .info
@@ -138,26 +146,50 @@ impl<'a> Recorder<'a> {
                 name: s.name.clone(),
                 guid: s.guid,
             });
-        let id = self.with_store(|state| {
-            state.store.start_attempt(&AttemptStart {
+        let start = {
+            let state = self.lock_state();
+            AttemptStart {
                 to: newest.clone(),
                 attempt: job.attempt + 1,
-                ..self.attempt_start(state.run, &job.info.name, now())
-            })
-        })?;
-        self.mark_recorded(&job.info.name);
-        Some(Started { id, newest })
+                ..self.attempt_start(state.as_ref()?.run, &job.info.name, now())
+            }
+        };
+        let dataset = job.info.name.clone();
+        lock(&self.pending).insert(dataset.clone(), start);
+        self.mark_recorded(&dataset);
+        Some(Started { dataset, newest })
+    }
+
+    /// Writes the try of `dataset` begun by [`Recorder::start`], in flight, as its stream
+    /// starts: `zfsync status` shows it from then on.
+    pub(crate) fn streaming(&self, dataset: &str) {
+        let Some(start) = lock(&self.pending).remove(dataset) else {
+            return;
+        };
+        if let Some(id) = self.with_store(|state| state.store.start_attempt(&start)) {
+            lock(&self.in_flight).insert(dataset.to_string(), id);
+        }
     }
 
     /// Records how a try ended: its report's delivery. `started` is what
     /// [`Recorder::start`] gave (none: the start was not recorded, and neither is the end).
     pub(crate) fn finish(&self, started: Option<Started>, report: &Report) {
         let Some(started) = started else { return };
+        let pending = lock(&self.pending).remove(&started.dataset);
+        let in_flight = lock(&self.in_flight).remove(&started.dataset);
         self.with_store(|state| {
             let (mut streamed, end) = attempt_of(&report.delivery, now());
             // A try that failed before streaming still was about the newest snapshot.
             streamed.to = streamed.to.or(started.newest);
-            state.store.finish_attempt_with(started.id, &streamed, &end)
+            match (in_flight, pending) {
+                (Some(id), _) => state.store.finish_attempt_with(id, &streamed, &end),
+                (None, Some(start)) => {
+                    let start = with_streamed(start, streamed);
+                    state.store.record_attempt(&start, &end).map(|_| ())
+                }
+                // Its start could not be written: neither is its end.
+                (None, None) => Ok(()),
+            }
         });
     }
 
@@ -170,15 +202,13 @@ impl<'a> Recorder<'a> {
                     self.with_store(|state| {
                         let now = now();
                         let (streamed, end) = attempt_of(&r.delivery, now);
-                        let start = AttemptStart {
-                            kind: streamed.kind,
-                            from: streamed.from,
-                            to: streamed.to,
-                            raw: streamed.raw,
-                            compressed: streamed.compressed,
-                            attempt: r.delivery.attempts,
-                            ..self.attempt_start(state.run, &r.dataset, now)
-                        };
+                        let start = with_streamed(
+                            AttemptStart {
+                                attempt: r.delivery.attempts,
+                                ..self.attempt_start(state.run, &r.dataset, now)
+                            },
+                            streamed,
+                        );
                         state.store.record_attempt(&start, &end)
                     });
                 }
@@ -218,6 +248,22 @@ impl<'a> Recorder<'a> {
         let recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
         recorded.contains(dataset)
     }
+}
+
+/// `start` with what the try turned out to stream.
+fn with_streamed(start: AttemptStart, streamed: history::Streamed) -> AttemptStart {
+    AttemptStart {
+        kind: streamed.kind,
+        from: streamed.from,
+        to: streamed.to,
+        raw: streamed.raw,
+        compressed: streamed.compressed,
+        ..start
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The time now in unix seconds: `ZFSYNC_NOW` if set, else the clock. A bad

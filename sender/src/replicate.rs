@@ -41,7 +41,8 @@ impl Replicator<'_> {
     /// is left: the bookmark is the base's protection then).
     pub(crate) fn deliver(&self, conn: &mut Connection, job: &Job) -> Result<Delivery> {
         conn.announce_root(self.root_guids)?;
-        let mut delivery = replicate(conn, self.config, self.zfs, job, self.meter)?;
+        let streaming = || self.recorder.streaming(&job.info.name);
+        let mut delivery = replicate(conn, self.config, self.zfs, job, self.meter, &streaming)?;
         if let Some(newest) = delivery.newest.as_ref().filter(|n| !n.is_bookmark()) {
             let marked =
                 self.marks
@@ -145,13 +146,14 @@ fn offer_parent(conn: &mut Connection, config: &Config, job: &Job) -> Result<Del
 /// only, and sends that step (`-i` over the ones left out). A base that is only a bookmark
 /// here is sent from with `-i DS#BM` to the next snapshot, the rest in the next step. A
 /// full stream is of the oldest entry offered: when that is a bookmark, the offer starts
-/// again from the oldest snapshot.
+/// again from the oldest snapshot. `streaming` is called as each stream starts.
 fn replicate(
     conn: &mut Connection,
     config: &Config,
     zfs: &Zfs,
     job: &Job,
     meter: &Meter,
+    streaming: &dyn Fn(),
 ) -> Result<Delivery> {
     let offer = Offer::of(&job.info, &config.snapshots);
     let snaps = &offer.entries;
@@ -387,6 +389,7 @@ fn replicate(
             SendCommand::Snapshot { name, opts } => Estimate::send(zfs, name, opts),
             SendCommand::Resume { token } => Estimate::resume(zfs, token),
         };
+        streaming();
         let _shown = meter.stream(ds, estimate);
         let spawned = match &command {
             SendCommand::Snapshot { name, opts } => zfs.send(name, opts),
