@@ -100,9 +100,13 @@ impl Session<'_> {
         self.writer.send(&Message::Welcome {
             version: VERSION,
             agent: format!("zfsync-recv {}", env!("CARGO_PKG_VERSION")),
-            // Takes the dataset list that `--orphans-after` counts by; without the option,
-            // absence is still noted, so that turning it on counts from the truth.
-            features: FEATURE_LISTED,
+            // Takes the dataset list that `--orphans-after` counts by, and only with it:
+            // without, a list would cost the sender its sending and this side a listing
+            // of the tree and a transaction each run, for nothing.
+            features: match self.shared.config.orphans {
+                Some(_) => FEATURE_LISTED,
+                None => 0,
+            },
             proof,
         })?;
         Ok(())
