@@ -192,6 +192,14 @@ mod tests {
         }
     }
 
+    /// The bytes a string of hex digits spells.
+    fn bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     #[test]
     fn heads_of_zfs_fuse_streams() {
         // The first 24 bytes of `zfs send SNAP`, `zfs send -I SNAP1 SNAP2`, `zfs send -p SNAP`
@@ -200,12 +208,6 @@ mod tests {
         let intermediates = "0000000000000000accbbaf5020000000200000000000000";
         let props = "0000000014020000accbbaf5020000000200000000000000";
         let replicate = "00000000f0010000accbbaf5020000000200000000000000";
-        let bytes = |hex: &str| -> Vec<u8> {
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect()
-        };
         assert_eq!(stream_head(&bytes(plain)), StreamHead::Substream);
         let compound = |properties| StreamHead::Compound { properties };
         assert_eq!(stream_head(&bytes(intermediates)), compound(false));
@@ -275,12 +277,6 @@ mod tests {
         let c_sub = "0000000000000000accbbaf50200000011000c0100000000";
         let plain_sub = "0000000000000000accbbaf50200000011000c0000000000";
         let raw_sub = "0000000004040000accbbaf5020000001100080500000000";
-        let bytes = |hex: &str| -> Vec<u8> {
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect()
-        };
         let stream = |first: &str, at: usize, sub: &str| {
             let mut out = bytes(first);
             out.resize(at, 0);
