@@ -13,7 +13,8 @@ use std::time::Duration;
 use zfsync_protocol::{write_to_pipe, Frame, Message, MoveError, Outcome, Reason};
 use zfsync_text::{quoted, IoWords};
 use zfsync_zfs::{
-    stream_head, Dataset, DatasetInfo, RecvOptions, Snapshot, StreamFlags, StreamHead, STREAM_HEAD,
+    flags_head_len, stream_head, Dataset, DatasetInfo, RecvOptions, Snapshot, StreamFlags,
+    StreamHead,
 };
 
 /// Ends a `zfs recv` whose stream was cut or refused: its input is closed (after what is
@@ -197,12 +198,13 @@ impl Session<'_> {
         Ok(outcome)
     }
 
-    /// Reads the stream's first frames until [`STREAM_HEAD`] bytes of it are here, for a
-    /// look before `zfs recv` gets them. Returns them, and the `End` or `Abort` that came
+    /// Reads the stream's first frames until its head is here ([`zfsync_zfs::STREAM_HEAD`] bytes, of
+    /// a compound stream up to its first substream's: [`flags_head_len`]), for a look
+    /// before `zfs recv` gets them. Returns them, and the `End` or `Abort` that came
     /// first if the stream was shorter. Errors as the receive's own reading.
     fn read_head(&mut self) -> Result<(Vec<u8>, Option<Message>)> {
         let mut head = Vec::new();
-        while head.len() < STREAM_HEAD {
+        while head.len() < flags_head_len(&head) {
             match self.reader.read_stream_frame()? {
                 Some(Frame::Data(_)) => {
                     self.reader.copy_data_to(&mut head).map_err(|e| match e {

@@ -19,8 +19,9 @@
 //! `TARGET/`), peer = the sender's IP address, `CLIENT@IP` when keys are used (no port: a
 //! connection's port changes every time, and the history's per-dataset status is per peer).
 //! One run per connection, begun with its first answered offer. Raw and compressed are what
-//! the stream's first record says (`zfs::StreamFlags`, read by the pump as the stream
-//! begins: the protocol does not carry them); false when no stream came, or its head could
+//! the stream's first `DRR_BEGIN` record says, a compound stream's (`zfs send -I`) first
+//! substream's (`zfs::StreamFlags`, read by the pump as the stream begins: the protocol
+//! does not carry them); false when no stream came, or its head could
 //! not be read (the store has no "unknown"). Dry runs change nothing and are not recorded.
 
 use crate::Config;

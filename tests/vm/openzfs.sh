@@ -13,6 +13,7 @@ set -uo pipefail
 BIN=${ZFSYNC_BIN:-/mnt/work}
 SEND="$BIN/zfsync-send"
 RECV="$BIN/zfsync-recv"
+ADMIN="$BIN/zfsync"
 WORK=/scratch/zfsync-suite
 PORT=7611
 ADDR=127.0.0.1:$PORT
@@ -99,6 +100,7 @@ fresh_pools() {
     zpool destroy -f src 2>/dev/null || true
     zpool destroy -f dst 2>/dev/null || true
     rm -f "$WORK"/*.img
+    rm -rf "$WORK/rstate"
     truncate -s 2G "$WORK/src.img" "$WORK/dst.img"
     zpool create -f -O mountpoint=/src src "$WORK/src.img" || die "zpool create src"
     zpool create -f -O mountpoint=none dst "$WORK/dst.img" || die "zpool create dst"
@@ -669,12 +671,155 @@ test_rollback_once() {
     note "a change by hand refused, rolled back once by zfsync:rollback=once, refused again"
 }
 
+# A key for client alice on both sides (mode 600): the receiver's in $WORK/recv.keys,
+# the sender's in $WORK/alice.key.
+make_keys() {
+    "$RECV" --gen-key alice | grep -v '^#' | head -n 1 >"$WORK/key.line" || die "gen-key failed"
+    install -m 600 "$WORK/key.line" "$WORK/recv.keys"
+    install -m 600 "$WORK/key.line" "$WORK/alice.key"
+}
+
+# One run of the orphans test: snapshot src/t as SNAP, start a receiver whose clock is
+# NOW (ZFSYNC_NOW) with ARGS, send src/t as alice, stop the receiver; its log stays in
+# $WORK/recv.log.
+orphans_run() {
+    local now=$1 snap=$2
+    shift 2
+    zfs snapshot -r "src/t@$snap"
+    ZFSYNC_NOW=$now start_recv --key-file "$WORK/recv.keys" --state-dir "$WORK/rstate" "$@"
+    "$SEND" --key-file "$WORK/alice.key" src/t "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "send @$snap failed"; }
+    stop_recv
+}
+
+# The holds on DS's snapshots as "snap tag" lines, sorted.
+holds_of() {
+    zfs list -H -t snapshot -o name -d 1 "$1" | xargs -r -n1 zfs holds -H | awk -v p="$1@" '{sub(p, "", $1); print $1, $2}' | sort
+}
+
+# --orphans-after on OpenZFS, where the receiver holds each replica's newest snapshot:
+# of three children destroyed on the source, b's replica goes once the sender's lists
+# have lacked it for the duration; c's, with a user hold on an older snapshot, is kept
+# (reason=held) with every snapshot and both holds; d's, whose destroy fails (a clone of
+# its snapshot lives outside it), stays and gets the receiver's hold back. The dry run
+# just before names the same plan and destroys nothing.
+test_orphans_held_and_destroyed() {
+    make_keys
+    zfs create src/t
+    local c
+    for c in a b c d; do
+        zfs create src/t/$c
+        echo $c >/src/t/$c/f
+    done
+    zfs snapshot -r src/t@s1
+    local t0 day=86400 after=(--orphans-after 2d)
+    t0=$(date +%s)
+    orphans_run "$t0" s2 "${after[@]}"
+    for c in "" /a /b /c /d; do same_snaps "src/t$c" "$TARGET$c"; done
+    local c_snaps d_snaps
+    c_snaps=$(snaps $TARGET/c)
+    d_snaps=$(snaps $TARGET/d)
+    zfs hold mine $TARGET/c@s1
+    zfs clone $TARGET/d@s2 dst/dclone
+    [[ $(holds_of $TARGET/c) == $'s1 mine\ns2 zfsync-recv' ]] || die "c's holds before: $(holds_of $TARGET/c)"
+    for c in b c d; do zfs destroy -r src/t/$c; done
+    # The first list that lacks them (absence begins), then one a day and an hour later:
+    # two lists, but not yet 2d.
+    orphans_run $((t0 + day)) s3 "${after[@]}"
+    orphans_run $((t0 + 2 * day + 3600)) s4 "${after[@]}"
+    grep -q 'orphan destroyed' "$WORK/recv.log" && die "destroyed before 2d: $(grep orphan "$WORK/recv.log")"
+    for c in b c d; do zfs list -H -o name $TARGET/$c >/dev/null || die "$TARGET/$c gone before 2d"; done
+    # Two days after the first list that lacked them: the dry run says, and does nothing.
+    orphans_run $((t0 + 3 * day)) s5 "${after[@]}" --dry-run-orphans
+    cp "$WORK/recv.log" "$WORK/dry.log"
+    local plan
+    plan=$(grep -o 'orphan would be destroyed dataset=[^ ]*' "$WORK/dry.log" | sort | tr '\n' ' ')
+    [[ $plan == "orphan would be destroyed dataset=$TARGET/b orphan would be destroyed dataset=$TARGET/d " ]] ||
+        die "dry run plan: '$plan'"$'\n'"$(grep orphan "$WORK/dry.log")"
+    grep -q "orphan kept dataset=$TARGET/c reason=held" "$WORK/dry.log" || die "the dry run does not keep c for its hold: $(grep orphan "$WORK/dry.log")"
+    grep -q 'orphan destroyed' "$WORK/dry.log" && die "the dry run destroyed: $(grep orphan "$WORK/dry.log")"
+    for c in b c d; do zfs list -H -o name $TARGET/$c >/dev/null || die "the dry run destroyed $TARGET/$c"; done
+    # The real run at the same time does what the dry run said, as far as ZFS lets it.
+    orphans_run $((t0 + 3 * day)) s6 "${after[@]}"
+    grep -q "orphan destroyed dataset=$TARGET/b " "$WORK/recv.log" || die "b not destroyed: $(grep orphan "$WORK/recv.log")"
+    (($(grep -c 'orphan destroyed' "$WORK/recv.log") == 1)) || die "more than b destroyed: $(grep orphan "$WORK/recv.log")"
+    zfs list -H -o name $TARGET/b >/dev/null 2>&1 && die "$TARGET/b is still there"
+    grep -q "orphan kept dataset=$TARGET/c reason=held" "$WORK/recv.log" || die "c not kept for its hold: $(grep orphan "$WORK/recv.log")"
+    zfs list -H -o name $TARGET/c >/dev/null || die "$TARGET/c, held by a user, was destroyed"
+    [[ $(snaps $TARGET/c) == "$c_snaps" ]] || die "c's snapshots changed: $(snaps $TARGET/c)"
+    [[ $(holds_of $TARGET/c) == $'s1 mine\ns2 zfsync-recv' ]] || die "c's holds after: $(holds_of $TARGET/c)"
+    grep -q "orphan not destroyed dataset=$TARGET/d " "$WORK/recv.log" || die "d's failed destroy not logged: $(grep orphan "$WORK/recv.log")"
+    [[ $(snaps $TARGET/d) == "$d_snaps" ]] || die "d's snapshots changed: $(snaps $TARGET/d)"
+    [[ $(holds_of $TARGET/d) == 's2 zfsync-recv' ]] || die "the receiver's hold on d is not back: $(holds_of $TARGET/d)"
+    for c in "" /a; do same_snaps "src/t$c" "$TARGET$c"; done
+    note "b destroyed after 2d; c kept for a user's hold, d for a failed destroy, both with the receiver's hold"
+}
+
+# The receiver's history rows of DS as "kind to raw compressed outcome" lines, oldest
+# first (zfsync history --format csv, columns found by the header).
+recv_history() {
+    "$ADMIN" history --state-dir "$WORK/rstate" --role recv --dataset "$1" --format csv --limit 0 |
+        awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+            { print $col["kind"], $col["to"], $col["raw"], $col["compressed"], $col["outcome"] }' | tac
+}
+
+# The receiver records from each stream's DRR_BEGIN whether it was raw (zfs send -w) and
+# compressed (-c): an encrypted dataset sent raw (the default) and decrypted (--no-raw),
+# a plain one compressed (the default) and --plain, each full and then incremental with
+# an intermediate snapshot (zfs send -I, a compound stream).
+test_history_records_raw_and_compressed() {
+    zfs create -o compression=lz4 src/text
+    head -c 4M < <(yes "zfsync compresses this line well") >/src/text/f
+    encrypted_dataset src/enc 2
+    local ds
+    for ds in text enc; do zfs snapshot src/$ds@s1; done
+    start_recv --state-dir "$WORK/rstate"
+    local -A how=([text]="" [plain]="--plain -d plain" [enc]="-d enc" [dec]="--no-raw -d dec")
+    local dest src
+    for dest in text plain enc dec; do
+        src=src/text
+        [[ $dest == enc || $dest == dec ]] && src=src/enc
+        # shellcheck disable=SC2086 # the options are words
+        "$SEND" -vv ${how[$dest]} $src "$ADDR" >"$WORK/send.out" 2>"$WORK/send.$dest.log" || { cat "$WORK/send.out"; die "send to $dest failed"; }
+    done
+    grep -q 'send -c -L -e -w' "$WORK/send.enc.log" || die "enc not sent raw: $(grep 'zfs start' "$WORK/send.enc.log")"
+    grep -q 'send -c -L -e -w' "$WORK/send.dec.log" && die "dec sent raw: $(grep 'zfs start' "$WORK/send.dec.log")"
+    grep -Eq 'zfs start cmd="[^"]* send -c ' "$WORK/send.text.log" || die "text not sent -c: $(grep 'zfs start' "$WORK/send.text.log")"
+    grep -Eq 'zfs start cmd="[^"]* send [^"]*-c' "$WORK/send.plain.log" && die "plain sent -c: $(grep 'zfs start' "$WORK/send.plain.log")"
+    for ds in text enc; do
+        echo more >>/src/$ds/f
+        zfs snapshot src/$ds@s2
+        zfs snapshot src/$ds@s3
+    done
+    for dest in text plain enc dec; do
+        src=src/text
+        [[ $dest == enc || $dest == dec ]] && src=src/enc
+        # shellcheck disable=SC2086
+        "$SEND" ${how[$dest]} $src "$ADDR" >"$WORK/send.out" || { cat "$WORK/send.out"; die "incremental to $dest failed"; }
+        grep -q 'incremental @s1..@s3 (2 snapshots)' "$WORK/send.out" || die "not -I to $dest: $(cat "$WORK/send.out")"
+    done
+    [[ $(zfs get -H -o value encryption $TARGET/enc) != off ]] || die "enc arrived unencrypted"
+    [[ $(zfs get -H -o value encryption $TARGET/dec) == off ]] || die "dec arrived encrypted"
+    local raw compressed got
+    for dest in text plain enc dec; do
+        case $dest in
+        text) ds=$TARGET raw=false compressed=true ;;
+        plain) ds=$TARGET/plain raw=false compressed=false ;;
+        enc) ds=$TARGET/enc raw=true compressed=true ;;
+        dec) ds=$TARGET/dec raw=false compressed=true ;;
+        esac
+        got=$(recv_history $ds)
+        [[ $got == "full s1 $raw $compressed done"$'\n'"incremental s3 $raw $compressed done" ]] ||
+            die "$ds: want raw=$raw compressed=$compressed, the history says:"$'\n'"$got"
+    done
+    note "raw and compressed recorded per stream: full and -I, raw/decrypted, -c/--plain"
+}
+
 # -- run -------------------------------------------------------------------------------
 
 mkdir -p "$WORK"
 echo "zfsync OpenZFS suite on $(zfs version | head -n1), kernel module $(cat /sys/module/zfs/version)"
 [[ -x $SEND && -x $RECV ]] || { echo "zfsync binaries missing in $BIN" >&2; exit 2; }
-tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_bookmark_base test_receiver_prune_keeps_held_base test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_props_option test_placeholder_parents test_read_only_replicas test_rollback_once)
+tests=(test_tree_and_zvol test_compressed_send test_raw_encrypted test_resume_after_kill test_stale_token test_base_protected test_bookmark_base test_receiver_prune_keeps_held_base test_own_snapshot_after_restart test_rollback_over_own_hold test_resume_token_checked test_stream_properties_excluded test_props_option test_placeholder_parents test_read_only_replicas test_rollback_once test_orphans_held_and_destroyed test_history_records_raw_and_compressed)
 if [[ $# -gt 0 ]]; then tests=("$@"); fi
 for t in "${tests[@]}"; do run_test "$t"; done
 zpool destroy -f src 2>/dev/null

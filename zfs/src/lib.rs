@@ -49,7 +49,7 @@ pub use name::{
     NameError, MAX_NAME_LEN,
 };
 pub use process::ZfsProcess;
-pub use stream::{stream_head, StreamFlags, StreamHead, STREAM_HEAD};
+pub use stream::{flags_head_len, stream_head, StreamFlags, StreamHead, STREAM_HEAD};
 pub use token::TokenInfo;
 pub use zpool::{DeviceErrors, PoolInfo, PoolStatus, Zpool};
 

@@ -19,6 +19,12 @@
 //! `DMU_BACKUP_FEATURE_COMPRESSED` is 1 << 22 and `DMU_BACKUP_FEATURE_RAW` 1 << 24; streams
 //! of ZFS before those features (zfs-fuse's) have neither.
 //! Identical in zfs-fuse and OpenZFS.
+//!
+//! A compound stream's own `DRR_BEGIN` has none of those flags (OpenZFS sets only its
+//! holds flag there): they are in each substream's. The first substream begins after the
+//! compound's record (every record is a `dmu_replay_record_t` of [`RECORD`] bytes), its
+//! payload and a `DRR_END` record, so [`StreamFlags::of`] wants that much more of a
+//! compound stream's head ([`flags_head_len`]).
 
 /// Bytes of a stream's head that [`stream_head`] reads.
 pub const STREAM_HEAD: usize = 24;
@@ -29,6 +35,11 @@ const DMU_SUBSTREAM: u64 = 1;
 const DMU_COMPOUNDSTREAM: u64 = 2;
 const FEATURE_COMPRESSED: u64 = 1 << 22;
 const FEATURE_RAW: u64 = 1 << 24;
+/// Bytes of a `dmu_replay_record_t`, the fixed part of every record of a stream.
+const RECORD: usize = 312;
+/// The most of a stream's head [`flags_head_len`] asks for: a compound stream whose first
+/// payload (properties) is larger says nothing of its flags.
+pub const FLAGS_HEAD_MAX: usize = 1 << 20;
 
 /// What the head of a stream says it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,11 +100,35 @@ pub struct StreamFlags {
     pub compressed: bool,
 }
 
+/// Where a compound stream's first substream begins, for a compound stream whose first
+/// record has a payload of `payload` bytes.
+fn first_substream(payload: u32) -> usize {
+    2 * RECORD + payload as usize
+}
+
+/// How many bytes of a stream [`StreamFlags::of`] needs, given its first bytes `head`:
+/// [`STREAM_HEAD`], or for a compound stream up to its first substream's head (at most
+/// [`FLAGS_HEAD_MAX`]).
+pub fn flags_head_len(head: &[u8]) -> usize {
+    match begin_record(head) {
+        Some((payload, versioninfo)) if versioninfo & 0b11 == DMU_COMPOUNDSTREAM => {
+            (first_substream(payload) + STREAM_HEAD).min(FLAGS_HEAD_MAX)
+        }
+        _ => STREAM_HEAD,
+    }
+}
+
 impl StreamFlags {
     /// The flags of the stream whose first bytes are `head` (at least [`STREAM_HEAD`] of
-    /// them); `None` when they are not a `DRR_BEGIN` record of either byte order.
+    /// them, and of a compound stream [`flags_head_len`]: its first substream's); `None`
+    /// when they are not a `DRR_BEGIN` record of either byte order, or a compound stream's
+    /// first substream is not within them.
     pub fn of(head: &[u8]) -> Option<StreamFlags> {
-        let (_, versioninfo) = begin_record(head)?;
+        let (payload, mut versioninfo) = begin_record(head)?;
+        if versioninfo & 0b11 == DMU_COMPOUNDSTREAM {
+            let substream = head.get(first_substream(payload)..)?;
+            versioninfo = begin_record(substream)?.1;
+        }
         let features = (versioninfo >> 2) & ((1 << 30) - 1);
         Some(StreamFlags {
             raw: features & FEATURE_RAW != 0,
@@ -157,6 +192,14 @@ mod tests {
         }
     }
 
+    /// The bytes a string of hex digits spells.
+    fn bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     #[test]
     fn heads_of_zfs_fuse_streams() {
         // The first 24 bytes of `zfs send SNAP`, `zfs send -I SNAP1 SNAP2`, `zfs send -p SNAP`
@@ -165,12 +208,6 @@ mod tests {
         let intermediates = "0000000000000000accbbaf5020000000200000000000000";
         let props = "0000000014020000accbbaf5020000000200000000000000";
         let replicate = "00000000f0010000accbbaf5020000000200000000000000";
-        let bytes = |hex: &str| -> Vec<u8> {
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect()
-        };
         assert_eq!(stream_head(&bytes(plain)), StreamHead::Substream);
         let compound = |properties| StreamHead::Compound { properties };
         assert_eq!(stream_head(&bytes(intermediates)), compound(false));
@@ -227,6 +264,69 @@ mod tests {
             ),
         ] {
             assert_eq!(StreamFlags::of(&flagged_head(le, features)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_compound_streams_flags_are_its_first_substreams() {
+        // Heads of OpenZFS 2.3 streams (x86-64): the compound's first record, then the
+        // first substream's at 624 + the compound's payload; the compound's own flags are
+        // none.
+        let compound = "0000000000000000accbbaf5020000000200000000000000";
+        let with_props = "0000000090020000accbbaf5020000000200000000000000"; // payload 656
+        let c_sub = "0000000000000000accbbaf50200000011000c0100000000";
+        let plain_sub = "0000000000000000accbbaf50200000011000c0000000000";
+        let raw_sub = "0000000004040000accbbaf5020000001100080500000000";
+        let stream = |first: &str, at: usize, sub: &str| {
+            let mut out = bytes(first);
+            out.resize(at, 0);
+            out.extend(bytes(sub));
+            out
+        };
+        for (name, head, want) in [
+            (
+                "-c -L -e -I",
+                stream(compound, 624, c_sub),
+                flags(false, true),
+            ),
+            (
+                "-L -e -I",
+                stream(compound, 624, plain_sub),
+                flags(false, false),
+            ),
+            (
+                "-c -L -e -w -I",
+                stream(compound, 624, raw_sub),
+                flags(true, true),
+            ),
+            (
+                "-c -L -e -p -I",
+                stream(with_props, 1280, c_sub),
+                flags(false, true),
+            ),
+            // The substream not (yet) there: nothing said.
+            (
+                "-c -I, cut",
+                stream(compound, 624, c_sub)[..640].to_vec(),
+                None,
+            ),
+            ("-I, the head alone", bytes(compound), None),
+        ] {
+            assert_eq!(StreamFlags::of(&head), want, "{name}");
+        }
+        // How much of the head that takes: up to the substream's head, within bounds.
+        for (name, head, want) in [
+            ("nothing yet", Vec::new(), STREAM_HEAD),
+            ("a substream", bytes(c_sub), STREAM_HEAD),
+            ("-I", bytes(compound), 648),
+            ("-p -I", bytes(with_props), 1304),
+            (
+                "a huge payload",
+                bytes("00000000ffffffffaccbbaf5020000000200000000000000"),
+                FLAGS_HEAD_MAX,
+            ),
+        ] {
+            assert_eq!(flags_head_len(&head), want, "{name}");
         }
     }
 
