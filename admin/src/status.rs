@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use zfsync_cli::{parse_options, Exit, Output, Parsed, Program, UsageError};
 use zfsync_history::format::json_string;
 use zfsync_history::{rfc3339, SnapshotRef, Store};
+use zfsync_text::quoted;
 
 pub const USAGE: &str = concat!(
     "\
@@ -86,6 +87,8 @@ pub fn run(config: &Config, _output: &Output) -> Result<Exit, Error> {
 }
 
 /// The replicas as an aligned table with a header line; `-` where there is no value.
+/// Names with white space (`tank/My Documents`, which ZFS allows) are quoted as in the
+/// logs and zfsync-send's summary, so that each stays one field of its line.
 fn table(all: &[Replica]) -> String {
     let header = [
         "DATASET",
@@ -102,7 +105,7 @@ fn table(all: &[Replica]) -> String {
     for r in all {
         let dash = || "-".to_string();
         rows.push(vec![
-            r.dataset.clone(),
+            quoted(&r.dataset).to_string(),
             r.peer.clone(),
             r.role.as_str().to_string(),
             r.state.as_str().to_string(),
@@ -111,7 +114,9 @@ fn table(all: &[Replica]) -> String {
             }),
             r.lag.map_or_else(dash, crate::age::show),
             r.backlog.to_string(),
-            r.base.as_ref().map_or_else(dash, |b| b.name.clone()),
+            r.base
+                .as_ref()
+                .map_or_else(dash, |b| quoted(&b.name).to_string()),
             r.last_error.as_deref().map_or_else(dash, one_line),
         ]);
     }
@@ -256,6 +261,23 @@ tank/a       backup:7611  send  ok      2026-12-02T00:01:00Z (5m ago)  0s   0   
 tank/longer  backup:7611  send  failed  -                              -    3        -                            refused (diverged): at @s2
 ";
         assert_eq!(table(&[ok, failing]), want);
+    }
+
+    #[test]
+    fn a_name_with_white_space_is_one_quoted_field() {
+        let spaced = Replica {
+            base: Some(SnapshotRef {
+                name: "before upgrade".into(),
+                guid: 1,
+            }),
+            ..replica("tank/My Documents", State::Ok)
+        };
+        let want = "\
+DATASET              PEER         ROLE  STATE  LAST SUCCESS                   LAG  BACKLOG  BASE                         ERROR
+\"tank/My Documents\"  backup:7611  send  ok     2026-12-02T00:01:00Z (5m ago)  0s   0        \"before upgrade\"             -
+tank/a               backup:7611  send  ok     2026-12-02T00:01:00Z (5m ago)  0s   0        zfsync_2026-12-02T00:00:00Z  -
+";
+        assert_eq!(table(&[spaced, replica("tank/a", State::Ok)]), want);
     }
 
     #[test]
