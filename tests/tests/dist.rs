@@ -1,6 +1,7 @@
 //! Tests of what is shipped besides the binaries: the systemd units, the FreeBSD rc.d
 //! script, the logrotate snippet, scripts/install, and the man pages, which must document
-//! every option of their command's `--help`, with its default, and no option it lacks.
+//! every option of their command's `--help`, with its default, and no option it lacks
+//! (zfsync(8) does so for each subcommand of `zfsync`).
 //!
 //! No ZFS here. The tools these checks run (systemd-analyze, logrotate, groff, dash) are
 //! required: a missing one fails its test with the package to install, so that a check
@@ -20,6 +21,9 @@ const UNITS: &[&str] = &[
     "zfsyncron@.service",
     "zfsyncron@.timer",
 ];
+
+/// The man pages in man/, all installed in share/man/man8.
+const PAGES: &[&str] = &["zfsync-send.8", "zfsync-recv.8", "zfsyncron.8", "zfsync.8"];
 
 /// The sections every man page has, in this order.
 const SECTIONS: &[&str] = &[
@@ -95,7 +99,7 @@ fn expected_files(prefix: &str, init: &str) -> BTreeSet<(String, String)> {
         .iter()
         .map(|b| (format!("{prefix}/sbin/{b}"), 0o755))
         .collect();
-    for page in ["zfsync-send.8", "zfsync-recv.8", "zfsyncron.8"] {
+    for page in PAGES {
         files.push((format!("{prefix}/share/man/man8/{page}"), 0o644));
     }
     for example in ["recv-example.conf", "cron-example.conf"] {
@@ -221,6 +225,10 @@ fn install_into_destdir_puts_every_file_in_place_with_its_mode() {
         (
             repo().join("man/zfsync-recv.8"),
             "opt/zfsync/share/man/man8/zfsync-recv.8",
+        ),
+        (
+            repo().join("man/zfsync.8"),
+            "opt/zfsync/share/man/man8/zfsync.8",
         ),
     ] {
         assert!(
@@ -564,12 +572,15 @@ fn section<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 /// The `.TP` entries of a section: the line after `.TP` is the tag, the lines up to the
-/// next `.TP`, `.SS` or the section's end are the text.
+/// next `.TP`, `.PP` (which ends the indented text), `.SS` or the section's end are the
+/// text.
 fn tp_entries(lines: &[&str]) -> Vec<(String, String)> {
     let mut entries: Vec<(String, String)> = Vec::new();
+    let mut in_entry = false;
     let mut lines = lines.iter();
     while let Some(line) = lines.next() {
         if line.starts_with(".TP") {
+            in_entry = true;
             let tag = lines.next().expect("a tag after .TP");
             let tag = if tag.starts_with('.') {
                 macro_text(tag)
@@ -579,7 +590,9 @@ fn tp_entries(lines: &[&str]) -> Vec<(String, String)> {
             entries.push((tag, String::new()));
         } else if line.starts_with(".SS") {
             break;
-        } else if let Some((_, text)) = entries.last_mut() {
+        } else if [".PP", ".P", ".LP"].contains(&line.trim_end()) {
+            in_entry = false;
+        } else if let Some((_, text)) = entries.last_mut().filter(|_| in_entry) {
             let t = if line.starts_with(".\\\"") {
                 String::new()
             } else if line.starts_with('.') {
@@ -621,24 +634,43 @@ fn help_exit_codes(help: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// What a man page documents of one command: its option entries and its exit codes.
+struct Documented {
+    options: Vec<Entry>,
+    codes: BTreeSet<String>,
+}
+
 /// Checks man/PAGE against `COMMAND --help`: every option of the help has an entry in
 /// OPTIONS with the same spellings and every default of the help, the page has no option
 /// the help lacks, and EXIT STATUS lists the same codes.
 fn check_man_page(page_name: &str, help_cmd: &mut Command) {
     let help = run_ok(help_cmd);
     let page = read(&repo().join("man").join(page_name));
-    let from_help = help_entries(&help);
-    let from_page = man_entries(&page);
+    let documented = Documented {
+        options: man_entries(&page),
+        codes: tp_entries(&section(&page, "EXIT STATUS"))
+            .into_iter()
+            .map(|(tag, _)| tag)
+            .collect(),
+    };
+    check_documented(page_name, &help, &documented);
+}
+
+/// Checks what WHAT (a page, or a subcommand's subsection) documents against HELP, as
+/// [`check_man_page`] says.
+fn check_documented(what: &str, help: &str, documented: &Documented) {
+    let from_help = help_entries(help);
+    let from_page = &documented.options;
 
     let spellings = |entries: &[Entry]| -> BTreeSet<String> {
         entries.iter().flat_map(|e| e.options.clone()).collect()
     };
-    let (in_help, in_page) = (spellings(&from_help), spellings(&from_page));
+    let (in_help, in_page) = (spellings(&from_help), spellings(from_page));
     let missing: Vec<_> = in_help.difference(&in_page).collect();
     let extra: Vec<_> = in_page.difference(&in_help).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "{page_name}: options of --help missing from OPTIONS: {missing:?}; \
+        "{what}: options of --help missing from OPTIONS: {missing:?}; \
          options in OPTIONS that --help lacks: {extra:?}"
     );
 
@@ -648,7 +680,7 @@ fn check_man_page(page_name: &str, help_cmd: &mut Command) {
             .find(|m| m.options == h.options)
             .unwrap_or_else(|| {
                 panic!(
-                    "{page_name}: no OPTIONS entry spelled {:?} as --help does (the page has {:?})",
+                    "{what}: no OPTIONS entry spelled {:?} as --help does (the page has {:?})",
                     h.options,
                     from_page.iter().map(|m| &m.options).collect::<Vec<_>>()
                 )
@@ -656,22 +688,108 @@ fn check_man_page(page_name: &str, help_cmd: &mut Command) {
         for default in defaults(&h.text) {
             assert!(
                 m.text.contains(&default),
-                "{page_name}: {:?}: --help gives the default {default:?}, the page says: {}",
+                "{what}: {:?}: --help gives the default {default:?}, the page says: {}",
                 h.options,
                 m.text
             );
         }
     }
 
-    let page_codes: BTreeSet<String> = tp_entries(&section(&page, "EXIT STATUS"))
-        .into_iter()
-        .map(|(tag, _)| tag)
-        .collect();
     assert_eq!(
-        page_codes,
-        help_exit_codes(&help),
-        "{page_name}: EXIT STATUS"
+        documented.codes,
+        help_exit_codes(help),
+        "{what}: EXIT STATUS"
     );
+}
+
+/// The subcommands of a --help text's `Subcommands:` block, but `help`.
+fn help_subcommands(help: &str) -> BTreeSet<String> {
+    let found: BTreeSet<String> = help
+        .lines()
+        .skip_while(|l| l.trim() != "Subcommands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(String::from)
+        .collect();
+    assert!(!found.is_empty(), "no subcommands in:\n{help}");
+    found
+}
+
+/// The `.SS` subsections of LINES (a section), by name, each with its lines up to the
+/// next `.SS`.
+fn subsections<'a>(lines: &[&'a str]) -> Vec<(String, Vec<&'a str>)> {
+    let mut found: Vec<(String, Vec<&'a str>)> = Vec::new();
+    for line in lines {
+        if let Some(name) = line.strip_prefix(".SS ") {
+            found.push((name.trim().trim_matches('"').to_string(), Vec::new()));
+        } else if let Some((_, body)) = found.last_mut() {
+            body.push(line);
+        }
+    }
+    found
+}
+
+/// A subcommand's subsection: its synopsis (the text before the first `.PP`) and what it
+/// documents. Its `.TP` entries are options when the tag starts with '-', exit codes when
+/// the tag is one digit, and prose otherwise (such as the checks of `zfsync check`).
+fn subcommand_documented(lines: &[&str]) -> (String, Documented) {
+    let synopsis: Vec<String> = lines
+        .iter()
+        .take_while(|l| !l.starts_with(".PP") && !l.starts_with(".TP"))
+        .map(|l| {
+            if l.starts_with('.') {
+                macro_text(l)
+            } else {
+                roff_text(l)
+            }
+        })
+        .collect();
+    let mut documented = Documented {
+        options: Vec::new(),
+        codes: BTreeSet::new(),
+    };
+    for (tag, text) in tp_entries(lines) {
+        if tag.starts_with('-') {
+            documented.options.push(Entry {
+                options: option_words(&tag),
+                text,
+            });
+        } else if tag.len() == 1 && tag.as_bytes()[0].is_ascii_digit() {
+            documented.codes.insert(tag);
+        }
+    }
+    (squeeze(&synopsis.join(" ")), documented)
+}
+
+/// Checks man/PAGE's SUBCOMMANDS against `COMMAND --help` and `COMMAND help SUBCOMMAND`:
+/// one subsection `COMMAND SUBCOMMAND` for each subcommand of the help and no other,
+/// each opening with the subcommand's usage line and documenting its options and exit
+/// codes as [`check_man_page`] says.
+fn check_man_page_subcommands(page_name: &str, command: &Path) {
+    let help = run_ok(Command::new(command).arg("--help"));
+    let page = read(&repo().join("man").join(page_name));
+    let name = command.file_name().unwrap().to_string_lossy().into_owned();
+    let found = subsections(&section(&page, "SUBCOMMANDS"));
+    let in_page: BTreeSet<String> = found.iter().map(|(title, _)| title.clone()).collect();
+    let in_help: BTreeSet<String> = help_subcommands(&help)
+        .into_iter()
+        .map(|sub| format!("{name} {sub}"))
+        .collect();
+    assert_eq!(in_page, in_help, "{page_name}: subsections of SUBCOMMANDS");
+    for (title, lines) in &found {
+        let sub = title.rsplit(' ').next().unwrap();
+        let sub_help = run_ok(Command::new(command).args(["help", sub]));
+        let usage = sub_help
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("Usage: "))
+            .unwrap_or_else(|| panic!("no 'Usage: ' line opens {title}'s help:\n{sub_help}"));
+        let (synopsis, documented) = subcommand_documented(lines);
+        assert_eq!(synopsis, usage, "{page_name}: {title}: synopsis");
+        check_documented(&format!("{page_name}: {title}"), &sub_help, &documented);
+    }
 }
 
 #[test]
@@ -695,9 +813,15 @@ fn zfsyncron_man_page_matches_help() {
 }
 
 #[test]
+fn zfsync_man_page_matches_help_of_zfsync_and_of_every_subcommand() {
+    check_man_page("zfsync.8", Command::new(admin_bin()).arg("--help"));
+    check_man_page_subcommands("zfsync.8", &admin_bin());
+}
+
+#[test]
 fn man_pages_have_every_section_and_render_without_warnings() {
     let groff = need("groff", "groff");
-    for page in ["zfsync-send.8", "zfsync-recv.8", "zfsyncron.8"] {
+    for page in PAGES {
         let path = repo().join("man").join(page);
         let text = read(&path);
         let sections: Vec<&str> = text
@@ -778,5 +902,23 @@ fn man_entries_read_tags_and_text_of_options() {
             ("-t --threads", "Parallel sessions (default 8)."),
             ("--", "More."),
         ])
+    );
+}
+
+#[test]
+fn a_subcommand_subsection_has_a_synopsis_options_exit_codes_and_prose() {
+    let page = ".SH SUBCOMMANDS\n.SS \"zfsync check\"\n.B zfsync check\n.I CHECK\n.RI [ options ]\n.PP\nChecks:\n.TP\n\\fBall\\fR [\\fIDATASET\\fR]\nEvery check.\n.PP\nOptions:\n.TP\n\\fB\\-\\-zfs\\fR \\fIPATH\\fR\nThe zfs binary (default: zfs).\n.PP\nExit status, 3 kinds:\n.TP\n.B 0\nOK.\n.TP\n.B 3\nUNKNOWN.\n.SS \"zfsync forget\"\n.B zfsync forget\n.SH OPTIONS\n";
+    let found = subsections(&section(page, "SUBCOMMANDS"));
+    let titles: Vec<&str> = found.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(titles, ["zfsync check", "zfsync forget"]);
+    let (synopsis, documented) = subcommand_documented(&found[0].1);
+    assert_eq!(synopsis, "zfsync check CHECK [options]");
+    assert_eq!(
+        summary(&documented.options),
+        table(&[("--zfs", "The zfs binary (default: zfs).")])
+    );
+    assert_eq!(
+        documented.codes,
+        BTreeSet::from(["0".to_string(), "3".to_string()])
     );
 }
