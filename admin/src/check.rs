@@ -67,7 +67,7 @@ Options:
       --format FORMAT      nagios (default), json, or prom: a node_exporter
                            textfile (zfsync_check_status and the numbers)
       --state-dir DIR      replication, all: where the history is (default:
-                           /var/lib/zfsync)
+                           $ZFSYNC_STATE_DIR, else /var/lib/zfsync)
       --zfs PATH           zfs binary (default: zfs)
       --zpool PATH         zpool binary (default: zpool)
 ",
