@@ -243,6 +243,12 @@ cut_send() {
     sleep 1.5
     kill -KILL $pid
     wait $pid 2>/dev/null || true
+    # The killed sender's `zfs send | pv` ends on its own once it finds the pipe gone; until
+    # then its snapshot is busy, and a test that destroys it right away fails.
+    for _ in $(seq 50); do
+        pgrep -f "zfs send .*$ds" >/dev/null || break
+        sleep 0.2
+    done
     for _ in $(seq 50); do
         token=$(zfs get -H -o value receive_resume_token $TARGET 2>/dev/null || echo -)
         [[ $token != - ]] && return 0
