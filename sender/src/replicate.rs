@@ -380,6 +380,9 @@ fn replicate(
                 ..Delivery::new(Status::WouldSend)
             });
         }
+        // In the history before the log says so: a run killed from here on is shown
+        // interrupted, not missed.
+        streaming();
         info!(
             "send start dataset={} stream={}",
             quoted(ds),
@@ -389,7 +392,6 @@ fn replicate(
             SendCommand::Snapshot { name, opts } => Estimate::send(zfs, name, opts),
             SendCommand::Resume { token } => Estimate::resume(zfs, token),
         };
-        streaming();
         let _shown = meter.stream(ds, estimate);
         let spawned = match &command {
             SendCommand::Snapshot { name, opts } => zfs.send(name, opts),
