@@ -27,7 +27,7 @@ zfsync status and zfsync check replication, which otherwise judge them by their
 last transfer for ever and turn CRITICAL. DATASET is the name as the history has
 it (the source's name on a sender, where it landed on a receiver; zfsync status
 lists them). Every peer and side (send, recv) of DATASET is retired unless
---peer or --role chooses. The history keeps the attempts (zfsync history and
+--peer or --role chooses; with -r, every dataset below it too. The history keeps the attempts (zfsync history and
 zfsync report still show them), and a retired dataset that is replicated again
 is back in status and check by itself. Nothing is changed when a DATASET is not
 in the history (or already retired).
@@ -35,6 +35,7 @@ in the history (or already retired).
 Options:
       --peer PEER          only the replica with PEER (as zfsync status shows)
       --role ROLE          only the sender's (send) or the receiver's (recv)
+  -r, --recursive          DATASET and every dataset below it in the history
   -n, --dry-run            show what would be retired, change nothing
 ",
     help!(options state_dir),
@@ -46,8 +47,8 @@ or written, or a DATASET is not in it (nothing was retired), 2 usage error.
 Examples:
   zfsync forget --dry-run tank/old
       what would be retired: tank/old with every peer
-  zfsync forget tank/old tank/old/child
-      retire both, with every peer they were sent to
+  zfsync forget -r tank/old
+      retire tank/old and every dataset below it, with every peer
   zfsync forget --peer backup2:7611 --role send tank/home
       tank/home is no longer sent to backup2, but still to the others
 "
@@ -61,6 +62,7 @@ pub struct Config {
     pub datasets: Vec<String>,
     pub peer: Option<String>,
     pub role: Option<Role>,
+    pub recursive: bool,
     pub dry_run: bool,
     pub state_dir: PathBuf,
     /// Unix seconds.
@@ -71,6 +73,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
     let mut o = getopts::Options::new();
     o.optopt("", "peer", "", "PEER");
     context::role_option(&mut o);
+    o.optflag("r", "recursive", "");
     o.optflag("n", "dry-run", "");
     context::state_dir_option(&mut o);
     parse_options(o, argv)?.try_map(|(m, output)| {
@@ -82,6 +85,7 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
             datasets: m.free.clone(),
             peer: m.opt_str("peer"),
             role,
+            recursive: m.opt_present("recursive"),
             dry_run: m.opt_present("dry-run"),
             state_dir: context::state_dir(&m),
             now: now()?.as_second(),
@@ -96,10 +100,18 @@ pub fn plan<'a>(config: &Config, all: &'a [Replica]) -> Result<Vec<&'a Replica>,
         config.peer.as_ref().map_or(true, |p| *p == r.peer)
             && config.role.map_or(true, |role| role == r.role)
     };
+    // With -r, "tank/old" names tank/old/a, never tank/older.
+    let names = |d: &str, r: &Replica| {
+        r.dataset == d
+            || (config.recursive
+                && r.dataset
+                    .strip_prefix(d)
+                    .is_some_and(|rest| rest.starts_with('/')))
+    };
     let unknown: Vec<String> = config
         .datasets
         .iter()
-        .filter(|d| !all.iter().any(|r| r.dataset == **d && chosen(r)))
+        .filter(|d| !all.iter().any(|r| names(d, r) && chosen(r)))
         .cloned()
         .collect();
     if !unknown.is_empty() {
@@ -107,7 +119,7 @@ pub fn plan<'a>(config: &Config, all: &'a [Replica]) -> Result<Vec<&'a Replica>,
     }
     Ok(all
         .iter()
-        .filter(|r| config.datasets.contains(&r.dataset) && chosen(r))
+        .filter(|r| config.datasets.iter().any(|d| names(d, r)) && chosen(r))
         .collect())
 }
 
@@ -223,6 +235,39 @@ mod tests {
             ),
             (&["tank/ol", "tank/a"], Err(s(&["tank/ol"]))),
             (&["--peer", "b2", "tank/a"], Err(s(&["tank/a"]))),
+        ] {
+            assert_eq!(chosen(argv, &all), want, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn recursive_names_the_datasets_below_not_those_that_share_a_prefix() {
+        let all = [
+            replica("tank/old", "b1", Role::Send),
+            replica("tank/old/a", "b1", Role::Send),
+            replica("tank/old/a/b", "b2", Role::Send),
+            replica("tank/older", "b1", Role::Send),
+            replica("tank/x/y", "b1", Role::Send),
+        ];
+        let s = |v: &[&str]| -> Vec<String> { v.iter().map(|x| x.to_string()).collect() };
+        for (argv, want) in [
+            (
+                &["-r", "tank/old"][..],
+                Ok(s(&[
+                    "tank/old b1 send",
+                    "tank/old/a b1 send",
+                    "tank/old/a/b b2 send",
+                ])),
+            ),
+            (&["tank/old"], Ok(s(&["tank/old b1 send"]))),
+            (
+                &["-r", "--peer", "b2", "tank/old"],
+                Ok(s(&["tank/old/a/b b2 send"])),
+            ),
+            // Nothing of its own in the history, but datasets below it.
+            (&["-r", "tank/x"], Ok(s(&["tank/x/y b1 send"]))),
+            (&["tank/x"], Err(s(&["tank/x"]))),
+            (&["-r", "tank/ol"], Err(s(&["tank/ol"]))),
         ] {
             assert_eq!(chosen(argv, &all), want, "{argv:?}");
         }
