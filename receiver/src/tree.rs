@@ -524,13 +524,17 @@ impl Tree {
             }
         }
         entries.sort_by_key(|(rel, _, _)| rel.matches('/').count());
+        // Copies this pass leaves busy: their children are busy too, not waiting for a
+        // parent that "does not exist" only because it is still in the buffer.
+        let mut busy: HashSet<String> = HashSet::new();
         for (rel, copy, info) in entries {
             let Some(_lock) = self.lock(&rel, Duration::ZERO) else {
                 let note = format!("{copy}: busy, left for the next cleanup");
                 report.add(Some(&rel), Left::Busy, Some(note));
+                busy.insert(rel);
                 continue;
             };
-            let step = match self.plan_step(zfs, &rel, copy, info) {
+            let step = match self.plan_step(zfs, &rel, copy, info, &busy) {
                 Ok(s) => s,
                 Err(e) => {
                     report.add(Some(&rel), Left::Failed, Some(e));
@@ -538,6 +542,9 @@ impl Tree {
                 }
             };
             let (left, note) = self.apply(zfs, step);
+            if left == Left::Busy {
+                busy.insert(rel.clone());
+            }
             report.add(Some(&rel), left, note);
         }
         report
@@ -549,6 +556,7 @@ impl Tree {
         rel: &str,
         copy: Dataset,
         info: DatasetInfo,
+        busy: &HashSet<String>,
     ) -> Result<Step, String> {
         let real = match self.target.join(rel) {
             Ok(r) => r,
@@ -585,7 +593,7 @@ impl Tree {
             });
         }
         let parent = real.parent().expect("a path below TARGET has a parent");
-        if self.is_locked(parent_rel(rel)) {
+        if self.is_locked(parent_rel(rel)) || busy.contains(parent_rel(rel)) {
             return Ok(Step::ParentBusy { copy, real, parent });
         }
         if !zfs.exists(&parent).map_err(|e| e.to_string())? {
@@ -861,6 +869,99 @@ mod tests {
         for (r, dry_run, want) in cases {
             assert_eq!(r.describe(dry_run), want);
         }
+    }
+
+    /// A legacy zfs (no `zfs version`, as zfs-fuse) whose buffer pool/t_zfsync_buffer
+    /// holds finished copies of a and a/b, neither of which exists under pool/t; every
+    /// command it runs is written to `calls`.
+    fn buffer_of_a_and_a_b(test: &str) -> (Zfs, PathBuf) {
+        let name = format!("zfsync-tree-{}-{test}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (bin, calls) = (dir.join("zfs"), dir.join("calls"));
+        let mut rows = String::new();
+        let b = "pool/t_zfsync_buffer";
+        for (i, ds) in [b.to_string(), format!("{b}/61"), format!("{b}/612f62")]
+            .iter()
+            .enumerate()
+        {
+            for (prop, v) in [("type", "filesystem"), ("guid", "7"), ("createtxg", "5")] {
+                rows.push_str(&format!("{ds}\t{prop}\t{v}\n"));
+            }
+            for prop in ["zfsync:sync", "zfsync:rollback", "zfsync:placeholder"] {
+                rows.push_str(&format!("{ds}\t{prop}\t-\n"));
+            }
+            if i > 0 {
+                let guid = 100 + i;
+                for (prop, v) in [
+                    ("type", "snapshot"),
+                    ("guid", &guid.to_string()),
+                    ("createtxg", "9"),
+                ] {
+                    rows.push_str(&format!("{ds}@s1\t{prop}\t{v}\n"));
+                }
+            }
+        }
+        std::fs::write(dir.join("rows"), rows).unwrap();
+        let script = format!(
+            "#!/bin/sh\necho \"$*\" >> '{calls}'\n\
+             last=$(echo \"$*\" | sed 's/.* //')\n\
+             case \"$*\" in\n\
+             version) exit 2 ;;\n\
+             *' {b}') cat '{rows}'; exit 0 ;;\n\
+             'get -H -o value type '*) [ \"$last\" = pool/t ] || [ -e \"{dir}/$(echo $last | tr / _)\" ] && echo filesystem && exit 0 ;;\n\
+             rename*) touch \"{dir}/$(echo $last | tr / _)\"; exit 0 ;;\n\
+             esac\n\
+             case \"$1\" in get) echo \"cannot open '$last': dataset does not exist\" >&2; exit 1 ;; esac\n\
+             exit 0\n",
+            dir = dir.display(),
+            calls = calls.display(),
+            rows = dir.join("rows").display(),
+        );
+        std::fs::write(&bin, script).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let zfs = Zfs::detect(&bin).unwrap();
+        (zfs, calls)
+    }
+
+    // A new root still locked after its result (its hold, its readonly) while the
+    // sender's cleanup runs: a, its child, is busy; a/b, whose parent a is still in the
+    // buffer, is busy too, not waiting for a parent that "does not exist" (which the
+    // sender counts as not done).
+    #[test]
+    fn children_of_a_copy_left_busy_are_busy_not_waiting() {
+        let (zfs, calls) = buffer_of_a_and_a_b("busy");
+        let t = tree();
+        let root = t.lock("", Duration::ZERO).unwrap();
+        let r = t.cleanup(&zfs);
+        let left: Vec<_> = r.entries.iter().map(|e| (e.rel.clone(), e.left)).collect();
+        let rel = |s: &str| Some(s.to_string());
+        assert_eq!(
+            left,
+            [(rel("a"), Left::Busy), (rel("a/b"), Left::Busy)],
+            "{:?}",
+            r.notes().collect::<Vec<_>>()
+        );
+        // Once the root is free, the next cleanup places both, parents first.
+        drop(root);
+        let r = t.cleanup(&zfs);
+        let ran = std::fs::read_to_string(&calls).unwrap();
+        std::fs::remove_dir_all(calls.parent().unwrap()).unwrap();
+        let left: Vec<_> = r.entries.iter().map(|e| (e.rel.clone(), e.left)).collect();
+        assert_eq!(
+            left,
+            [(rel("a"), Left::Placed), (rel("a/b"), Left::Placed)],
+            "{ran}"
+        );
+        let renames: Vec<_> = ran.lines().filter(|l| l.starts_with("rename")).collect();
+        assert_eq!(
+            renames,
+            [
+                "rename pool/t_zfsync_buffer/61 pool/t/a",
+                "rename pool/t_zfsync_buffer/612f62 pool/t/a/b"
+            ]
+        );
     }
 
     #[test]

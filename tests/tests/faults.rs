@@ -900,6 +900,49 @@ fn zfs_recv_that_reads_nothing_costs_its_dataset_within_five_timeouts() {
     println!("figures: deaf zfs recv took_ms={}", took.as_millis());
 }
 
+// A new root's offer holds its lock after its result while the receiver makes it
+// read-only (slowed to 3 s here, longer than --parent-wait, as on a loaded host). Its
+// children went to the buffer meanwhile. The run's cleanup waits for the root and then
+// places them: the run is done, and nothing is left in the buffer. Before, a cleanup on
+// another worker's connection left the children "busy" and theirs "waiting" for a parent
+// still in the buffer (the run exited 1), unless it happened to go on the root's own.
+#[test]
+fn the_run_s_cleanup_waits_for_a_root_still_locked_after_its_result() {
+    let rels = &["", "a", "a/b", "c"];
+    let mut s = Site::new("slowro", rels, &[]);
+    s.write(rels, "f.bin", 1, 12);
+    snapshot_tree(&s.root, "s1");
+    s.recv.stop();
+    let fake = fake_zfs(
+        s._src.dir(),
+        "zfs-slow-readonly",
+        &format!(
+            "# fault injector (tests/tests/faults.rs): making TARGET read-only takes 3 s\n\
+             [ \"$*\" = 'set readonly=on {}' ] && sleep 3\n",
+            s.target
+        ),
+    );
+    let fake = fake.to_str().expect("utf-8");
+    s.recv = Receiver::start(&s.target, &["--parent-wait", "0", "--zfs", fake]);
+    let out = send_tree(&s.root, &s.recv, &["-t", "4"]);
+    let log = s.recv.log();
+    assert_eq!(out.status, 0, "{}\n--- receiver log ---\n{log}", out.stdout);
+    // The root's own session, once free, may place the copies first (its connection
+    // ended): then the run's cleanup has nothing left to say.
+    let line = out.stdout.lines().find(|l| l.contains("receiver cleanup:"));
+    assert!(
+        line.is_none_or(|l| l.contains(" 0 waiting,")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        log.contains("cleanup placed"),
+        "nothing went through the buffer\n{log}"
+    );
+    assert_eq!(buffered_copies(&s.buffer), Vec::<String>::new());
+    assert_same_snapshots(&s.root, &s.target);
+}
+
 // issue 5: the source snapshot is destroyed while it is being sent (injected: the
 // sender's `zfs send` stops midway and fails). The receiver aborts its `zfs recv`, the
 // destination is unchanged, the sender reports zfs's text; the next normal run converges.
