@@ -358,6 +358,8 @@ fn a_subtree_sent_to_the_whole_trees_receiver_is_refused_with_its_children() {
 // right after the run it made diverge must not refuse the run that follows at once.
 #[test]
 fn a_divergence_undone_by_hand_right_after_a_run_is_not_refused_again() {
+    // Before every listing the receiver takes in this test.
+    let started = std::time::Instant::now();
     let (s, diverged, _) = refused_for_a_snapshot_made_on_the_receiver("stale", "local");
     zfs(&["destroy", &format!("{diverged}@local")]);
     let out = s.send(&[]);
@@ -367,12 +369,19 @@ fn a_divergence_undone_by_hand_right_after_a_run_is_not_refused_again() {
     assert!(row.note.contains("incremental @s3..@s4"), "{}", out.stdout);
     assert_same_snapshots(&s.root, &s.target);
     // The listing still showed @local (the run came within its 10 s): the fresh look
-    // changed the answer. Without this line the test would not have tested that.
-    assert!(
-        s.recv.log().contains("fresh look changed the answer"),
-        "{}",
-        s.recv.log()
-    );
+    // changed the answer. Without this line the test would not have tested that. On a
+    // machine so loaded that the whole test took longer than the listing's 10 s, the
+    // run may have listed afresh: then the line proves nothing either way.
+    let fresh = s.recv.log().contains("fresh look changed the answer");
+    let took = started.elapsed();
+    println!("figures: divergence undone by hand, test took {took:?}");
+    if took < std::time::Duration::from_secs(9) {
+        assert!(fresh, "{}", s.recv.log());
+    } else if !fresh {
+        eprintln!(
+            "the test took {took:?}, longer than a listing serves: its fresh look not checked"
+        );
+    }
 }
 
 // issue 14: checking refusals afresh costs the offers that are not refused nothing: a

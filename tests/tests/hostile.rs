@@ -27,7 +27,7 @@ mod common;
 /// The receiver's `--timeout` in these tests: short, so silent peers are dropped quickly.
 const RECV_TIMEOUT: &str = "2";
 /// How long a test waits for the receiver to answer or close, well above RECV_TIMEOUT.
-const PATIENCE: Duration = Duration::from_secs(10);
+const PATIENCE: Duration = Duration::from_secs(20);
 /// How long a real `zfsync-send` may take here.
 const SEND_LIMIT: Duration = Duration::from_secs(60);
 
@@ -922,8 +922,13 @@ fn a_stream_cut_midway_leaves_nothing_and_a_real_send_succeeds_after() {
     // A full stream for the new TARGET, cut after half: the connection just closes.
     let mut p = start_full(&site.addr(), &snap);
     send_data(&mut p, &stream[..stream.len() / 2]);
-    std::thread::sleep(Duration::from_millis(300));
+    let at = site.recv.log().len();
     drop(p);
+    // Only once the session has seen the cut is "no TARGET" worth anything: before, its
+    // zfs recv may not have made it yet.
+    eventually("the receiver saw the cut", || {
+        site.recv.log()[at..].contains("closed inside a stream")
+    });
     eventually("the cut receive is gone", || {
         !exists(&site.target) && !site.contents().iter().any(|l| l.contains('%'))
     });
@@ -953,9 +958,12 @@ fn a_stream_cut_midway_leaves_nothing_and_a_real_send_succeeds_after() {
         other => panic!("expected an incremental plan, got {other:?}"),
     }
     send_data(&mut p, &inc[..inc.len() / 2]);
-    std::thread::sleep(Duration::from_millis(300));
+    let at = site.recv.log().len();
     drop(p);
-    // Give the receiver time to notice and kill its zfs recv, then compare.
+    // Once the receiver has noticed and killed its zfs recv, compare.
+    eventually("the receiver saw the cut", || {
+        site.recv.log()[at..].contains("closed inside a stream")
+    });
     eventually("the replica is as it was before the cut stream", || {
         site.contents() == before
     });
