@@ -27,10 +27,11 @@ zfsync status and zfsync check replication, which otherwise judge them by their
 last transfer for ever and turn CRITICAL. DATASET is the name as the history has
 it (the source's name on a sender, where it landed on a receiver; zfsync status
 lists them). Every peer and side (send, recv) of DATASET is retired unless
---peer or --role chooses; with -r, every dataset below it too. The history keeps the attempts (zfsync history and
-zfsync report still show them), and a retired dataset that is replicated again
-is back in status and check by itself. Nothing is changed when a DATASET is not
-in the history (or already retired).
+--peer or --role chooses; with -r, every dataset below it too. The history
+keeps the attempts (zfsync history and zfsync report still show them), and a
+retired dataset that is replicated again is back in status and check by
+itself. Nothing is changed when a DATASET is not in the history (or already
+retired).
 
 Options:
       --peer PEER          only the replica with PEER (as zfsync status shows)
@@ -82,7 +83,15 @@ pub fn config(argv: &[String]) -> Result<Parsed<(Config, Output)>, UsageError> {
         }
         let role = context::role(&m)?;
         let config = Config {
-            datasets: m.free.clone(),
+            // "tank/old/" (a shell's completion) names tank/old.
+            datasets: m
+                .free
+                .iter()
+                .map(|d| match d.trim_end_matches('/') {
+                    "" => d.clone(),
+                    trimmed => trimmed.to_string(),
+                })
+                .collect(),
             peer: m.opt_str("peer"),
             role,
             recursive: m.opt_present("recursive"),
@@ -268,6 +277,8 @@ mod tests {
             (&["-r", "tank/x"], Ok(s(&["tank/x/y b1 send"]))),
             (&["tank/x"], Err(s(&["tank/x"]))),
             (&["-r", "tank/ol"], Err(s(&["tank/ol"]))),
+            (&["-r", "tank/x/"], Ok(s(&["tank/x/y b1 send"]))),
+            (&["tank/old//"], Ok(s(&["tank/old b1 send"]))),
         ] {
             assert_eq!(chosen(argv, &all), want, "{argv:?}");
         }

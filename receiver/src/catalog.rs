@@ -3,7 +3,10 @@
 //! A sender offers its datasets one after another, all below one root (where its root
 //! dataset lands). Listing each one costs a zfs command (~10 ms on zfs-fuse); listing the
 //! whole root once, recursively, costs about as much as a few of them. The catalog keeps
-//! such a listing of the root and of the buffer for [`TTL`], shared by every session.
+//! such a listing of the root and of the buffer for [`TTL`] after it ended, shared by
+//! every session. (After it ended, not began: a tree whose listing takes longer than
+//! [`TTL`], tens of thousands of snapshots on zfs-fuse, would otherwise be listed again for
+//! the offers that waited for it.)
 //!
 //! It stays correct about zfsync's own changes. Every change the receiver makes to a
 //! dataset (receive, rollback, rename, destroy) is recorded with a generation number
@@ -11,7 +14,7 @@
 //! changed after that is looked up afresh, except that a dataset zfsync has just received
 //! into or renamed into place is known to exist (a child's offer asks whether its parent
 //! does). Changes made behind zfsync's back (an admin's snapshot on the backup host) can
-//! go unseen for at most [`TTL`]. What that can do: plan an incremental that `zfs recv`
+//! go unseen for at most [`TTL`] and the time the listing took. What that can do: plan an incremental that `zfs recv`
 //! then refuses (changes since the base: reported, nothing changed), or one it takes
 //! over a snapshot made in that window without changes, which then stays on the backup
 //! host between the base and the new snapshots (`zfs recv` allows that; a fresh listing
@@ -38,7 +41,8 @@ use zfsync_zfs::{Dataset, DatasetInfo, FailureKind, Zfs};
 pub const TTL: Duration = Duration::from_secs(10);
 
 struct Listing {
-    taken: Instant,
+    /// When it was complete: it serves offers for [`TTL`] from then.
+    ended: Instant,
     generation: u64,
     /// Every dataset below the root and the buffer, by full name.
     datasets: HashMap<String, DatasetInfo>,
@@ -52,8 +56,9 @@ impl Listing {
     }
 }
 
-#[derive(Default)]
 pub struct Catalog {
+    /// [`TTL`], but for tests.
+    ttl: Duration,
     generation: AtomicU64,
     /// Dataset name -> generation of zfsync's last change to it.
     changed: Mutex<HashMap<String, u64>>,
@@ -63,6 +68,18 @@ pub struct Catalog {
     /// that succeeded, a rename into place), and since when: for [`TTL`], like a listing,
     /// their existence needs no lookup.
     present: Mutex<HashMap<String, Instant>>,
+}
+
+impl Default for Catalog {
+    fn default() -> Catalog {
+        Catalog {
+            ttl: TTL,
+            generation: AtomicU64::default(),
+            changed: Mutex::default(),
+            listings: Mutex::default(),
+            present: Mutex::default(),
+        }
+    }
 }
 
 impl Catalog {
@@ -84,7 +101,7 @@ impl Catalog {
     /// that succeeded, a rename into place), until its next change or for [`TTL`].
     pub fn mark_present(&self, name: &str) {
         let mut present = self.present.lock().unwrap_or_else(|p| p.into_inner());
-        present.retain(|_, since| since.elapsed() < TTL);
+        present.retain(|_, since| since.elapsed() < self.ttl);
         present.insert(name.to_string(), Instant::now());
     }
 
@@ -135,7 +152,7 @@ impl Catalog {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(ds.as_str())
-            .is_some_and(|since| since.elapsed() < TTL);
+            .is_some_and(|since| since.elapsed() < self.ttl);
         Ok(known || self.dataset(zfs, root, buffer, ds)?.is_some())
     }
 
@@ -155,15 +172,14 @@ impl Catalog {
     ) -> zfsync_zfs::Result<Arc<Listing>> {
         let mut listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(l) = listings.get(root.as_str()) {
-            if l.taken.elapsed() < TTL {
+            if l.ended.elapsed() < self.ttl {
                 return Ok(l.clone());
             }
         }
-        listings.retain(|_, l| l.taken.elapsed() < TTL);
+        listings.retain(|_, l| l.ended.elapsed() < self.ttl);
         // The generation is read before listing: a change that lands during the listing
         // is newer than it, so its dataset is looked up afresh.
         let generation = self.generation.load(Ordering::SeqCst);
-        let taken = Instant::now();
         let mut datasets = HashMap::new();
         for top in [root, buffer] {
             match zfs.list_tree(top) {
@@ -173,7 +189,7 @@ impl Catalog {
             }
         }
         let l = Arc::new(Listing {
-            taken,
+            ended: Instant::now(),
             generation,
             datasets,
             root: root.clone(),
@@ -181,5 +197,54 @@ impl Catalog {
         });
         listings.insert(root.as_str().to_string(), l.clone());
         Ok(l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    // A listing that takes longer than the time it serves for still serves the offers
+    // that come right after it: one listing, not one an offer.
+    #[test]
+    fn a_listing_serves_from_when_it_ended() {
+        let dir = std::env::temp_dir().join(format!("zfsync-catalog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (bin, calls) = (dir.join("zfs"), dir.join("calls"));
+        let script = format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\n\
+             case \"$*\" in\n\
+             version) exit 2 ;;\n\
+             *' pool/t') sleep 0.3; printf 'pool/t\\ttype\\tfilesystem\\n' ;;\n\
+             *) echo \"cannot open 'pool/b': dataset does not exist\" >&2; exit 1 ;;\n\
+             esac\n",
+            calls.display()
+        );
+        std::fs::write(&bin, script).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let zfs = Zfs::detect(&bin).unwrap();
+        let catalog = Catalog {
+            ttl: Duration::from_millis(200),
+            ..Catalog::default()
+        };
+        let (root, buffer) = (
+            Dataset::new("pool/t").unwrap(),
+            Dataset::new("pool/b").unwrap(),
+        );
+        catalog.warm(&zfs, &root, &buffer).unwrap();
+        let t = catalog.dataset(&zfs, &root, &buffer, &root).unwrap();
+        assert_eq!(t.map(|d| d.name), Some("pool/t".to_string()));
+        let listings = |calls: &std::path::Path| {
+            let ran = std::fs::read_to_string(calls).unwrap();
+            ran.lines().filter(|l| l.ends_with(" pool/t")).count()
+        };
+        assert_eq!(listings(&calls), 1);
+        // Past its time it is taken again.
+        std::thread::sleep(Duration::from_millis(250));
+        catalog.warm(&zfs, &root, &buffer).unwrap();
+        assert_eq!(listings(&calls), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,7 +26,9 @@ Options:
   -j, --max-connections N  concurrent connections served (default 16); more are
                            refused with a clear error
       --timeout SECS       give up on a silent peer after SECS seconds (default 60),
-                           and kill a zfs command that runs 5 times as long
+                           kill a zfs command that runs 5 times as long, and
+                           let a sender's cleanup wait that long for its datasets
+                           still locked after their result
       --parent-wait SECS   how long a new dataset whose parent is being received
                            waits for it before going to the buffer (default 2;
                            0: at once)

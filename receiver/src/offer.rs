@@ -155,7 +155,12 @@ impl Session<'_> {
             Plan::Incremental { .. } => last,
             _ => None,
         };
-        let outcome = self.receive(&ds, &opts, ends_with);
+        let finishing = || {
+            if let Some(lock) = &accepted.lock {
+                lock.finishing();
+            }
+        };
+        let outcome = self.receive(&ds, &opts, ends_with, &finishing);
         if let Ok(o) = &outcome {
             self.record.received(o);
         }

@@ -29,12 +29,14 @@ fn end_cut_recv(proc: zfsync_zfs::ZfsProcess, limit: Duration) {
 
 impl Session<'_> {
     /// Receives one stream into `ds` and sends the result. `ends_with` is the snapshot the
-    /// stream ends with, when the plan says which (`None`: a resumed stream).
+    /// stream ends with, when the plan says which (`None`: a resumed stream). `finishing`
+    /// is called right before the result goes out.
     pub(crate) fn receive(
         &mut self,
         ds: &Dataset,
         opts: &RecvOptions,
         ends_with: Option<Snapshot>,
+        finishing: &dyn Fn(),
     ) -> Result<Outcome> {
         let resuming = ends_with.is_none();
         let zfs = self.shared.zfs;
@@ -61,18 +63,19 @@ impl Session<'_> {
                 ),
             };
             if ended.is_some() {
-                self.writer.send(&Message::Result(outcome.clone()))?;
+                self.send_result(&outcome, finishing)?;
                 return Ok(outcome);
             }
-            return self.fail_and_drain(outcome);
+            return self.fail_and_drain(outcome, finishing);
         }
         let mut proc = match zfs.recv(ds, opts) {
             Ok(p) => p,
             Err(e) => {
-                return self.fail_and_drain(Outcome::Failed {
+                let failed = Outcome::Failed {
                     reason: Reason::ZfsFailed,
                     text: e.to_string(),
-                })
+                };
+                return self.fail_and_drain(failed, finishing);
             }
         };
         let stdin = proc.take_stdin().expect("zfs recv has stdin");
@@ -173,7 +176,7 @@ impl Session<'_> {
                     // falls back to a normal incremental.
                     self.discard_partial(ds);
                 }
-                return self.fail_and_drain(Outcome::Failed { reason, text });
+                return self.fail_and_drain(Outcome::Failed { reason, text }, finishing);
             }
             End::Aborted(text) => {
                 end_cut_recv(proc, self.shared.config.timeout);
@@ -194,7 +197,7 @@ impl Session<'_> {
                 }
             }
         };
-        self.writer.send(&Message::Result(outcome.clone()))?;
+        self.send_result(&outcome, finishing)?;
         Ok(outcome)
     }
 
@@ -276,10 +279,17 @@ impl Session<'_> {
         }
     }
 
+    /// Sends `outcome` as the Result, once the offer is marked finishing: from then on
+    /// the sender may be done with the run and ask for its cleanup.
+    fn send_result(&mut self, outcome: &Outcome, finishing: &dyn Fn()) -> Result<()> {
+        finishing();
+        Ok(self.writer.send(&Message::Result(outcome.clone()))?)
+    }
+
     /// Sends a failure before the stream has ended, then reads and drops the rest of the
     /// stream (the sender stops as soon as it sees the result, and sends `Abort`).
-    fn fail_and_drain(&mut self, outcome: Outcome) -> Result<Outcome> {
-        self.writer.send(&Message::Result(outcome.clone()))?;
+    fn fail_and_drain(&mut self, outcome: Outcome, finishing: &dyn Fn()) -> Result<Outcome> {
+        self.send_result(&outcome, finishing)?;
         loop {
             match self.reader.read_message()? {
                 Some(Message::Data(_)) | Some(Message::KeepAlive) => {}

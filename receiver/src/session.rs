@@ -183,13 +183,16 @@ impl<'a> Session<'a> {
                 }
                 Message::Cleanup => {
                     // The sender's datasets are done, but an offer may still hold its lock
-                    // after its result (the receiver's hold, read-only, pruning), longer
-                    // than --parent-wait on a busy host: wait for it, or its copies in the
-                    // buffer are left "busy" until another connection ends. KeepAlives
-                    // hold the sender meanwhile.
-                    let config = &self.shared.config;
-                    let (tree, wait) = (&self.shared.tree, config.timeout.max(config.parent_wait));
-                    self.keeping_alive(|| tree.wait_quiet(&self.root_rel, wait))?;
+                    // after its Result (the receiver's hold, read-only, pruning), longer
+                    // than --parent-wait on a busy host: wait for those up to --timeout,
+                    // or their copies in the buffer are left "busy" until another
+                    // connection ends. Any other offer below the root (an overlapping run's
+                    // stream), up to --parent-wait. KeepAlives hold the sender meanwhile.
+                    let (tree, config) = (&self.shared.tree, &self.shared.config);
+                    self.keeping_alive(|| {
+                        tree.wait_finished(&self.root_rel, config.timeout);
+                        tree.wait_quiet(&self.root_rel, config.parent_wait)
+                    })?;
                     // The sender is told about its own tree's copies: another tree's, or
                     // one a session is still working on, is no reason for its run to fail.
                     let r = self.shared.tree.cleanup(self.shared.zfs);
@@ -273,8 +276,9 @@ impl<'a> Session<'a> {
         Err(Error::Violation(what.to_string()))
     }
 
-    /// Runs `work` while a thread sends KeepAlive every `--timeout`/3 (at most every
-    /// second: the sender's own timeout may be shorter than ours), so that a sender
+    /// Runs `work` while a thread sends KeepAlive every `--timeout`/3, but at least every
+    /// 300 ms (the sender's own timeout, 1 s at the least, may be shorter than ours),
+    /// so that a sender
     /// waiting for an answer does not give up while the receiver works on it (a listing of
     /// a big destination, a wait for a lock or a parent). Only between messages, never
     /// inside a stream: the thread has stopped, and with it its writing, when this returns,
@@ -282,7 +286,7 @@ impl<'a> Session<'a> {
     pub(crate) fn keeping_alive<T>(&self, work: impl FnOnce() -> T) -> Result<T> {
         let stream = self.writer.get_ref().get_ref().try_clone()?;
         let every = (self.shared.config.timeout / 3)
-            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+            .clamp(Duration::from_millis(100), Duration::from_millis(300));
         let (done, stop) = crossbeam_channel::bounded::<()>(0);
         Ok(std::thread::scope(|s| {
             s.spawn(move || {

@@ -10,7 +10,7 @@
 
 use crate::catalog::Catalog;
 use log::{info, warn};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -73,7 +73,9 @@ pub struct Tree {
     pub buffer: Dataset,
     /// What the datasets look like, for offers; every change below is recorded in it.
     pub catalog: Catalog,
-    locked: Mutex<HashSet<String>>,
+    /// Locked datasets, each with whether its offer is finishing: its Result is sent,
+    /// its bookkeeping (hold, read-only, pruning) not yet done.
+    locked: Mutex<HashMap<String, bool>>,
     released: Condvar,
     /// Held for every change of the tree (see the module's doc).
     changing: Mutex<()>,
@@ -88,6 +90,18 @@ pub struct Tree {
 pub struct DatasetLock<'a> {
     tree: &'a Tree,
     key: String,
+}
+
+impl DatasetLock<'_> {
+    /// Marks the offer holding this lock as finishing: called right before its Result
+    /// goes to the sender, whose cleanup request may come at once (see
+    /// [`Tree::wait_finished`]).
+    pub fn finishing(&self) {
+        let mut set = self.tree.locked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = set.get_mut(&self.key) {
+            *f = true;
+        }
+    }
 }
 
 impl Drop for DatasetLock<'_> {
@@ -265,7 +279,7 @@ impl Tree {
             target,
             buffer,
             catalog: Catalog::default(),
-            locked: Mutex::new(HashSet::new()),
+            locked: Mutex::new(HashMap::new()),
             released: Condvar::new(),
             changing: Mutex::new(()),
             // Unknown at start: the first cleanup looks.
@@ -277,7 +291,7 @@ impl Tree {
     /// Takes the lock of dataset `rel`, waiting up to `wait` for another session to finish.
     pub fn lock(&self, rel: &str, wait: Duration) -> Option<DatasetLock<'_>> {
         let mut set = self.wait_free(rel, wait)?;
-        set.insert(rel.to_string());
+        set.insert(rel.to_string(), false);
         Some(DatasetLock {
             tree: self,
             key: rel.to_string(),
@@ -293,26 +307,35 @@ impl Tree {
     /// Waits up to `wait` until no session holds the lock of a dataset at or below `rel`
     /// ("" for all of TARGET); false if one still does.
     pub fn wait_quiet(&self, rel: &str, wait: Duration) -> bool {
-        let below = |key: &String| {
-            rel.is_empty()
-                || key == rel
-                || key.strip_prefix(rel).is_some_and(|r| r.starts_with('/'))
-        };
-        self.wait_until(wait, |set| !set.iter().any(below))
+        self.wait_until(wait, |set| !set.keys().any(|k| at_or_below(k, rel)))
             .is_some()
     }
 
+    /// Waits up to `wait` until no offer of a dataset at or below `rel` is finishing (see
+    /// [`DatasetLock::finishing`]); false if one still is.
+    pub fn wait_finished(&self, rel: &str, wait: Duration) -> bool {
+        self.wait_until(wait, |set| {
+            !set.iter()
+                .any(|(k, finishing)| *finishing && at_or_below(k, rel))
+        })
+        .is_some()
+    }
+
     /// The set of locked datasets, once `rel` is not in it (waiting up to `wait`).
-    fn wait_free(&self, rel: &str, wait: Duration) -> Option<MutexGuard<'_, HashSet<String>>> {
-        self.wait_until(wait, |set| !set.contains(rel))
+    fn wait_free(
+        &self,
+        rel: &str,
+        wait: Duration,
+    ) -> Option<MutexGuard<'_, HashMap<String, bool>>> {
+        self.wait_until(wait, |set| !set.contains_key(rel))
     }
 
     /// The set of locked datasets, once `done` says so of it (waiting up to `wait`).
     fn wait_until(
         &self,
         wait: Duration,
-        done: impl Fn(&HashSet<String>) -> bool,
-    ) -> Option<MutexGuard<'_, HashSet<String>>> {
+        done: impl Fn(&HashMap<String, bool>) -> bool,
+    ) -> Option<MutexGuard<'_, HashMap<String, bool>>> {
         let deadline = Instant::now() + wait;
         let mut set = self.locked.lock().unwrap_or_else(|p| p.into_inner());
         while !done(&set) {
@@ -332,7 +355,7 @@ impl Tree {
         self.locked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(rel)
+            .contains_key(rel)
     }
 
     pub(crate) fn change_lock(&self) -> MutexGuard<'_, ()> {
@@ -670,12 +693,17 @@ impl Tree {
                 (Left::Waiting, Some(note))
             }
             Step::ParentBusy { copy, real, parent } => {
-                let note = format!("{real} (in the buffer as {copy}): its parent {parent} is being received, left for the next cleanup");
+                let note = format!("{real} (in the buffer as {copy}): its parent {parent} is being received or is still in the buffer, left for the next cleanup");
                 (Left::Busy, Some(note))
             }
             Step::Skip { copy, why } => (Left::Waiting, Some(format!("{copy}: left alone: {why}"))),
         }
     }
+}
+
+/// Whether path `key` is `rel` or below it ("" is TARGET, above everything).
+fn at_or_below(key: &str, rel: &str) -> bool {
+    rel.is_empty() || key == rel || key.strip_prefix(rel).is_some_and(|r| r.starts_with('/'))
 }
 
 /// Joins two relative paths ("" is the empty path).
@@ -962,6 +990,39 @@ mod tests {
                 "rename pool/t_zfsync_buffer/612f62 pool/t/a/b"
             ]
         );
+    }
+
+    #[test]
+    fn only_finishing_offers_at_or_below_a_path_are_waited_for_as_finishing() {
+        let t = tree();
+        let streaming = t.lock("a/s", Duration::ZERO).unwrap();
+        let finished = |rel| t.wait_finished(rel, Duration::ZERO);
+        assert!(finished("a"), "a lock whose offer has not sent its Result");
+        let done = t.lock("a/x", Duration::ZERO).unwrap();
+        done.finishing();
+        assert_eq!(
+            [
+                finished(""),
+                finished("a"),
+                finished("a/x"),
+                finished("a/xy"),
+                finished("b")
+            ],
+            [false, false, false, true, true]
+        );
+        // Released by another thread while one waits: the wait ends then, not at its limit.
+        let waited = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                drop(done);
+            });
+            let started = Instant::now();
+            assert!(t.wait_finished("a", Duration::from_secs(10)));
+            started.elapsed()
+        });
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert!(!t.wait_quiet("a", Duration::ZERO), "a/s is still locked");
+        drop(streaming);
     }
 
     #[test]

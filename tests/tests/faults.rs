@@ -524,7 +524,7 @@ fn receiver_killed_mid_stream_and_restarted_converges() {
         }
         let out = sender.finish(Duration::from_secs(40));
         let cut = match retrying {
-            false => out.status != 0,
+            false => out.rows().values().any(|r| r.outcome == "failed"),
             true => out.stderr.contains("retry dataset="),
         };
         eprintln!(
@@ -537,7 +537,12 @@ fn receiver_killed_mid_stream_and_restarted_converges() {
             }
         );
         if !cut {
-            out.assert_ok();
+            // Exit 1 only with copies the failed cleanup request leaves unknown.
+            assert!(
+                out.status == 0 || out.stdout.contains("waiting"),
+                "{}",
+                out.stdout
+            );
             if !retrying {
                 s.restart_receiver();
             }
@@ -924,11 +929,11 @@ fn zfs_recv_that_reads_nothing_costs_its_dataset_within_five_timeouts() {
 }
 
 // A new root's offer holds its lock after its result while the receiver makes it
-// read-only (slowed to 3 s here, longer than --parent-wait, as on a loaded host). Its
-// children went to the buffer meanwhile. The run's cleanup waits for the root and then
-// places them: the run is done, and nothing is left in the buffer. Before, a cleanup on
-// another worker's connection left the children "busy" and theirs "waiting" for a parent
-// still in the buffer (the run exited 1), unless it happened to go on the root's own.
+// read-only (zfs-fuse, whose zfs recv cannot set it; slowed to 3 s here, longer than
+// --parent-wait, as on a loaded host). Its children went to the buffer meanwhile. The
+// run's cleanup waits for the root and then places them: the run is done, and nothing is
+// left in the buffer. Without that wait, a cleanup on another worker's connection leaves
+// the children "busy" and theirs "waiting" for a parent still in the buffer (exit 1).
 #[test]
 fn the_run_s_cleanup_waits_for_a_root_still_locked_after_its_result() {
     let rels = &["", "a", "a/b", "c"];
@@ -954,7 +959,7 @@ fn the_run_s_cleanup_waits_for_a_root_still_locked_after_its_result() {
     // ended): then the run's cleanup has nothing left to say.
     let line = out.stdout.lines().find(|l| l.contains("receiver cleanup:"));
     assert!(
-        line.is_none_or(|l| l.contains(" 0 waiting,")),
+        line.map_or(true, |l| l.contains(" 0 waiting,")),
         "{}",
         out.stdout
     );
