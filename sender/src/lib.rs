@@ -380,14 +380,33 @@ fn run_recorded(config: &Config, recorder: &record::Recorder) -> Result<RunRepor
         }
         (None, 0)
     } else {
-        match request_cleanup(config, cleanup_conn, listed.as_deref(), &root_guids) {
+        // The receiver may work on it a while (it waits for offers still finishing): the
+        // deadline bounds it as it bounds the datasets.
+        let (cleaned, cleaned_rx) = crossbeam_channel::bounded::<()>(0);
+        let requested = std::thread::scope(|s| {
+            s.spawn(|| deadline.enforce(&cleaned_rx));
+            let r = request_cleanup(
+                config,
+                cleanup_conn,
+                listed.as_deref(),
+                &root_guids,
+                &deadline,
+            );
+            drop(cleaned);
+            r
+        });
+        match requested {
             // Copies of this tree left in the buffer: the run is not done.
             Ok(done) => (done.line(), done.waiting + done.failed),
             // Not the run's failure as such: the datasets are where the run left them, and
             // the receiver places buffered ones after every connection anyway. But whether
             // what this run put in the buffer is in place now is unknown.
             Err(e) => {
-                warnings.push(format!("cleanup request failed: {e}"));
+                let why = match deadline.passed() {
+                    true => deadline.text(),
+                    false => e.to_string(),
+                };
+                warnings.push(format!("cleanup request failed: {why}"));
                 let buffered = reports.iter().filter(|r| r.delivery.buffered()).count();
                 (None, buffered as u32)
             }
@@ -479,11 +498,13 @@ fn request_cleanup(
     conn: Option<Connection>,
     listed: Option<&[String]>,
     root_guids: &[u64],
+    deadline: &Deadline,
 ) -> Result<report::CleanupDone> {
     let mut conn = match conn {
         Some(c) => c,
         None => Connection::open(config)?,
     };
+    conn.watch(deadline)?;
     // The receiver counts a dataset list only on a connection that announced the root
     // (one opened for the cleanup, or whose worker offered nothing, has not).
     conn.announce_root(root_guids)?;

@@ -941,15 +941,7 @@ fn the_run_s_cleanup_waits_for_a_root_still_locked_after_its_result() {
     s.write(rels, "f.bin", 1, 12);
     snapshot_tree(&s.root, "s1");
     s.recv.stop();
-    let fake = fake_zfs(
-        s._src.dir(),
-        "zfs-slow-readonly",
-        &format!(
-            "# fault injector (tests/tests/faults.rs): making TARGET read-only takes 3 s\n\
-             [ \"$*\" = 'set readonly=on {}' ] && sleep 3\n",
-            s.target
-        ),
-    );
+    let fake = slow_read_only_zfs(s._src.dir(), &s.target, 3);
     let fake = fake.to_str().expect("utf-8");
     s.recv = Receiver::start(&s.target, &["--parent-wait", "0", "--zfs", fake]);
     let out = send_tree(&s.root, &s.recv, &["-t", "4"]);
@@ -969,6 +961,50 @@ fn the_run_s_cleanup_waits_for_a_root_still_locked_after_its_result() {
     );
     assert_eq!(buffered_copies(&s.buffer), Vec::<String>::new());
     assert_same_snapshots(&s.root, &s.target);
+}
+
+// The run's --deadline bounds its cleanup request too, which the receiver may hold while
+// an offer finishes its bookkeeping (here a read-only set that takes 10 s).
+#[test]
+fn the_deadline_bounds_the_cleanup_request() {
+    let rels = &["", "a", "a/b"];
+    let mut s = Site::new("slowdl", rels, &[]);
+    s.write(rels, "f.bin", 1, 13);
+    snapshot_tree(&s.root, "s1");
+    s.recv.stop();
+    let fake = slow_read_only_zfs(s._src.dir(), &s.target, 10);
+    let fake = fake.to_str().expect("utf-8");
+    s.recv = Receiver::start(&s.target, &["--parent-wait", "0", "--zfs", fake]);
+    let started = Instant::now();
+    let out = send_tree(&s.root, &s.recv, &["-t", "3", "--deadline", "4"]);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(9),
+        "took {took:?}\n{}",
+        out.stderr
+    );
+    assert_ne!(out.status, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("the run's --deadline of 4 s passed"),
+        "{}",
+        out.stderr
+    );
+    // Once the receiver is done with it, a run without a deadline finds everything.
+    settle(&s.recv);
+    s.converges();
+}
+
+/// A zfs for the receiver that takes `secs` seconds to make `target` read-only (what it
+/// does after a new TARGET's full receive on zfs-fuse, whose zfs recv cannot set it).
+fn slow_read_only_zfs(dir: &Path, target: &str, secs: u32) -> PathBuf {
+    fake_zfs(
+        dir,
+        "zfs-slow-readonly",
+        &format!(
+            "# fault injector (tests/tests/faults.rs): making TARGET read-only takes {secs} s\n\
+             [ \"$*\" = 'set readonly=on {target}' ] && sleep {secs}\n"
+        ),
+    )
 }
 
 // issue 5: the source snapshot is destroyed while it is being sent (injected: the
