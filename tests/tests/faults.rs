@@ -936,14 +936,7 @@ fn zfs_recv_that_reads_nothing_costs_its_dataset_within_five_timeouts() {
 // the children "busy" and theirs "waiting" for a parent still in the buffer (exit 1).
 #[test]
 fn the_run_s_cleanup_waits_for_a_root_still_locked_after_its_result() {
-    let rels = &["", "a", "a/b", "c"];
-    let mut s = Site::new("slowro", rels, &[]);
-    s.write(rels, "f.bin", 1, 12);
-    snapshot_tree(&s.root, "s1");
-    s.recv.stop();
-    let fake = slow_read_only_zfs(s._src.dir(), &s.target, 3);
-    let fake = fake.to_str().expect("utf-8");
-    s.recv = Receiver::start(&s.target, &["--parent-wait", "0", "--zfs", fake]);
+    let s = slow_read_only_site("slowro", &["", "a", "a/b", "c"], 12, 3);
     let out = send_tree(&s.root, &s.recv, &["-t", "4"]);
     let log = s.recv.log();
     assert_eq!(out.status, 0, "{}\n--- receiver log ---\n{log}", out.stdout);
@@ -961,20 +954,15 @@ fn the_run_s_cleanup_waits_for_a_root_still_locked_after_its_result() {
     );
     assert_eq!(buffered_copies(&s.buffer), Vec::<String>::new());
     assert_same_snapshots(&s.root, &s.target);
+    // The files that arrived, too (and a second run finds nothing to do).
+    s.converges();
 }
 
 // The run's --deadline bounds its cleanup request too, which the receiver may hold while
 // an offer finishes its bookkeeping (here a read-only set that takes 10 s).
 #[test]
 fn the_deadline_bounds_the_cleanup_request() {
-    let rels = &["", "a", "a/b"];
-    let mut s = Site::new("slowdl", rels, &[]);
-    s.write(rels, "f.bin", 1, 13);
-    snapshot_tree(&s.root, "s1");
-    s.recv.stop();
-    let fake = slow_read_only_zfs(s._src.dir(), &s.target, 10);
-    let fake = fake.to_str().expect("utf-8");
-    s.recv = Receiver::start(&s.target, &["--parent-wait", "0", "--zfs", fake]);
+    let s = slow_read_only_site("slowdl", &["", "a", "a/b"], 13, 10);
     let started = Instant::now();
     let out = send_tree(&s.root, &s.recv, &["-t", "3", "--deadline", "4"]);
     let took = started.elapsed();
@@ -992,6 +980,19 @@ fn the_deadline_bounds_the_cleanup_request() {
     // Once the receiver is done with it, a run without a deadline finds everything.
     settle(&s.recv);
     s.converges();
+}
+
+/// A new tree `rels` (1 MiB each, seeded, one snapshot) and a receiver with
+/// `--parent-wait 0` whose zfs takes `secs` seconds to make TARGET read-only.
+fn slow_read_only_site(tag: &str, rels: &[&str], seed: u64, secs: u32) -> Site {
+    let mut s = Site::new(tag, rels, &[]);
+    s.write(rels, "f.bin", 1, seed);
+    snapshot_tree(&s.root, "s1");
+    s.recv.stop();
+    let fake = slow_read_only_zfs(s._src.dir(), &s.target, secs);
+    let fake = fake.to_str().expect("utf-8");
+    s.recv = Receiver::start(&s.target, &["--parent-wait", "0", "--zfs", fake]);
+    s
 }
 
 /// A zfs for the receiver that takes `secs` seconds to make `target` read-only (what it
